@@ -1,0 +1,613 @@
+"""Apply OCI image layers (image-spec layer.md) to a directory, confined to it.
+
+Contract of :func:`apply_layer`:
+
+* The blob is decompressed (plain tar, gzip or zstd) and untarred in one
+  streaming pass; the uncompressed bytes are hashed on the way and compared
+  with the expected ``diff_id`` at the end.  A mismatch raises
+  :class:`LayerError` (the directory may then hold a partial layer: callers
+  apply into a staging directory they can throw away).
+* Every path is resolved component by component below the root directory
+  with ``*at`` calls on directory file descriptors.  Symlinks met in
+  intermediate components are followed the way a ``chroot`` would (absolute
+  targets restart at the root, ``..`` stops at the root), so nothing is ever
+  created, changed or removed outside the root.  Entries whose names contain
+  ``..`` components and hardlinks whose target names do are refused.
+* Whiteouts (``.wh.NAME``) and opaque markers (``.wh..wh..opq``) remove
+  entries of the layers below, never entries of the same layer.  When the
+  target directory is an overlayfs mount (lower layers + a fresh upperdir),
+  these removals make the kernel record them in overlayfs form (0/0 char
+  devices, ``trusted.overlay.opaque``) in the upperdir, and hardlinks to
+  lower files are materialised by copy-up.
+* Ownership is applied before the mode (chown clears setuid/setgid), directory
+  mtimes after their contents.  ``trusted.overlay.*`` xattrs from a layer are
+  dropped: they would let an image forge overlayfs metadata.
+* In ``rootless`` mode ownership is not changed and device nodes are skipped.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import tarfile
+
+__all__ = ["LayerError", "IdMap", "apply_layer", "open_layer_stream", "open_in_root", "resolve_in_root"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+_MAX_SYMLINKS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LayerError(Exception):
+    """A layer could not be applied; the message names the layer entry or blob."""
+
+
+class IdMap:
+    """A container-to-host id mapping made of ``(container, host, size)`` ranges."""
+
+    def __init__(self, ranges=()):
+        self.ranges = [tuple(int(x) for x in r) for r in ranges]
+
+    @classmethod
+    def parse(cls, specs):
+        """Build from strings ``C:H:N`` (as given to ``--uid-map``)."""
+        ranges = []
+        for s in specs or ():
+            parts = s.split(":")
+            if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[2]) == 0:
+                raise ValueError(f"invalid id map {s!r}: expected CONTAINER:HOST:SIZE")
+            ranges.append(tuple(int(p) for p in parts))
+        return cls(ranges)
+
+    def __bool__(self):
+        return bool(self.ranges)
+
+    def to_host(self, cid: int) -> int:
+        """Map a container id to its host id; identity when the map is empty."""
+        if not self.ranges:
+            return cid
+        for c, h, n in self.ranges:
+            if c <= cid < c + n:
+                return h + cid - c
+        raise KeyError(cid)
+
+    def to_spec(self):
+        """The runtime-spec ``uidMappings``/``gidMappings`` form."""
+        return [{"containerID": c, "hostID": h, "size": n} for c, h, n in self.ranges]
+
+    def __str__(self):
+        return ",".join(f"{c}:{h}:{n}" for c, h, n in self.ranges)
+
+
+# --------------------------------------------------------------------------
+# decompression + digest
+
+
+class _HashingReader:
+    """File-like reader that hashes everything read through it."""
+
+    def __init__(self, raw, algo: str):
+        self._raw = raw
+        self.hash = hashlib.new(algo)
+        self.size = 0
+
+    def read(self, n=-1):
+        data = self._raw.read(n)
+        if data:
+            self.hash.update(data)
+            self.size += len(data)
+        return data
+
+    def drain(self):
+        while self.read(1 << 20):
+            pass
+
+
+def _compression(media_type: str | None, head: bytes) -> str:
+    mt = (media_type or "").lower()
+    if mt.endswith("+gzip") or mt.endswith(".tar.gzip") or mt.endswith("gzip"):
+        return "gzip"
+    if mt.endswith("+zstd") or mt.endswith("zstd"):
+        return "zstd"
+    if mt.endswith(".tar") or mt.endswith("+tar"):
+        return "none"
+    # Unknown or missing media type: fall back to the magic numbers.
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    return "none"
+
+
+def open_layer_stream(fileobj, media_type: str | None = None):
+    """Return a reader of the uncompressed tar stream of a layer blob file."""
+    head = fileobj.read(4)
+    fileobj.seek(0)
+    kind = _compression(media_type, head)
+    if kind == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True)
+    return fileobj
+
+
+# --------------------------------------------------------------------------
+# path resolution confined to a root
+
+
+def _split_entry_name(name: str, entry: str) -> list[str]:
+    """Normalise a tar entry name into components; refuse ``..``."""
+    parts = []
+    for p in name.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            raise LayerError(f"layer entry {entry!r}: path contains '..', refusing to leave the rootfs")
+        parts.append(p)
+    return parts
+
+
+def _resolve(root_fd: int, parts: list[str], *, create: bool, entry: str, follow_last: bool = False):
+    """Walk ``parts`` below ``root_fd`` and return ``(parent_fd, last_name)``.
+
+    Intermediate symlinks are followed scoped to the root; missing
+    intermediate directories are created (mode 0755) when ``create``.  The
+    returned fd is new and owned by the caller.  ``last_name`` is ``None``
+    when the path resolves to the root itself.
+    """
+    stack = [os.dup(root_fd)]
+    todo = list(reversed(parts))  # pop() from the end = next component
+    links = 0
+    try:
+        while todo:
+            comp = todo.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            cur = stack[-1]
+            last = not todo
+            try:
+                st = os.lstat(comp, dir_fd=cur)
+            except FileNotFoundError:
+                st = None
+            if last and not (follow_last and st is not None and stat.S_ISLNK(st.st_mode)):
+                fd = stack.pop()
+                return fd, comp
+            if st is None:
+                if not create:
+                    raise FileNotFoundError(errno.ENOENT, "no such file or directory", comp)
+                os.mkdir(comp, 0o755, dir_fd=cur)
+                st = os.lstat(comp, dir_fd=cur)
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise LayerError(f"layer entry {entry!r}: too many levels of symbolic links")
+                target = os.readlink(comp, dir_fd=cur)
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                todo.extend(reversed([p for p in target.split("/") if p]))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"layer entry {entry!r}: path component {comp!r} is not a directory")
+            stack.append(os.open(comp, _DIR_FLAGS, dir_fd=cur))
+        fd = stack.pop()
+        return fd, None
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def resolve_in_root(root: str, path: str, *, create: bool = False, follow_last: bool = False):
+    """Public form of the confined walk: ``(parent_fd, name)`` for ``path`` in ``root``."""
+    rfd = os.open(root, _DIR_FLAGS)
+    try:
+        return _resolve(rfd, [p for p in path.split("/") if p], create=create, entry=path, follow_last=follow_last)
+    finally:
+        os.close(rfd)
+
+
+def open_in_root(root: str, path: str, flags: int = os.O_RDONLY):
+    """Open ``path`` inside ``root`` following symlinks only within ``root``.
+
+    Returns a file descriptor; raises FileNotFoundError when missing.
+    """
+    pfd, name = resolve_in_root(root, path, follow_last=True)
+    try:
+        if name is None:
+            return os.open(".", flags | os.O_CLOEXEC, dir_fd=pfd)
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    finally:
+        os.close(pfd)
+
+
+def _proc(fd: int, name: str | None = None) -> str:
+    # /proc/self/fd/N names the directory the fd refers to; the final name
+    # is then looked up without following it (follow_symlinks=False).
+    return f"/proc/self/fd/{fd}" if name is None else f"/proc/self/fd/{fd}/{name}"
+
+
+def _remove(pfd: int, name: str):
+    try:
+        st = os.lstat(name, dir_fd=pfd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        import shutil
+
+        shutil.rmtree(name, dir_fd=pfd)
+    else:
+        os.unlink(name, dir_fd=pfd)
+
+
+# --------------------------------------------------------------------------
+# applying one layer
+
+
+class _Applier:
+    def __init__(self, root: str, *, rootless: bool, uid_map: IdMap, gid_map: IdMap):
+        self.root = root
+        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.rootless = rootless
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+        # Paths written by this layer, with all their ancestors: whiteouts of
+        # this same layer must not remove them.
+        self.touched: set[str] = set()
+        self.dir_times: list[tuple[str, int, int]] = []
+        self.skipped: list[str] = []
+
+    def close(self):
+        os.close(self.root_fd)
+
+    # -- helpers
+    def _mark(self, rel: str):
+        while rel and rel not in self.touched:
+            self.touched.add(rel)
+            rel = rel.rpartition("/")[0]
+
+    def _ids(self, ti: tarfile.TarInfo, entry: str):
+        try:
+            return self.uid_map.to_host(ti.uid), self.gid_map.to_host(ti.gid)
+        except KeyError as e:
+            raise LayerError(f"layer entry {entry!r}: owner id {e.args[0]} is not in the id map") from None
+
+    def _xattrs(self, ti: tarfile.TarInfo):
+        out = []
+        for k, v in ti.pax_headers.items():
+            if k.startswith("SCHILY.xattr."):
+                name = k[len("SCHILY.xattr."):]
+                if name.startswith("trusted.overlay."):
+                    continue
+                out.append((name, v.encode("utf-8", "surrogateescape")))
+        return out
+
+    def _metadata(self, pfd: int, name: str | None, ti: tarfile.TarInfo, entry: str, *, fd: int | None = None):
+        """chown, then xattrs, then chmod (chown clears set-id bits), then times."""
+        uid, gid = self._ids(ti, entry)
+        is_link = ti.issym()
+        path = _proc(fd) if fd is not None else _proc(pfd, name)
+        if not self.rootless:
+            if fd is not None:
+                os.fchown(fd, uid, gid)
+            else:
+                os.chown(path, uid, gid, follow_symlinks=False)
+        for xname, value in self._xattrs(ti):
+            try:
+                if fd is not None:
+                    os.setxattr(fd, xname, value)
+                else:
+                    os.setxattr(path, xname, value, follow_symlinks=False)
+            except OSError as e:
+                # user.* xattrs cannot exist on symlinks; a layer carrying
+                # them there is tolerated (the attribute is dropped).
+                if is_link and e.errno in (errno.EPERM, errno.ENOTSUP):
+                    continue
+                raise LayerError(f"layer entry {entry!r}: cannot set xattr {xname}: {e.strerror}") from None
+        if not is_link:
+            mode = ti.mode & 0o7777
+            if fd is not None:
+                os.fchmod(fd, mode)
+            else:
+                os.chmod(path, mode)
+        mtime_ns = int(float(ti.mtime) * 1e9)
+        atime = ti.pax_headers.get("atime")
+        atime_ns = int(float(atime) * 1e9) if atime else mtime_ns
+        if ti.isdir():
+            return (atime_ns, mtime_ns)
+        if fd is not None:
+            os.utime(fd, ns=(atime_ns, mtime_ns))
+        else:
+            os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+        return None
+
+    def _remove_lower(self, pfd: int, name: str, rel: str):
+        """Remove what lower layers put at rel, keeping this layer's entries."""
+        if rel not in self.touched:
+            _remove(pfd, name)
+            return
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            try:
+                for child in os.listdir(dfd):
+                    self._remove_lower(dfd, child, f"{rel}/{child}")
+            finally:
+                os.close(dfd)
+
+    def _opaque(self, parts: list[str], entry: str):
+        rel = "/".join(parts)
+        pfd, name = _resolve(self.root_fd, parts, create=True, entry=entry)
+        try:
+            if name is None:  # opaque root: drop every lower entry
+                for child in os.listdir(pfd):
+                    self._remove_lower(pfd, child, child)
+                return
+            try:
+                st = os.lstat(name, dir_fd=pfd)
+            except FileNotFoundError:
+                st = None
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                _remove(pfd, name)
+                st = None
+            if st is None:
+                os.mkdir(name, 0o755, dir_fd=pfd)
+                self._mark(rel)
+                return
+            if not any(t.startswith(rel + "/") for t in self.touched):
+                # Nothing of this layer below it yet: recreate the directory
+                # with its metadata.  On an overlay mount this yields an
+                # opaque directory in the upperdir, as the marker means.
+                path = _proc(pfd, name)
+                xattrs = [(x, os.getxattr(path, x, follow_symlinks=False)) for x in os.listxattr(path, follow_symlinks=False)]
+                _remove(pfd, name)
+                os.mkdir(name, 0o755, dir_fd=pfd)
+                if not self.rootless:
+                    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+                for x, v in xattrs:
+                    try:
+                        os.setxattr(path, x, v, follow_symlinks=False)
+                    except OSError:
+                        pass  # e.g. overlay-private names the mount refuses
+                os.chmod(path, stat.S_IMODE(st.st_mode))
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                self._mark(rel)
+                return
+            dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            try:
+                for child in os.listdir(dfd):
+                    self._remove_lower(dfd, child, f"{rel}/{child}")
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(pfd)
+
+    def _whiteout(self, parts: list[str], entry: str):
+        try:
+            pfd, name = _resolve(self.root_fd, parts, create=False, entry=entry)
+        except FileNotFoundError:
+            return  # nothing below to hide
+        except LayerError:
+            return  # a parent is not a directory: nothing below to hide either
+        try:
+            if name is None:
+                raise LayerError(f"layer entry {entry!r}: whiteout of the root directory")
+            self._remove_lower(pfd, name, "/".join(parts))
+        finally:
+            os.close(pfd)
+
+    # -- entries
+    def entry(self, tar: tarfile.TarFile, ti: tarfile.TarInfo):
+        entry = ti.name
+        parts = _split_entry_name(ti.name, entry)
+        if parts:
+            base = parts[-1]
+            if base == OPAQUE:
+                self._opaque(parts[:-1], entry)
+                return
+            if base.startswith(WHITEOUT_PREFIX):
+                target = base[len(WHITEOUT_PREFIX):]
+                if not target or target in (".", ".."):
+                    raise LayerError(f"layer entry {entry!r}: invalid whiteout name")
+                self._whiteout(parts[:-1] + [target], entry)
+                return
+        if (ti.ischr() or ti.isblk()) and self.rootless:
+            # An unprivileged user cannot create device nodes (and must not
+            # get them from an image); like rootless Docker, skip them.
+            self.skipped.append(entry)
+            return
+        rel = "/".join(parts)
+        pfd, name = _resolve(self.root_fd, parts, create=True, entry=entry)
+        try:
+            self._write(tar, ti, pfd, name, rel, entry)
+        except FileExistsError as e:
+            raise LayerError(f"layer entry {entry!r}: {e.strerror}") from None
+        finally:
+            os.close(pfd)
+        self._mark(rel)
+
+    def _write(self, tar, ti, pfd, name, rel, entry):
+        if name is None:  # the root directory itself ("./")
+            if not ti.isdir():
+                raise LayerError(f"layer entry {entry!r}: the root can only be a directory")
+            times = self._metadata(pfd, None, ti, entry, fd=pfd)
+            self.dir_times.append(("", *times))
+            return
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            st = None
+        if ti.isdir():
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=pfd)  # a file replaced by a directory
+                st = None
+            if st is None:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            times = self._metadata(pfd, name, ti, entry)
+            self.dir_times.append((rel, *times))
+            return
+        if ti.islnk():
+            self._hardlink(ti, pfd, name, st, entry)
+            return
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                import shutil  # a directory replaced by a non-directory
+
+                shutil.rmtree(name, dir_fd=pfd)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        if ti.isreg():
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+            try:
+                src = tar.extractfile(ti)
+                while True:
+                    chunk = src.read(1 << 20)
+                    if not chunk:
+                        break
+                    _write_all(fd, chunk)
+                self._metadata(pfd, name, ti, entry, fd=fd)
+            finally:
+                os.close(fd)
+        elif ti.issym():
+            os.symlink(ti.linkname, name, dir_fd=pfd)
+            self._metadata(pfd, name, ti, entry)
+        elif ti.ischr() or ti.isblk() or ti.isfifo():
+            kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK if ti.isblk() else stat.S_IFIFO
+            dev = os.makedev(ti.devmajor, ti.devminor) if not ti.isfifo() else 0
+            os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
+            self._metadata(pfd, name, ti, entry)
+        else:
+            raise LayerError(f"layer entry {entry!r}: unsupported tar entry type {ti.type!r}")
+
+    def _hardlink(self, ti, pfd, name, st, entry):
+        tparts = _split_entry_name(ti.linkname, entry)
+        if not tparts:
+            raise LayerError(f"layer entry {entry!r}: hardlink to the root directory")
+        try:
+            tfd, tname = _resolve(self.root_fd, tparts, create=False, entry=entry)
+        except (FileNotFoundError, NotADirectoryError):
+            raise LayerError(f"layer entry {entry!r}: hardlink target {ti.linkname!r} does not exist") from None
+        try:
+            try:
+                tst = os.lstat(tname, dir_fd=tfd)
+            except FileNotFoundError:
+                raise LayerError(f"layer entry {entry!r}: hardlink target {ti.linkname!r} does not exist") from None
+            if stat.S_ISDIR(tst.st_mode):
+                raise LayerError(f"layer entry {entry!r}: hardlink target {ti.linkname!r} is a directory")
+            if st is not None:
+                if (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino):
+                    return
+                if stat.S_ISDIR(st.st_mode):
+                    import shutil
+
+                    shutil.rmtree(name, dir_fd=pfd)
+                else:
+                    os.unlink(name, dir_fd=pfd)
+            # linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the
+            # symlink itself, never what it points at (possibly outside).
+            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+
+    def finish(self):
+        # Deepest directories first, so setting a child's time cannot be
+        # undone by later work in it; every entry is written by now.
+        depth = lambda t: len([p for p in t[0].split("/") if p])  # noqa: E731
+        for rel, atime_ns, mtime_ns in sorted(self.dir_times, key=depth, reverse=True):
+            parts = [p for p in rel.split("/") if p]
+            try:
+                pfd, name = _resolve(self.root_fd, parts, create=False, entry=rel or ".")
+            except (FileNotFoundError, LayerError):
+                continue  # removed again later in the same layer
+            try:
+                if name is None:
+                    os.utime(pfd, ns=(atime_ns, mtime_ns))
+                else:
+                    try:
+                        os.utime(_proc(pfd, name), ns=(atime_ns, mtime_ns), follow_symlinks=False)
+                    except FileNotFoundError:
+                        pass
+            finally:
+                os.close(pfd)
+
+
+def _write_all(fd: int, data: bytes):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def apply_layer(
+    root: str,
+    blob_path: str,
+    *,
+    media_type: str | None = None,
+    diff_id: str | None = None,
+    rootless: bool | None = None,
+    uid_map: IdMap | None = None,
+    gid_map: IdMap | None = None,
+) -> dict:
+    """Apply the layer blob at ``blob_path`` onto the directory ``root``.
+
+    ``diff_id`` (``algo:hex``) is checked against the uncompressed stream;
+    ``rootless`` defaults to "not running as root".  Returns a small report
+    ``{"diff_id": ..., "size": uncompressed bytes, "skipped": [entries]}``.
+    Raises :class:`LayerError` naming the entry or the blob on any refusal.
+    """
+    if rootless is None:
+        rootless = os.geteuid() != 0
+    algo = diff_id.split(":", 1)[0] if diff_id else "sha256"
+    if algo not in ("sha256", "sha384", "sha512"):
+        raise LayerError(f"layer {blob_path}: unsupported digest algorithm in {diff_id!r}")
+    applier = _Applier(root, rootless=rootless, uid_map=uid_map or IdMap(), gid_map=gid_map or IdMap())
+    try:
+        with open(blob_path, "rb") as raw:
+            stream = open_layer_stream(raw, media_type)
+            reader = _HashingReader(stream, algo)
+            try:
+                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
+                    for ti in tar:
+                        try:
+                            applier.entry(tar, ti)
+                        except (LayerError, tarfile.TarError, EOFError):
+                            raise
+                        except OSError as e:
+                            if e.errno is None:
+                                raise  # a decompression error, reported below
+                            raise LayerError(f"layer entry {ti.name!r}: {e.strerror}") from None
+            except tarfile.TarError as e:
+                raise LayerError(f"layer {blob_path}: corrupt tar stream: {e}") from None
+            except (EOFError, OSError) as e:
+                if isinstance(e, OSError) and e.errno is not None:
+                    raise LayerError(f"layer {blob_path}: {e.strerror}: {e.filename or ''}".rstrip(": ")) from None
+                raise LayerError(f"layer {blob_path}: corrupt or truncated stream: {e}") from None
+            except Exception as e:
+                if type(e).__name__ == "ZstdError":
+                    raise LayerError(f"layer {blob_path}: corrupt zstd stream: {e}") from None
+                raise
+            # The tar end marker may be followed by padding: hash it too.
+            try:
+                reader.drain()
+            except (EOFError, OSError) as e:
+                raise LayerError(f"layer {blob_path}: corrupt or truncated stream: {e}") from None
+        applier.finish()
+    finally:
+        applier.close()
+    got = f"{algo}:{reader.hash.hexdigest()}"
+    if diff_id and got != diff_id:
+        raise LayerError(f"layer {blob_path}: uncompressed digest {got} does not match diff_id {diff_id}")
+    return {"diff_id": got, "size": reader.size, "skipped": applier.skipped}

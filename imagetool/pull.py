@@ -1,0 +1,370 @@
+"""Pull orchestration: reference -> registry -> verified blobs -> store.
+
+pull_image() is all-or-nothing: every blob is downloaded into the store's
+ingest/ directory and verified (digest and size) first; only when all of them
+verified are they renamed into blobs/ and the reference written to
+index.json. A failed pull therefore leaves the store as it was (partial
+downloads are deleted). Blobs the store already has are never downloaded
+again ("Already exists"), whichever image brought them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+from imagetool import reference as refmod
+from imagetool.store import (DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES,
+                             OCI_INDEX, OCI_MANIFEST, Store, default_platform, match_platform,
+                             parse_platform, platform_string)
+
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+}
+
+
+class PullError(Exception):
+    """A pull failed; str() is one line naming the reference and the cause."""
+
+
+# ---------------------------------------------------------------------------
+# progress output
+# ---------------------------------------------------------------------------
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000.0
+    return f"{n}"
+
+
+class Progress:
+    """docker-pull-like progress. On a TTY each layer has one line that is
+    rewritten in place (ANSI cursor movement); otherwise each status change
+    is printed once as a plain line. quiet prints nothing."""
+
+    def __init__(self, out, quiet: bool = False):
+        self.out = out
+        self.quiet = quiet
+        try:
+            self.tty = out.isatty()
+        except Exception:
+            self.tty = False
+        self.lock = threading.Lock()
+        self.order: list[str] = []
+        self.lines: dict[str, str] = {}
+        self.last_status: dict[str, str] = {}
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        with self.lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def status(self, ident: str, status: str, detail: str = "") -> None:
+        if self.quiet:
+            return
+        with self.lock:
+            text = f"{ident}: {status}" + (f" {detail}" if detail else "")
+            if not self.tty:
+                if self.last_status.get(ident) != status:
+                    self.last_status[ident] = status
+                    self.out.write(f"{ident}: {status}\n")
+                    self.out.flush()
+                return
+            if ident not in self.lines:
+                self.order.append(ident)
+                self.lines[ident] = text
+                self.out.write(text + "\n")
+            else:
+                self.lines[ident] = text
+                up = len(self.order) - self.order.index(ident)
+                # up N lines, clear it, write, back down
+                self.out.write(f"\x1b[{up}A\r\x1b[2K{text}\r\x1b[{up}B")
+            self.out.flush()
+
+    def bar(self, ident: str, done: int, total: int | None) -> None:
+        if self.quiet or not self.tty:
+            self.status(ident, "Downloading")
+            return
+        if total:
+            width = 50
+            filled = int(width * done / total) if total else 0
+            bar = "[" + "=" * max(0, filled - 1) + (">" if filled else "") + \
+                " " * (width - filled) + "]"
+            self.status(ident, "Downloading", f"{bar} {_human(done)}/{_human(total)}")
+        else:
+            self.status(ident, "Downloading", _human(done))
+
+
+# ---------------------------------------------------------------------------
+# manifest helpers
+# ---------------------------------------------------------------------------
+
+def _kind(media_type: str, m: dict) -> str:
+    """'index', 'manifest' or 'schema1' (raises ValueError if unrecognised)."""
+    mt = m.get("mediaType") or media_type
+    if m.get("schemaVersion") == 1 or mt.startswith("application/vnd.docker.distribution.manifest.v1"):
+        return "schema1"
+    if mt in INDEX_TYPES or (not mt and isinstance(m.get("manifests"), list)):
+        return "index"
+    if mt in MANIFEST_TYPES or (not mt and isinstance(m.get("layers"), list)
+                                and isinstance(m.get("config"), dict)):
+        return "manifest"
+    raise ValueError(f"unsupported manifest media type {mt or '(none)'!r}")
+
+
+def _check_descriptor(d, what: str) -> None:
+    if not isinstance(d, dict) or not isinstance(d.get("digest"), str) \
+            or not isinstance(d.get("size"), int) or d["size"] < 0:
+        raise ValueError(f"{what} descriptor lacks a valid digest/size")
+    if not refmod.is_digest(d["digest"]):
+        raise ValueError(f"{what} has unsupported digest {d['digest'][:80]!r}")
+
+
+def validate_manifest(m: dict) -> None:
+    """Structural checks of an image manifest (raises ValueError)."""
+    _check_descriptor(m.get("config"), "config")
+    layers = m.get("layers")
+    if not isinstance(layers, list):
+        raise ValueError("manifest has no layers list")
+    for i, l in enumerate(layers):
+        _check_descriptor(l, f"layer {i}")
+        mt = l.get("mediaType", "")
+        if mt and mt not in LAYER_TYPES:
+            raise ValueError(f"layer {i} has unsupported media type {mt!r}")
+
+
+def _load_json(body: bytes, what: str) -> dict:
+    try:
+        m = json.loads(body)
+    except ValueError as e:
+        raise ValueError(f"{what} is not valid JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return m
+
+
+# ---------------------------------------------------------------------------
+# pull
+# ---------------------------------------------------------------------------
+
+def pull_image(ref: str, *, root: str, config_path: str | None = None,
+               platform: str | None = None, quiet: bool = False, out=None) -> str:
+    """Pull ref into the store at root; returns the image manifest digest
+    (for a multi-platform image: the chosen platform's manifest).
+
+    platform: "os/arch[/variant]"; default this machine's. Raises PullError
+    (one line, naming the reference) on any failure, leaving the store as it
+    was. Progress goes to out (default sys.stdout); quiet suppresses it."""
+    from imagetool.config import Config, ConfigError
+    from imagetool.credentials import Credentials, CredentialsError
+    from imagetool.registry import RegistryClient, RegistryError
+    from imagetool.store import StoreError
+
+    out = out if out is not None else sys.stdout
+    try:
+        r = refmod.parse(ref)
+    except refmod.ReferenceError_ as e:
+        raise PullError(str(e)) from None
+    full = str(r)
+    try:
+        want = parse_platform(platform) if platform else parse_platform(default_platform())
+    except ValueError as e:
+        raise PullError(f"pull {full}: {e}") from None
+    try:
+        cfg = Config.load(config_path)
+    except ConfigError as e:
+        raise PullError(f"pull {full}: {e}") from None
+    client = RegistryClient(r.registry, cfg, Credentials(cfg.docker_config))
+    store = Store(root)
+    prog = Progress(out, quiet)
+    if r.tag and not r.digest:
+        prog.line(f"{r.tag}: Pulling from {r.repository}")
+    elif r.digest:
+        prog.line(f"{r.digest}: Pulling from {r.repository}")
+
+    try:
+        digest = _pull(r, full, client, store, cfg, want, bool(platform), prog)
+    except PullError:
+        raise
+    except (RegistryError, StoreError, CredentialsError) as e:
+        raise PullError(f"pull {full}: {e}") from None
+    except ValueError as e:
+        raise PullError(f"pull {full}: {e}") from None
+    except OSError as e:
+        raise PullError(f"pull {full}: {e.strerror or e}"
+                        f"{' (' + e.filename + ')' if getattr(e, 'filename', None) else ''}") from None
+    if quiet:
+        out.write(full + "\n")
+        out.flush()
+    return digest
+
+
+def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
+    from imagetool.registry import NotFoundError
+    try:
+        body, mt, repo_digest = client.get_manifest(r.repository, r.reference)
+    except NotFoundError as e:
+        what = f"manifest {r.reference}" if r.digest else f"tag {r.tag!r}"
+        raise PullError(f"pull {full}: {what} not found in {r.name} ({e})") from None
+    m = _load_json(body, "manifest")
+    kind = _kind(mt, m)
+    if kind == "schema1":
+        raise PullError(f"pull {full}: image uses Docker manifest schema 1, which is "
+                        "deprecated and not supported; re-push it as schema 2 or OCI")
+    to_store = [(body, repo_digest, m.get("mediaType") or mt)]
+    manifest_desc = {"mediaType": m.get("mediaType") or mt, "digest": repo_digest,
+                     "size": len(body)}
+    if kind == "index":
+        entries = [e for e in m.get("manifests", []) if isinstance(e, dict)]
+        for e in entries:
+            _check_descriptor(e, "index entry")
+        chosen = match_platform(entries, want)
+        if chosen is None:
+            avail = ", ".join(sorted({platform_string(e.get("platform")) for e in entries})) or "none"
+            raise PullError(f"pull {full}: no image for platform {platform_string(want)} "
+                            f"(available: {avail})")
+        try:
+            cbody, cmt, cdigest = client.get_manifest(r.repository, chosen["digest"])
+        except NotFoundError:
+            raise PullError(f"pull {full}: manifest {chosen['digest']} listed in the index "
+                            f"is missing from {r.name}") from None
+        if len(cbody) != chosen["size"]:
+            raise PullError(f"pull {full}: manifest {cdigest} has {len(cbody)} bytes, "
+                            f"the index says {chosen['size']}")
+        m = _load_json(cbody, "manifest")
+        if _kind(cmt or chosen.get("mediaType", ""), m) != "manifest":
+            raise PullError(f"pull {full}: index entry {cdigest} is not an image manifest")
+        to_store.append((cbody, cdigest, m.get("mediaType") or cmt))
+        manifest_desc = {"mediaType": m.get("mediaType") or cmt or chosen.get("mediaType"),
+                         "digest": cdigest, "size": len(cbody),
+                         "platform": chosen.get("platform")}
+    validate_manifest(m)
+    manifest_digest = manifest_desc["digest"]
+
+    prev = store.lookup(full)
+    blobs = [m["config"]] + list(m["layers"])
+    with store.writing():
+        missing = [d for d in blobs if not store.has_blob(d["digest"], d["size"])]
+        # a config or layer listed twice is fetched once
+        seen = set()
+        missing = [d for d in missing if not (d["digest"] in seen or seen.add(d["digest"]))]
+        for l in m["layers"]:
+            ident = l["digest"][7:19]
+            if any(x["digest"] == l["digest"] for x in missing):
+                prog.status(ident, "Pulling fs layer")
+            else:
+                prog.status(ident, "Already exists")
+        writers = _download_all(r, client, store, cfg, missing, m["config"]["digest"], prog)
+        try:
+            # config platform check for single-manifest images
+            cfg_blob = None
+            cdesc = m["config"]
+            if cdesc["digest"] in writers:
+                w = writers[cdesc["digest"]]
+                w.f.seek(0)
+                cfg_blob = w.f.read()
+            else:
+                cfg_blob = store.read_blob(cdesc["digest"])
+            try:
+                image_cfg = json.loads(cfg_blob)
+            except ValueError:
+                image_cfg = None
+            if not isinstance(image_cfg, dict):
+                raise PullError(f"pull {full}: image config {cdesc['digest']} is not a JSON object")
+            if kind == "manifest" and explicit_platform:
+                got = {"os": image_cfg.get("os"), "architecture": image_cfg.get("architecture")}
+                if image_cfg.get("variant"):
+                    got["variant"] = image_cfg["variant"]
+                if match_platform([{"platform": got}], want) is None:
+                    raise PullError(f"pull {full}: image is for {platform_string(got)}, "
+                                    f"not the requested {platform_string(want)}")
+            if "platform" not in manifest_desc and image_cfg.get("os"):
+                manifest_desc["platform"] = {k: image_cfg[k] for k in
+                                             ("os", "architecture", "variant")
+                                             if image_cfg.get(k)}
+            # everything verified: publish blobs, then manifests, then the ref
+            for d in missing:
+                writers.pop(d["digest"]).publish()
+                if d is not m["config"] and d["digest"] != m["config"]["digest"]:
+                    prog.status(d["digest"][7:19], "Pull complete")
+            for b, dg, _mt in to_store:
+                store.put_blob(b, dg)
+            store.set_ref(full, manifest_desc, repo_digest=repo_digest)
+        finally:
+            for w in writers.values():
+                w.abort()
+    prog.line(f"Digest: {repo_digest}")
+    if prev and prev.get("digest") == manifest_digest and not missing:
+        prog.line(f"Status: Image is up to date for {full}")
+    else:
+        prog.line(f"Status: Downloaded newer image for {full}")
+    return manifest_digest
+
+
+def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
+    """Download and verify every descriptor in missing concurrently. Returns
+    {digest: verified BlobWriter}; on any failure aborts all and raises."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from imagetool.registry import NotFoundError
+
+    writers: dict = {}
+    cancel = threading.Event()
+
+    class _Cancelled(Exception):
+        pass
+
+    def one(d):
+        ident = d["digest"][7:19]
+        is_layer = d["digest"] != config_digest
+        w = store.writer(d["digest"], d["size"])
+        writers[d["digest"]] = w
+
+        def progress(n):
+            if cancel.is_set():
+                raise _Cancelled()
+            if is_layer:
+                prog.bar(ident, n, d["size"])
+        try:
+            client.fetch_blob(r.repository, d, w, progress)
+        except NotFoundError:
+            raise PullError(f"pull {r}: blob {d['digest']} not found in {r.name}") from None
+        if is_layer:
+            prog.status(ident, "Verifying Checksum")
+        w.verify()
+        if is_layer:
+            prog.status(ident, "Download complete")
+
+    ok = False
+    try:
+        with ThreadPoolExecutor(max_workers=cfg.max_concurrent_downloads,
+                                thread_name_prefix="pyimg-dl") as ex:
+            futs = [ex.submit(one, d) for d in missing]
+            first_exc = None
+            for f in as_completed(futs):
+                exc = f.exception()
+                if exc is not None and not isinstance(exc, _Cancelled) and first_exc is None:
+                    first_exc = exc
+                    cancel.set()
+                    for other in futs:
+                        other.cancel()
+            if first_exc is not None:
+                raise first_exc
+        ok = True
+        return writers
+    finally:
+        if not ok:
+            for w in writers.values():
+                w.abort()

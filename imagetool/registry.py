@@ -1,0 +1,654 @@
+"""Distribution API v2 client, stdlib only (http.client + ssl).
+
+One RegistryClient serves one registry (as named in references, e.g.
+"docker.io" or "127.0.0.1:5000") and is safe to share between threads.
+
+Endpoints: the registry's mirrors (Config.mirrors_for) in order, then the
+registry itself (docker.io -> Config.dockerio_endpoint). A mirror that fails
+(connection error, 5xx, 404, 401) is skipped for the rest of the client's
+life and the next endpoint is tried; the registry itself is last.
+
+Schemes: https first. For insecure registries (Config.is_insecure: listed,
+loopback, localhost) TLS is not verified and plain http is tried when the
+TLS connection fails; the working scheme is remembered.
+
+TLS: CAs and client certificates from CERTS_DIR/HOST:PORT/ (*.crt are CAs,
+client.cert + client.key, Docker's layout), on top of the system CAs.
+Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment.
+
+Auth: a 401 challenge is answered once per (endpoint, scope): Bearer ->
+GET realm?service=S&scope=repository:NAME:ACTIONS (credentials, if any, sent
+to the realm as Basic); Basic -> the stored credentials. Authorization is
+never sent to another host on a redirect.
+
+Retries: connection errors, timeouts, truncated bodies, 429 and 5xx are
+retried with exponential backoff (Config.retries attempts per endpoint); a
+blob download interrupted mid-body resumes with a Range request.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+from imagetool.config import Config
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
+           "application/vnd.docker.distribution.manifest.v1+prettyjws")
+ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST,
+                    SCHEMA1[1] + ";q=0.1", SCHEMA1[0] + ";q=0.1"])
+USER_AGENT = "pyimg/0.1"
+CHUNK = 256 * 1024
+
+
+class RegistryError(Exception):
+    """A registry operation failed; str() is one line (without the reference,
+    which the caller prefixes)."""
+
+    def __init__(self, msg: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class NotFoundError(RegistryError):
+    pass
+
+
+class Transient(RegistryError):
+    """Worth retrying (connection trouble, 5xx, 429, truncated body)."""
+
+
+class EndpointFailed(RegistryError):
+    """This endpoint cannot serve the request; another one may."""
+
+
+def _parse_challenge(header: str) -> tuple[str, dict]:
+    scheme, _, rest = header.strip().partition(" ")
+    params = {}
+    for m in re.finditer(r'([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))', rest):
+        params[m.group(1).lower()] = m.group(2) if m.group(2) is not None else m.group(3)
+    return scheme.lower(), params
+
+
+def _error_text(body: bytes) -> tuple[str, str | None]:
+    """Message and code from a distribution error body, if it has one."""
+    try:
+        errs = json.loads(body).get("errors") or []
+        if errs:
+            e = errs[0]
+            msg = e.get("message") or e.get("code") or ""
+            return msg, e.get("code")
+    except Exception:
+        pass
+    text = body[:200].decode("utf-8", "replace").strip().splitlines()
+    return (text[0] if text else ""), None
+
+
+class Response:
+    """An open HTTP response; the caller must close() it (or use `with`)."""
+
+    def __init__(self, conn, resp, url):
+        self.conn = conn
+        self.resp = resp
+        self.status = resp.status
+        self.url = url
+
+    def header(self, name, default=None):
+        return self.resp.getheader(name, default)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.resp.read(n) if n >= 0 else self.resp.read()
+
+    def read1(self, n: int) -> bytes:
+        return self.resp.read1(n)
+
+    def close(self):
+        try:
+            self.resp.close()
+        finally:
+            self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Endpoint:
+    def __init__(self, base: str, mirror: bool, insecure: bool, host: str):
+        # base: "https://host:port[/prefix]" or "host:port" (scheme decided later)
+        self.base = base.rstrip("/")
+        self.mirror = mirror
+        self.insecure = insecure
+        self.host = host            # host[:port] used for certs.d and credentials
+        self.failed = False
+        self._chosen = None         # base URL (scheme) that worked
+
+    def __repr__(self):
+        return f"Endpoint({self.base!r}, mirror={self.mirror})"
+
+
+class RegistryClient:
+    def __init__(self, registry: str, config: Config | None = None, credentials=None):
+        self.registry = registry
+        self.config = config or Config()
+        self.credentials = credentials
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._basic: dict[str, str] = {}
+        self._ctx_cache: dict[tuple[str, bool], ssl.SSLContext] = {}
+        self.endpoints = self._endpoints()
+
+    # ---- endpoints ----------------------------------------------------------
+
+    def _endpoints(self) -> list[Endpoint]:
+        eps = []
+        for m in self.config.mirrors_for(self.registry):
+            if "://" not in m:
+                m = "https://" + m
+            host = urllib.parse.urlsplit(m).netloc
+            eps.append(Endpoint(m, True, self.config.is_insecure(host), host))
+        if self.registry == "docker.io":
+            base = self.config.dockerio_endpoint
+            if "://" not in base:
+                base = "https://" + base
+            host = urllib.parse.urlsplit(base).netloc
+            eps.append(Endpoint(base, False, self.config.is_insecure(host), "docker.io"))
+        else:
+            eps.append(Endpoint(self.registry, False, self.config.is_insecure(self.registry),
+                                self.registry))
+        return eps
+
+    def _bases(self, ep: Endpoint) -> list[str]:
+        """Candidate base URLs for an endpoint, in the order to try them."""
+        if "://" in ep.base:
+            u = urllib.parse.urlsplit(ep.base)
+            if u.scheme == "https" and ep.insecure and not ep.mirror:
+                return [ep.base, "http://" + ep.base[len("https://"):]]
+            return [ep.base]
+        if ep.insecure:
+            return ["https://" + ep.base, "http://" + ep.base]
+        return ["https://" + ep.base]
+
+    # ---- TLS / connections ----------------------------------------------------
+
+    def _ssl_context(self, hostport: str, insecure: bool) -> ssl.SSLContext:
+        key = (hostport, insecure)
+        with self._lock:
+            ctx = self._ctx_cache.get(key)
+        if ctx is not None:
+            return ctx
+        ctx = ssl.create_default_context()
+        if insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        d = os.path.join(self.config.certs_dir, hostport)
+        if os.path.isdir(d):
+            names = sorted(os.listdir(d))
+            for n in names:
+                if n.endswith(".crt"):
+                    try:
+                        ctx.load_verify_locations(os.path.join(d, n))
+                    except (ssl.SSLError, OSError) as e:
+                        raise RegistryError(f"bad CA certificate {os.path.join(d, n)}: {e}")
+            for n in names:
+                if n.endswith(".cert"):
+                    keyf = os.path.join(d, n[:-5] + ".key")
+                    if not os.path.exists(keyf):
+                        raise RegistryError(f"client certificate {os.path.join(d, n)} has no "
+                                            f"matching {keyf}")
+                    try:
+                        ctx.load_cert_chain(os.path.join(d, n), keyf)
+                    except (ssl.SSLError, OSError) as e:
+                        raise RegistryError(f"bad client certificate in {d}: {e}")
+        with self._lock:
+            self._ctx_cache[key] = ctx
+        return ctx
+
+    def _connect(self, url: str, insecure: bool):
+        """(connection, request target) for url, honouring proxy settings."""
+        u = urllib.parse.urlsplit(url)
+        host = u.hostname or ""
+        port = u.port or (443 if u.scheme == "https" else 80)
+        hostport = u.netloc
+        timeout = self.config.timeout
+        target = u.path or "/"
+        if u.query:
+            target += "?" + u.query
+        proxies = urllib.request.getproxies_environment()
+        proxy = proxies.get(u.scheme)
+        if proxy and urllib.request.proxy_bypass_environment(hostport, proxies):
+            proxy = None
+        if proxy and urllib.request.proxy_bypass_environment(host, proxies):
+            proxy = None
+        proxy_headers = {}
+        if proxy:
+            if "://" not in proxy:
+                proxy = "http://" + proxy
+            pu = urllib.parse.urlsplit(proxy)
+            if pu.username:
+                cred = f"{urllib.parse.unquote(pu.username)}:{urllib.parse.unquote(pu.password or '')}"
+                proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+            pport = pu.port or (443 if pu.scheme == "https" else 80)
+        if u.scheme == "https":
+            ctx = self._ssl_context(hostport, insecure)
+            if proxy:
+                conn = http.client.HTTPSConnection(pu.hostname, pport, timeout=timeout, context=ctx)
+                conn.set_tunnel(host, port, headers=proxy_headers)
+            else:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+            return conn, target, {}
+        if proxy:
+            conn = http.client.HTTPConnection(pu.hostname, pport, timeout=timeout)
+            return conn, url, proxy_headers
+        return http.client.HTTPConnection(host, port, timeout=timeout), target, {}
+
+    def _raw(self, method: str, url: str, headers: dict, insecure: bool, body=None,
+             max_redirects: int = 5) -> Response:
+        """One request, following redirects (Authorization dropped when the
+        host changes). Connection problems raise Transient."""
+        origin = urllib.parse.urlsplit(url).netloc
+        for _ in range(max_redirects + 1):
+            conn, target, extra = self._connect(url, insecure)
+            h = {"User-Agent": USER_AGENT, **extra, **headers}
+            if urllib.parse.urlsplit(url).netloc != origin:
+                h.pop("Authorization", None)
+            try:
+                conn.request(method, target, body=body, headers=h)
+                resp = conn.getresponse()
+            except ssl.SSLCertVerificationError as e:
+                conn.close()
+                raise RegistryError(f"TLS certificate of {urllib.parse.urlsplit(url).netloc} "
+                                    f"not trusted: {e.verify_message}") from None
+            except ssl.SSLError as e:
+                conn.close()
+                raise _TLSFailed(f"TLS handshake with {urllib.parse.urlsplit(url).netloc} "
+                                 f"failed: {e.reason or e}") from None
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise Transient(f"cannot reach {urllib.parse.urlsplit(url).netloc}: "
+                                f"{_oserror_text(e)}") from None
+            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                loc = resp.getheader("Location")
+                resp.read()
+                conn.close()
+                url = urllib.parse.urljoin(url, loc)
+                if resp.status == 303:
+                    method, body = "GET", None
+                continue
+            return Response(conn, resp, url)
+        raise RegistryError(f"too many redirects from {origin}")
+
+    # ---- auth -----------------------------------------------------------------
+
+    def _creds(self, ep: Endpoint) -> tuple[str, str] | None:
+        if self.credentials is None:
+            return None
+        return self.credentials.get(ep.host)
+
+    def _auth_header(self, ep: Endpoint, scope: str) -> str | None:
+        with self._lock:
+            tok = self._tokens.get((ep.base, scope))
+            if tok:
+                return "Bearer " + tok
+            return self._basic.get(ep.base)
+
+    def _authenticate(self, ep: Endpoint, challenge: str, scope: str, base: str) -> None:
+        scheme, params = _parse_challenge(challenge)
+        creds = self._creds(ep)
+        if scheme == "basic":
+            if not creds:
+                raise AuthError(f"authentication required by {ep.host} (no credentials; "
+                                f"run pyimg login {ep.host})", status=401)
+            with self._lock:
+                if self._basic.get(ep.base):
+                    raise AuthError(f"{ep.host} rejected the credentials for "
+                                    f"{creds[0]!r} (wrong username or password)", status=401)
+                self._basic[ep.base] = "Basic " + base64.b64encode(
+                    f"{creds[0]}:{creds[1]}".encode()).decode()
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise AuthError(f"{ep.host} sent an unsupported auth challenge: {challenge[:100]}",
+                            status=401)
+        realm = params["realm"]
+        if ep.host == "docker.io" and self.config.dockerio_token_realm:
+            realm = self.config.dockerio_token_realm
+        q = {}
+        if params.get("service"):
+            q["service"] = params["service"]
+        if scope:
+            q["scope"] = scope
+        if creds and creds[0] != "<token>":
+            q["account"] = creds[0]
+        sep = "&" if "?" in realm else "?"
+        url = realm + sep + urllib.parse.urlencode(q, quote_via=urllib.parse.quote, safe="/:,")
+        headers = {"Accept": "application/json"}
+        if creds:
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                f"{creds[0]}:{creds[1]}".encode()).decode()
+        realm_host = urllib.parse.urlsplit(realm).netloc
+        last = None
+        for attempt in range(self.config.retries):
+            try:
+                with self._raw("GET", url, headers,
+                               insecure=self.config.is_insecure(realm_host)) as r:
+                    body = r.read(1 << 20)
+                    status = r.status
+                break
+            except Transient as e:
+                last = e
+                self._sleep(attempt)
+        else:
+            raise AuthError(f"token server {realm_host}: {last}")
+        if status in (401, 403):
+            who = f"for {creds[0]!r} " if creds else ""
+            raise AuthError(f"token server {realm_host} rejected the credentials {who}"
+                            f"(HTTP {status}: {_error_text(body)[0] or 'unauthorized'})",
+                            status=status)
+        if status != 200:
+            raise AuthError(f"token server {realm_host} answered HTTP {status}: "
+                            f"{_error_text(body)[0]}", status=status)
+        try:
+            data = json.loads(body)
+            tok = data.get("token") or data.get("access_token")
+        except (ValueError, AttributeError):
+            tok = None
+        if not tok:
+            raise AuthError(f"token server {realm_host} returned no token")
+        with self._lock:
+            self._tokens[(ep.base, scope)] = tok
+
+    # ---- requests with auth, scheme fallback, endpoint fallback, retries ------
+
+    def _sleep(self, attempt: int) -> None:
+        time.sleep(min(8.0, self.config.retry_backoff * (2 ** attempt)))
+
+    def request(self, ep: Endpoint, method: str, path: str, *, scope: str,
+                headers: dict | None = None, body=None, ok=(200,)) -> Response:
+        """One logical request to ep (path starts with /v2/). Handles scheme
+        fallback and auth; returns an open Response whose status is in ok,
+        raises NotFoundError (404), AuthError, Transient (retryable) or
+        RegistryError."""
+        bases = self._bases(ep)
+        if getattr(ep, "_chosen", None):
+            bases = [ep._chosen]
+        last_exc = None
+        for base in bases:
+            url = base + path
+            auth_tries = 0
+            while True:
+                h = dict(headers or {})
+                ah = self._auth_header(ep, scope)
+                if ah:
+                    h["Authorization"] = ah
+                try:
+                    r = self._raw(method, url, h, ep.insecure, body=body)
+                except _TLSFailed as e:
+                    last_exc = e
+                    break  # try the next scheme
+                except Transient as e:
+                    if ep.insecure and base.startswith("https://") and len(bases) > 1:
+                        last_exc = e
+                        break
+                    raise
+                ep._chosen = base
+                if r.status == 401 and auth_tries < 2:
+                    chal = r.header("WWW-Authenticate", "")
+                    errbody = r.read(65536)
+                    r.close()
+                    if not chal:
+                        raise AuthError(f"{ep.host} answered 401 without a challenge: "
+                                        f"{_error_text(errbody)[0]}", status=401)
+                    had = ah is not None
+                    if had and auth_tries >= 1:
+                        raise AuthError(f"{ep.host} denied access ({_error_text(errbody)[0] or 'unauthorized'}); "
+                                        f"check the credentials and that the repository exists",
+                                        status=401)
+                    with self._lock:
+                        self._tokens.pop((ep.base, scope), None)
+                    self._authenticate(ep, chal, scope, base)
+                    auth_tries += 1
+                    continue
+                if r.status in ok:
+                    return r
+                errbody = r.read(65536)
+                r.close()
+                msg, code = _error_text(errbody)
+                if r.status == 401 or r.status == 403:
+                    raise AuthError(f"{ep.host} denied access (HTTP {r.status}"
+                                    f"{': ' + msg if msg else ''})", status=r.status, code=code)
+                if r.status == 404:
+                    raise NotFoundError(msg or "not found", status=404, code=code)
+                if r.status == 429 or r.status >= 500:
+                    raise Transient(f"{ep.host} answered HTTP {r.status}"
+                                    f"{': ' + msg if msg else ''}", status=r.status, code=code)
+                raise RegistryError(f"{ep.host} answered HTTP {r.status}"
+                                    f"{': ' + msg if msg else ''}", status=r.status, code=code)
+        raise Transient(str(last_exc) if last_exc else f"cannot reach {ep.host}")
+
+    def _retrying(self, ep: Endpoint, fn):
+        """Call fn() with retries on Transient; mirrors get one attempt."""
+        attempts = 1 if ep.mirror else self.config.retries
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except Transient:
+                if attempt + 1 >= attempts:
+                    raise
+                self._sleep(attempt)
+
+    def _over_endpoints(self, fn):
+        """fn(endpoint) on each usable endpoint until one succeeds. A mirror's
+        failure falls through to the next; the registry's own error is final."""
+        eps = [e for e in self.endpoints if not e.failed] or self.endpoints[-1:]
+        for ep in eps:
+            try:
+                return self._retrying(ep, lambda: fn(ep))
+            except RegistryError as e:
+                if ep.mirror and not isinstance(e, _Fatal):
+                    ep.failed = True
+                    continue
+                raise
+        raise RegistryError("no endpoint left")  # not reached
+
+    # ---- API --------------------------------------------------------------------
+
+    def scope(self, repo: str, actions: str = "pull") -> str:
+        return f"repository:{repo}:{actions}"
+
+    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
+        """(body, media type, digest) of a manifest. The body is at most
+        max_manifest_bytes; if reference is a digest the body is verified."""
+        limit = self.config.max_manifest_bytes
+
+        def once(ep):
+            with self.request(ep, "GET", f"/v2/{repo}/manifests/{reference}",
+                              scope=self.scope(repo), headers={"Accept": ACCEPT}) as r:
+                cl = r.header("Content-Length")
+                if cl and cl.isdigit() and int(cl) > limit:
+                    raise _Fatal(f"manifest is too large ({int(cl)} bytes, limit {limit})")
+                try:
+                    body = r.read(limit + 1)
+                except (OSError, http.client.HTTPException) as e:
+                    raise Transient(f"reading manifest from {ep.host}: {_oserror_text(e)}")
+                if len(body) > limit:
+                    raise _Fatal(f"manifest is too large (over {limit} bytes)")
+                if cl and cl.isdigit() and len(body) != int(cl):
+                    raise Transient(f"manifest body truncated ({len(body)} of {cl} bytes)")
+                mt = (r.header("Content-Type") or "").split(";")[0].strip()
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            if reference.startswith("sha256:") and digest != reference:
+                raise Transient(f"manifest digest mismatch: got {digest}")
+            return body, mt, digest
+
+        try:
+            return self._over_endpoints(once)
+        except Transient as e:
+            if "digest mismatch" in str(e):
+                raise RegistryError(str(e)) from None
+            raise
+
+    def blob_stream(self, repo: str, digest: str, offset: int = 0) -> tuple[Response, int]:
+        """Open a blob download at offset; returns (response, start) where
+        start is the offset the body begins at (0 if the server ignored the
+        Range). The caller closes the response."""
+        def once(ep):
+            headers = {}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            r = self.request(ep, "GET", f"/v2/{repo}/blobs/{digest}", scope=self.scope(repo),
+                             headers=headers, ok=(200, 206))
+            start = 0
+            if r.status == 206:
+                m = re.match(r"bytes (\d+)-", r.header("Content-Range") or "")
+                start = int(m.group(1)) if m else -1
+                if start != offset:
+                    r.close()
+                    raise Transient("server answered a Range request with the wrong range")
+            return r, start
+        return self._over_endpoints(once)
+
+    def fetch_blob(self, repo: str, desc: dict, writer, progress=None) -> None:
+        """Download desc's blob into writer (a store BlobWriter), resuming with
+        Range after an interruption and retrying transient errors. Does not
+        commit; the caller commits (which verifies digest and size)."""
+        size = desc.get("size")
+        digest = desc["digest"]
+        attempt = 0
+        while True:
+            try:
+                r, start = self.blob_stream(repo, digest, writer.offset)
+                try:
+                    if start != writer.offset:
+                        writer.truncate(start)
+                        if progress:
+                            progress(writer.offset)
+                    while True:
+                        try:
+                            chunk = r.read1(CHUNK)
+                        except (OSError, http.client.HTTPException) as e:
+                            raise Transient(f"download of {digest[:19]} interrupted: "
+                                            f"{_oserror_text(e)}")
+                        if not chunk:
+                            break
+                        writer.write(chunk)
+                        if progress:
+                            progress(writer.offset)
+                finally:
+                    r.close()
+                if size is not None and writer.offset < size:
+                    raise Transient(f"download of {digest[:19]} truncated at "
+                                    f"{writer.offset} of {size} bytes")
+                return
+            except Transient:
+                attempt += 1
+                if attempt >= self.config.retries:
+                    raise
+                self._sleep(attempt - 1)
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        ep = self.endpoints[-1]
+        try:
+            r = self._retrying(ep, lambda: self.request(ep, "HEAD", f"/v2/{repo}/blobs/{digest}",
+                                                        scope=self.scope(repo, "pull,push")))
+        except NotFoundError:
+            return False
+        r.close()
+        return True
+
+    def upload_blob(self, repo: str, digest: str, size: int, path: str) -> None:
+        """Monolithic upload (POST then PUT ?digest=) of the file at path."""
+        ep = self.endpoints[-1]
+        scope = self.scope(repo, "pull,push")
+
+        def once():
+            r = self.request(ep, "POST", f"/v2/{repo}/blobs/uploads/", scope=scope,
+                             headers={"Content-Length": "0"}, body=b"", ok=(202,))
+            loc = r.header("Location")
+            r.close()
+            if not loc:
+                raise RegistryError(f"{ep.host} gave no upload location")
+            u = urllib.parse.urlsplit(loc)
+            q = urllib.parse.parse_qsl(u.query) + [("digest", digest)]
+            target = (u.path or "/") + "?" + urllib.parse.urlencode(q)
+            if u.netloc and u.netloc != urllib.parse.urlsplit(ep._chosen).netloc:
+                raise RegistryError(f"{ep.host} redirected the upload to another host "
+                                    f"({u.netloc}); not supported")
+            with open(path, "rb") as f:
+                r = self.request(ep, "PUT", target, scope=scope, body=f,
+                                 headers={"Content-Type": "application/octet-stream",
+                                          "Content-Length": str(size)}, ok=(201,))
+            r.close()
+        self._retrying(ep, once)
+
+    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
+        ep = self.endpoints[-1]
+
+        def once():
+            r = self.request(ep, "PUT", f"/v2/{repo}/manifests/{reference}",
+                             scope=self.scope(repo, "pull,push"), body=body,
+                             headers={"Content-Type": media_type}, ok=(201, 200))
+            r.close()
+        self._retrying(ep, once)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def catalog(self, n: int = 1000) -> list[str]:
+        ep = self.endpoints[-1]
+        with self._retrying(ep, lambda: self.request(ep, "GET", f"/v2/_catalog?n={n}",
+                                                     scope="registry:catalog:*")) as r:
+            data = json.loads(r.read(8 << 20) or b"{}")
+        return data.get("repositories") or []
+
+    def tags(self, repo: str) -> list[str]:
+        ep = self.endpoints[-1]
+        with self._retrying(ep, lambda: self.request(ep, "GET", f"/v2/{repo}/tags/list",
+                                                     scope=self.scope(repo))) as r:
+            data = json.loads(r.read(8 << 20) or b"{}")
+        return data.get("tags") or []
+
+    def ping(self) -> None:
+        """GET /v2/ on the registry itself: raises AuthError if the stored
+        credentials are rejected, RegistryError if unreachable."""
+        ep = self.endpoints[-1]
+        with self._retrying(ep, lambda: self.request(ep, "GET", "/v2/", scope="")) as r:
+            r.read()
+
+
+class _TLSFailed(Transient):
+    pass
+
+
+class _Fatal(RegistryError):
+    """Do not fall back to another endpoint or retry."""
+
+
+def _oserror_text(e: BaseException) -> str:
+    if isinstance(e, socket.timeout):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, http.client.IncompleteRead):
+        return f"connection closed early ({len(e.partial)} bytes read)"
+    if isinstance(e, http.client.RemoteDisconnected):
+        return "server closed the connection"
+    s = getattr(e, "strerror", None) or str(e) or e.__class__.__name__
+    return s

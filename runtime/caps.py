@@ -1,0 +1,62 @@
+"""Linux capabilities: names to numbers, and applying the five OCI sets."""
+from runtime import syscalls as sc
+
+NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+NUMBERS = {n: i for i, n in enumerate(NAMES)}
+
+
+def last_cap() -> int:
+    """Highest capability number the running kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return len(NAMES) - 1
+
+
+def to_mask(names: list[str] | None, unknown: list[str]) -> int:
+    """Mask for `names`; names this kernel does not know are appended to
+    `unknown` and ignored, as runc does (it only warns)."""
+    mask = 0
+    top = last_cap()
+    for n in names or ():
+        i = NUMBERS.get(n)
+        if i is None or i > top:
+            unknown.append(n)
+            continue
+        mask |= 1 << i
+    return mask
+
+
+def mask_to_names(mask: int) -> list[str]:
+    return [n for i, n in enumerate(NAMES) if mask >> i & 1]
+
+
+def drop_bounding(keep: int) -> None:
+    """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP)."""
+    for i in range(last_cap() + 1):
+        if not keep >> i & 1:
+            if sc.prctl(sc.PR_CAPBSET_READ, i) == 1:
+                sc.prctl(sc.PR_CAPBSET_DROP, i)
+
+
+def apply_final(effective: int, permitted: int, inheritable: int, ambient: int) -> None:
+    """Set the process's capability sets, then raise the ambient ones.
+
+    Ambient capabilities must be both permitted and inheritable, so (as runc
+    does) a request that violates this fails at prctl with EPERM."""
+    sc.capset(effective, permitted, inheritable)
+    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    for i in range(last_cap() + 1):
+        if ambient >> i & 1:
+            sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, i)

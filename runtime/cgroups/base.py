@@ -1,0 +1,92 @@
+"""Pieces shared by the v1 and v2 managers: the runc `events --stats`
+schema and the Manager protocol."""
+from __future__ import annotations
+
+U64_MAX = (1 << 64) - 1
+
+
+def empty_stats() -> dict:
+    """Zeroed stats in the shape of runc's types.Stats (types/events.go)."""
+    def mem_entry():
+        return {"limit": 0, "usage": 0, "max": 0, "failcnt": 0}
+    return {
+        "cpu": {
+            "usage": {"total": 0, "percpu": [], "percpu_kernel": [], "percpu_user": [],
+                      "kernel": 0, "user": 0},
+            "throttling": {"periods": 0, "throttledPeriods": 0, "throttledTime": 0},
+        },
+        "cpuset": {"cpus": [], "cpu_exclusive": 0, "mems": [], "mem_hardwall": 0, "mem_exclusive": 0,
+                   "memory_migrate": 0, "memory_spread_page": 0, "memory_spread_slab": 0,
+                   "memory_pressure": 0, "sched_load_balance": 0, "sched_relax_domain_level": 0},
+        "memory": {"cache": 0, "usage": mem_entry(), "swap": mem_entry(), "kernel": mem_entry(),
+                   "kernelTCP": mem_entry(), "raw": {}},
+        "pids": {"current": 0, "limit": 0},
+        "blkio": {},
+        "hugetlb": {},
+        "intel_rdt": {},
+        "network_interfaces": None,
+    }
+
+
+# Fields that runc's JSON marks `omitempty`: dropped when zero/empty so our
+# output matches `runc events --stats` byte for byte in shape.
+_OMIT = {
+    ("cpu", "usage"): ("total", "percpu", "percpu_kernel", "percpu_user"),
+    ("cpu", "throttling"): ("periods", "throttledPeriods", "throttledTime"),
+    ("cpuset",): ("cpus", "mems"),
+    ("memory",): ("cache", "raw"),
+    ("memory", "usage"): ("usage", "max"),
+    ("memory", "swap"): ("usage", "max"),
+    ("memory", "kernel"): ("usage", "max"),
+    ("memory", "kernelTCP"): ("usage", "max"),
+    ("pids",): ("current", "limit"),
+}
+
+
+def runc_shape(st: dict) -> dict:
+    """Drop omitempty fields in place (and in blkio/hugetlb entries); returns st."""
+    for path, keys in _OMIT.items():
+        d = st
+        for p in path:
+            d = d.get(p, {})
+        for k in keys:
+            if k in d and not d[k]:
+                del d[k]
+    for k in list(st.get("blkio", {})):
+        entries = st["blkio"][k]
+        if not entries:
+            del st["blkio"][k]
+            continue
+        for e in entries:
+            for f in ("major", "minor", "op", "value"):
+                if f in e and not e[f]:
+                    del e[f]
+    for h in st.get("hugetlb", {}).values():
+        for f in ("usage", "max"):
+            if f in h and not h[f]:
+                del h[f]
+    return st
+
+
+class Manager:
+    """Interface every cgroup manager implements (see package docstring)."""
+
+    version = "?"
+
+    def create(self) -> list[str]: raise NotImplementedError
+    def add_task(self, pid: int) -> None: raise NotImplementedError
+    def apply(self, resources: dict) -> list[str]: raise NotImplementedError
+    def freeze(self) -> None: raise NotImplementedError
+    def thaw(self) -> None: raise NotImplementedError
+    def is_frozen(self) -> bool: raise NotImplementedError
+    def pids(self) -> list[int]: raise NotImplementedError
+    def stats(self) -> dict: raise NotImplementedError
+    def oom_watcher(self): raise NotImplementedError
+    def oom_kill_count(self) -> int: raise NotImplementedError
+    def destroy(self) -> None: raise NotImplementedError
+    def exists(self) -> bool: raise NotImplementedError
+    def to_state(self) -> dict: raise NotImplementedError
+
+    def oom_eventfd(self):
+        """Alias of oom_watcher() (the name the runtime's brief uses)."""
+        return self.oom_watcher()

@@ -1,0 +1,229 @@
+"""cgroup v2 (unified hierarchy) manager."""
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from . import v2_writers as w2
+from .base import Manager, empty_stats, runc_shape
+from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, read_kv,
+                     remove_paths, wait_empty, write_file)
+
+
+def create_v2_path(mount: str, path: str) -> None:
+    """mkdir -p ``path`` below the cgroup2 ``mount``, enabling in each
+    ancestor's cgroup.subtree_control every controller it offers (like
+    runc's CreateCgroupPath), so the leaf gets all of them. Idempotent.
+    Enabling is best effort per controller: a level that holds processes
+    refuses domain controllers (no-internal-process rule) and then the
+    leaf simply lacks them; apply() reports a missing file clearly."""
+    mount = os.path.normpath(mount)
+    path = os.path.normpath(path)
+    if path != mount and not path.startswith(mount + "/"):
+        raise CgroupError(f"invalid cgroup path {path}: not under the cgroup2 mount {mount}")
+    rel = os.path.relpath(path, mount)
+    parts = [] if rel == "." else rel.split("/")
+    cur = mount
+    created: list[str] = []
+    try:
+        for part in parts:
+            _enable_all(cur)
+            cur = os.path.join(cur, part)
+            try:
+                os.mkdir(cur, 0o755)
+                created.append(cur)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise CgroupError(f"mkdir {cur}: {os.strerror(e.errno)}") from None
+            try:
+                t = read_file(cur, "cgroup.type").strip()
+            except OSError:
+                t = "domain"
+            if t == "domain invalid":
+                raise CgroupError(f"cannot enter cgroup v2 {cur}: it is in an invalid state (domain invalid)")
+    except BaseException:
+        for c in reversed(created):
+            try:
+                os.rmdir(c)
+            except OSError:
+                pass
+        raise
+
+
+def _enable_all(d: str) -> None:
+    try:
+        avail = read_file(d, "cgroup.controllers").split()
+        on = set(read_file(d, "cgroup.subtree_control").split())
+    except OSError:
+        return
+    want = [c for c in avail if c not in on]
+    if not want:
+        return
+    try:
+        write_file(d, "cgroup.subtree_control", " ".join("+" + c for c in want))
+    except CgroupError:
+        for c in want:
+            try:
+                write_file(d, "cgroup.subtree_control", "+" + c)
+            except CgroupError:
+                pass
+
+
+class V2Manager(Manager):
+    """Manages one container cgroup in a cgroup2 hierarchy.
+
+    ``path`` is the container dir, ``mount`` the cgroup2 mountpoint it
+    lives under. ``devices_prog`` is the id of the eBPF device program we
+    attached last (informational; replacement queries the kernel)."""
+
+    version = "v2"
+
+    def __init__(self, path: str, mount: str):
+        self.path_ = path
+        self.mount = mount
+
+    def path(self, _controller: str = "") -> str:
+        return self.path_
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path_)
+
+    def create(self) -> list[str]:
+        """mkdir (idempotent). Refuses an existing frozen cgroup; an
+        existing one with processes yields a warning (runc 1.1)."""
+        warnings = []
+        if self.exists():
+            pids = self.pids()
+            if pids:
+                warnings.append(f"container's cgroup is not empty: {len(pids)} process(es) found")
+            if self.is_frozen():
+                raise CgroupError(f"container's cgroup unexpectedly frozen: {self.path_}")
+        create_v2_path(self.mount, self.path_)
+        return warnings
+
+    def add_task(self, pid: int) -> None:
+        try:
+            write_file(self.path_, "cgroup.procs", str(pid))
+        except CgroupError as e:
+            raise CgroupError(f"cannot add pid {pid} to {self.path_}: {str(e).split(': ')[-1]}") from None
+
+    def apply(self, resources: dict) -> list[str]:
+        """Write OCI linux.resources with runc's v1->v2 conversions.
+        Returns warnings for values with no v2 equivalent."""
+        res = resources or {}
+        d = self.path_
+        warnings: list[str] = []
+        for fn in (w2.set_pids, w2.set_memory, w2.set_io, w2.set_cpu, w2.set_devices, w2.set_cpuset,
+                   w2.set_hugetlb, w2.set_rdma, w2.set_network, w2.set_unified):
+            warnings += fn(d, res)
+        return warnings
+
+    # ------------------------------------------------------------ freezer
+    def freeze(self) -> None:
+        self._set_freeze("1")
+
+    def thaw(self) -> None:
+        self._set_freeze("0")
+
+    def _set_freeze(self, v: str) -> None:
+        try:
+            write_file(self.path_, "cgroup.freeze", v, what="freezer")
+        except CgroupError as e:
+            if v == "0" and getattr(e, "errno", None) == errno.ENOENT:
+                return
+            raise
+        if v == "1" and not self._wait_frozen(True):
+            try:
+                write_file(self.path_, "cgroup.freeze", "0")
+            except CgroupError:
+                pass
+            raise CgroupError(f"timeout waiting for {os.path.join(self.path_, 'cgroup.events')} to report frozen 1")
+
+    def _wait_frozen(self, want: bool, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ev = read_kv(self.path_, "cgroup.events")
+            except OSError:
+                return False
+            if bool(ev.get("frozen", 0)) == want:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+    def is_frozen(self) -> bool:
+        try:
+            if read_file(self.path_, "cgroup.freeze").strip() != "1":
+                return False
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENODEV):
+                return False
+            raise
+        # Frozen was requested: report it once the kernel has got there.
+        return self._wait_frozen(True)
+
+    # --------------------------------------------------------------- pids
+    def pids(self) -> list[int]:
+        try:
+            return sorted(set(all_pids(self.path_)))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENODEV):
+                return []
+            raise
+
+    def stats(self) -> dict:
+        st = empty_stats()
+        d = self.path_
+        w2.stat_pids(d, st)
+        w2.stat_memory(d, st)
+        w2.stat_io(d, st)
+        w2.stat_cpu(d, st)
+        w2.stat_hugetlb(d, st, hugepage_sizes())
+        return runc_shape(st)
+
+    def oom_watcher(self):
+        from .oom import OOMWatcherV2
+        return OOMWatcherV2(self.path_)
+
+    def oom_kill_count(self) -> int:
+        try:
+            return read_kv(self.path_, "memory.events").get("oom_kill", 0)
+        except FileNotFoundError:
+            return 0
+
+    def destroy(self) -> None:
+        """Kill everything (cgroup.kill where the kernel has it), wait until
+        empty, rmdir the tree. Idempotent."""
+        if not self.exists():
+            return
+        if self.is_frozen():
+            # SIGKILL is delivered to frozen tasks on v2, but thaw anyway
+            # so nothing waits on us in the fridge.
+            self.thaw()
+        for _ in range(3):
+            if not self.pids():
+                break
+            if os.path.exists(os.path.join(self.path_, "cgroup.kill")):
+                try:
+                    write_file(self.path_, "cgroup.kill", "1")
+                except CgroupError:
+                    kill_pids(self.pids())
+            else:
+                kill_pids(self.pids())
+            if wait_empty(self.pids, timeout=10.0):
+                break
+        else:
+            left = self.pids()
+            if left:
+                raise CgroupError(f"processes {left[:5]} survived SIGKILL in {self.path_}")
+        remove_paths([self.path_])
+
+    def to_state(self) -> dict:
+        return {"version": "v2", "path": self.path_, "mount": self.mount}
+
+    @classmethod
+    def from_state(cls, d: dict) -> "V2Manager":
+        return cls(d["path"], d["mount"])

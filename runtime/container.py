@@ -1,0 +1,751 @@
+"""Container lifecycle operations: create, start, run, state, kill, delete, list.
+
+Each public function is one CLI verb's library call. They raise
+RuntimeFailure (or OSError) with a one-line message; the CLI maps those to
+exit codes and log lines.
+"""
+import json
+import os
+import signal
+import stat
+import sys
+import time
+
+from runtime import state as st
+from runtime.errors import InitFailure, InvalidState, RuntimeFailure
+
+
+class Options:
+    """Options of create/run, as the CLI parsed them."""
+
+    def __init__(self, root: str, cid: str, bundle: str = ".", pid_file: str | None = None,
+                 console_socket: str | None = None, no_pivot: bool = False,
+                 no_new_keyring: bool = False, preserve_fds: int = 0,
+                 systemd_cgroup: bool = False):
+        self.root = root
+        self.cid = cid
+        self.bundle = os.path.abspath(bundle)
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+
+
+def _now_rfc3339() -> str:
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def load_bundle(bundle: str) -> dict:
+    """Read and validate BUNDLE/config.json; errors name the file or field."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise RuntimeFailure(f"bundle {bundle}: config.json not found") from None
+    try:
+        cfg = json.loads(raw)
+    except ValueError as e:
+        raise RuntimeFailure(f"{path}: invalid JSON: {e}") from None
+    from runtime.validate import validate_config
+    validate_config(cfg)
+    linux = cfg.get("linux")
+    if linux is None:
+        raise RuntimeFailure("config.json: linux: required on this platform")
+    root = cfg.get("root") or {}
+    rootfs = root.get("path")
+    if not rootfs:
+        raise RuntimeFailure("config.json: root.path: required")
+    if not os.path.isabs(rootfs):
+        rootfs = os.path.join(bundle, rootfs)
+    if not os.path.isdir(rootfs):
+        raise RuntimeFailure(f"config.json: root.path: {rootfs} does not exist or is not a directory")
+    cfg["_rootfs"] = os.path.realpath(rootfs)
+    return cfg
+
+
+# --- create -------------------------------------------------------------
+
+def create(opts: Options, *, foreground_console=None) -> dict:
+    """Create the container and leave its init blocked before exec.
+
+    Returns the saved state. On any failure everything made so far (state
+    dir, cgroup, processes) is removed before the exception propagates.
+    `foreground_console` is a connected socket to use as the console socket
+    (the foreground `run` with a terminal passes one end of a socketpair)."""
+    st.validate_id(opts.cid)
+    cfg = load_bundle(opts.bundle)
+    proc = cfg.get("process")
+    if not proc:
+        raise RuntimeFailure("config.json: process: required to create a container")
+    if proc.get("terminal") and not opts.console_socket and foreground_console is None:
+        raise RuntimeFailure("cannot allocate tty if runc will detach without setting console socket")
+    if not proc.get("terminal") and opts.console_socket:
+        raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
+    if opts.systemd_cgroup:
+        _check_systemd()
+    _check_config(cfg)
+    cdir = st.make_dir(opts.root, opts.cid)
+    lock = st.Lock(cdir, opts.cid)
+    b = _Builder(opts, cfg, cdir)
+    try:
+        data = b.build(foreground_console)
+    except BaseException:
+        b.abort()
+        lock.close()
+        raise
+    lock.close()
+    return data
+
+
+def _check_systemd() -> None:
+    if not os.path.isdir("/run/systemd/system"):
+        raise RuntimeFailure("--systemd-cgroup: systemd is not running on this host")
+
+
+def _check_config(cfg: dict) -> None:
+    """Checks the schema cannot express; each names the field."""
+    from runtime.syscalls import NAMESPACE_FLAGS
+    seen = set()
+    for i, ns in enumerate(cfg["linux"].get("namespaces") or ()):
+        t = ns.get("type")
+        if t not in NAMESPACE_FLAGS:
+            raise RuntimeFailure(f"config.json: linux.namespaces[{i}].type: unknown namespace type {t!r}")
+        if t in seen:
+            raise RuntimeFailure(f"config.json: linux.namespaces[{i}].type: duplicate namespace {t!r}")
+        seen.add(t)
+        if ns.get("path") and not os.path.exists(ns["path"]):
+            raise RuntimeFailure(f"config.json: linux.namespaces[{i}].path: {ns['path']} does not exist")
+    linux = cfg["linux"]
+    if ("uidMappings" in linux or "gidMappings" in linux) and "user" not in seen:
+        raise RuntimeFailure("config.json: linux.uidMappings: user namespace mappings given without a user namespace")
+    if linux.get("timeOffsets") and "time" not in seen:
+        raise RuntimeFailure("config.json: linux.timeOffsets: time offsets given without a time namespace")
+    if cfg.get("hostname") and "uts" not in seen:
+        raise RuntimeFailure("config.json: hostname: setting the hostname needs a uts namespace")
+    for kind, hooks in (cfg.get("hooks") or {}).items():
+        for i, h in enumerate(hooks or ()):
+            p = h.get("path", "")
+            if not os.path.isabs(p):
+                raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p!r} is not absolute")
+            if kind not in ("createContainer", "startContainer"):
+                try:
+                    mode = os.stat(p).st_mode
+                except FileNotFoundError:
+                    raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} does not exist") from None
+                if not stat.S_ISREG(mode) or not os.access(p, os.X_OK):
+                    raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} is not executable")
+    for i, m in enumerate(cfg.get("mounts") or ()):
+        if not os.path.isabs(m.get("destination", "")):
+            raise RuntimeFailure(f"config.json: mounts[{i}].destination: {m.get('destination')!r} is not absolute")
+
+
+class _Builder:
+    """State of one `create` while it runs; abort() undoes all of it."""
+
+    def __init__(self, opts: Options, cfg: dict, cdir: str):
+        self.opts = opts
+        self.cfg = cfg
+        self.cdir = cdir
+        self.cgroup = None
+        self.stage1 = 0
+        self.init_pid = 0
+
+    def build(self, foreground_console) -> dict:
+        from runtime import cgroups, init, sync
+        opts, cfg = self.opts, self.cfg
+        linux = cfg["linux"]
+        nstypes = {n["type"] for n in linux.get("namespaces") or ()}
+        self.cgroup = cgroups.open_manager(linux.get("cgroupsPath"), opts.cid,
+                                           systemd=opts.systemd_cgroup)
+        self.cgroup.create()
+        # Saved before any process exists, so `delete --force` can clean up
+        # after a create that was killed half-way.
+        st.save(self.cdir, {"id": opts.cid, "pid": 0, "bundle": opts.bundle,
+                            "rootfs": cfg["_rootfs"], "created": _now_rfc3339(),
+                            "cgroup": self.cgroup.to_state()})
+        fifo = os.path.join(self.cdir, st.FIFO_NAME)
+        os.mkfifo(fifo, 0o622)
+        low = 3 + opts.preserve_fds
+        # Internal fds live above the preserved range so they never collide
+        # with an fd the caller asked us to pass on.
+        fifo_fd = _dup_above(os.open(fifo, os.O_PATH | os.O_CLOEXEC), low)
+        parent_chan, child_chan = sync.Channel.pair()
+        _move_sock_above(child_chan, low)
+        console_fd = None
+        if opts.console_socket:
+            console_fd = _connect_console(opts.console_socket, low)
+        elif foreground_console is not None:
+            console_fd = _dup_above(os.dup(foreground_console.fileno()), low)
+        ctx = init.Context(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
+                           chan=child_chan, fifo_fd=fifo_fd, console_fd=console_fd,
+                           preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
+                           no_new_keyring=opts.no_new_keyring,
+                           cgroup_mount=_cgroup_mounter("cgroup" in nstypes))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            parent_chan.close()
+            init.stage1(ctx)  # never returns
+        self.stage1 = pid
+        child_chan.close()
+        os.close(fifo_fd)
+        if console_fd is not None:
+            os.close(console_fd)
+        chan = parent_chan
+        try:
+            self.cgroup.add_task(pid)
+            chan.send(sync.GO)
+            msg = self._next(chan)
+            if msg["type"] == sync.USERNS_CREATED:
+                _write_id_maps(pid, linux)
+                chan.send(sync.USERNS_MAPPED)
+                msg = self._next(chan)
+            if msg["type"] != sync.INIT_PID:
+                raise InitFailure(f"sync: unexpected {msg['type']!r}")
+            self.init_pid = msg["pid"]
+            _reap(pid)
+            self.stage1 = 0
+            resources = _resources_with_default_devices(cfg)
+            self.cgroup.apply(resources)
+            data = {
+                "id": opts.cid, "pid": self.init_pid, "start_time": st.proc_start_time(self.init_pid),
+                "bundle": opts.bundle, "rootfs": cfg["_rootfs"], "created": _now_rfc3339(),
+                "owner": "", "ociVersion": cfg.get("ociVersion"),
+                "annotations": cfg.get("annotations") or {},
+                "cgroup": self.cgroup.to_state(),
+                "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+                "namespaces": sorted(nstypes),
+                "config": _exec_defaults(cfg),
+            }
+            st.save(self.cdir, data)
+            chan.expect(sync.PRESTART)
+            hooks = cfg.get("hooks") or {}
+            if hooks.get("prestart") or hooks.get("createRuntime"):
+                from runtime.hooks import run_hooks
+                s = st.oci_state(dict(data, _dir=self.cdir), "creating")
+                run_hooks("prestart", hooks.get("prestart"), s)
+                run_hooks("createRuntime", hooks.get("createRuntime"), s)
+            chan.send(sync.PRESTART_DONE, pid=self.init_pid)
+            while True:
+                msg = self._next(chan, keep_fds=True)
+                if msg["type"] == sync.SECCOMP_FD:
+                    _send_seccomp_fd(cfg, data, msg["_fds"])
+                    chan.send(sync.SECCOMP_DONE)
+                    continue
+                if msg["type"] != sync.READY:
+                    raise InitFailure(f"sync: unexpected {msg['type']!r}")
+                break
+        finally:
+            chan.close()
+        if self.opts.pid_file:
+            _write_pid_file(self.opts.pid_file, self.init_pid)
+        data["_dir"] = self.cdir
+        return data
+
+    def _next(self, chan, keep_fds=False) -> dict:
+        from runtime import sync
+        msg, fds = chan.recv()
+        if msg["type"] == sync.ERROR:
+            for fd in fds:
+                os.close(fd)
+            raise InitFailure(msg.get("msg", "unknown error"))
+        if keep_fds:
+            msg["_fds"] = fds
+        else:
+            for fd in fds:
+                os.close(fd)
+        return msg
+
+    def abort(self) -> None:
+        """Undo a failed create: kill our processes, remove cgroup and state."""
+        for pid in (self.init_pid, self.stage1):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.stage1:
+            _reap(self.stage1)
+        if self.init_pid:
+            _wait_gone(self.init_pid)
+        if self.cgroup is not None:
+            try:
+                self.cgroup.destroy()
+            except OSError:
+                pass
+        _rmtree(self.cdir)
+
+
+def _dup_above(fd: int, low: int) -> int:
+    import fcntl
+    if fd >= low:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+    os.close(fd)
+    return new
+
+
+def _move_sock_above(chan, low: int) -> None:
+    import socket
+    fd = chan.sock.fileno()
+    if fd >= low:
+        return
+    new = _dup_above(os.dup(fd), low)
+    chan.sock.close()
+    chan.sock = socket.socket(fileno=new)
+
+
+def _connect_console(path: str, low: int) -> int:
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise RuntimeFailure(f"--console-socket {path}: {e.strerror}") from None
+    return _dup_above(s.detach(), low)
+
+
+def _write_id_maps(pid: int, linux: dict) -> None:
+    def fmt(maps):
+        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+    for kind in ("uid", "gid"):
+        maps = linux.get(f"{kind}Mappings") or []
+        if not maps:
+            continue
+        try:
+            with open(f"/proc/{pid}/{kind}_map", "w") as f:
+                f.write(fmt(maps))
+        except OSError as e:
+            raise RuntimeFailure(f"config.json: linux.{kind}Mappings: writing {kind}_map: {e.strerror}") from None
+
+
+def _reap(pid: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+        return status
+    except ChildProcessError:
+        return 0
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Wait until pid no longer runs (a zombie counts as gone)."""
+    end = time.monotonic() + timeout
+    while st.proc_start_time(pid) is not None and time.monotonic() < end:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.002)
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+# runc's always-allowed device rules, appended after the config's own.
+_DEFAULT_DEVICE_RULES = [
+    ("c", None, None, "m"), ("b", None, None, "m"),
+    ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"),
+    ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 136, None, "rwm"), ("c", 5, 2, "rwm"),
+    ("c", 10, 200, "rwm"),
+]
+
+
+def _resources_with_default_devices(cfg: dict) -> dict:
+    linux = cfg["linux"]
+    res = dict(linux.get("resources") or {})
+    rules = list(res.get("devices") or [])
+    for d in linux.get("devices") or ():
+        rules.append({"allow": True, "type": d["type"] if d["type"] != "u" else "c",
+                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
+    for t, ma, mi, acc in _DEFAULT_DEVICE_RULES:
+        r = {"allow": True, "type": t, "access": acc}
+        if ma is not None:
+            r["major"] = ma
+        if mi is not None:
+            r["minor"] = mi
+        rules.append(r)
+    res["devices"] = rules
+    return res
+
+
+def _exec_defaults(cfg: dict) -> dict:
+    """What `exec` needs from the original config later."""
+    linux = cfg["linux"]
+    return {"process": {k: cfg["process"].get(k) for k in ("env", "user", "capabilities",
+                                                           "noNewPrivileges", "apparmorProfile",
+                                                           "rlimits", "cwd")},
+            "seccomp": linux.get("seccomp"), "rootfs": cfg["_rootfs"]}
+
+
+def _send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
+    """Forward the seccomp notify fd to linux.seccomp.listenerPath with the
+    container process state, as runtime-spec config-linux.md describes."""
+    import socket
+    sec = cfg["linux"]["seccomp"]
+    path = sec.get("listenerPath")
+    try:
+        if not path:
+            raise RuntimeFailure("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            s.connect(path)
+            pstate = {"ociVersion": cfg.get("ociVersion", "1.3.0"), "fds": ["seccompFd"],
+                      "pid": data["pid"], "metadata": sec.get("listenerMetadata", ""),
+                      "state": st.oci_state(dict(data, _dir="/nonexistent"), "creating")}
+            socket.send_fds(s, [json.dumps(pstate).encode()], fds[:1])
+        except OSError as e:
+            raise RuntimeFailure(f"linux.seccomp.listenerPath {path}: {e.strerror}") from None
+        finally:
+            s.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _cgroup_mounter(own_ns: bool):
+    """Return the function init calls for a mount of type "cgroup".
+
+    The host's cgroup hierarchies are read here, in the parent, so init does
+    not parse mountinfo. With a cgroup namespace, fresh cgroup filesystems
+    show the container's own cgroup as their root; without one, the
+    container's cgroup directories are bind-mounted."""
+    hier = _host_hierarchies()
+
+    def mount_cgroups(target: str, flags: int, label: str) -> None:
+        from runtime import syscalls as sc
+        own = _own_cgroups()
+        base = flags & ~(sc.MS_RDONLY | sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+        v2root = next((h for h in hier if h[1] == "cgroup2" and h[0] == "/sys/fs/cgroup"), None)
+        if v2root:
+            if own_ns:
+                sc.mount("cgroup2", target, "cgroup2", flags, None, label=label)
+            else:
+                sc.mount(v2root[0] + own.get("", "/"), target, None, sc.MS_BIND | sc.MS_REC, None, label=label)
+                if flags & sc.MS_RDONLY:
+                    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base, None, label=label)
+            return
+        sc.mount("tmpfs", target, "tmpfs", base, "mode=755", label=label)
+        for mnt, fstype, opts, name in hier:
+            sub = os.path.join(target, name)
+            os.makedirs(sub, exist_ok=True)
+            key = "" if fstype == "cgroup2" else opts
+            if own_ns:
+                sc.mount("cgroup", sub, fstype, flags & ~sc.MS_BIND, None if fstype == "cgroup2" else opts,
+                         label=f"{label}/{name}")
+            else:
+                src = mnt + own.get(key, "/")
+                sc.mount(src, sub, None, sc.MS_BIND | sc.MS_REC, None, label=f"{label}/{name}")
+                if flags & sc.MS_RDONLY:
+                    sc.mount(None, sub, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base, None,
+                             label=f"{label}/{name}")
+        for name, link in _host_cgroup_links():
+            try:
+                os.symlink(link, os.path.join(target, name))
+            except FileExistsError:
+                pass
+        if flags & sc.MS_RDONLY:
+            sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | base, "mode=755", label=label)
+
+    return mount_cgroups
+
+
+def _host_hierarchies() -> list[tuple[str, str, str, str]]:
+    """(mountpoint, fstype, controller options, name under /sys/fs/cgroup)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _src, sopts = post.split()[:3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            mnt = pre.split()[4]
+            if not mnt.startswith("/sys/fs/cgroup"):
+                continue
+            if fstype == "cgroup":
+                ctrl = ",".join(o for o in sopts.split(",") if o not in ("rw", "ro") and not o.startswith(("release_agent", "clone_children", "noprefix", "xattr", "cpuset_v2_mode")))
+            else:
+                ctrl = ""
+            out.append((mnt, fstype, ctrl, os.path.basename(mnt)))
+    return out
+
+
+def _host_cgroup_links() -> list[tuple[str, str]]:
+    out = []
+    try:
+        for n in os.listdir("/sys/fs/cgroup"):
+            p = os.path.join("/sys/fs/cgroup", n)
+            if os.path.islink(p):
+                out.append((n, os.readlink(p)))
+    except OSError:
+        pass
+    return out
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per hierarchy, keyed by controller list ("" for v2)."""
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            out[ctrls] = path
+    return out
+
+
+# --- start / run ----------------------------------------------------------
+
+def start(root: str, cid: str) -> None:
+    """Release a created container's init; run poststart hooks.
+    Fails unless the container is `created`."""
+    data = st.load(root, cid)
+    with st.Lock(data["_dir"], cid):
+        status = st.status(data)
+        if status != "created":
+            raise InvalidState(f"cannot start a container that is {status}" if status != "stopped"
+                               else "cannot start an already stopped container")
+        _release(data)
+    hooks = (data.get("hooks") or {}).get("poststart")
+    if hooks:
+        from runtime.hooks import run_hooks
+        # Spec: a failed poststart hook is a warning; the container runs on.
+        run_hooks("poststart", hooks, st.oci_state(data, "running"), warn=_warn)
+
+
+def _release(data: dict) -> None:
+    """Open the exec fifo, let init through, and collect its verdict: the fifo
+    reaches EOF when init execs (close-on-exec) or exits; anything written
+    after the first byte is an error message."""
+    import select
+    fifo = os.path.join(data["_dir"], st.FIFO_NAME)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        got = b""
+        started = False
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                chunk = os.read(fd, 4096)
+                if chunk:
+                    got += chunk
+                    started = True
+                    continue
+                if started:
+                    break
+            if not st.init_alive(data):
+                if not started:
+                    raise InvalidState("cannot start a container whose init has exited")
+                break
+        os.unlink(fifo)
+    finally:
+        os.close(fd)
+    if got[1:2] == b"E":
+        raise InitFailure(got[2:].decode(errors="replace"))
+
+
+def _warn(msg: str) -> None:
+    from runtime import log
+    log.warning(msg)
+
+
+def run(opts: Options, detach: bool = False) -> int:
+    """create + start; in the foreground, wait for the container, forward
+    signals, and delete it afterwards. Returns the exit code to use."""
+    from runtime import syscalls as sc
+    import socket
+    proc_terminal = False
+    console_pair = None
+    if not detach:
+        # Become the reaper of init, which is orphaned when stage1 exits.
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        try:
+            with open(os.path.join(opts.bundle, "config.json"), "rb") as f:
+                proc_terminal = bool((json.loads(f.read()).get("process") or {}).get("terminal"))
+        except (OSError, ValueError):
+            pass
+        if proc_terminal and not opts.console_socket:
+            console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    data = create(opts, foreground_console=console_pair[1] if console_pair else None)
+    master = None
+    if console_pair:
+        console_pair[1].close()
+        _, fds, _, _ = socket.recv_fds(console_pair[0], 1024, 1)
+        console_pair[0].close()
+        master = fds[0]
+    try:
+        if not detach:
+            forward = _install_forwarding(data["pid"])
+        start(opts.root, opts.cid)
+    except BaseException:
+        try:
+            delete(opts.root, opts.cid, force=True)
+        except RuntimeFailure:
+            pass
+        raise
+    if detach:
+        return 0
+    try:
+        if master is not None:
+            from runtime import tty
+            status = tty.proxy(master, data["pid"], forward)
+        else:
+            status = _wait_init(data["pid"])
+    finally:
+        try:
+            delete(opts.root, opts.cid, force=True)
+        except RuntimeFailure as e:
+            _warn(str(e))
+    return status
+
+
+_FORWARDED = [signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN,
+              signal.SIGTTOU, signal.SIGALRM, signal.SIGPIPE]
+
+
+def _install_forwarding(pid: int):
+    """Forward the signals a user sends to `pyrunc run` to the container's init."""
+    def fwd(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for s in _FORWARDED:
+        signal.signal(s, fwd)
+    return fwd
+
+
+def _wait_init(pid: int) -> int:
+    """Reap children until init exits; return its status as a shell would."""
+    while True:
+        try:
+            p, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if p == pid:
+            return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+# --- state / list ------------------------------------------------------------
+
+def state(root: str, cid: str) -> dict:
+    data = st.load(root, cid)
+    return st.oci_state(data)
+
+
+def list_containers(root: str) -> list[dict]:
+    out = []
+    for cid in st.list_ids(root):
+        try:
+            out.append(st.oci_state(st.load(root, cid)))
+        except RuntimeFailure:
+            continue
+    return out
+
+
+# --- kill / delete ----------------------------------------------------------
+
+def parse_signal(sig: str) -> int:
+    s = sig.strip().upper()
+    if s.isdigit():
+        n = int(s)
+        if 0 < n < 65:
+            return n
+        raise RuntimeFailure(f"invalid signal {sig!r}")
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(signal.Signals, s))
+    except AttributeError:
+        pass
+    if s.startswith("SIGRTMIN") or s.startswith("SIGRTMAX"):
+        base = signal.SIGRTMIN if s.startswith("SIGRTMIN") else signal.SIGRTMAX
+        off = s[8:]
+        try:
+            return int(base) + (int(off) if off else 0)
+        except ValueError:
+            pass
+    raise RuntimeFailure(f"invalid signal {sig!r}")
+
+
+def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> None:
+    signum = parse_signal(sig)
+    data = st.load(root, cid)
+    status = st.status(data)
+    if status == "stopped":
+        raise InvalidState("container not running")
+    if all_procs and data.get("cgroup"):
+        from runtime import cgroups
+        m = cgroups.manager_from_state(data["cgroup"])
+        for pid in m.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        return
+    try:
+        os.kill(data["pid"], signum)
+    except ProcessLookupError:
+        raise InvalidState("container not running") from None
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    """Remove a stopped (or, like runc, created) container. --force also
+    kills a running one and succeeds when the container is half-made or gone."""
+    try:
+        data = st.load(root, cid)
+    except RuntimeFailure:
+        if force:
+            # Half-created (no state.json yet) or already gone: clear what may remain.
+            _rmtree(st.container_dir(root, cid))
+            return
+        raise
+    with st.Lock(data["_dir"], cid):
+        status = st.status(data)
+        if status in ("running", "paused") and not force:
+            raise InvalidState(f"cannot delete container {cid} that is not stopped: {status}")
+        _destroy(data, status)
+
+
+def _destroy(data: dict, status: str) -> None:
+    m = None
+    if data.get("cgroup"):
+        from runtime import cgroups
+        m = cgroups.manager_from_state(data["cgroup"])
+    if status != "stopped":
+        if m is not None and status == "paused":
+            m.thaw()
+        try:
+            os.kill(data["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _wait_gone(data["pid"])
+    if m is not None:
+        m.destroy()
+    hooks = (data.get("hooks") or {}).get("poststop")
+    if hooks:
+        from runtime.hooks import run_hooks
+        # Spec: a failed poststop hook is a warning; deletion still completes.
+        run_hooks("poststop", hooks, st.oci_state(data, "stopped"), warn=_warn)
+    _rmtree(data["_dir"])

@@ -1,0 +1,25 @@
+"""Exceptions the runtime raises on purpose. The CLI maps every exception to
+one log line and an exit code in a single place (runtime.cli.main)."""
+
+
+class RuntimeFailure(Exception):
+    """An operation failed; str(e) is the one-line message shown to the user."""
+    exit_code = 1
+
+
+class ContainerNotFound(RuntimeFailure):
+    def __init__(self, cid: str):
+        super().__init__(f"container {cid!r} does not exist")
+
+
+class ContainerExists(RuntimeFailure):
+    def __init__(self, cid: str):
+        super().__init__(f"container with id {cid!r} already exists")
+
+
+class InvalidState(RuntimeFailure):
+    """The container is not in a state that allows the operation."""
+
+
+class InitFailure(RuntimeFailure):
+    """The container's init reported an error (or died) while being set up."""

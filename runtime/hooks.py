@@ -1,0 +1,61 @@
+"""Running OCI hooks (config.md "POSIX-platform Hooks").
+
+A hook gets the container state JSON on stdin, its own env (nothing
+inherited) and args; a timeout kills it. Output is captured and only shown
+when the hook fails, as runc does.
+"""
+import json
+import os
+import subprocess
+
+from runtime.errors import RuntimeFailure
+
+
+class HookFailed(RuntimeFailure):
+    pass
+
+
+def run_hooks(kind: str, hooks: list[dict] | None, state: dict, warn=None) -> None:
+    """Run each hook of `kind` in order. Without `warn`, raise HookFailed on
+    the first failure; with it (poststart, poststop: the spec says a failure
+    there is only a warning), report each failure to `warn` and go on."""
+    if not hooks:
+        return
+    payload = json.dumps(state).encode()
+    for i, h in enumerate(hooks):
+        try:
+            run_one(kind, i, h, payload)
+        except HookFailed as e:
+            if warn is None:
+                raise
+            warn(str(e))
+
+
+def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
+    path = hook["path"]
+    argv = hook.get("args") or [path]
+    env = {}
+    for kv in hook.get("env") or ():
+        k, _, v = kv.partition("=")
+        env[k] = v
+    timeout = hook.get("timeout")
+    try:
+        p = subprocess.Popen(argv, executable=path, env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             close_fds=True, cwd="/")
+    except OSError as e:
+        raise HookFailed(f"{kind} hook #{index} {path}: {e.strerror}") from None
+    try:
+        out, err = p.communicate(payload, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise HookFailed(f"{kind} hook #{index} {path}: timed out after {timeout}s") from None
+    except BrokenPipeError:
+        # The hook need not read its stdin.
+        out, err = p.communicate()
+    if p.returncode != 0:
+        what = (f"exit status {p.returncode}" if p.returncode > 0
+                else f"killed by signal {-p.returncode}")
+        raise HookFailed(f"{kind} hook #{index} {path}: {what}, stdout: {out.decode(errors='replace').strip()}, "
+                         f"stderr: {err.decode(errors='replace').strip()}")

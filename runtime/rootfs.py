@@ -1,0 +1,309 @@
+"""Preparing the container's root filesystem inside its mount namespace.
+
+Every destination path is resolved inside the rootfs with openat2(2)
+RESOLVE_IN_ROOT, so a symlink in the image (say /proc -> /) can never make
+us mount over a host path: the kernel resolves ".." and absolute links as if
+the rootfs were "/". The mount then targets the resolved O_PATH fd through
+/proc/self/fd.
+"""
+import errno
+import os
+import stat
+
+from runtime import syscalls as sc
+from runtime.errors import RuntimeFailure
+
+_SET, _CLEAR = 1, 0
+MOUNT_FLAGS = {
+    "ro": (_SET, sc.MS_RDONLY), "rw": (_CLEAR, sc.MS_RDONLY),
+    "nosuid": (_SET, sc.MS_NOSUID), "suid": (_CLEAR, sc.MS_NOSUID),
+    "nodev": (_SET, sc.MS_NODEV), "dev": (_CLEAR, sc.MS_NODEV),
+    "noexec": (_SET, sc.MS_NOEXEC), "exec": (_CLEAR, sc.MS_NOEXEC),
+    "sync": (_SET, sc.MS_SYNCHRONOUS), "async": (_CLEAR, sc.MS_SYNCHRONOUS),
+    "dirsync": (_SET, sc.MS_DIRSYNC), "remount": (_SET, sc.MS_REMOUNT),
+    "mand": (_SET, sc.MS_MANDLOCK), "nomand": (_CLEAR, sc.MS_MANDLOCK),
+    "atime": (_CLEAR, sc.MS_NOATIME), "noatime": (_SET, sc.MS_NOATIME),
+    "diratime": (_CLEAR, sc.MS_NODIRATIME), "nodiratime": (_SET, sc.MS_NODIRATIME),
+    "bind": (_SET, sc.MS_BIND), "rbind": (_SET, sc.MS_BIND | sc.MS_REC),
+    "relatime": (_SET, sc.MS_RELATIME), "norelatime": (_CLEAR, sc.MS_RELATIME),
+    "strictatime": (_SET, sc.MS_STRICTATIME), "nostrictatime": (_CLEAR, sc.MS_STRICTATIME),
+    "lazytime": (_SET, sc.MS_LAZYTIME), "nolazytime": (_CLEAR, sc.MS_LAZYTIME),
+    "nosymfollow": (_SET, sc.MS_NOSYMFOLLOW), "symfollow": (_CLEAR, sc.MS_NOSYMFOLLOW),
+    "silent": (_SET, sc.MS_SILENT), "loud": (_CLEAR, sc.MS_SILENT),
+}
+PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Options that only tell the runtime something and must not reach the kernel.
+_RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup", "rro", "rrw", "rnosuid", "rnodev",
+                 "rnoexec", "rnoatime", "rrelatime", "rstrictatime", "rnodiratime"}
+
+DEFAULT_DEVICES = [
+    # path, type, major, minor, mode
+    ("/dev/null", "c", 1, 3, 0o666), ("/dev/zero", "c", 1, 5, 0o666),
+    ("/dev/full", "c", 1, 7, 0o666), ("/dev/random", "c", 1, 8, 0o666),
+    ("/dev/urandom", "c", 1, 9, 0o666), ("/dev/tty", "c", 5, 0, 0o666),
+]
+DEV_SYMLINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+                ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+
+
+def parse_options(options: list[str] | None) -> tuple[int, int, list[str], set[str]]:
+    """Split OCI mount options into (flags, propagation flags, fs data, runtime-only opts)."""
+    flags = 0
+    prop = 0
+    data = []
+    special = set()
+    for o in options or ():
+        if o in MOUNT_FLAGS:
+            how, bit = MOUNT_FLAGS[o]
+            flags = flags | bit if how == _SET else flags & ~bit
+        elif o in PROPAGATION:
+            prop |= PROPAGATION[o]
+        elif o in _RUNTIME_ONLY:
+            special.add(o)
+        else:
+            data.append(o)
+    return flags, prop, data, special
+
+
+def fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "") -> int:
+    """Open `path` inside the rootfs as an O_PATH fd without ever leaving it.
+
+    With create="dir" or "file", missing components are made (directories
+    0755, a final file 0644 for file bind mounts). The caller closes the fd."""
+    rel = path.strip("/")
+    how = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+    if not rel:
+        return os.dup(rootfd)
+    try:
+        return sc.openat2(rootfd, rel, os.O_PATH, how)
+    except FileNotFoundError:
+        if not create:
+            raise
+    parts = rel.split("/")
+    cur = os.dup(rootfd)
+    try:
+        for i, name in enumerate(parts):
+            if name in ("", "."):
+                continue
+            last = i == len(parts) - 1
+            try:
+                nxt = sc.openat2(cur, name, os.O_PATH, how)
+            except FileNotFoundError:
+                try:
+                    if last and create == "file":
+                        os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW
+                                         | os.O_CLOEXEC, 0o644, dir_fd=_real_dir(cur)))
+                    else:
+                        os.mkdir(name, 0o755, dir_fd=_real_dir(cur))
+                except FileExistsError:
+                    pass
+                try:
+                    nxt = sc.openat2(cur, name, os.O_PATH, how)
+                except FileNotFoundError:
+                    raise RuntimeFailure(f"{label or path}: {name} is a dangling symlink in the rootfs") from None
+            os.close(cur)
+            cur = nxt
+        return cur
+    except BaseException:
+        os.close(cur)
+        raise
+
+
+def _real_dir(fd: int) -> int:
+    # mkdirat/openat accept O_PATH directory fds directly.
+    return fd
+
+
+def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount) -> None:
+    """Mount every entry of config `mounts` under rootfs, in order."""
+    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, m in enumerate(mounts):
+            mount_one(rootfd, i, m, bundle, cgroup_mount)
+    finally:
+        os.close(rootfd)
+
+
+def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount) -> None:
+    dest = m["destination"]
+    label = f"mounts[{index}] {dest}"
+    mtype = m.get("type") or ""
+    flags, prop, data, special = parse_options(m.get("options"))
+    src = m.get("source") or ""
+    is_bind = bool(flags & sc.MS_BIND) or mtype == "bind"
+    if is_bind:
+        flags |= sc.MS_BIND
+        if not os.path.isabs(src):
+            src = os.path.join(bundle, src)
+        try:
+            st = os.stat(src)
+        except FileNotFoundError:
+            raise RuntimeFailure(f"mounts[{index}].source: {src} does not exist") from None
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
+    else:
+        kind = "dir"
+    fd = resolve(rootfd, dest, create=kind, label=label)
+    try:
+        target = fd_path(fd)
+        if mtype == "cgroup" and not is_bind:
+            cgroup_mount(target, flags, label)
+        elif is_bind:
+            sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
+            rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if rest:
+                # A bind mount ignores other flags on the first call; remount to apply them.
+                sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | rest, None, label=label)
+            if "idmap" in special or "ridmap" in special:
+                raise RuntimeFailure(f"{label}: idmapped mounts are not supported yet")
+        else:
+            sc.mount(src or mtype, target, mtype, flags, ",".join(data) or None, label=label)
+        if prop:
+            sc.mount(None, target, None, prop, None, label=label)
+    finally:
+        os.close(fd)
+
+
+def make_devices(rootfs: str, devices: list[dict], in_userns: bool) -> None:
+    """Create the default devices and linux.devices under rootfs/dev.
+
+    Inside a user namespace mknod is not allowed, so (as runc does) the host
+    device is bind-mounted onto an empty file instead."""
+    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        seen = set()
+        wanted = [(d["path"], d["type"], d.get("major", 0), d.get("minor", 0), d.get("fileMode", 0o666),
+                   d.get("uid"), d.get("gid")) for d in devices or ()]
+        explicit = {w[0] for w in wanted}
+        for p, t, ma, mi, mode in DEFAULT_DEVICES:
+            if p not in explicit:
+                wanted.append((p, t, ma, mi, mode, None, None))
+        for path, t, major, minor, mode, uid, gid in wanted:
+            if path in seen:
+                continue
+            seen.add(path)
+            _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns)
+        devfd = resolve(rootfd, "/dev", create="dir")
+        try:
+            for target, name in DEV_SYMLINKS:
+                try:
+                    os.symlink(target, os.path.basename(name), dir_fd=devfd)
+                except FileExistsError:
+                    pass
+            if os.path.exists("/proc/kcore"):
+                try:
+                    os.symlink("/proc/kcore", "core", dir_fd=devfd)
+                except FileExistsError:
+                    pass
+        finally:
+            os.close(devfd)
+    finally:
+        os.close(rootfd)
+
+
+def _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns) -> None:
+    parent = resolve(rootfd, os.path.dirname(path), create="dir", label=path)
+    name = os.path.basename(path)
+    try:
+        try:
+            os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise RuntimeFailure(f"linux.devices {path}: a directory is in the way") from None
+        if t == "p":
+            os.mkfifo(name, mode & 0o7777, dir_fd=parent)
+        elif in_userns:
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
+            fd = sc.openat2(parent, name, os.O_PATH, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)
+            try:
+                sc.mount(path, fd_path(fd), None, sc.MS_BIND, None, label=path)
+            finally:
+                os.close(fd)
+            return
+        else:
+            kind = stat.S_IFCHR if t in ("c", "u") else stat.S_IFBLK
+            old = os.umask(0)
+            try:
+                os.mknod(name, kind | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent)
+            finally:
+                os.umask(old)
+        if uid is not None or gid is not None:
+            os.chown(name, uid if uid is not None else -1, gid if gid is not None else -1,
+                     dir_fd=parent, follow_symlinks=False)
+    except OSError as e:
+        raise RuntimeFailure(f"linux.devices {path}: {e.strerror}") from None
+    finally:
+        os.close(parent)
+
+
+def pivot(rootfs: str) -> None:
+    """Make rootfs the new "/" and detach the old root entirely.
+
+    pivot_root(".", ".") stacks the old root under the new one; we then
+    unmount it lazily so nothing of the host stays reachable."""
+    oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    newroot = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(newroot)
+        sc.pivot_root(".", ".")
+        os.fchdir(oldroot)
+        # Keep unmount events of the old root from propagating to the host.
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC, None, label="old root")
+        sc.umount2(".", sc.MNT_DETACH)
+    finally:
+        os.close(oldroot)
+        os.close(newroot)
+    os.chdir("/")
+
+
+def move_root(rootfs: str) -> None:
+    """--no-pivot: move the rootfs mount over "/" and chroot into it."""
+    os.chdir(rootfs)
+    sc.mount(rootfs, "/", None, sc.MS_MOVE, None, label="rootfs")
+    os.chroot(".")
+    os.chdir("/")
+
+
+def readonly_path(path: str) -> None:
+    """Bind `path` onto itself read-only; a missing path is not an error."""
+    try:
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None)
+    except FileNotFoundError:
+        return
+    flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY
+    try:
+        sc.mount(None, path, None, flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, None)
+    except PermissionError:
+        # Locked flags (inside a user namespace) cannot be added; ro alone is enough.
+        sc.mount(None, path, None, flags, None)
+
+
+def mask_path(path: str) -> None:
+    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory.
+    A missing path is not an error. This runs after pivot_root, so a symlink
+    can only lead to another path of the container, never to the host."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND, None)
+
+
+def remount_root_readonly() -> None:
+    sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY, None, label="/ (root.readonly)")
+
+
+def is_enoent(e: OSError) -> bool:
+    return e.errno == errno.ENOENT

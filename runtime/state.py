@@ -1,0 +1,158 @@
+"""Per-container state under --root: one directory per container.
+
+Layout of ROOT/ID/:
+  state.json   what later verbs need (pid, start time, bundle, cgroup, hooks);
+               carries "version" so a newer pyrunc can read an older file.
+  exec.fifo    exists from create until start: init blocks writing to it.
+
+Writes are atomic (temporary file + rename). Every verb that changes a
+container holds an exclusive flock on its directory, so concurrent commands
+on one container are serialised.
+"""
+import errno
+import fcntl
+import json
+import os
+import re
+
+from runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
+
+STATE_VERSION = 1
+FIFO_NAME = "exec.fifo"
+_ID_RE = re.compile(r"^[\w+\-.]+$")
+
+
+def validate_id(cid: str) -> None:
+    """Refuse ids that could escape --root or confuse tools ("", ".", "..", "/")."""
+    if not cid or cid in (".", "..") or not _ID_RE.match(cid):
+        raise RuntimeFailure(f"invalid container id {cid!r}: use letters, digits, '_', '+', '-' and '.'")
+
+
+def container_dir(root: str, cid: str) -> str:
+    validate_id(cid)
+    return os.path.join(root, cid)
+
+
+def make_dir(root: str, cid: str) -> str:
+    """Create ROOT/ID, failing with ContainerExists if it is already there.
+    Atomic: mkdir either creates it for us alone or fails."""
+    d = container_dir(root, cid)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    try:
+        os.mkdir(d, 0o711)
+    except FileExistsError:
+        raise ContainerExists(cid) from None
+    return d
+
+
+class Lock:
+    """Exclusive flock on a container directory; released on close/exit."""
+
+    def __init__(self, path: str, cid: str):
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(cid) from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def save(cdir: str, data: dict) -> None:
+    """Atomically replace state.json."""
+    data["version"] = STATE_VERSION
+    tmp = os.path.join(cdir, ".state.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.rename(tmp, os.path.join(cdir, "state.json"))
+
+
+def load(root: str, cid: str) -> dict:
+    d = container_dir(root, cid)
+    try:
+        with open(os.path.join(d, "state.json")) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ContainerNotFound(cid) from None
+    except ValueError:
+        raise RuntimeFailure(f"container {cid!r}: state file {d}/state.json is corrupt") from None
+    if data.get("version", 0) > STATE_VERSION:
+        raise RuntimeFailure(f"container {cid!r}: state written by a newer pyrunc (version {data['version']})")
+    data["_dir"] = d
+    return data
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of pid in clock ticks since boot, or None if it is gone or a
+    zombie. Comparing it with the recorded value makes status checks robust
+    against pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def init_alive(data: dict) -> bool:
+    pid = data.get("pid") or 0
+    return pid > 0 and proc_start_time(pid) == data.get("start_time")
+
+
+def status(data: dict) -> str:
+    """created | running | paused | stopped, derived from the live system."""
+    if not init_alive(data):
+        return "stopped"
+    if os.path.exists(os.path.join(data["_dir"], FIFO_NAME)):
+        return "created"
+    cg = data.get("cgroup")
+    if cg:
+        from runtime import cgroups
+        try:
+            if cgroups.manager_from_state(cg).is_frozen():
+                return "paused"
+        except OSError:
+            pass
+    return "running"
+
+
+def oci_state(data: dict, st: str | None = None) -> dict:
+    """The runtime-spec state object (plus runc's extra fields)."""
+    st = st or status(data)
+    out = {
+        "ociVersion": data.get("ociVersion", "1.3.0"),
+        "id": data["id"],
+        "pid": data["pid"] if st != "stopped" else 0,
+        "status": st,
+        "bundle": data["bundle"],
+        "rootfs": data.get("rootfs", ""),
+        "created": data.get("created", ""),
+        "owner": data.get("owner", ""),
+    }
+    if data.get("annotations"):
+        out["annotations"] = data["annotations"]
+    return out
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(root)
+                      if os.path.isfile(os.path.join(root, n, "state.json")))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        if e.errno == errno.ENOTDIR:
+            raise RuntimeFailure(f"--root {root} is not a directory") from None
+        raise

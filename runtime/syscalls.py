@@ -1,0 +1,281 @@
+"""Raw Linux system calls the runtime needs and Python 3.11 lacks.
+
+This is the one module that talks to the kernel through ctypes. Every
+wrapper raises ``OSError`` carrying errno, the call's name and the path it
+worked on, so callers can let it propagate and the CLI prints one line
+such as ``mount /proc (proc): Operation not permitted``.
+"""
+import ctypes
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+# Numbers for calls glibc may not export (or exports only in newer versions).
+_NR = {
+    "x86_64": {"pivot_root": 155, "openat2": 437, "mount_setattr": 442, "open_tree": 428,
+               "move_mount": 429, "close_range": 436, "ioprio_set": 251,
+               "sched_setattr": 314, "keyctl": 250, "pidfd_open": 434, "capget": 125,
+               "capset": 126},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "mount_setattr": 442, "open_tree": 428,
+                "move_mount": 429, "close_range": 436, "ioprio_set": 30,
+                "sched_setattr": 274, "keyctl": 219, "pidfd_open": 434, "capget": 90,
+                "capset": 91},
+}[platform.machine()]
+
+# clone(2) namespace flags, by runtime-spec namespace type.
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+NAMESPACE_FLAGS = {
+    "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS, "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP, "time": CLONE_NEWTIME,
+}
+# Names of the links under /proc/PID/ns/ for each namespace type.
+NAMESPACE_PROC_NAMES = {
+    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+    "user": "user", "cgroup": "cgroup", "time": "time",
+}
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+MNT_DETACH = 0x2
+
+# openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# prctl(2)
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+# mount_setattr / open_tree
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_EMPTY_PATH = 0x1000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x100000
+
+
+def _err(name: str, what: str | None = None) -> OSError:
+    e = ctypes.get_errno()
+    label = f"{name} {what}" if what else name
+    return OSError(e, f"{label}: {os.strerror(e)}", what)
+
+
+def _b(s: str | bytes | None):
+    if s is None:
+        return None
+    return s if isinstance(s, bytes) else s.encode()
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None, *, label: str | None = None) -> None:
+    """mount(2). `label` names the target in errors when `target` is an
+    internal /proc/self/fd path."""
+    if _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)) != 0:
+        raise _err("mount", f"{label or target}" + (f" ({fstype})" if fstype else ""))
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if _libc.umount2(_b(target), flags) != 0:
+        raise _err("umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _syscall(_NR["pivot_root"], _b(new_root), _b(put_old)) != 0:
+        raise _err("pivot_root", new_root)
+
+
+def unshare(flags: int) -> None:
+    if _libc.unshare(flags) != 0:
+        raise _err("unshare", hex(flags))
+
+
+def setns(fd: int, nstype: int = 0, *, label: str | None = None) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        raise _err("setns", label)
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    if _libc.sethostname(b, len(b)) != 0:
+        raise _err("sethostname", name)
+
+
+def setdomainname(name: str) -> None:
+    b = name.encode()
+    if _libc.setdomainname(b, len(b)) != 0:
+        raise _err("setdomainname", name)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    r = _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                    ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+    if r < 0:
+        raise _err("prctl", str(option))
+    return r
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_CAP_V3 = 0x20080522
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """Return (effective, permitted, inheritable) as 64-bit masks."""
+    hdr = _CapHeader(_CAP_V3, pid)
+    data = (_CapData * 2)()
+    if _syscall(_NR["capget"], ctypes.byref(hdr), data) != 0:
+        raise _err("capget")
+    return tuple((data[1].__getattribute__(f) << 32) | data[0].__getattribute__(f)
+                 for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's capability sets (64-bit masks)."""
+    hdr = _CapHeader(_CAP_V3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        sh = 32 * i
+        data[i].effective = (effective >> sh) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> sh) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> sh) & 0xFFFFFFFF
+    if _syscall(_NR["capset"], ctypes.byref(hdr), data) != 0:
+        raise _err("capset")
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd >= first close-on-exec (one syscall, whatever the fd count)."""
+    if _syscall(_NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                ctypes.c_uint(CLOSE_RANGE_CLOEXEC)) != 0:
+        raise _err("close_range")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2); the caller owns (and closes) the returned fd."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        raise _err("openat2", path)
+    return fd
+
+
+def personality(persona: int) -> None:
+    if _libc.personality(ctypes.c_ulong(persona)) == -1:
+        raise _err("personality", hex(persona))
+
+
+def ioprio_set(which: int, who: int, ioprio: int) -> None:
+    if _syscall(_NR["ioprio_set"], which, who, ioprio) != 0:
+        raise _err("ioprio_set")
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                  runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority,
+                      runtime, deadline, period)
+    if _syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0) != 0:
+        raise _err("sched_setattr")
+
+
+def keyctl_join_session_keyring(name: str | None) -> None:
+    KEYCTL_JOIN_SESSION_KEYRING = 1
+    if _syscall(_NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name), 0, 0, 0) < 0:
+        raise _err("keyctl", "join session keyring")
+
+
+def pidfd_open(pid: int) -> int:
+    fd = _syscall(_NR["pidfd_open"], pid, 0)
+    if fd < 0:
+        raise _err("pidfd_open", str(pid))
+    return fd
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    fd = _syscall(_NR["open_tree"], dirfd, _b(path), ctypes.c_uint(flags))
+    if fd < 0:
+        raise _err("open_tree", path)
+    return fd
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, userns_fd: int = 0,
+                  *, label: str | None = None) -> None:
+    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    if _syscall(_NR["mount_setattr"], dirfd, _b(path), ctypes.c_uint(flags),
+                ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        raise _err("mount_setattr", label or path)
+
+
+def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str, flags: int,
+               *, label: str | None = None) -> None:
+    if _syscall(_NR["move_mount"], from_dirfd, _b(from_path), to_dirfd, _b(to_path),
+                ctypes.c_uint(flags)) != 0:
+        raise _err("move_mount", label or to_path)
