@@ -222,6 +222,12 @@ def _lock(path: str):
         os.close(fd)
 
 
+def planned_keys(image: "Image", uid_map: IdMap, gid_map: IdMap) -> list[str]:
+    """The cache keys of ``image``'s layers, bottom first (whether applied yet or not)."""
+    chains = _chain_ids([diff for _, _, diff in image.layers])
+    return [layer_key(c, uid_map, gid_map) for c in chains]
+
+
 def ensure_layers(root: str, image: Image, uid_map: IdMap, gid_map: IdMap, *, out=None) -> list[str]:
     """Make sure every layer of ``image`` is in the cache; return their keys, bottom first."""
     layers_dir = os.path.join(root, "layers")
@@ -401,7 +407,7 @@ def generate_config(image_config: dict, rootfs: str, *, cmd: list[str] | None = 
                     user: str | None = None, terminal: bool = False, hostname: str | None = None,
                     uid_map: IdMap | None = None, gid_map: IdMap | None = None,
                     volumes: dict[str, str] | None = None, network: str | None = None,
-                    extra_mounts: list[dict] = ()) -> dict:
+                    extra_mounts: list[dict] = (), require_args: bool = False) -> dict:
     """The runtime config.json for an image config (image-spec conversion.md).
 
     Starts from ``runtime.specgen.default_spec`` and sets: args = Entrypoint
@@ -411,16 +417,18 @@ def generate_config(image_config: dict, rootfs: str, *, cmd: list[str] | None = 
     seccomp profile, annotations from labels/ExposedPorts/StopSignal/
     platform fields (labels win), ``volumes`` {container path: host dir} as
     bind mounts, id maps with a user namespace, ``network`` "host" (no
-    network namespace) or "none".
+    network namespace) or "none".  Without any command the default spec's
+    args stay, unless ``require_args`` (then BundleError, like docker run).
     """
     cfg = image_config.get("config") or {}
     spec = _base_spec(terminal)
     proc = spec["process"]
     ep = list(entrypoint) if entrypoint is not None else list(cfg.get("Entrypoint") or [])
     args = ep + (list(cmd) if cmd else list(cfg.get("Cmd") or []))
-    if not args:
+    if not args and require_args:
         raise BundleError("no command specified: the image has no Entrypoint/Cmd and none was given")
-    proc["args"] = args
+    if args:  # otherwise keep the default spec's shell, as `pyrunc spec` writes it
+        proc["args"] = args
     proc["terminal"] = bool(terminal)
     image_env = list(cfg.get("Env") or [])
     defaults = [_DEFAULT_PATH] + (["TERM=xterm"] if terminal else [])
@@ -608,7 +616,8 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
     made_bundle = not os.path.exists(bundle)
     os.makedirs(wdir, exist_ok=True)
     record = {"id": bid, "bundle": bundle, "rootfs": rootfs, "mode": mode, "ref": ref,
-              "manifest": image.digest, "diff_ids": [d for _, _, d in image.layers], "layers": [],
+              "manifest": image.digest, "diff_ids": [d for _, _, d in image.layers],
+              "layers": planned_keys(image, uid_map, gid_map) if mode == "overlay" else [],
               "uid_map": str(uid_map), "gid_map": str(gid_map), "state": "creating",
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _atomic_json(os.path.join(wdir, RECORD), record)  # before any layer is used: gc sees it
@@ -626,8 +635,7 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
                     raise BundleError(str(e)) from None
         else:
             keys = ensure_layers(root, image, uid_map, gid_map, out=out)
-            record["layers"] = keys
-            _atomic_json(os.path.join(wdir, RECORD), record)
+            assert keys == record["layers"]
             _mount_bundle(root, record, fresh=True)
         volumes = {}
         for i, path in enumerate(sorted((image.config.get("config") or {}).get("Volumes") or {})):
@@ -642,7 +650,7 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
         spec = generate_config(image.config, rootfs, cmd=run.cmd, entrypoint=run.entrypoint, env=run.env,
                                workdir=run.workdir, user=run.user, terminal=run.terminal, hostname=run.hostname,
                                uid_map=uid_map, gid_map=gid_map, volumes=volumes, network=run.network,
-                               extra_mounts=extra)
+                               extra_mounts=extra, require_args=run.etc_files)
         if uid_map or gid_map:
             # The container's root must own its rootfs and writable layer.
             for p in ([rootfs] if mode == "copy" else [os.path.join(wdir, "upper")]):

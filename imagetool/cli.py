@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Pull images and unpack them into OCI bundles.")
 
 
@@ -290,4 +290,16 @@ def load(ctx: typer.Context, input: str = typer.Option(..., "-i", "--input")):
 
 
 def main() -> None:
-    app()
+    """Entry point. An unexpected exception becomes one error line and exit 1
+    (PYIMG_DEBUG=1 shows the traceback instead)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("pyimg: error: interrupted\n")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("PYIMG_DEBUG"):
+            raise
+        sys.stderr.write(f"pyimg: error: {' '.join(sys.argv[1:])[:200]}: "
+                         f"{type(e).__name__}: {e}\n")
+        sys.exit(1)

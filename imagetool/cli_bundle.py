@@ -1,5 +1,228 @@
-"""pyimg verbs that turn stored images into bundles (unpack, run, rm-bundle, bundles)."""
+"""pyimg verbs that turn stored images into bundles (unpack, run, rm-bundle, bundles, remount).
+
+Imports of the heavy modules happen inside the commands, so `pyimg --help`
+and the other verbs do not pay for them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+import typer
+
+DEFAULT_ROOT = "/var/lib/pyimg"
+
+
+def _ctx(ctx: typer.Context) -> tuple[str, str | None]:
+    """(store root, settings file) from pyimg's global options."""
+    obj = ctx.obj or {}
+    return obj.get("root") or os.environ.get("PYIMG_ROOT", DEFAULT_ROOT), obj.get("config")
+
+
+def _fail(msg: str, code: int = 1):
+    print(f"pyimg: error: {msg}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _maps(uid_map, gid_map):
+    from imagetool.layer import IdMap
+
+    try:
+        return IdMap.parse(uid_map), IdMap.parse(gid_map)
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _find_runtime(explicit: str | None) -> str:
+    import shutil
+
+    if explicit:
+        return explicit
+    found = shutil.which("pyrunc")
+    if found:
+        return found
+    # Next to our interpreter (the venv's bin/), where `pip install` puts it.
+    cand = os.path.join(os.path.dirname(sys.executable), "pyrunc")
+    if os.access(cand, os.X_OK):
+        return cand
+    _fail("cannot find the pyrunc runtime on PATH (set PYIMG_RUNTIME)", 125)
+
+
+def unpack(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Image reference in the store."),
+    bundle: str = typer.Argument(..., help="Bundle directory to create (config.json + rootfs)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="overlay (default where overlayfs works) or copy."),
+    uid_map: List[str] = typer.Option([], "--uid-map", help="CONTAINER:HOST:SIZE uid mapping (repeatable)."),
+    gid_map: List[str] = typer.Option([], "--gid-map", help="CONTAINER:HOST:SIZE gid mapping (repeatable)."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
+):
+    """Unpack an image into an OCI runtime bundle."""
+    root, config = _ctx(ctx)
+    from imagetool.bundle import BundleError, create_bundle
+
+    umap, gmap = _maps(uid_map, gid_map)
+    try:
+        create_bundle(root, ref, bundle, mode=mode, uid_map=umap, gid_map=gmap, platform=platform)
+    except BundleError as e:
+        _fail(str(e))
+
+
+def rm_bundle(
+    ctx: typer.Context,
+    bundles: List[str] = typer.Argument(..., help="Bundle directories to remove."),
+):
+    """Unmount bundles and delete their writable layer (shared layers stay)."""
+    root, config = _ctx(ctx)
+    from imagetool.bundle import BundleError, remove_bundle
+
+    failed = False
+    for b in bundles:
+        try:
+            remove_bundle(root, b)
+        except BundleError as e:
+            print(f"pyimg: error: {e}", file=sys.stderr)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+def bundles_cmd(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print bundle paths only."),
+    remount: bool = typer.Option(False, "--remount", help="Mount overlay bundles that are not mounted (after a reboot)."),
+):
+    """List bundles created by pyimg."""
+    root, config = _ctx(ctx)
+    from imagetool.bundle import BundleError, list_bundles, remount_bundles
+
+    if remount:
+        try:
+            remount_bundles(root)
+        except BundleError as e:
+            _fail(str(e))
+    recs = list_bundles(root)
+    if quiet:
+        for r in recs:
+            print(r["bundle"])
+        return
+    print(f"{'ID':<16}  {'MODE':<7}  {'STATE':<8}  {'MOUNTED':<7}  {'IMAGE':<40}  BUNDLE")
+    for r in recs:
+        mounted = "yes" if r["mounted"] else ("no" if r["mode"] == "overlay" else "-")
+        print(f"{r['id']:<16}  {r['mode']:<7}  {r.get('state', ''):<8}  {mounted:<7}  {r['ref']:<40}  {r['bundle']}")
+
+
+def remount(
+    ctx: typer.Context,
+    bundle: Optional[str] = typer.Argument(None, help="Bundle to mount (default: every overlay bundle)."),
+):
+    """Re-mount overlay bundle rootfs (e.g. after a reboot)."""
+    root, config = _ctx(ctx)
+    from imagetool.bundle import BundleError, remount_bundles
+
+    try:
+        for b in remount_bundles(root, bundle):
+            print(b)
+    except BundleError as e:
+        _fail(str(e))
+
+
+def run(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Image reference."),
+    cmd: Optional[List[str]] = typer.Argument(None, help="Command replacing the image's Cmd."),
+    rm: bool = typer.Option(False, "--rm", help="Remove the container and its bundle when it exits."),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
+    name: Optional[str] = typer.Option(None, "--name", help="Container name (default: random id)."),
+    env: List[str] = typer.Option([], "-e", "--env", help="K=V environment variable (repeatable)."),
+    workdir: Optional[str] = typer.Option(None, "-w", "--workdir", help="Working directory in the container."),
+    user: Optional[str] = typer.Option(None, "-u", "--user", help="user[:group] (names or ids)."),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Replace the image's Entrypoint."),
+    network: str = typer.Option("host", "--network", help="host (share the host's network) or none."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="Bundle mode: overlay or copy."),
+    platform: Optional[str] = typer.Option(None, "--platform"),
+    runtime: Optional[str] = typer.Option(None, "--runtime", envvar="PYIMG_RUNTIME", help="OCI runtime binary (default pyrunc)."),
+):
+    """Run a command in a new container, pulling the image if needed (like docker run)."""
+    root, config = _ctx(ctx)
+    raise typer.Exit(_run(ref, cmd or [], rm=rm, interactive=interactive, tty=tty, name=name, env=env,
+                          workdir=workdir, user=user, entrypoint=entrypoint, network=network, mode=mode,
+                          platform=platform, runtime=runtime, root=root, config=config))
+
+
+def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint, network, mode, platform,
+         runtime, root, config=None) -> int:
+    import re
+    import secrets
+    import signal
+    import subprocess
+
+    from imagetool.bundle import BundleError, RunOptions, create_bundle, image_present, remove_bundle
+
+    if network not in ("host", "none"):
+        _fail(f"unsupported network mode {network!r}: use host or none", 125)
+    if name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+        _fail(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
+    runtime_bin = _find_runtime(runtime)
+    if not image_present(root, ref):
+        print(f"Unable to find image '{ref}' locally", file=sys.stderr)
+        try:
+            from imagetool.pull import pull_image
+        except ImportError:
+            _fail("pulling is not available (imagetool.pull is missing)", 125)
+        try:
+            pull_image(ref, root=root, config_path=config, platform=platform, out=sys.stderr)
+        except Exception as e:  # the puller's own error types; one line
+            _fail(f"{ref}: pull failed: {e}", 125)
+    cid = name or secrets.token_hex(6)
+    bundle = os.path.join(os.path.abspath(root), "containers", cid)
+    if os.path.exists(bundle):
+        _fail(f"container name {cid!r} is already in use (bundle {bundle})", 125)
+    os.makedirs(os.path.dirname(bundle), exist_ok=True)
+    opts = RunOptions(cmd=cmd or None, entrypoint=[entrypoint] if entrypoint is not None else None, env=env,
+                      workdir=workdir, user=user, terminal=tty, hostname=cid[:12] if not name else name[:63],
+                      network=network, etc_files=True)
+    try:
+        create_bundle(root, ref, bundle, mode=mode, platform=platform, run=opts)
+    except BundleError as e:
+        _fail(str(e), 125)
+    # The runtime forwards signals to the container; a Ctrl-C reaches it
+    # (same process group) so pyimg itself must outlive it to clean up.
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen([runtime_bin, "run", "--bundle", bundle, cid],
+                                stdin=None if interactive or tty else subprocess.DEVNULL)
+
+        def forward(signum, _frame):
+            proc.send_signal(signum)
+
+        old_term = signal.signal(signal.SIGTERM, forward)
+        try:
+            rc = proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+    except OSError as e:
+        rc = 125
+        print(f"pyimg: error: cannot start {runtime_bin}: {e.strerror}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    if rc < 0:  # killed by a signal: report it the shell way
+        rc = 128 - rc
+    if rm:
+        subprocess.run([runtime_bin, "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            remove_bundle(root, bundle)
+        except BundleError as e:
+            print(f"pyimg: error: {e}", file=sys.stderr)
+    return rc
 
 
 def register(app) -> None:
     """Add the bundle verbs to the pyimg typer app."""
+    app.command("unpack")(unpack)
+    app.command("rm-bundle")(rm_bundle)
+    app.command("bundles")(bundles_cmd)
+    app.command("remount")(remount)
+    app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(run)

@@ -32,6 +32,9 @@ LAYER_TYPES = {
 }
 
 
+MAX_CONFIG_BYTES = 8 * 1024 * 1024  # configs are read into memory
+
+
 class PullError(Exception):
     """A pull failed; str() is one line naming the reference and the cause."""
 
@@ -252,6 +255,9 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
                          "digest": cdigest, "size": len(cbody),
                          "platform": chosen.get("platform")}
     validate_manifest(m)
+    if m["config"]["size"] > MAX_CONFIG_BYTES:
+        raise PullError(f"pull {full}: image config is too large ({m['config']['size']} bytes, "
+                        f"limit {MAX_CONFIG_BYTES})")
     manifest_digest = manifest_desc["digest"]
 
     prev = store.lookup(full)
@@ -302,7 +308,11 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
                     prog.status(d["digest"][7:19], "Pull complete")
             for b, dg, _mt in to_store:
                 store.put_blob(b, dg)
-            store.set_ref(full, manifest_desc, repo_digest=repo_digest)
+            unchanged = (prev is not None and prev.get("digest") == manifest_digest
+                         and (prev.get("annotations") or {}).get("io.pyimg.repo.digest")
+                         == repo_digest)
+            if not unchanged:  # an up-to-date pull leaves index.json alone
+                store.set_ref(full, manifest_desc, repo_digest=repo_digest)
         finally:
             for w in writers.values():
                 w.abort()
@@ -353,13 +363,20 @@ def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
                                 thread_name_prefix="pyimg-dl") as ex:
             futs = [ex.submit(one, d) for d in missing]
             first_exc = None
-            for f in as_completed(futs):
-                exc = f.exception()
-                if exc is not None and not isinstance(exc, _Cancelled) and first_exc is None:
-                    first_exc = exc
-                    cancel.set()
-                    for other in futs:
-                        other.cancel()
+            try:
+                for f in as_completed(futs):
+                    exc = f.exception()
+                    if exc is not None and not isinstance(exc, _Cancelled) and first_exc is None:
+                        first_exc = exc
+                        cancel.set()
+                        for other in futs:
+                            other.cancel()
+            except BaseException:
+                # e.g. Ctrl-C: stop the workers at their next chunk, then unwind
+                cancel.set()
+                for other in futs:
+                    other.cancel()
+                raise
             if first_exc is not None:
                 raise first_exc
         ok = True

@@ -419,6 +419,11 @@ class RegistryClient:
                         raise AuthError(f"{ep.host} answered 401 without a challenge: "
                                         f"{_error_text(errbody)[0]}", status=401)
                     had = ah is not None
+                    if had and auth_tries >= 1 and ah.startswith("Basic "):
+                        creds = self._creds(ep)
+                        raise AuthError(f"{ep.host} rejected the credentials for "
+                                        f"{creds[0] if creds else '?'!r} (wrong username or "
+                                        f"password)", status=401)
                     if had and auth_tries >= 1:
                         raise AuthError(f"{ep.host} denied access ({_error_text(errbody)[0] or 'unauthorized'}); "
                                         f"check the credentials and that the repository exists",
@@ -456,12 +461,15 @@ class RegistryClient:
                     raise
                 self._sleep(attempt)
 
-    def _over_endpoints(self, fn):
+    def _over_endpoints(self, fn, retry: bool = True):
         """fn(endpoint) on each usable endpoint until one succeeds. A mirror's
-        failure falls through to the next; the registry's own error is final."""
+        failure falls through to the next; the registry's own error is final.
+        retry=False: no retries here (the caller has its own loop)."""
         eps = [e for e in self.endpoints if not e.failed] or self.endpoints[-1:]
         for ep in eps:
             try:
+                if not retry:
+                    return fn(ep)
                 return self._retrying(ep, lambda: fn(ep))
             except RegistryError as e:
                 if ep.mirror and not isinstance(e, _Fatal):
@@ -507,7 +515,8 @@ class RegistryClient:
                 raise RegistryError(str(e)) from None
             raise
 
-    def blob_stream(self, repo: str, digest: str, offset: int = 0) -> tuple[Response, int]:
+    def blob_stream(self, repo: str, digest: str, offset: int = 0,
+                    retry: bool = True) -> tuple[Response, int]:
         """Open a blob download at offset; returns (response, start) where
         start is the offset the body begins at (0 if the server ignored the
         Range). The caller closes the response."""
@@ -525,7 +534,7 @@ class RegistryClient:
                     r.close()
                     raise Transient("server answered a Range request with the wrong range")
             return r, start
-        return self._over_endpoints(once)
+        return self._over_endpoints(once, retry=retry)
 
     def fetch_blob(self, repo: str, desc: dict, writer, progress=None) -> None:
         """Download desc's blob into writer (a store BlobWriter), resuming with
@@ -536,7 +545,7 @@ class RegistryClient:
         attempt = 0
         while True:
             try:
-                r, start = self.blob_stream(repo, digest, writer.offset)
+                r, start = self.blob_stream(repo, digest, writer.offset, retry=False)
                 try:
                     if start != writer.offset:
                         writer.truncate(start)

@@ -408,7 +408,10 @@ class Store:
         digest) or an image/manifest id prefix (like docker rmi ID)."""
         from imagetool import reference as refmod
         entries = self._read_index()["manifests"]
-        hits = []
+        # a name exactly as written in index.json (also bare tags other tools write)
+        hits = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == ref]
+        if hits:
+            return hits
         try:
             r = refmod.parse(ref)
         except refmod.ReferenceError_:
@@ -492,11 +495,15 @@ class Store:
         for d in self._read_index()["manifests"]:
             ann = d.get("annotations") or {}
             name = ann.get(REF_NAME, "")
-            try:
-                r = refmod.parse(name)
-                repo, tag = r.name, r.tag
-            except refmod.ReferenceError_:
-                repo, tag = name or "<none>", None
+            if re.fullmatch(r"[\w][\w.-]*", name):
+                # a bare tag, as umoci/skopeo write them: no repository
+                repo, tag = "<none>", name
+            else:
+                try:
+                    r = refmod.parse(name)
+                    repo, tag = r.name, r.tag or None
+                except refmod.ReferenceError_:
+                    repo, tag = name or "<none>", None
             item = {"ref": name, "repository": repo, "tag": tag or "<none>",
                     "digest": d["digest"], "repo_digest": ann.get(REPO_DIGEST, d["digest"]),
                     "id": "", "created": "", "size": 0,

@@ -10,7 +10,6 @@ check_config / check_state / check_features raise Invalid(field, problem)
 for the first violation found and return None for a valid document.
 Only the standard library is used, so importing this module is cheap.
 """
-import re as _re  # already imported by site.py in practice
 
 class Invalid(ValueError):
     """A value violates the schema: `field` names where, `problem` says what (one line)."""
@@ -28,8 +27,8 @@ _M = object()  # "property absent" marker; None is a legitimate JSON value
 
 
 def _k(key):
-    # Keep paths readable and unambiguous: plain names join with ".", names
-    # containing dots, spaces etc. are quoted (linux.sysctl["net.ipv4.ip_forward"]).
+    # Plain names join with "."; names with dots, spaces etc. are quoted so the
+    # path stays unambiguous: linux.sysctl["net.ipv4.ip_forward"].
     if key and key.isascii() and key.replace("_", "a").replace("-", "a").isalnum():
         return "." + key
     return '["' + key.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"]'
@@ -52,7 +51,9 @@ def _jtype(v):
         return "object"
     if isinstance(v, list):
         return "array"
-    if type(v) is int or type(v) is float:
+    if type(v) is int:
+        return "integer"
+    if type(v) is float:
         return "number"
     return type(v).__name__
 
@@ -62,1309 +63,579 @@ def _show(v):
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
-_P1 = _re.compile('^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(?!\\n)$')
-_E2 = frozenset(['IOPRIO_CLASS_BE', 'IOPRIO_CLASS_IDLE', 'IOPRIO_CLASS_RT'])
-_P3 = _re.compile('^MB:[^\\n]*(?!\\n)$')
-_P4 = _re.compile('^[^\\n]*(?!\\n)$')
-_E5 = frozenset(['private', 'rprivate', 'rshared', 'rslave', 'runbindable', 'shared', 'slave', 'unbindable'])
-_E6 = frozenset(['LINUX', 'LINUX32'])
-_E7 = frozenset(['MPOL_BIND', 'MPOL_DEFAULT', 'MPOL_INTERLEAVE', 'MPOL_LOCAL', 'MPOL_PREFERRED', 'MPOL_PREFERRED_MANY', 'MPOL_WEIGHTED_INTERLEAVE'])
-_E8 = frozenset(['MPOL_F_NUMA_BALANCING', 'MPOL_F_RELATIVE_NODES', 'MPOL_F_STATIC_NODES'])
-_E9 = frozenset(['RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE', 'RLIMIT_LOCKS', 'RLIMIT_MEMLOCK', 'RLIMIT_MSGQUEUE', 'RLIMIT_NICE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_RSS', 'RLIMIT_RTPRIO', 'RLIMIT_RTTIME', 'RLIMIT_SIGPENDING', 'RLIMIT_STACK'])
-_E10 = frozenset(['SCHED_BATCH', 'SCHED_DEADLINE', 'SCHED_FIFO', 'SCHED_IDLE', 'SCHED_ISO', 'SCHED_OTHER', 'SCHED_RR'])
-_E11 = frozenset(['SCHED_FLAG_DL_OVERRUN', 'SCHED_FLAG_KEEP_PARAMS', 'SCHED_FLAG_KEEP_POLICY', 'SCHED_FLAG_RECLAIM', 'SCHED_FLAG_RESET_ON_FORK', 'SCHED_FLAG_UTIL_CLAMP_MAX', 'SCHED_FLAG_UTIL_CLAMP_MIN'])
-_E12 = frozenset(['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'])
-_E13 = frozenset(['b', 'c', 'p', 'u'])
-_E14 = frozenset(['b', 'c', 'u'])
-_P15 = _re.compile('^[1-9][0-9]*[KMGTPE]B(?!\\n)$')
-_E16 = frozenset(['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'])
-_E17 = frozenset(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM', 'SCMP_ARCH_LOONGARCH64', 'SCMP_ARCH_M68K', 'SCMP_ARCH_MIPS', 'SCMP_ARCH_MIPS64', 'SCMP_ARCH_MIPS64N32', 'SCMP_ARCH_MIPSEL', 'SCMP_ARCH_MIPSEL64', 'SCMP_ARCH_MIPSEL64N32', 'SCMP_ARCH_PARISC', 'SCMP_ARCH_PARISC64', 'SCMP_ARCH_PPC', 'SCMP_ARCH_PPC64', 'SCMP_ARCH_PPC64LE', 'SCMP_ARCH_RISCV64', 'SCMP_ARCH_S390', 'SCMP_ARCH_S390X', 'SCMP_ARCH_SH', 'SCMP_ARCH_SHEB', 'SCMP_ARCH_X32', 'SCMP_ARCH_X86', 'SCMP_ARCH_X86_64'])
-_E18 = frozenset(['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'])
-_E19 = frozenset(['a', 'b', 'c'])
-_P20 = _re.compile('^[rwm]*(?!\\n)$')
-_E21 = frozenset(['SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE'])
-_E22 = frozenset(['created', 'creating', 'paused', 'running', 'stopped'])
-_E23 = frozenset(['created', 'paused', 'running'])
-_K24 = frozenset(['rdma', 'systemd', 'systemdUser', 'v1', 'v2'])
-_K25 = frozenset(['actions', 'archs', 'enabled', 'knownFlags', 'operators', 'supportedFlags'])
-_K26 = frozenset(['enabled', 'monitoring', 'schemata'])
-_K27 = frozenset(['flags', 'modes'])
-_K28 = frozenset(['idmap'])
-_K29 = frozenset(['apparmor', 'capabilities', 'cgroup', 'intelRdt', 'memoryPolicy', 'mountExtensions', 'namespaces', 'netDevices', 'seccomp', 'selinux'])
-_K30 = frozenset(['annotations', 'hooks', 'linux', 'mountOptions', 'ociVersionMax', 'ociVersionMin', 'potentiallyUnsafeConfigAnnotations'])
-_K31 = frozenset(['enabled'])
+
+# An "integer" is an integer literal in the JSON text (int after json.loads):
+# 2.0 and 1e3 are refused, as Go's encoding/json (runc) refuses them.
+_IS = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is int or type(v) is float,
+    "boolean": lambda v: v is True or v is False,
+    "null": lambda v: v is None,
+}
+_NOUN = {"object": "an object", "array": "an array", "string": "a string", "integer": "an integer",
+         "number": "a number", "boolean": "a boolean", "null": "null"}
 
 
-def _config(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y1 = x.get('ociVersion', _M)
-    if y1 is _M:
-        raise Invalid('.ociVersion', 'is required')
-    if not isinstance(y1, str):
-        raise Invalid('.ociVersion', "must be a string (got " + _jtype(y1) + ")")
-    if _P1.search(y1) is None:
-        raise Invalid('.ociVersion', 'must be a SemVer 2.0.0 version such as 1.3.0' + " (got " + _show(y1) + ")")
-    y2 = x.get('root', _M)
-    if y2 is _M:
-        raise Invalid('.root', 'is required')
-    if not isinstance(y2, dict):
-        raise Invalid('.root', "must be an object (got " + _jtype(y2) + ")")
-    y3 = y2.get('path', _M)
-    if y3 is _M:
-        raise Invalid('.root.path', 'is required')
-    if not isinstance(y3, str):
-        raise Invalid('.root.path', "must be a string (got " + _jtype(y3) + ")")
-    if len(y3) < 1:
-        raise Invalid('.root.path', 'must not be empty')
-    y4 = y2.get('readonly', _M)
-    if y4 is not _M:
-        if not (y4 is True or y4 is False):
-            raise Invalid('.root.readonly', "must be a boolean (got " + _jtype(y4) + ")")
-    y5 = x.get('mounts', _M)
-    if y5 is not _M:
-        if not isinstance(y5, list):
-            raise Invalid('.mounts', "must be an array (got " + _jtype(y5) + ")")
-        for i6, y7 in enumerate(y5):
-            try:
-                _config_mount(y7)
-            except Invalid as e:
-                e.field = '.mounts[' + str(i6) + ']' + e.field
-                raise
-    y8 = x.get('process', _M)
-    if y8 is not _M:
-        try:
-            _config_process(y8)
-        except Invalid as e:
-            e.field = '.process' + e.field
-            raise
-    y9 = x.get('hostname', _M)
-    if y9 is not _M:
-        if not isinstance(y9, str):
-            raise Invalid('.hostname', "must be a string (got " + _jtype(y9) + ")")
-    y10 = x.get('domainname', _M)
-    if y10 is not _M:
-        if not isinstance(y10, str):
-            raise Invalid('.domainname', "must be a string (got " + _jtype(y10) + ")")
-    y11 = x.get('hooks', _M)
-    if y11 is not _M:
-        if not isinstance(y11, dict):
-            raise Invalid('.hooks', "must be an object (got " + _jtype(y11) + ")")
-        y12 = y11.get('prestart', _M)
-        if y12 is not _M:
-            try:
-                _config_hookList(y12)
-            except Invalid as e:
-                e.field = '.hooks.prestart' + e.field
-                raise
-        y13 = y11.get('createRuntime', _M)
-        if y13 is not _M:
-            try:
-                _config_hookList(y13)
-            except Invalid as e:
-                e.field = '.hooks.createRuntime' + e.field
-                raise
-        y14 = y11.get('createContainer', _M)
-        if y14 is not _M:
-            try:
-                _config_hookList(y14)
-            except Invalid as e:
-                e.field = '.hooks.createContainer' + e.field
-                raise
-        y15 = y11.get('startContainer', _M)
-        if y15 is not _M:
-            try:
-                _config_hookList(y15)
-            except Invalid as e:
-                e.field = '.hooks.startContainer' + e.field
-                raise
-        y16 = y11.get('poststart', _M)
-        if y16 is not _M:
-            try:
-                _config_hookList(y16)
-            except Invalid as e:
-                e.field = '.hooks.poststart' + e.field
-                raise
-        y17 = y11.get('poststop', _M)
-        if y17 is not _M:
-            try:
-                _config_hookList(y17)
-            except Invalid as e:
-                e.field = '.hooks.poststop' + e.field
-                raise
-    y18 = x.get('annotations', _M)
-    if y18 is not _M:
-        try:
-            _config_annotations(y18)
-        except Invalid as e:
-            e.field = '.annotations' + e.field
-            raise
-    y19 = x.get('linux', _M)
-    if y19 is not _M:
-        try:
-            _config_linux(y19)
-        except Invalid as e:
-            e.field = '.linux' + e.field
-            raise
+def _bad_type(types, v):
+    return Invalid("", "must be " + " or ".join(_NOUN[t] for t in types) + " (got " + _jtype(v) + ")")
 
-def _config_mount(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y20 = x.get('destination', _M)
-    if y20 is _M:
-        raise Invalid('.destination', 'is required')
-    if not isinstance(y20, str):
-        raise Invalid('.destination', "must be a string (got " + _jtype(y20) + ")")
-    y21 = x.get('source', _M)
-    if y21 is not _M:
-        if not isinstance(y21, str):
-            raise Invalid('.source', "must be a string (got " + _jtype(y21) + ")")
-    y22 = x.get('options', _M)
-    if y22 is not _M:
-        try:
-            _config_stringList(y22)
-        except Invalid as e:
-            e.field = '.options' + e.field
-            raise
-    y23 = x.get('type', _M)
-    if y23 is not _M:
-        if not isinstance(y23, str):
-            raise Invalid('.type', "must be a string (got " + _jtype(y23) + ")")
-    y24 = x.get('uidMappings', _M)
-    if y24 is not _M:
-        try:
-            _config_idMappingList(y24)
-        except Invalid as e:
-            e.field = '.uidMappings' + e.field
-            raise
-    y25 = x.get('gidMappings', _M)
-    if y25 is not _M:
-        try:
-            _config_idMappingList(y25)
-        except Invalid as e:
-            e.field = '.gidMappings' + e.field
-            raise
-    if 'uidMappings' in x and 'gidMappings' not in x:
-        raise Invalid('.gidMappings', 'is required when uidMappings is set')
-    if 'gidMappings' in x and 'uidMappings' not in x:
-        raise Invalid('.uidMappings', 'is required when gidMappings is set')
 
-def _config_process(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y26 = x.get('terminal', _M)
-    if y26 is not _M:
-        if not (y26 is True or y26 is False):
-            raise Invalid('.terminal', "must be a boolean (got " + _jtype(y26) + ")")
-    y27 = x.get('consoleSize', _M)
-    if y27 is not _M:
-        if not isinstance(y27, dict):
-            raise Invalid('.consoleSize', "must be an object (got " + _jtype(y27) + ")")
-        y28 = y27.get('height', _M)
-        if y28 is _M:
-            raise Invalid('.consoleSize.height', 'is required')
-        if not (type(y28) is int or (type(y28) is float and y28.is_integer())):
-            raise Invalid('.consoleSize.height', "must be an integer (got " + _jtype(y28) + ")")
-        if not (0 <= y28 <= 18446744073709551615):
-            raise Invalid('.consoleSize.height', "must fit in uint64 (0..18446744073709551615) (got " + _show(y28) + ")")
-        y29 = y27.get('width', _M)
-        if y29 is _M:
-            raise Invalid('.consoleSize.width', 'is required')
-        if not (type(y29) is int or (type(y29) is float and y29.is_integer())):
-            raise Invalid('.consoleSize.width', "must be an integer (got " + _jtype(y29) + ")")
-        if not (0 <= y29 <= 18446744073709551615):
-            raise Invalid('.consoleSize.width', "must fit in uint64 (0..18446744073709551615) (got " + _show(y29) + ")")
-    y30 = x.get('cwd', _M)
-    if y30 is _M:
-        raise Invalid('.cwd', 'is required')
-    if not isinstance(y30, str):
-        raise Invalid('.cwd', "must be a string (got " + _jtype(y30) + ")")
-    if not y30.startswith('/'):
-        raise Invalid('.cwd', 'must be an absolute path' + " (got " + _show(y30) + ")")
-    y31 = x.get('env', _M)
-    if y31 is not _M:
-        try:
-            _config_stringList(y31)
-        except Invalid as e:
-            e.field = '.env' + e.field
-            raise
-    y32 = x.get('args', _M)
-    if y32 is not _M:
-        if not isinstance(y32, list):
-            raise Invalid('.args', "must be an array (got " + _jtype(y32) + ")")
-        if len(y32) < 1:
-            raise Invalid('.args', 'must not be empty')
-        for i33, y34 in enumerate(y32):
-            if not isinstance(y34, str):
-                raise Invalid('.args[' + str(i33) + ']', "must be a string (got " + _jtype(y34) + ")")
-    y35 = x.get('commandLine', _M)
-    if y35 is not _M:
-        if not isinstance(y35, str):
-            raise Invalid('.commandLine', "must be a string (got " + _jtype(y35) + ")")
-    y36 = x.get('user', _M)
-    if y36 is not _M:
-        if not isinstance(y36, dict):
-            raise Invalid('.user', "must be an object (got " + _jtype(y36) + ")")
-        y37 = y36.get('uid', _M)
-        if y37 is _M:
-            raise Invalid('.user.uid', 'is required')
-        if not (type(y37) is int or (type(y37) is float and y37.is_integer())):
-            raise Invalid('.user.uid', "must be an integer (got " + _jtype(y37) + ")")
-        if not (0 <= y37 <= 4294967295):
-            raise Invalid('.user.uid', "must fit in uint32 (0..4294967295) (got " + _show(y37) + ")")
-        y38 = y36.get('gid', _M)
-        if y38 is _M:
-            raise Invalid('.user.gid', 'is required')
-        if not (type(y38) is int or (type(y38) is float and y38.is_integer())):
-            raise Invalid('.user.gid', "must be an integer (got " + _jtype(y38) + ")")
-        if not (0 <= y38 <= 4294967295):
-            raise Invalid('.user.gid', "must fit in uint32 (0..4294967295) (got " + _show(y38) + ")")
-        y39 = y36.get('umask', _M)
-        if y39 is not _M:
-            if not (type(y39) is int or (type(y39) is float and y39.is_integer())):
-                raise Invalid('.user.umask', "must be an integer (got " + _jtype(y39) + ")")
-            if not (0 <= y39 <= 4294967295):
-                raise Invalid('.user.umask', "must fit in uint32 (0..4294967295) (got " + _show(y39) + ")")
-        y40 = y36.get('additionalGids', _M)
-        if y40 is not _M:
-            if not isinstance(y40, list):
-                raise Invalid('.user.additionalGids', "must be an array (got " + _jtype(y40) + ")")
-            for i41, y42 in enumerate(y40):
-                if not (type(y42) is int or (type(y42) is float and y42.is_integer())):
-                    raise Invalid('.user.additionalGids[' + str(i41) + ']', "must be an integer (got " + _jtype(y42) + ")")
-                if not (0 <= y42 <= 4294967295):
-                    raise Invalid('.user.additionalGids[' + str(i41) + ']', "must fit in uint32 (0..4294967295) (got " + _show(y42) + ")")
-    y43 = x.get('capabilities', _M)
-    if y43 is not _M:
-        if not isinstance(y43, dict):
-            raise Invalid('.capabilities', "must be an object (got " + _jtype(y43) + ")")
-        y44 = y43.get('bounding', _M)
-        if y44 is not _M:
-            try:
-                _config_stringList(y44)
-            except Invalid as e:
-                e.field = '.capabilities.bounding' + e.field
-                raise
-        y45 = y43.get('effective', _M)
-        if y45 is not _M:
-            try:
-                _config_stringList(y45)
-            except Invalid as e:
-                e.field = '.capabilities.effective' + e.field
-                raise
-        y46 = y43.get('inheritable', _M)
-        if y46 is not _M:
-            try:
-                _config_stringList(y46)
-            except Invalid as e:
-                e.field = '.capabilities.inheritable' + e.field
-                raise
-        y47 = y43.get('permitted', _M)
-        if y47 is not _M:
-            try:
-                _config_stringList(y47)
-            except Invalid as e:
-                e.field = '.capabilities.permitted' + e.field
-                raise
-        y48 = y43.get('ambient', _M)
-        if y48 is not _M:
-            try:
-                _config_stringList(y48)
-            except Invalid as e:
-                e.field = '.capabilities.ambient' + e.field
-                raise
-    y49 = x.get('rlimits', _M)
-    if y49 is not _M:
-        if not isinstance(y49, list):
-            raise Invalid('.rlimits', "must be an array (got " + _jtype(y49) + ")")
-        for i50, y51 in enumerate(y49):
-            try:
-                _config_rlimit(y51)
-            except Invalid as e:
-                e.field = '.rlimits[' + str(i50) + ']' + e.field
-                raise
-    y52 = x.get('apparmorProfile', _M)
-    if y52 is not _M:
-        if not isinstance(y52, str):
-            raise Invalid('.apparmorProfile', "must be a string (got " + _jtype(y52) + ")")
-    y53 = x.get('oomScoreAdj', _M)
-    if y53 is not _M:
-        if not (type(y53) is int or (type(y53) is float and y53.is_integer())):
-            raise Invalid('.oomScoreAdj', "must be an integer (got " + _jtype(y53) + ")")
-        if not (-1000 <= y53 <= 1000):
-            raise Invalid('.oomScoreAdj', "must be between -1000 and 1000 (got " + _show(y53) + ")")
-    y54 = x.get('selinuxLabel', _M)
-    if y54 is not _M:
-        if not isinstance(y54, str):
-            raise Invalid('.selinuxLabel', "must be a string (got " + _jtype(y54) + ")")
-    y55 = x.get('noNewPrivileges', _M)
-    if y55 is not _M:
-        if not (y55 is True or y55 is False):
-            raise Invalid('.noNewPrivileges', "must be a boolean (got " + _jtype(y55) + ")")
-    y56 = x.get('scheduler', _M)
-    if y56 is not _M:
-        try:
-            _config_scheduler(y56)
-        except Invalid as e:
-            e.field = '.scheduler' + e.field
-            raise
-    y57 = x.get('ioPriority', _M)
-    if y57 is not _M:
-        if not isinstance(y57, dict):
-            raise Invalid('.ioPriority', "must be an object (got " + _jtype(y57) + ")")
-        y58 = y57.get('class', _M)
-        if y58 is _M:
-            raise Invalid('.ioPriority.class', 'is required')
-        if not isinstance(y58, str) or y58 not in _E2:
-            raise Invalid('.ioPriority.class', "must be one of IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE (got " + _show(y58) + ")")
-        y59 = y57.get('priority', _M)
-        if y59 is _M:
-            raise Invalid('.ioPriority.priority', 'is required')
-        if not (type(y59) is int or (type(y59) is float and y59.is_integer())):
-            raise Invalid('.ioPriority.priority', "must be an integer (got " + _jtype(y59) + ")")
-        if not (0 <= y59 <= 7):
-            raise Invalid('.ioPriority.priority', "must be between 0 and 7 (got " + _show(y59) + ")")
-    y60 = x.get('execCPUAffinity', _M)
-    if y60 is not _M:
-        if not isinstance(y60, dict):
-            raise Invalid('.execCPUAffinity', "must be an object (got " + _jtype(y60) + ")")
-        y61 = y60.get('initial', _M)
-        if y61 is not _M:
-            if not isinstance(y61, str):
-                raise Invalid('.execCPUAffinity.initial', "must be a string (got " + _jtype(y61) + ")")
-        y62 = y60.get('final', _M)
-        if y62 is not _M:
-            if not isinstance(y62, str):
-                raise Invalid('.execCPUAffinity.final', "must be a string (got " + _jtype(y62) + ")")
+def _any(v):
+    pass
 
-def _config_hookList(x):
-    if not isinstance(x, list):
-        raise Invalid("", "must be an array (got " + _jtype(x) + ")")
-    for i63, y64 in enumerate(x):
-        try:
-            _config_hook(y64)
-        except Invalid as e:
-            e.field = '[' + str(i63) + ']' + e.field
-            raise
 
-def _config_annotations(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    for k65, y66 in x.items():
-        if not isinstance(y66, str):
-            raise Invalid(_k(k65), "must be a string (got " + _jtype(y66) + ")")
-    for k67 in x:
-        if len(k67) < 1:
-            raise Invalid(_k(k67), 'property name must not be empty')
+def _types(types):
+    tests = tuple(_IS[t] for t in types)
 
-def _config_linux(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y68 = x.get('namespaces', _M)
-    if y68 is not _M:
-        if not isinstance(y68, list):
-            raise Invalid('.namespaces', "must be an array (got " + _jtype(y68) + ")")
-        for i69, y70 in enumerate(y68):
-            try:
-                _config_namespace(y70)
-            except Invalid as e:
-                e.field = '.namespaces[' + str(i69) + ']' + e.field
-                raise
-    y71 = x.get('uidMappings', _M)
-    if y71 is not _M:
-        try:
-            _config_idMappingList(y71)
-        except Invalid as e:
-            e.field = '.uidMappings' + e.field
-            raise
-    y72 = x.get('gidMappings', _M)
-    if y72 is not _M:
-        try:
-            _config_idMappingList(y72)
-        except Invalid as e:
-            e.field = '.gidMappings' + e.field
-            raise
-    y73 = x.get('timeOffsets', _M)
-    if y73 is not _M:
-        if not isinstance(y73, dict):
-            raise Invalid('.timeOffsets', "must be an object (got " + _jtype(y73) + ")")
-        for k74, y75 in y73.items():
-            if not isinstance(y75, dict):
-                raise Invalid('.timeOffsets' + _k(k74), "must be an object (got " + _jtype(y75) + ")")
-            y76 = y75.get('secs', _M)
-            if y76 is not _M:
-                if not (type(y76) is int or (type(y76) is float and y76.is_integer())):
-                    raise Invalid('.timeOffsets' + _k(k74) + '.secs', "must be an integer (got " + _jtype(y76) + ")")
-                if not (-9223372036854775808 <= y76 <= 9223372036854775807):
-                    raise Invalid('.timeOffsets' + _k(k74) + '.secs', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y76) + ")")
-            y77 = y75.get('nanosecs', _M)
-            if y77 is not _M:
-                if not (type(y77) is int or (type(y77) is float and y77.is_integer())):
-                    raise Invalid('.timeOffsets' + _k(k74) + '.nanosecs', "must be an integer (got " + _jtype(y77) + ")")
-                if not (0 <= y77 <= 4294967295):
-                    raise Invalid('.timeOffsets' + _k(k74) + '.nanosecs', "must fit in uint32 (0..4294967295) (got " + _show(y77) + ")")
-    y78 = x.get('devices', _M)
-    if y78 is not _M:
-        if not isinstance(y78, list):
-            raise Invalid('.devices', "must be an array (got " + _jtype(y78) + ")")
-        for i79, y80 in enumerate(y78):
-            try:
-                _config_device(y80)
-            except Invalid as e:
-                e.field = '.devices[' + str(i79) + ']' + e.field
-                raise
-    y81 = x.get('netDevices', _M)
-    if y81 is not _M:
-        if not isinstance(y81, dict):
-            raise Invalid('.netDevices', "must be an object (got " + _jtype(y81) + ")")
-        for k82, y83 in y81.items():
-            if not isinstance(y83, dict):
-                raise Invalid('.netDevices' + _k(k82), "must be an object (got " + _jtype(y83) + ")")
-            y84 = y83.get('name', _M)
-            if y84 is not _M:
-                if not isinstance(y84, str):
-                    raise Invalid('.netDevices' + _k(k82) + '.name', "must be a string (got " + _jtype(y84) + ")")
-        for k85 in y81:
-            if len(k85) < 1:
-                raise Invalid('.netDevices' + _k(k85), 'property name must not be empty')
-    y86 = x.get('cgroupsPath', _M)
-    if y86 is not _M:
-        if not isinstance(y86, str):
-            raise Invalid('.cgroupsPath', "must be a string (got " + _jtype(y86) + ")")
-    y87 = x.get('resources', _M)
-    if y87 is not _M:
-        try:
-            _config_resources(y87)
-        except Invalid as e:
-            e.field = '.resources' + e.field
-            raise
-    y88 = x.get('intelRdt', _M)
-    if y88 is not _M:
-        if not isinstance(y88, dict):
-            raise Invalid('.intelRdt', "must be an object (got " + _jtype(y88) + ")")
-        y89 = y88.get('closID', _M)
-        if y89 is not _M:
-            if not isinstance(y89, str):
-                raise Invalid('.intelRdt.closID', "must be a string (got " + _jtype(y89) + ")")
-        y90 = y88.get('l3CacheSchema', _M)
-        if y90 is not _M:
-            if not isinstance(y90, str):
-                raise Invalid('.intelRdt.l3CacheSchema', "must be a string (got " + _jtype(y90) + ")")
-        y91 = y88.get('memBwSchema', _M)
-        if y91 is not _M:
-            if not isinstance(y91, str):
-                raise Invalid('.intelRdt.memBwSchema', "must be a string (got " + _jtype(y91) + ")")
-            if _P3.search(y91) is None:
-                raise Invalid('.intelRdt.memBwSchema', 'must be a single line starting with MB:' + " (got " + _show(y91) + ")")
-        y92 = y88.get('schemata', _M)
-        if y92 is not _M:
-            if not isinstance(y92, list):
-                raise Invalid('.intelRdt.schemata', "must be an array (got " + _jtype(y92) + ")")
-            for i93, y94 in enumerate(y92):
-                if not isinstance(y94, str):
-                    raise Invalid('.intelRdt.schemata[' + str(i93) + ']', "must be a string (got " + _jtype(y94) + ")")
-                if _P4.search(y94) is None:
-                    raise Invalid('.intelRdt.schemata[' + str(i93) + ']', 'must be a single line (no newline)' + " (got " + _show(y94) + ")")
-        y95 = y88.get('enableMonitoring', _M)
-        if y95 is not _M:
-            if not (y95 is True or y95 is False):
-                raise Invalid('.intelRdt.enableMonitoring', "must be a boolean (got " + _jtype(y95) + ")")
-        y96 = y88.get('enableCMT', _M)
-        if y96 is not _M:
-            if not (y96 is True or y96 is False):
-                raise Invalid('.intelRdt.enableCMT', "must be a boolean (got " + _jtype(y96) + ")")
-        y97 = y88.get('enableMBM', _M)
-        if y97 is not _M:
-            if not (y97 is True or y97 is False):
-                raise Invalid('.intelRdt.enableMBM', "must be a boolean (got " + _jtype(y97) + ")")
-    y98 = x.get('sysctl', _M)
-    if y98 is not _M:
-        try:
-            _config_stringMap(y98)
-        except Invalid as e:
-            e.field = '.sysctl' + e.field
-            raise
-    y99 = x.get('seccomp', _M)
-    if y99 is not _M:
-        try:
-            _config_seccomp(y99)
-        except Invalid as e:
-            e.field = '.seccomp' + e.field
-            raise
-    y100 = x.get('rootfsPropagation', _M)
-    if y100 is not _M:
-        if not isinstance(y100, str) or y100 not in _E5:
-            raise Invalid('.rootfsPropagation', "must be one of private, shared, slave, unbindable, rprivate, rshared, rslave, runbindable (got " + _show(y100) + ")")
-    y101 = x.get('maskedPaths', _M)
-    if y101 is not _M:
-        if not isinstance(y101, list):
-            raise Invalid('.maskedPaths', "must be an array (got " + _jtype(y101) + ")")
-        for i102, y103 in enumerate(y101):
-            if not isinstance(y103, str):
-                raise Invalid('.maskedPaths[' + str(i102) + ']', "must be a string (got " + _jtype(y103) + ")")
-            if not y103.startswith('/'):
-                raise Invalid('.maskedPaths[' + str(i102) + ']', 'must be an absolute path' + " (got " + _show(y103) + ")")
-    y104 = x.get('readonlyPaths', _M)
-    if y104 is not _M:
-        if not isinstance(y104, list):
-            raise Invalid('.readonlyPaths', "must be an array (got " + _jtype(y104) + ")")
-        for i105, y106 in enumerate(y104):
-            if not isinstance(y106, str):
-                raise Invalid('.readonlyPaths[' + str(i105) + ']', "must be a string (got " + _jtype(y106) + ")")
-            if not y106.startswith('/'):
-                raise Invalid('.readonlyPaths[' + str(i105) + ']', 'must be an absolute path' + " (got " + _show(y106) + ")")
-    y107 = x.get('mountLabel', _M)
-    if y107 is not _M:
-        if not isinstance(y107, str):
-            raise Invalid('.mountLabel', "must be a string (got " + _jtype(y107) + ")")
-    y108 = x.get('personality', _M)
-    if y108 is not _M:
-        if not isinstance(y108, dict):
-            raise Invalid('.personality', "must be an object (got " + _jtype(y108) + ")")
-        y109 = y108.get('domain', _M)
-        if y109 is _M:
-            raise Invalid('.personality.domain', 'is required')
-        if not isinstance(y109, str) or y109 not in _E6:
-            raise Invalid('.personality.domain', "must be one of LINUX, LINUX32 (got " + _show(y109) + ")")
-        y110 = y108.get('flags', _M)
-        if y110 is not _M:
-            try:
-                _config_stringList(y110)
-            except Invalid as e:
-                e.field = '.personality.flags' + e.field
-                raise
-    y111 = x.get('memoryPolicy', _M)
-    if y111 is not _M:
-        if not isinstance(y111, dict):
-            raise Invalid('.memoryPolicy', "must be an object (got " + _jtype(y111) + ")")
-        y112 = y111.get('mode', _M)
-        if y112 is _M:
-            raise Invalid('.memoryPolicy.mode', 'is required')
-        if not isinstance(y112, str) or y112 not in _E7:
-            raise Invalid('.memoryPolicy.mode', "must be one of MPOL_DEFAULT, MPOL_BIND, MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY, MPOL_LOCAL (got " + _show(y112) + ")")
-        y113 = y111.get('nodes', _M)
-        if y113 is not _M:
-            if not isinstance(y113, str):
-                raise Invalid('.memoryPolicy.nodes', "must be a string (got " + _jtype(y113) + ")")
-        y114 = y111.get('flags', _M)
-        if y114 is not _M:
-            if not isinstance(y114, list):
-                raise Invalid('.memoryPolicy.flags', "must be an array (got " + _jtype(y114) + ")")
-            for i115, y116 in enumerate(y114):
-                if not isinstance(y116, str) or y116 not in _E8:
-                    raise Invalid('.memoryPolicy.flags[' + str(i115) + ']', "must be one of MPOL_F_NUMA_BALANCING, MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES (got " + _show(y116) + ")")
+    def check(v):
+        for test in tests:
+            if test(v):
+                return
+        raise _bad_type(types, v)
+    return check
 
-def _config_stringList(x):
-    if not isinstance(x, list):
-        raise Invalid("", "must be an array (got " + _jtype(x) + ")")
-    for i117, y118 in enumerate(x):
-        if not isinstance(y118, str):
-            raise Invalid('[' + str(i117) + ']', "must be a string (got " + _jtype(y118) + ")")
 
-def _config_idMappingList(x):
-    if not isinstance(x, list):
-        raise Invalid("", "must be an array (got " + _jtype(x) + ")")
-    for i119, y120 in enumerate(x):
-        try:
-            _config_idMapping(y120)
-        except Invalid as e:
-            e.field = '[' + str(i119) + ']' + e.field
-            raise
+def _int(lo, hi, msg):
+    lo = float("-inf") if lo is None else lo
+    hi = float("inf") if hi is None else hi
 
-def _config_rlimit(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y121 = x.get('type', _M)
-    if y121 is _M:
-        raise Invalid('.type', 'is required')
-    if not isinstance(y121, str) or y121 not in _E9:
-        raise Invalid('.type', "must be one of RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE, RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING, RLIMIT_STACK (got " + _show(y121) + ")")
-    y122 = x.get('soft', _M)
-    if y122 is _M:
-        raise Invalid('.soft', 'is required')
-    if not (type(y122) is int or (type(y122) is float and y122.is_integer())):
-        raise Invalid('.soft', "must be an integer (got " + _jtype(y122) + ")")
-    if not (0 <= y122 <= 18446744073709551615):
-        raise Invalid('.soft', "must fit in uint64 (0..18446744073709551615) (got " + _show(y122) + ")")
-    y123 = x.get('hard', _M)
-    if y123 is _M:
-        raise Invalid('.hard', 'is required')
-    if not (type(y123) is int or (type(y123) is float and y123.is_integer())):
-        raise Invalid('.hard', "must be an integer (got " + _jtype(y123) + ")")
-    if not (0 <= y123 <= 18446744073709551615):
-        raise Invalid('.hard', "must fit in uint64 (0..18446744073709551615) (got " + _show(y123) + ")")
+    def check(v):
+        if type(v) is not int:
+            raise _bad_type(("integer",), v)
+        if not lo <= v <= hi:
+            raise Invalid("", msg + " (got " + _show(v) + ")")
+    return check
 
-def _config_scheduler(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y124 = x.get('policy', _M)
-    if y124 is _M:
-        raise Invalid('.policy', 'is required')
-    if not isinstance(y124, str) or y124 not in _E10:
-        raise Invalid('.policy', "must be one of SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_ISO, SCHED_IDLE, SCHED_DEADLINE (got " + _show(y124) + ")")
-    y125 = x.get('nice', _M)
-    if y125 is not _M:
-        if not (type(y125) is int or (type(y125) is float and y125.is_integer())):
-            raise Invalid('.nice', "must be an integer (got " + _jtype(y125) + ")")
-        if not (-2147483648 <= y125 <= 2147483647):
-            raise Invalid('.nice', "must fit in int32 (-2147483648..2147483647) (got " + _show(y125) + ")")
-    y126 = x.get('priority', _M)
-    if y126 is not _M:
-        if not (type(y126) is int or (type(y126) is float and y126.is_integer())):
-            raise Invalid('.priority', "must be an integer (got " + _jtype(y126) + ")")
-        if not (-2147483648 <= y126 <= 2147483647):
-            raise Invalid('.priority', "must fit in int32 (-2147483648..2147483647) (got " + _show(y126) + ")")
-    y127 = x.get('flags', _M)
-    if y127 is not _M:
-        if not isinstance(y127, list):
-            raise Invalid('.flags', "must be an array (got " + _jtype(y127) + ")")
-        for i128, y129 in enumerate(y127):
-            if not isinstance(y129, str) or y129 not in _E11:
-                raise Invalid('.flags[' + str(i128) + ']', "must be one of SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN, SCHED_FLAG_KEEP_POLICY, SCHED_FLAG_KEEP_PARAMS, SCHED_FLAG_UTIL_CLAMP_MIN, SCHED_FLAG_UTIL_CLAMP_MAX (got " + _show(y129) + ")")
-    y130 = x.get('runtime', _M)
-    if y130 is not _M:
-        if not (type(y130) is int or (type(y130) is float and y130.is_integer())):
-            raise Invalid('.runtime', "must be an integer (got " + _jtype(y130) + ")")
-        if not (0 <= y130 <= 18446744073709551615):
-            raise Invalid('.runtime', "must fit in uint64 (0..18446744073709551615) (got " + _show(y130) + ")")
-    y131 = x.get('deadline', _M)
-    if y131 is not _M:
-        if not (type(y131) is int or (type(y131) is float and y131.is_integer())):
-            raise Invalid('.deadline', "must be an integer (got " + _jtype(y131) + ")")
-        if not (0 <= y131 <= 18446744073709551615):
-            raise Invalid('.deadline', "must fit in uint64 (0..18446744073709551615) (got " + _show(y131) + ")")
-    y132 = x.get('period', _M)
-    if y132 is not _M:
-        if not (type(y132) is int or (type(y132) is float and y132.is_integer())):
-            raise Invalid('.period', "must be an integer (got " + _jtype(y132) + ")")
-        if not (0 <= y132 <= 18446744073709551615):
-            raise Invalid('.period', "must fit in uint64 (0..18446744073709551615) (got " + _show(y132) + ")")
 
-def _config_hook(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y133 = x.get('path', _M)
-    if y133 is _M:
-        raise Invalid('.path', 'is required')
-    if not isinstance(y133, str):
-        raise Invalid('.path', "must be a string (got " + _jtype(y133) + ")")
-    if not y133.startswith('/'):
-        raise Invalid('.path', 'must be an absolute path' + " (got " + _show(y133) + ")")
-    y134 = x.get('args', _M)
-    if y134 is not _M:
-        try:
-            _config_stringList(y134)
-        except Invalid as e:
-            e.field = '.args' + e.field
-            raise
-    y135 = x.get('env', _M)
-    if y135 is not _M:
-        try:
-            _config_stringList(y135)
-        except Invalid as e:
-            e.field = '.env' + e.field
-            raise
-    y136 = x.get('timeout', _M)
-    if y136 is not _M:
-        if not (type(y136) is int or (type(y136) is float and y136.is_integer())):
-            raise Invalid('.timeout', "must be an integer (got " + _jtype(y136) + ")")
-        if not (1 <= y136 <= 9223372036854775807):
-            raise Invalid('.timeout', "must be between 1 and 9223372036854775807 (got " + _show(y136) + ")")
+def _str(min_len, prefix=None, pattern=None, msg=None):
+    # Compiled on first use: sre compilation is the bulk of this module's
+    # import time, and validate_state/validate_features may never run.
+    regex = None
 
-def _config_namespace(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y137 = x.get('type', _M)
-    if y137 is _M:
-        raise Invalid('.type', 'is required')
-    if not isinstance(y137, str) or y137 not in _E12:
-        raise Invalid('.type', "must be one of pid, network, mount, ipc, uts, user, cgroup, time (got " + _show(y137) + ")")
-    y138 = x.get('path', _M)
-    if y138 is not _M:
-        if not isinstance(y138, str):
-            raise Invalid('.path', "must be a string (got " + _jtype(y138) + ")")
-        if not y138.startswith('/'):
-            raise Invalid('.path', 'must be an absolute path' + " (got " + _show(y138) + ")")
+    def check(v):
+        nonlocal regex
+        if not isinstance(v, str):
+            raise _bad_type(("string",), v)
+        if len(v) < min_len:
+            raise Invalid("", "must not be empty" if min_len == 1
+                          else "must be at least %d characters long" % min_len)
+        if prefix is not None and not v.startswith(prefix):
+            raise Invalid("", msg + " (got " + _show(v) + ")")
+        if pattern is not None:
+            if regex is None:
+                import re
+                regex = re.compile(pattern)
+            # re.search, like jsonschema: a pattern is unanchored unless it says ^.
+            if regex.search(v) is None:
+                raise Invalid("", msg + " (got " + _show(v) + ")")
+    return check
 
-def _config_device(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y139 = x.get('type', _M)
-    if y139 is _M:
-        raise Invalid('.type', 'is required')
-    if not isinstance(y139, str) or y139 not in _E13:
-        raise Invalid('.type', "must be one of c, b, u, p (got " + _show(y139) + ")")
-    y140 = x.get('path', _M)
-    if y140 is _M:
-        raise Invalid('.path', 'is required')
-    if not isinstance(y140, str):
-        raise Invalid('.path', "must be a string (got " + _jtype(y140) + ")")
-    if not y140.startswith('/'):
-        raise Invalid('.path', 'must be an absolute path' + " (got " + _show(y140) + ")")
-    y141 = x.get('major', _M)
-    if y141 is not _M:
-        if not (type(y141) is int or (type(y141) is float and y141.is_integer())):
-            raise Invalid('.major', "must be an integer (got " + _jtype(y141) + ")")
-        if not (-9223372036854775808 <= y141 <= 9223372036854775807):
-            raise Invalid('.major', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y141) + ")")
-    y142 = x.get('minor', _M)
-    if y142 is not _M:
-        if not (type(y142) is int or (type(y142) is float and y142.is_integer())):
-            raise Invalid('.minor', "must be an integer (got " + _jtype(y142) + ")")
-        if not (-9223372036854775808 <= y142 <= 9223372036854775807):
-            raise Invalid('.minor', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y142) + ")")
-    y143 = x.get('fileMode', _M)
-    if y143 is not _M:
-        if not (type(y143) is int or (type(y143) is float and y143.is_integer())):
-            raise Invalid('.fileMode', "must be an integer (got " + _jtype(y143) + ")")
-        if not (0 <= y143 <= 4294967295):
-            raise Invalid('.fileMode', "must fit in uint32 (0..4294967295) (got " + _show(y143) + ")")
-    y144 = x.get('uid', _M)
-    if y144 is not _M:
-        if not (type(y144) is int or (type(y144) is float and y144.is_integer())):
-            raise Invalid('.uid', "must be an integer (got " + _jtype(y144) + ")")
-        if not (0 <= y144 <= 4294967295):
-            raise Invalid('.uid', "must fit in uint32 (0..4294967295) (got " + _show(y144) + ")")
-    y145 = x.get('gid', _M)
-    if y145 is not _M:
-        if not (type(y145) is int or (type(y145) is float and y145.is_integer())):
-            raise Invalid('.gid', "must be an integer (got " + _jtype(y145) + ")")
-        if not (0 <= y145 <= 4294967295):
-            raise Invalid('.gid', "must fit in uint32 (0..4294967295) (got " + _show(y145) + ")")
-    try:
-        y147 = x.get('type', _M)
-        if y147 is not _M:
-            if not isinstance(y147, str) or y147 not in _E14:
-                raise Invalid('.type', "must be one of c, b, u (got " + _show(y147) + ")")
-        c146 = True
-    except Invalid:
-        c146 = False
-    if c146:
-        if 'major' not in x:
-            raise Invalid('.major', 'is required')
-        if 'minor' not in x:
-            raise Invalid('.minor', 'is required')
 
-def _config_resources(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y148 = x.get('devices', _M)
-    if y148 is not _M:
-        if not isinstance(y148, list):
-            raise Invalid('.devices', "must be an array (got " + _jtype(y148) + ")")
-        for i149, y150 in enumerate(y148):
-            try:
-                _config_deviceRule(y150)
-            except Invalid as e:
-                e.field = '.devices[' + str(i149) + ']' + e.field
-                raise
-    y151 = x.get('memory', _M)
-    if y151 is not _M:
-        if not isinstance(y151, dict):
-            raise Invalid('.memory', "must be an object (got " + _jtype(y151) + ")")
-        y152 = y151.get('limit', _M)
-        if y152 is not _M:
-            if not (type(y152) is int or (type(y152) is float and y152.is_integer())):
-                raise Invalid('.memory.limit', "must be an integer (got " + _jtype(y152) + ")")
-            if not (-1 <= y152 <= 9223372036854775807):
-                raise Invalid('.memory.limit', "must be between -1 and 9223372036854775807 (got " + _show(y152) + ")")
-        y153 = y151.get('reservation', _M)
-        if y153 is not _M:
-            if not (type(y153) is int or (type(y153) is float and y153.is_integer())):
-                raise Invalid('.memory.reservation', "must be an integer (got " + _jtype(y153) + ")")
-            if not (-1 <= y153 <= 9223372036854775807):
-                raise Invalid('.memory.reservation', "must be between -1 and 9223372036854775807 (got " + _show(y153) + ")")
-        y154 = y151.get('swap', _M)
-        if y154 is not _M:
-            if not (type(y154) is int or (type(y154) is float and y154.is_integer())):
-                raise Invalid('.memory.swap', "must be an integer (got " + _jtype(y154) + ")")
-            if not (-1 <= y154 <= 9223372036854775807):
-                raise Invalid('.memory.swap', "must be between -1 and 9223372036854775807 (got " + _show(y154) + ")")
-        y155 = y151.get('kernel', _M)
-        if y155 is not _M:
-            if not (type(y155) is int or (type(y155) is float and y155.is_integer())):
-                raise Invalid('.memory.kernel', "must be an integer (got " + _jtype(y155) + ")")
-            if not (-1 <= y155 <= 9223372036854775807):
-                raise Invalid('.memory.kernel', "must be between -1 and 9223372036854775807 (got " + _show(y155) + ")")
-        y156 = y151.get('kernelTCP', _M)
-        if y156 is not _M:
-            if not (type(y156) is int or (type(y156) is float and y156.is_integer())):
-                raise Invalid('.memory.kernelTCP', "must be an integer (got " + _jtype(y156) + ")")
-            if not (-1 <= y156 <= 9223372036854775807):
-                raise Invalid('.memory.kernelTCP', "must be between -1 and 9223372036854775807 (got " + _show(y156) + ")")
-        y157 = y151.get('swappiness', _M)
-        if y157 is not _M:
-            if not (type(y157) is int or (type(y157) is float and y157.is_integer())):
-                raise Invalid('.memory.swappiness', "must be an integer (got " + _jtype(y157) + ")")
-            if not (0 <= y157 <= 100):
-                raise Invalid('.memory.swappiness', "must be between 0 and 100 (got " + _show(y157) + ")")
-        y158 = y151.get('disableOOMKiller', _M)
-        if y158 is not _M:
-            if not (y158 is True or y158 is False):
-                raise Invalid('.memory.disableOOMKiller', "must be a boolean (got " + _jtype(y158) + ")")
-        y159 = y151.get('useHierarchy', _M)
-        if y159 is not _M:
-            if not (y159 is True or y159 is False):
-                raise Invalid('.memory.useHierarchy', "must be a boolean (got " + _jtype(y159) + ")")
-        y160 = y151.get('checkBeforeUpdate', _M)
-        if y160 is not _M:
-            if not (y160 is True or y160 is False):
-                raise Invalid('.memory.checkBeforeUpdate', "must be a boolean (got " + _jtype(y160) + ")")
-    y161 = x.get('cpu', _M)
-    if y161 is not _M:
-        if not isinstance(y161, dict):
-            raise Invalid('.cpu', "must be an object (got " + _jtype(y161) + ")")
-        y162 = y161.get('shares', _M)
-        if y162 is not _M:
-            if not (type(y162) is int or (type(y162) is float and y162.is_integer())):
-                raise Invalid('.cpu.shares', "must be an integer (got " + _jtype(y162) + ")")
-            if not (0 <= y162 <= 18446744073709551615):
-                raise Invalid('.cpu.shares', "must fit in uint64 (0..18446744073709551615) (got " + _show(y162) + ")")
-        y163 = y161.get('quota', _M)
-        if y163 is not _M:
-            if not (type(y163) is int or (type(y163) is float and y163.is_integer())):
-                raise Invalid('.cpu.quota', "must be an integer (got " + _jtype(y163) + ")")
-            if not (-9223372036854775808 <= y163 <= 9223372036854775807):
-                raise Invalid('.cpu.quota', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y163) + ")")
-        y164 = y161.get('burst', _M)
-        if y164 is not _M:
-            if not (type(y164) is int or (type(y164) is float and y164.is_integer())):
-                raise Invalid('.cpu.burst', "must be an integer (got " + _jtype(y164) + ")")
-            if not (0 <= y164 <= 18446744073709551615):
-                raise Invalid('.cpu.burst', "must fit in uint64 (0..18446744073709551615) (got " + _show(y164) + ")")
-        y165 = y161.get('period', _M)
-        if y165 is not _M:
-            if not (type(y165) is int or (type(y165) is float and y165.is_integer())):
-                raise Invalid('.cpu.period', "must be an integer (got " + _jtype(y165) + ")")
-            if not (0 <= y165 <= 18446744073709551615):
-                raise Invalid('.cpu.period', "must fit in uint64 (0..18446744073709551615) (got " + _show(y165) + ")")
-        y166 = y161.get('realtimeRuntime', _M)
-        if y166 is not _M:
-            if not (type(y166) is int or (type(y166) is float and y166.is_integer())):
-                raise Invalid('.cpu.realtimeRuntime', "must be an integer (got " + _jtype(y166) + ")")
-            if not (-9223372036854775808 <= y166 <= 9223372036854775807):
-                raise Invalid('.cpu.realtimeRuntime', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y166) + ")")
-        y167 = y161.get('realtimePeriod', _M)
-        if y167 is not _M:
-            if not (type(y167) is int or (type(y167) is float and y167.is_integer())):
-                raise Invalid('.cpu.realtimePeriod', "must be an integer (got " + _jtype(y167) + ")")
-            if not (0 <= y167 <= 18446744073709551615):
-                raise Invalid('.cpu.realtimePeriod', "must fit in uint64 (0..18446744073709551615) (got " + _show(y167) + ")")
-        y168 = y161.get('cpus', _M)
-        if y168 is not _M:
-            if not isinstance(y168, str):
-                raise Invalid('.cpu.cpus', "must be a string (got " + _jtype(y168) + ")")
-        y169 = y161.get('mems', _M)
-        if y169 is not _M:
-            if not isinstance(y169, str):
-                raise Invalid('.cpu.mems', "must be a string (got " + _jtype(y169) + ")")
-        y170 = y161.get('idle', _M)
-        if y170 is not _M:
-            if not (type(y170) is int or (type(y170) is float and y170.is_integer())):
-                raise Invalid('.cpu.idle', "must be an integer (got " + _jtype(y170) + ")")
-            if not (-9223372036854775808 <= y170 <= 9223372036854775807):
-                raise Invalid('.cpu.idle', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y170) + ")")
-    y171 = x.get('blockIO', _M)
-    if y171 is not _M:
-        if not isinstance(y171, dict):
-            raise Invalid('.blockIO', "must be an object (got " + _jtype(y171) + ")")
-        y172 = y171.get('weight', _M)
-        if y172 is not _M:
-            if not (type(y172) is int or (type(y172) is float and y172.is_integer())):
-                raise Invalid('.blockIO.weight', "must be an integer (got " + _jtype(y172) + ")")
-            if not (0 <= y172 <= 65535):
-                raise Invalid('.blockIO.weight', "must fit in uint16 (0..65535) (got " + _show(y172) + ")")
-        y173 = y171.get('leafWeight', _M)
-        if y173 is not _M:
-            if not (type(y173) is int or (type(y173) is float and y173.is_integer())):
-                raise Invalid('.blockIO.leafWeight', "must be an integer (got " + _jtype(y173) + ")")
-            if not (0 <= y173 <= 65535):
-                raise Invalid('.blockIO.leafWeight', "must fit in uint16 (0..65535) (got " + _show(y173) + ")")
-        y174 = y171.get('weightDevice', _M)
-        if y174 is not _M:
-            if not isinstance(y174, list):
-                raise Invalid('.blockIO.weightDevice', "must be an array (got " + _jtype(y174) + ")")
-            for i175, y176 in enumerate(y174):
+def _enum(values, msg):
+    allowed = frozenset(values)
+
+    def check(v):
+        if not isinstance(v, str) or v not in allowed:
+            raise Invalid("", msg + " (got " + _show(v) + ")")
+    return check
+
+
+def _arr(item, min_items=0, typed=True, nullable=False):
+    def check(v):
+        if not isinstance(v, list):
+            if not typed or (nullable and v is None):
+                return
+            raise _bad_type(("array", "null") if nullable else ("array",), v)
+        if len(v) < min_items:
+            raise Invalid("", "must not be empty" if min_items == 1
+                          else "must have at least %d items" % min_items)
+        if item is not None:
+            for i, y in enumerate(v):
                 try:
-                    _config_weightDevice(y176)
+                    item(y)
                 except Invalid as e:
-                    e.field = '.blockIO.weightDevice[' + str(i175) + ']' + e.field
+                    e.field = "[" + str(i) + "]" + e.field
                     raise
-        y177 = y171.get('throttleReadBpsDevice', _M)
-        if y177 is not _M:
-            if not isinstance(y177, list):
-                raise Invalid('.blockIO.throttleReadBpsDevice', "must be an array (got " + _jtype(y177) + ")")
-            for i178, y179 in enumerate(y177):
+    return check
+
+
+def _obj(props=(), required=(), extra=None, closed=False, names_min=0, deps=(),
+         any_of=(), any_msg=None, cond=None, then=None, typed=True, nullable=False):
+    table = tuple((name, _k(name), fn) for name, fn in props)
+    known = frozenset(name for name, _ in props)
+
+    def check(x):
+        if not isinstance(x, dict):
+            if not typed or (nullable and x is None):
+                return
+            raise _bad_type(("object", "null") if nullable else ("object",), x)
+        for name in required:
+            if name not in x:
+                raise Invalid(_k(name), "is required")
+        for name, part, fn in table:
+            v = x.get(name, _M)
+            if v is not _M:
                 try:
-                    _config_throttleDevice(y179)
+                    fn(v)
                 except Invalid as e:
-                    e.field = '.blockIO.throttleReadBpsDevice[' + str(i178) + ']' + e.field
+                    e.field = part + e.field
                     raise
-        y180 = y171.get('throttleWriteBpsDevice', _M)
-        if y180 is not _M:
-            if not isinstance(y180, list):
-                raise Invalid('.blockIO.throttleWriteBpsDevice', "must be an array (got " + _jtype(y180) + ")")
-            for i181, y182 in enumerate(y180):
+        if extra is not None or closed:
+            for key, v in x.items():
+                if key in known:
+                    continue
+                if closed:
+                    raise Invalid(_k(key), "is not an allowed property")
                 try:
-                    _config_throttleDevice(y182)
+                    extra(v)
                 except Invalid as e:
-                    e.field = '.blockIO.throttleWriteBpsDevice[' + str(i181) + ']' + e.field
+                    e.field = _k(key) + e.field
                     raise
-        y183 = y171.get('throttleReadIOPSDevice', _M)
-        if y183 is not _M:
-            if not isinstance(y183, list):
-                raise Invalid('.blockIO.throttleReadIOPSDevice', "must be an array (got " + _jtype(y183) + ")")
-            for i184, y185 in enumerate(y183):
+        if names_min:
+            for key in x:
+                if len(key) < names_min:
+                    raise Invalid(_k(key), "property name must not be empty" if names_min == 1
+                                  else "property name must be at least %d characters long" % names_min)
+        for trigger, needs in deps:
+            if trigger in x:
+                for need in needs:
+                    if need not in x:
+                        raise Invalid(_k(need), "is required when " + trigger + " is set")
+        if any_of:
+            for branch in any_of:
                 try:
-                    _config_throttleDevice(y185)
-                except Invalid as e:
-                    e.field = '.blockIO.throttleReadIOPSDevice[' + str(i184) + ']' + e.field
-                    raise
-        y186 = y171.get('throttleWriteIOPSDevice', _M)
-        if y186 is not _M:
-            if not isinstance(y186, list):
-                raise Invalid('.blockIO.throttleWriteIOPSDevice', "must be an array (got " + _jtype(y186) + ")")
-            for i187, y188 in enumerate(y186):
-                try:
-                    _config_throttleDevice(y188)
-                except Invalid as e:
-                    e.field = '.blockIO.throttleWriteIOPSDevice[' + str(i187) + ']' + e.field
-                    raise
-    y189 = x.get('hugepageLimits', _M)
-    if y189 is not _M:
-        if not isinstance(y189, list):
-            raise Invalid('.hugepageLimits', "must be an array (got " + _jtype(y189) + ")")
-        for i190, y191 in enumerate(y189):
-            if not isinstance(y191, dict):
-                raise Invalid('.hugepageLimits[' + str(i190) + ']', "must be an object (got " + _jtype(y191) + ")")
-            y192 = y191.get('pageSize', _M)
-            if y192 is _M:
-                raise Invalid('.hugepageLimits[' + str(i190) + '].pageSize', 'is required')
-            if not isinstance(y192, str):
-                raise Invalid('.hugepageLimits[' + str(i190) + '].pageSize', "must be a string (got " + _jtype(y192) + ")")
-            if _P15.search(y192) is None:
-                raise Invalid('.hugepageLimits[' + str(i190) + '].pageSize', 'must be a size such as 64KB, 2MB or 1GB' + " (got " + _show(y192) + ")")
-            y193 = y191.get('limit', _M)
-            if y193 is _M:
-                raise Invalid('.hugepageLimits[' + str(i190) + '].limit', 'is required')
-            if not (type(y193) is int or (type(y193) is float and y193.is_integer())):
-                raise Invalid('.hugepageLimits[' + str(i190) + '].limit', "must be an integer (got " + _jtype(y193) + ")")
-            if not (0 <= y193 <= 18446744073709551615):
-                raise Invalid('.hugepageLimits[' + str(i190) + '].limit', "must fit in uint64 (0..18446744073709551615) (got " + _show(y193) + ")")
-    y194 = x.get('network', _M)
-    if y194 is not _M:
-        if not isinstance(y194, dict):
-            raise Invalid('.network', "must be an object (got " + _jtype(y194) + ")")
-        y195 = y194.get('classID', _M)
-        if y195 is not _M:
-            if not (type(y195) is int or (type(y195) is float and y195.is_integer())):
-                raise Invalid('.network.classID', "must be an integer (got " + _jtype(y195) + ")")
-            if not (0 <= y195 <= 4294967295):
-                raise Invalid('.network.classID', "must fit in uint32 (0..4294967295) (got " + _show(y195) + ")")
-        y196 = y194.get('priorities', _M)
-        if y196 is not _M:
-            if not isinstance(y196, list):
-                raise Invalid('.network.priorities', "must be an array (got " + _jtype(y196) + ")")
-            for i197, y198 in enumerate(y196):
-                if not isinstance(y198, dict):
-                    raise Invalid('.network.priorities[' + str(i197) + ']', "must be an object (got " + _jtype(y198) + ")")
-                y199 = y198.get('name', _M)
-                if y199 is _M:
-                    raise Invalid('.network.priorities[' + str(i197) + '].name', 'is required')
-                if not isinstance(y199, str):
-                    raise Invalid('.network.priorities[' + str(i197) + '].name', "must be a string (got " + _jtype(y199) + ")")
-                y200 = y198.get('priority', _M)
-                if y200 is _M:
-                    raise Invalid('.network.priorities[' + str(i197) + '].priority', 'is required')
-                if not (type(y200) is int or (type(y200) is float and y200.is_integer())):
-                    raise Invalid('.network.priorities[' + str(i197) + '].priority', "must be an integer (got " + _jtype(y200) + ")")
-                if not (0 <= y200 <= 4294967295):
-                    raise Invalid('.network.priorities[' + str(i197) + '].priority', "must fit in uint32 (0..4294967295) (got " + _show(y200) + ")")
-    y201 = x.get('pids', _M)
-    if y201 is not _M:
-        if not isinstance(y201, dict):
-            raise Invalid('.pids', "must be an object (got " + _jtype(y201) + ")")
-        y202 = y201.get('limit', _M)
-        if y202 is not _M:
-            if not (type(y202) is int or (type(y202) is float and y202.is_integer())):
-                raise Invalid('.pids.limit', "must be an integer (got " + _jtype(y202) + ")")
-            if not (-1 <= y202 <= 9223372036854775807):
-                raise Invalid('.pids.limit', "must be between -1 and 9223372036854775807 (got " + _show(y202) + ")")
-    y203 = x.get('rdma', _M)
-    if y203 is not _M:
-        if not isinstance(y203, dict):
-            raise Invalid('.rdma', "must be an object (got " + _jtype(y203) + ")")
-        for k204, y205 in y203.items():
-            if not isinstance(y205, dict):
-                raise Invalid('.rdma' + _k(k204), "must be an object (got " + _jtype(y205) + ")")
-            y206 = y205.get('hcaHandles', _M)
-            if y206 is not _M:
-                if not (type(y206) is int or (type(y206) is float and y206.is_integer())):
-                    raise Invalid('.rdma' + _k(k204) + '.hcaHandles', "must be an integer (got " + _jtype(y206) + ")")
-                if not (0 <= y206 <= 4294967295):
-                    raise Invalid('.rdma' + _k(k204) + '.hcaHandles', "must fit in uint32 (0..4294967295) (got " + _show(y206) + ")")
-            y207 = y205.get('hcaObjects', _M)
-            if y207 is not _M:
-                if not (type(y207) is int or (type(y207) is float and y207.is_integer())):
-                    raise Invalid('.rdma' + _k(k204) + '.hcaObjects', "must be an integer (got " + _jtype(y207) + ")")
-                if not (0 <= y207 <= 4294967295):
-                    raise Invalid('.rdma' + _k(k204) + '.hcaObjects', "must fit in uint32 (0..4294967295) (got " + _show(y207) + ")")
-            try:
-                if 'hcaHandles' not in y205:
-                    raise Invalid('.rdma' + _k(k204) + '.hcaHandles', 'is required')
-            except Invalid:
-                try:
-                    if 'hcaObjects' not in y205:
-                        raise Invalid('.rdma' + _k(k204) + '.hcaObjects', 'is required')
+                    branch(x)
+                    break
                 except Invalid:
-                    raise Invalid('.rdma' + _k(k204), 'must set at least one of hcaHandles, hcaObjects') from None
-    y208 = x.get('unified', _M)
-    if y208 is not _M:
-        try:
-            _config_stringMap(y208)
-        except Invalid as e:
-            e.field = '.unified' + e.field
-            raise
-
-def _config_stringMap(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    for k209, y210 in x.items():
-        if not isinstance(y210, str):
-            raise Invalid(_k(k209), "must be a string (got " + _jtype(y210) + ")")
-
-def _config_seccomp(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y211 = x.get('defaultAction', _M)
-    if y211 is _M:
-        raise Invalid('.defaultAction', 'is required')
-    if not isinstance(y211, str) or y211 not in _E16:
-        raise Invalid('.defaultAction', "must be one of SCMP_ACT_KILL, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_ERRNO, SCMP_ACT_TRACE, SCMP_ACT_ALLOW, SCMP_ACT_LOG, SCMP_ACT_NOTIFY (got " + _show(y211) + ")")
-    y212 = x.get('defaultErrnoRet', _M)
-    if y212 is not _M:
-        if not (type(y212) is int or (type(y212) is float and y212.is_integer())):
-            raise Invalid('.defaultErrnoRet', "must be an integer (got " + _jtype(y212) + ")")
-        if not (0 <= y212 <= 4294967295):
-            raise Invalid('.defaultErrnoRet', "must fit in uint32 (0..4294967295) (got " + _show(y212) + ")")
-    y213 = x.get('architectures', _M)
-    if y213 is not _M:
-        if not isinstance(y213, list):
-            raise Invalid('.architectures', "must be an array (got " + _jtype(y213) + ")")
-        for i214, y215 in enumerate(y213):
-            if not isinstance(y215, str) or y215 not in _E17:
-                raise Invalid('.architectures[' + str(i214) + ']', "must be one of SCMP_ARCH_X86, SCMP_ARCH_X86_64, SCMP_ARCH_X32, SCMP_ARCH_ARM, SCMP_ARCH_AARCH64, SCMP_ARCH_MIPS, SCMP_ARCH_MIPS64, SCMP_ARCH_MIPS64N32, SCMP_ARCH_MIPSEL, SCMP_ARCH_MIPSEL64, SCMP_ARCH_MIPSEL64N32, SCMP_ARCH_PPC, SCMP_ARCH_PPC64, SCMP_ARCH_PPC64LE, SCMP_ARCH_S390, SCMP_ARCH_S390X, SCMP_ARCH_PARISC, SCMP_ARCH_PARISC64, SCMP_ARCH_RISCV64, SCMP_ARCH_LOONGARCH64, SCMP_ARCH_M68K, SCMP_ARCH_SH, SCMP_ARCH_SHEB (got " + _show(y215) + ")")
-    y216 = x.get('flags', _M)
-    if y216 is not _M:
-        if not isinstance(y216, list):
-            raise Invalid('.flags', "must be an array (got " + _jtype(y216) + ")")
-        for i217, y218 in enumerate(y216):
-            if not isinstance(y218, str) or y218 not in _E18:
-                raise Invalid('.flags[' + str(i217) + ']', "must be one of SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (got " + _show(y218) + ")")
-    y219 = x.get('listenerPath', _M)
-    if y219 is not _M:
-        if not isinstance(y219, str):
-            raise Invalid('.listenerPath', "must be a string (got " + _jtype(y219) + ")")
-    y220 = x.get('listenerMetadata', _M)
-    if y220 is not _M:
-        if not isinstance(y220, str):
-            raise Invalid('.listenerMetadata', "must be a string (got " + _jtype(y220) + ")")
-    y221 = x.get('syscalls', _M)
-    if y221 is not _M:
-        if not isinstance(y221, list):
-            raise Invalid('.syscalls', "must be an array (got " + _jtype(y221) + ")")
-        for i222, y223 in enumerate(y221):
+                    pass
+            else:
+                raise Invalid("", any_msg)
+        if cond is not None:
             try:
-                _config_syscall(y223)
-            except Invalid as e:
-                e.field = '.syscalls[' + str(i222) + ']' + e.field
-                raise
-    if 'listenerMetadata' in x and 'listenerPath' not in x:
-        raise Invalid('.listenerPath', 'is required when listenerMetadata is set')
+                cond(x)
+            except Invalid:
+                return
+            then(x)
+    return check
 
-def _config_idMapping(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y224 = x.get('containerID', _M)
-    if y224 is _M:
-        raise Invalid('.containerID', 'is required')
-    if not (type(y224) is int or (type(y224) is float and y224.is_integer())):
-        raise Invalid('.containerID', "must be an integer (got " + _jtype(y224) + ")")
-    if not (0 <= y224 <= 4294967295):
-        raise Invalid('.containerID', "must fit in uint32 (0..4294967295) (got " + _show(y224) + ")")
-    y225 = x.get('hostID', _M)
-    if y225 is _M:
-        raise Invalid('.hostID', 'is required')
-    if not (type(y225) is int or (type(y225) is float and y225.is_integer())):
-        raise Invalid('.hostID', "must be an integer (got " + _jtype(y225) + ")")
-    if not (0 <= y225 <= 4294967295):
-        raise Invalid('.hostID', "must fit in uint32 (0..4294967295) (got " + _show(y225) + ")")
-    y226 = x.get('size', _M)
-    if y226 is _M:
-        raise Invalid('.size', 'is required')
-    if not (type(y226) is int or (type(y226) is float and y226.is_integer())):
-        raise Invalid('.size', "must be an integer (got " + _jtype(y226) + ")")
-    if not (0 <= y226 <= 4294967295):
-        raise Invalid('.size', "must fit in uint32 (0..4294967295) (got " + _show(y226) + ")")
 
-def _config_deviceRule(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y227 = x.get('allow', _M)
-    if y227 is _M:
-        raise Invalid('.allow', 'is required')
-    if not (y227 is True or y227 is False):
-        raise Invalid('.allow', "must be a boolean (got " + _jtype(y227) + ")")
-    y228 = x.get('type', _M)
-    if y228 is not _M:
-        if not isinstance(y228, str) or y228 not in _E19:
-            raise Invalid('.type', "must be one of a, c, b (got " + _show(y228) + ")")
-    y229 = x.get('major', _M)
-    if y229 is not _M:
-        if not (type(y229) is int or (type(y229) is float and y229.is_integer())):
-            raise Invalid('.major', "must be an integer (got " + _jtype(y229) + ")")
-        if not (-9223372036854775808 <= y229 <= 9223372036854775807):
-            raise Invalid('.major', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y229) + ")")
-    y230 = x.get('minor', _M)
-    if y230 is not _M:
-        if not (type(y230) is int or (type(y230) is float and y230.is_integer())):
-            raise Invalid('.minor', "must be an integer (got " + _jtype(y230) + ")")
-        if not (-9223372036854775808 <= y230 <= 9223372036854775807):
-            raise Invalid('.minor', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y230) + ")")
-    y231 = x.get('access', _M)
-    if y231 is not _M:
-        if not isinstance(y231, str):
-            raise Invalid('.access', "must be a string (got " + _jtype(y231) + ")")
-        if _P20.search(y231) is None:
-            raise Invalid('.access', 'must be a combination of the letters r, w and m' + " (got " + _show(y231) + ")")
+_s1 = _str(0, pattern='^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(?!\\n)$', msg='must be a SemVer 2.0.0 version such as 1.3.0')
+_s2 = _str(1)
+_s3 = _types(('boolean',))
+_s4 = _str(0)
+_config_stringList = _arr(_s4)
+_s5 = _int(0, 4294967295, 'must fit in uint32 (0..4294967295)')
+_config_idMapping = _obj(
+    props=(
+        ('containerID', _s5),
+        ('hostID', _s5),
+        ('size', _s5),
+    ),
+    required=('containerID', 'hostID', 'size')
+)
+_config_idMappingList = _arr(_config_idMapping)
+_config_mount = _obj(
+    props=(
+        ('destination', _s4),
+        ('source', _s4),
+        ('options', _config_stringList),
+        ('type', _s4),
+        ('uidMappings', _config_idMappingList),
+        ('gidMappings', _config_idMappingList),
+    ),
+    required=('destination',),
+    deps=(('uidMappings', ('gidMappings',)), ('gidMappings', ('uidMappings',)))
+)
+_s6 = _int(0, 18446744073709551615, 'must fit in uint64 (0..18446744073709551615)')
+_s7 = _str(0, prefix='/', msg='must be an absolute path')
+_s8 = _enum(['RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE', 'RLIMIT_LOCKS', 'RLIMIT_MEMLOCK', 'RLIMIT_MSGQUEUE', 'RLIMIT_NICE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_RSS', 'RLIMIT_RTPRIO', 'RLIMIT_RTTIME', 'RLIMIT_SIGPENDING', 'RLIMIT_STACK'], 'must be one of RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE, RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING, RLIMIT_STACK')
+_config_rlimit = _obj(
+    props=(
+        ('type', _s8),
+        ('soft', _s6),
+        ('hard', _s6),
+    ),
+    required=('type', 'soft', 'hard')
+)
+_s9 = _int(-1000, 1000, 'must be between -1000 and 1000')
+_s10 = _enum(['SCHED_BATCH', 'SCHED_DEADLINE', 'SCHED_FIFO', 'SCHED_IDLE', 'SCHED_ISO', 'SCHED_OTHER', 'SCHED_RR'], 'must be one of SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_ISO, SCHED_IDLE, SCHED_DEADLINE')
+_s11 = _int(-2147483648, 2147483647, 'must fit in int32 (-2147483648..2147483647)')
+_s12 = _enum(['SCHED_FLAG_DL_OVERRUN', 'SCHED_FLAG_KEEP_PARAMS', 'SCHED_FLAG_KEEP_POLICY', 'SCHED_FLAG_RECLAIM', 'SCHED_FLAG_RESET_ON_FORK', 'SCHED_FLAG_UTIL_CLAMP_MAX', 'SCHED_FLAG_UTIL_CLAMP_MIN'], 'must be one of SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN, SCHED_FLAG_KEEP_POLICY, SCHED_FLAG_KEEP_PARAMS, SCHED_FLAG_UTIL_CLAMP_MIN, SCHED_FLAG_UTIL_CLAMP_MAX')
+_config_scheduler = _obj(
+    props=(
+        ('policy', _s10),
+        ('nice', _s11),
+        ('priority', _s11),
+        ('flags', _arr(_s12)),
+        ('runtime', _s6),
+        ('deadline', _s6),
+        ('period', _s6),
+    ),
+    required=('policy',)
+)
+_s13 = _enum(['IOPRIO_CLASS_BE', 'IOPRIO_CLASS_IDLE', 'IOPRIO_CLASS_RT'], 'must be one of IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE')
+_s14 = _int(0, 7, 'must be between 0 and 7')
+_config_process = _obj(
+    props=(
+        ('terminal', _s3),
+        ('consoleSize', _obj(
+            props=(
+                ('height', _s6),
+                ('width', _s6),
+            ),
+            required=('height', 'width')
+        )),
+        ('cwd', _s7),
+        ('env', _config_stringList),
+        ('args', _arr(_s4, min_items=1)),
+        ('commandLine', _s4),
+        ('user', _obj(
+            props=(
+                ('uid', _s5),
+                ('gid', _s5),
+                ('umask', _s5),
+                ('additionalGids', _arr(_s5)),
+            ),
+            required=('uid', 'gid')
+        )),
+        ('capabilities', _obj(
+            props=(
+                ('bounding', _config_stringList),
+                ('effective', _config_stringList),
+                ('inheritable', _config_stringList),
+                ('permitted', _config_stringList),
+                ('ambient', _config_stringList),
+            )
+        )),
+        ('rlimits', _arr(_config_rlimit)),
+        ('apparmorProfile', _s4),
+        ('oomScoreAdj', _s9),
+        ('selinuxLabel', _s4),
+        ('noNewPrivileges', _s3),
+        ('scheduler', _config_scheduler),
+        ('ioPriority', _obj(
+            props=(
+                ('class', _s13),
+                ('priority', _s14),
+            ),
+            required=('class', 'priority')
+        )),
+        ('execCPUAffinity', _obj(
+            props=(
+                ('initial', _s4),
+                ('final', _s4),
+            )
+        )),
+    ),
+    required=('cwd',)
+)
+_s15 = _int(1, 9223372036854775807, 'must be between 1 and 9223372036854775807')
+_config_hook = _obj(
+    props=(
+        ('path', _s7),
+        ('args', _config_stringList),
+        ('env', _config_stringList),
+        ('timeout', _s15),
+    ),
+    required=('path',)
+)
+_config_hookList = _arr(_config_hook)
+_config_annotations = _obj(
+    extra=_s4,
+    names_min=1
+)
+_s16 = _enum(['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'], 'must be one of pid, network, mount, ipc, uts, user, cgroup, time')
+_config_namespace = _obj(
+    props=(
+        ('type', _s16),
+        ('path', _s7),
+    ),
+    required=('type',)
+)
+_s17 = _int(-9223372036854775808, 9223372036854775807, 'must fit in int64 (-9223372036854775808..9223372036854775807)')
+_s18 = _enum(['b', 'c', 'p', 'u'], 'must be one of c, b, u, p')
+_s19 = _enum(['b', 'c', 'u'], 'must be one of c, b, u')
+_config_device = _obj(
+    props=(
+        ('type', _s18),
+        ('path', _s7),
+        ('major', _s17),
+        ('minor', _s17),
+        ('fileMode', _s5),
+        ('uid', _s5),
+        ('gid', _s5),
+    ),
+    required=('type', 'path'),
+    cond=_obj(
+        props=(
+            ('type', _s19),
+        ),
+        typed=False
+    ),
+    then=_obj(
+        required=('major', 'minor'),
+        typed=False
+    )
+)
+_s20 = _enum(['a', 'b', 'c'], 'must be one of a, c, b')
+_s21 = _str(0, pattern='^[rwm]*(?!\\n)$', msg='must be a combination of the letters r, w and m')
+_config_deviceRule = _obj(
+    props=(
+        ('allow', _s3),
+        ('type', _s20),
+        ('major', _s17),
+        ('minor', _s17),
+        ('access', _s21),
+    ),
+    required=('allow',)
+)
+_s22 = _int(-1, 9223372036854775807, 'must be between -1 and 9223372036854775807')
+_s23 = _int(0, 100, 'must be between 0 and 100')
+_s24 = _int(0, 65535, 'must fit in uint16 (0..65535)')
+_config_weightDevice = _obj(
+    props=(
+        ('major', _s17),
+        ('minor', _s17),
+        ('weight', _s24),
+        ('leafWeight', _s24),
+    ),
+    required=('major', 'minor'),
+    any_of=(_obj(
+        required=('weight',),
+        typed=False
+    ), _obj(
+        required=('leafWeight',),
+        typed=False
+    ),),
+    any_msg='must set at least one of weight, leafWeight'
+)
+_config_throttleDevice = _obj(
+    props=(
+        ('major', _s17),
+        ('minor', _s17),
+        ('rate', _s6),
+    ),
+    required=('major', 'minor', 'rate')
+)
+_s25 = _str(0, pattern='^[1-9][0-9]*[KMGTPE]B(?!\\n)$', msg='must be a size such as 64KB, 2MB or 1GB')
+_config_stringMap = _obj(
+    extra=_s4
+)
+_config_resources = _obj(
+    props=(
+        ('devices', _arr(_config_deviceRule)),
+        ('memory', _obj(
+            props=(
+                ('limit', _s22),
+                ('reservation', _s22),
+                ('swap', _s22),
+                ('kernel', _s22),
+                ('kernelTCP', _s22),
+                ('swappiness', _s23),
+                ('disableOOMKiller', _s3),
+                ('useHierarchy', _s3),
+                ('checkBeforeUpdate', _s3),
+            )
+        )),
+        ('cpu', _obj(
+            props=(
+                ('shares', _s6),
+                ('quota', _s17),
+                ('burst', _s6),
+                ('period', _s6),
+                ('realtimeRuntime', _s17),
+                ('realtimePeriod', _s6),
+                ('cpus', _s4),
+                ('mems', _s4),
+                ('idle', _s17),
+            )
+        )),
+        ('blockIO', _obj(
+            props=(
+                ('weight', _s24),
+                ('leafWeight', _s24),
+                ('weightDevice', _arr(_config_weightDevice)),
+                ('throttleReadBpsDevice', _arr(_config_throttleDevice)),
+                ('throttleWriteBpsDevice', _arr(_config_throttleDevice)),
+                ('throttleReadIOPSDevice', _arr(_config_throttleDevice)),
+                ('throttleWriteIOPSDevice', _arr(_config_throttleDevice)),
+            )
+        )),
+        ('hugepageLimits', _arr(_obj(
+                props=(
+                    ('pageSize', _s25),
+                    ('limit', _s6),
+                ),
+                required=('pageSize', 'limit')
+            ))),
+        ('network', _obj(
+            props=(
+                ('classID', _s5),
+                ('priorities', _arr(_obj(
+                        props=(
+                            ('name', _s4),
+                            ('priority', _s5),
+                        ),
+                        required=('name', 'priority')
+                    ))),
+            )
+        )),
+        ('pids', _obj(
+            props=(
+                ('limit', _s22),
+            )
+        )),
+        ('rdma', _obj(
+            extra=_obj(
+                props=(
+                    ('hcaHandles', _s5),
+                    ('hcaObjects', _s5),
+                ),
+                any_of=(_obj(
+                    required=('hcaHandles',),
+                    typed=False
+                ), _obj(
+                    required=('hcaObjects',),
+                    typed=False
+                ),),
+                any_msg='must set at least one of hcaHandles, hcaObjects'
+            )
+        )),
+        ('unified', _config_stringMap),
+    )
+)
+_s26 = _str(0, pattern='^MB:[^\\n]*(?!\\n)$', msg='must be a single line starting with MB:')
+_s27 = _str(0, pattern='^[^\\n]*(?!\\n)$', msg='must be a single line (no newline)')
+_s28 = _enum(['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'], 'must be one of SCMP_ACT_KILL, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_ERRNO, SCMP_ACT_TRACE, SCMP_ACT_ALLOW, SCMP_ACT_LOG, SCMP_ACT_NOTIFY')
+_s29 = _enum(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM', 'SCMP_ARCH_LOONGARCH64', 'SCMP_ARCH_M68K', 'SCMP_ARCH_MIPS', 'SCMP_ARCH_MIPS64', 'SCMP_ARCH_MIPS64N32', 'SCMP_ARCH_MIPSEL', 'SCMP_ARCH_MIPSEL64', 'SCMP_ARCH_MIPSEL64N32', 'SCMP_ARCH_PARISC', 'SCMP_ARCH_PARISC64', 'SCMP_ARCH_PPC', 'SCMP_ARCH_PPC64', 'SCMP_ARCH_PPC64LE', 'SCMP_ARCH_RISCV64', 'SCMP_ARCH_S390', 'SCMP_ARCH_S390X', 'SCMP_ARCH_SH', 'SCMP_ARCH_SHEB', 'SCMP_ARCH_X32', 'SCMP_ARCH_X86', 'SCMP_ARCH_X86_64'], 'must be one of SCMP_ARCH_X86, SCMP_ARCH_X86_64, SCMP_ARCH_X32, SCMP_ARCH_ARM, SCMP_ARCH_AARCH64, SCMP_ARCH_MIPS, SCMP_ARCH_MIPS64, SCMP_ARCH_MIPS64N32, SCMP_ARCH_MIPSEL, SCMP_ARCH_MIPSEL64, SCMP_ARCH_MIPSEL64N32, SCMP_ARCH_PPC, SCMP_ARCH_PPC64, SCMP_ARCH_PPC64LE, SCMP_ARCH_S390, SCMP_ARCH_S390X, SCMP_ARCH_PARISC, SCMP_ARCH_PARISC64, SCMP_ARCH_RISCV64, SCMP_ARCH_LOONGARCH64, SCMP_ARCH_M68K, SCMP_ARCH_SH, SCMP_ARCH_SHEB')
+_s30 = _enum(['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'], 'must be one of SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV')
+_s31 = _enum(['SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE'], 'must be one of SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ')
+_config_syscallArg = _obj(
+    props=(
+        ('index', _s5),
+        ('value', _s6),
+        ('valueTwo', _s6),
+        ('op', _s31),
+    ),
+    required=('index', 'value', 'op')
+)
+_config_syscall = _obj(
+    props=(
+        ('names', _arr(_s4, min_items=1)),
+        ('action', _s28),
+        ('errnoRet', _s5),
+        ('args', _arr(_config_syscallArg)),
+    ),
+    required=('names', 'action')
+)
+_config_seccomp = _obj(
+    props=(
+        ('defaultAction', _s28),
+        ('defaultErrnoRet', _s5),
+        ('architectures', _arr(_s29)),
+        ('flags', _arr(_s30)),
+        ('listenerPath', _s4),
+        ('listenerMetadata', _s4),
+        ('syscalls', _arr(_config_syscall)),
+    ),
+    required=('defaultAction',),
+    deps=(('listenerMetadata', ('listenerPath',)),)
+)
+_s32 = _enum(['private', 'rprivate', 'rshared', 'rslave', 'runbindable', 'shared', 'slave', 'unbindable'], 'must be one of private, shared, slave, unbindable, rprivate, rshared, rslave, runbindable')
+_s33 = _enum(['LINUX', 'LINUX32'], 'must be one of LINUX, LINUX32')
+_s34 = _enum(['MPOL_BIND', 'MPOL_DEFAULT', 'MPOL_INTERLEAVE', 'MPOL_LOCAL', 'MPOL_PREFERRED', 'MPOL_PREFERRED_MANY', 'MPOL_WEIGHTED_INTERLEAVE'], 'must be one of MPOL_DEFAULT, MPOL_BIND, MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY, MPOL_LOCAL')
+_s35 = _enum(['MPOL_F_NUMA_BALANCING', 'MPOL_F_RELATIVE_NODES', 'MPOL_F_STATIC_NODES'], 'must be one of MPOL_F_NUMA_BALANCING, MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES')
+_config_linux = _obj(
+    props=(
+        ('namespaces', _arr(_config_namespace)),
+        ('uidMappings', _config_idMappingList),
+        ('gidMappings', _config_idMappingList),
+        ('timeOffsets', _obj(
+            extra=_obj(
+                props=(
+                    ('secs', _s17),
+                    ('nanosecs', _s5),
+                )
+            )
+        )),
+        ('devices', _arr(_config_device)),
+        ('netDevices', _obj(
+            extra=_obj(
+                props=(
+                    ('name', _s4),
+                )
+            ),
+            names_min=1
+        )),
+        ('cgroupsPath', _s4),
+        ('resources', _config_resources),
+        ('intelRdt', _obj(
+            props=(
+                ('closID', _s4),
+                ('l3CacheSchema', _s4),
+                ('memBwSchema', _s26),
+                ('schemata', _arr(_s27)),
+                ('enableMonitoring', _s3),
+                ('enableCMT', _s3),
+                ('enableMBM', _s3),
+            )
+        )),
+        ('sysctl', _config_stringMap),
+        ('seccomp', _config_seccomp),
+        ('rootfsPropagation', _s32),
+        ('maskedPaths', _arr(_s7)),
+        ('readonlyPaths', _arr(_s7)),
+        ('mountLabel', _s4),
+        ('personality', _obj(
+            props=(
+                ('domain', _s33),
+                ('flags', _config_stringList),
+            ),
+            required=('domain',)
+        )),
+        ('memoryPolicy', _obj(
+            props=(
+                ('mode', _s34),
+                ('nodes', _s4),
+                ('flags', _arr(_s35)),
+            ),
+            required=('mode',)
+        )),
+    )
+)
+_config = _obj(
+    props=(
+        ('ociVersion', _s1),
+        ('root', _obj(
+            props=(
+                ('path', _s2),
+                ('readonly', _s3),
+            ),
+            required=('path',)
+        )),
+        ('mounts', _arr(_config_mount)),
+        ('process', _config_process),
+        ('hostname', _s4),
+        ('domainname', _s4),
+        ('hooks', _obj(
+            props=(
+                ('prestart', _config_hookList),
+                ('createRuntime', _config_hookList),
+                ('createContainer', _config_hookList),
+                ('startContainer', _config_hookList),
+                ('poststart', _config_hookList),
+                ('poststop', _config_hookList),
+            )
+        )),
+        ('annotations', _config_annotations),
+        ('linux', _config_linux),
+    ),
+    required=('ociVersion', 'root')
+)
 
-def _config_weightDevice(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y232 = x.get('major', _M)
-    if y232 is _M:
-        raise Invalid('.major', 'is required')
-    if not (type(y232) is int or (type(y232) is float and y232.is_integer())):
-        raise Invalid('.major', "must be an integer (got " + _jtype(y232) + ")")
-    if not (-9223372036854775808 <= y232 <= 9223372036854775807):
-        raise Invalid('.major', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y232) + ")")
-    y233 = x.get('minor', _M)
-    if y233 is _M:
-        raise Invalid('.minor', 'is required')
-    if not (type(y233) is int or (type(y233) is float and y233.is_integer())):
-        raise Invalid('.minor', "must be an integer (got " + _jtype(y233) + ")")
-    if not (-9223372036854775808 <= y233 <= 9223372036854775807):
-        raise Invalid('.minor', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y233) + ")")
-    y234 = x.get('weight', _M)
-    if y234 is not _M:
-        if not (type(y234) is int or (type(y234) is float and y234.is_integer())):
-            raise Invalid('.weight', "must be an integer (got " + _jtype(y234) + ")")
-        if not (0 <= y234 <= 65535):
-            raise Invalid('.weight', "must fit in uint16 (0..65535) (got " + _show(y234) + ")")
-    y235 = x.get('leafWeight', _M)
-    if y235 is not _M:
-        if not (type(y235) is int or (type(y235) is float and y235.is_integer())):
-            raise Invalid('.leafWeight', "must be an integer (got " + _jtype(y235) + ")")
-        if not (0 <= y235 <= 65535):
-            raise Invalid('.leafWeight', "must fit in uint16 (0..65535) (got " + _show(y235) + ")")
-    try:
-        if 'weight' not in x:
-            raise Invalid('.weight', 'is required')
-    except Invalid:
-        try:
-            if 'leafWeight' not in x:
-                raise Invalid('.leafWeight', 'is required')
-        except Invalid:
-            raise Invalid("", 'must set at least one of weight, leafWeight') from None
-
-def _config_throttleDevice(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y236 = x.get('major', _M)
-    if y236 is _M:
-        raise Invalid('.major', 'is required')
-    if not (type(y236) is int or (type(y236) is float and y236.is_integer())):
-        raise Invalid('.major', "must be an integer (got " + _jtype(y236) + ")")
-    if not (-9223372036854775808 <= y236 <= 9223372036854775807):
-        raise Invalid('.major', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y236) + ")")
-    y237 = x.get('minor', _M)
-    if y237 is _M:
-        raise Invalid('.minor', 'is required')
-    if not (type(y237) is int or (type(y237) is float and y237.is_integer())):
-        raise Invalid('.minor', "must be an integer (got " + _jtype(y237) + ")")
-    if not (-9223372036854775808 <= y237 <= 9223372036854775807):
-        raise Invalid('.minor', "must fit in int64 (-9223372036854775808..9223372036854775807) (got " + _show(y237) + ")")
-    y238 = x.get('rate', _M)
-    if y238 is _M:
-        raise Invalid('.rate', 'is required')
-    if not (type(y238) is int or (type(y238) is float and y238.is_integer())):
-        raise Invalid('.rate', "must be an integer (got " + _jtype(y238) + ")")
-    if not (0 <= y238 <= 18446744073709551615):
-        raise Invalid('.rate', "must fit in uint64 (0..18446744073709551615) (got " + _show(y238) + ")")
-
-def _config_syscall(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y239 = x.get('names', _M)
-    if y239 is _M:
-        raise Invalid('.names', 'is required')
-    if not isinstance(y239, list):
-        raise Invalid('.names', "must be an array (got " + _jtype(y239) + ")")
-    if len(y239) < 1:
-        raise Invalid('.names', 'must not be empty')
-    for i240, y241 in enumerate(y239):
-        if not isinstance(y241, str):
-            raise Invalid('.names[' + str(i240) + ']', "must be a string (got " + _jtype(y241) + ")")
-    y242 = x.get('action', _M)
-    if y242 is _M:
-        raise Invalid('.action', 'is required')
-    if not isinstance(y242, str) or y242 not in _E16:
-        raise Invalid('.action', "must be one of SCMP_ACT_KILL, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_ERRNO, SCMP_ACT_TRACE, SCMP_ACT_ALLOW, SCMP_ACT_LOG, SCMP_ACT_NOTIFY (got " + _show(y242) + ")")
-    y243 = x.get('errnoRet', _M)
-    if y243 is not _M:
-        if not (type(y243) is int or (type(y243) is float and y243.is_integer())):
-            raise Invalid('.errnoRet', "must be an integer (got " + _jtype(y243) + ")")
-        if not (0 <= y243 <= 4294967295):
-            raise Invalid('.errnoRet', "must fit in uint32 (0..4294967295) (got " + _show(y243) + ")")
-    y244 = x.get('args', _M)
-    if y244 is not _M:
-        if not isinstance(y244, list):
-            raise Invalid('.args', "must be an array (got " + _jtype(y244) + ")")
-        for i245, y246 in enumerate(y244):
-            try:
-                _config_syscallArg(y246)
-            except Invalid as e:
-                e.field = '.args[' + str(i245) + ']' + e.field
-                raise
-
-def _config_syscallArg(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y247 = x.get('index', _M)
-    if y247 is _M:
-        raise Invalid('.index', 'is required')
-    if not (type(y247) is int or (type(y247) is float and y247.is_integer())):
-        raise Invalid('.index', "must be an integer (got " + _jtype(y247) + ")")
-    if not (0 <= y247 <= 4294967295):
-        raise Invalid('.index', "must fit in uint32 (0..4294967295) (got " + _show(y247) + ")")
-    y248 = x.get('value', _M)
-    if y248 is _M:
-        raise Invalid('.value', 'is required')
-    if not (type(y248) is int or (type(y248) is float and y248.is_integer())):
-        raise Invalid('.value', "must be an integer (got " + _jtype(y248) + ")")
-    if not (0 <= y248 <= 18446744073709551615):
-        raise Invalid('.value', "must fit in uint64 (0..18446744073709551615) (got " + _show(y248) + ")")
-    y249 = x.get('valueTwo', _M)
-    if y249 is not _M:
-        if not (type(y249) is int or (type(y249) is float and y249.is_integer())):
-            raise Invalid('.valueTwo', "must be an integer (got " + _jtype(y249) + ")")
-        if not (0 <= y249 <= 18446744073709551615):
-            raise Invalid('.valueTwo', "must fit in uint64 (0..18446744073709551615) (got " + _show(y249) + ")")
-    y250 = x.get('op', _M)
-    if y250 is _M:
-        raise Invalid('.op', 'is required')
-    if not isinstance(y250, str) or y250 not in _E21:
-        raise Invalid('.op', "must be one of SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ (got " + _show(y250) + ")")
 
 def check_config(x):
     """Raise Invalid for the first violation of specs/config-schema.json; return None if x is valid."""
@@ -1374,63 +645,36 @@ def check_config(x):
         e.field = _finish(e.field)
         raise
 
-def _state(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y251 = x.get('ociVersion', _M)
-    if y251 is _M:
-        raise Invalid('.ociVersion', 'is required')
-    if not isinstance(y251, str):
-        raise Invalid('.ociVersion', "must be a string (got " + _jtype(y251) + ")")
-    if _P1.search(y251) is None:
-        raise Invalid('.ociVersion', 'must be a SemVer 2.0.0 version such as 1.3.0' + " (got " + _show(y251) + ")")
-    y252 = x.get('id', _M)
-    if y252 is _M:
-        raise Invalid('.id', 'is required')
-    if not isinstance(y252, str):
-        raise Invalid('.id', "must be a string (got " + _jtype(y252) + ")")
-    if len(y252) < 1:
-        raise Invalid('.id', 'must not be empty')
-    y253 = x.get('status', _M)
-    if y253 is _M:
-        raise Invalid('.status', 'is required')
-    if not isinstance(y253, str) or y253 not in _E22:
-        raise Invalid('.status', "must be one of creating, created, running, stopped, paused (got " + _show(y253) + ")")
-    y254 = x.get('pid', _M)
-    if y254 is not _M:
-        if not (type(y254) is int or (type(y254) is float and y254.is_integer())):
-            raise Invalid('.pid', "must be an integer (got " + _jtype(y254) + ")")
-        if not (0 <= y254 <= 2147483647):
-            raise Invalid('.pid', "must be between 0 and 2147483647 (got " + _show(y254) + ")")
-    y255 = x.get('bundle', _M)
-    if y255 is _M:
-        raise Invalid('.bundle', 'is required')
-    if not isinstance(y255, str):
-        raise Invalid('.bundle', "must be a string (got " + _jtype(y255) + ")")
-    if not y255.startswith('/'):
-        raise Invalid('.bundle', 'must be an absolute path' + " (got " + _show(y255) + ")")
-    y256 = x.get('annotations', _M)
-    if y256 is not _M:
-        if not isinstance(y256, dict):
-            raise Invalid('.annotations', "must be an object (got " + _jtype(y256) + ")")
-        for k257, y258 in y256.items():
-            if not isinstance(y258, str):
-                raise Invalid('.annotations' + _k(k257), "must be a string (got " + _jtype(y258) + ")")
-        for k259 in y256:
-            if len(k259) < 1:
-                raise Invalid('.annotations' + _k(k259), 'property name must not be empty')
-    try:
-        y261 = x.get('status', _M)
-        if y261 is _M:
-            raise Invalid('.status', 'is required')
-        if not isinstance(y261, str) or y261 not in _E23:
-            raise Invalid('.status', "must be one of created, running, paused (got " + _show(y261) + ")")
-        c260 = True
-    except Invalid:
-        c260 = False
-    if c260:
-        if 'pid' not in x:
-            raise Invalid('.pid', 'is required')
+
+_s36 = _enum(['created', 'creating', 'paused', 'running', 'stopped'], 'must be one of creating, created, running, stopped, paused')
+_s37 = _int(0, 2147483647, 'must be between 0 and 2147483647')
+_s38 = _enum(['created', 'paused', 'running'], 'must be one of created, running, paused')
+_state = _obj(
+    props=(
+        ('ociVersion', _s1),
+        ('id', _s2),
+        ('status', _s36),
+        ('pid', _s37),
+        ('bundle', _s7),
+        ('annotations', _obj(
+            extra=_s4,
+            names_min=1
+        )),
+    ),
+    required=('ociVersion', 'id', 'status', 'bundle'),
+    cond=_obj(
+        props=(
+            ('status', _s38),
+        ),
+        required=('status',),
+        typed=False
+    ),
+    then=_obj(
+        required=('pid',),
+        typed=False
+    )
+)
+
 
 def check_state(x):
     """Raise Invalid for the first violation of specs/state-schema.json; return None if x is valid."""
@@ -1440,253 +684,91 @@ def check_state(x):
         e.field = _finish(e.field)
         raise
 
-def _features(x):
-    if not isinstance(x, dict):
-        raise Invalid("", "must be an object (got " + _jtype(x) + ")")
-    y262 = x.get('ociVersionMin', _M)
-    if y262 is _M:
-        raise Invalid('.ociVersionMin', 'is required')
-    if not isinstance(y262, str):
-        raise Invalid('.ociVersionMin', "must be a string (got " + _jtype(y262) + ")")
-    if _P1.search(y262) is None:
-        raise Invalid('.ociVersionMin', 'must be a SemVer 2.0.0 version such as 1.3.0' + " (got " + _show(y262) + ")")
-    y263 = x.get('ociVersionMax', _M)
-    if y263 is _M:
-        raise Invalid('.ociVersionMax', 'is required')
-    if not isinstance(y263, str):
-        raise Invalid('.ociVersionMax', "must be a string (got " + _jtype(y263) + ")")
-    if _P1.search(y263) is None:
-        raise Invalid('.ociVersionMax', 'must be a SemVer 2.0.0 version such as 1.3.0' + " (got " + _show(y263) + ")")
-    y264 = x.get('hooks', _M)
-    if y264 is not _M:
-        try:
-            _features_nullableStrings(y264)
-        except Invalid as e:
-            e.field = '.hooks' + e.field
-            raise
-    y265 = x.get('mountOptions', _M)
-    if y265 is not _M:
-        try:
-            _features_nullableStrings(y265)
-        except Invalid as e:
-            e.field = '.mountOptions' + e.field
-            raise
-    y266 = x.get('annotations', _M)
-    if y266 is not _M:
-        if not (isinstance(y266, dict) or y266 is None):
-            raise Invalid('.annotations', "must be an object or null (got " + _jtype(y266) + ")")
-        if isinstance(y266, dict):
-            for k267, y268 in y266.items():
-                if not isinstance(y268, str):
-                    raise Invalid('.annotations' + _k(k267), "must be a string (got " + _jtype(y268) + ")")
-            for k269 in y266:
-                if len(k269) < 1:
-                    raise Invalid('.annotations' + _k(k269), 'property name must not be empty')
-    y270 = x.get('potentiallyUnsafeConfigAnnotations', _M)
-    if y270 is not _M:
-        try:
-            _features_nullableStrings(y270)
-        except Invalid as e:
-            e.field = '.potentiallyUnsafeConfigAnnotations' + e.field
-            raise
-    y271 = x.get('linux', _M)
-    if y271 is not _M:
-        if not (isinstance(y271, dict) or y271 is None):
-            raise Invalid('.linux', "must be an object or null (got " + _jtype(y271) + ")")
-        if isinstance(y271, dict):
-            y272 = y271.get('namespaces', _M)
-            if y272 is not _M:
-                try:
-                    _features_nullableStrings(y272)
-                except Invalid as e:
-                    e.field = '.linux.namespaces' + e.field
-                    raise
-            y273 = y271.get('capabilities', _M)
-            if y273 is not _M:
-                try:
-                    _features_nullableStrings(y273)
-                except Invalid as e:
-                    e.field = '.linux.capabilities' + e.field
-                    raise
-            y274 = y271.get('cgroup', _M)
-            if y274 is not _M:
-                if not (isinstance(y274, dict) or y274 is None):
-                    raise Invalid('.linux.cgroup', "must be an object or null (got " + _jtype(y274) + ")")
-                if isinstance(y274, dict):
-                    y275 = y274.get('v1', _M)
-                    if y275 is not _M:
-                        if not ((y275 is True or y275 is False) or y275 is None):
-                            raise Invalid('.linux.cgroup.v1', "must be a boolean or null (got " + _jtype(y275) + ")")
-                    y276 = y274.get('v2', _M)
-                    if y276 is not _M:
-                        if not ((y276 is True or y276 is False) or y276 is None):
-                            raise Invalid('.linux.cgroup.v2', "must be a boolean or null (got " + _jtype(y276) + ")")
-                    y277 = y274.get('systemd', _M)
-                    if y277 is not _M:
-                        if not ((y277 is True or y277 is False) or y277 is None):
-                            raise Invalid('.linux.cgroup.systemd', "must be a boolean or null (got " + _jtype(y277) + ")")
-                    y278 = y274.get('systemdUser', _M)
-                    if y278 is not _M:
-                        if not ((y278 is True or y278 is False) or y278 is None):
-                            raise Invalid('.linux.cgroup.systemdUser', "must be a boolean or null (got " + _jtype(y278) + ")")
-                    y279 = y274.get('rdma', _M)
-                    if y279 is not _M:
-                        if not ((y279 is True or y279 is False) or y279 is None):
-                            raise Invalid('.linux.cgroup.rdma', "must be a boolean or null (got " + _jtype(y279) + ")")
-                    for k280, y281 in y274.items():
-                        if k280 not in _K24:
-                            raise Invalid('.linux.cgroup' + _k(k280), 'is not an allowed property')
-            y282 = y271.get('seccomp', _M)
-            if y282 is not _M:
-                if not (isinstance(y282, dict) or y282 is None):
-                    raise Invalid('.linux.seccomp', "must be an object or null (got " + _jtype(y282) + ")")
-                if isinstance(y282, dict):
-                    y283 = y282.get('enabled', _M)
-                    if y283 is not _M:
-                        if not ((y283 is True or y283 is False) or y283 is None):
-                            raise Invalid('.linux.seccomp.enabled', "must be a boolean or null (got " + _jtype(y283) + ")")
-                    y284 = y282.get('actions', _M)
-                    if y284 is not _M:
-                        try:
-                            _features_nullableStrings(y284)
-                        except Invalid as e:
-                            e.field = '.linux.seccomp.actions' + e.field
-                            raise
-                    y285 = y282.get('operators', _M)
-                    if y285 is not _M:
-                        try:
-                            _features_nullableStrings(y285)
-                        except Invalid as e:
-                            e.field = '.linux.seccomp.operators' + e.field
-                            raise
-                    y286 = y282.get('archs', _M)
-                    if y286 is not _M:
-                        try:
-                            _features_nullableStrings(y286)
-                        except Invalid as e:
-                            e.field = '.linux.seccomp.archs' + e.field
-                            raise
-                    y287 = y282.get('knownFlags', _M)
-                    if y287 is not _M:
-                        try:
-                            _features_nullableStrings(y287)
-                        except Invalid as e:
-                            e.field = '.linux.seccomp.knownFlags' + e.field
-                            raise
-                    y288 = y282.get('supportedFlags', _M)
-                    if y288 is not _M:
-                        try:
-                            _features_nullableStrings(y288)
-                        except Invalid as e:
-                            e.field = '.linux.seccomp.supportedFlags' + e.field
-                            raise
-                    for k289, y290 in y282.items():
-                        if k289 not in _K25:
-                            raise Invalid('.linux.seccomp' + _k(k289), 'is not an allowed property')
-            y291 = y271.get('apparmor', _M)
-            if y291 is not _M:
-                try:
-                    _features_enabledOnly(y291)
-                except Invalid as e:
-                    e.field = '.linux.apparmor' + e.field
-                    raise
-            y292 = y271.get('selinux', _M)
-            if y292 is not _M:
-                try:
-                    _features_enabledOnly(y292)
-                except Invalid as e:
-                    e.field = '.linux.selinux' + e.field
-                    raise
-            y293 = y271.get('intelRdt', _M)
-            if y293 is not _M:
-                if not (isinstance(y293, dict) or y293 is None):
-                    raise Invalid('.linux.intelRdt', "must be an object or null (got " + _jtype(y293) + ")")
-                if isinstance(y293, dict):
-                    y294 = y293.get('enabled', _M)
-                    if y294 is not _M:
-                        if not ((y294 is True or y294 is False) or y294 is None):
-                            raise Invalid('.linux.intelRdt.enabled', "must be a boolean or null (got " + _jtype(y294) + ")")
-                    y295 = y293.get('schemata', _M)
-                    if y295 is not _M:
-                        if not ((y295 is True or y295 is False) or y295 is None):
-                            raise Invalid('.linux.intelRdt.schemata', "must be a boolean or null (got " + _jtype(y295) + ")")
-                    y296 = y293.get('monitoring', _M)
-                    if y296 is not _M:
-                        if not ((y296 is True or y296 is False) or y296 is None):
-                            raise Invalid('.linux.intelRdt.monitoring', "must be a boolean or null (got " + _jtype(y296) + ")")
-                    for k297, y298 in y293.items():
-                        if k297 not in _K26:
-                            raise Invalid('.linux.intelRdt' + _k(k297), 'is not an allowed property')
-            y299 = y271.get('memoryPolicy', _M)
-            if y299 is not _M:
-                if not (isinstance(y299, dict) or y299 is None):
-                    raise Invalid('.linux.memoryPolicy', "must be an object or null (got " + _jtype(y299) + ")")
-                if isinstance(y299, dict):
-                    y300 = y299.get('modes', _M)
-                    if y300 is not _M:
-                        try:
-                            _features_nullableStrings(y300)
-                        except Invalid as e:
-                            e.field = '.linux.memoryPolicy.modes' + e.field
-                            raise
-                    y301 = y299.get('flags', _M)
-                    if y301 is not _M:
-                        try:
-                            _features_nullableStrings(y301)
-                        except Invalid as e:
-                            e.field = '.linux.memoryPolicy.flags' + e.field
-                            raise
-                    for k302, y303 in y299.items():
-                        if k302 not in _K27:
-                            raise Invalid('.linux.memoryPolicy' + _k(k302), 'is not an allowed property')
-            y304 = y271.get('mountExtensions', _M)
-            if y304 is not _M:
-                if not (isinstance(y304, dict) or y304 is None):
-                    raise Invalid('.linux.mountExtensions', "must be an object or null (got " + _jtype(y304) + ")")
-                if isinstance(y304, dict):
-                    y305 = y304.get('idmap', _M)
-                    if y305 is not _M:
-                        try:
-                            _features_enabledOnly(y305)
-                        except Invalid as e:
-                            e.field = '.linux.mountExtensions.idmap' + e.field
-                            raise
-                    for k306, y307 in y304.items():
-                        if k306 not in _K28:
-                            raise Invalid('.linux.mountExtensions' + _k(k306), 'is not an allowed property')
-            y308 = y271.get('netDevices', _M)
-            if y308 is not _M:
-                try:
-                    _features_enabledOnly(y308)
-                except Invalid as e:
-                    e.field = '.linux.netDevices' + e.field
-                    raise
-            for k309, y310 in y271.items():
-                if k309 not in _K29:
-                    raise Invalid('.linux' + _k(k309), 'is not an allowed property')
-    for k311, y312 in x.items():
-        if k311 not in _K30:
-            raise Invalid(_k(k311), 'is not an allowed property')
 
-def _features_nullableStrings(x):
-    if not (isinstance(x, list) or x is None):
-        raise Invalid("", "must be an array or null (got " + _jtype(x) + ")")
-    if isinstance(x, list):
-        for i313, y314 in enumerate(x):
-            if not isinstance(y314, str):
-                raise Invalid('[' + str(i313) + ']', "must be a string (got " + _jtype(y314) + ")")
+_features_nullableStrings = _arr(_s4, nullable=True)
+_s39 = _types(('boolean', 'null'))
+_features_enabledOnly = _obj(
+    props=(
+        ('enabled', _s39),
+    ),
+    closed=True,
+    nullable=True
+)
+_features = _obj(
+    props=(
+        ('ociVersionMin', _s1),
+        ('ociVersionMax', _s1),
+        ('hooks', _features_nullableStrings),
+        ('mountOptions', _features_nullableStrings),
+        ('annotations', _obj(
+            extra=_s4,
+            names_min=1,
+            nullable=True
+        )),
+        ('potentiallyUnsafeConfigAnnotations', _features_nullableStrings),
+        ('linux', _obj(
+            props=(
+                ('namespaces', _features_nullableStrings),
+                ('capabilities', _features_nullableStrings),
+                ('cgroup', _obj(
+                    props=(
+                        ('v1', _s39),
+                        ('v2', _s39),
+                        ('systemd', _s39),
+                        ('systemdUser', _s39),
+                        ('rdma', _s39),
+                    ),
+                    closed=True,
+                    nullable=True
+                )),
+                ('seccomp', _obj(
+                    props=(
+                        ('enabled', _s39),
+                        ('actions', _features_nullableStrings),
+                        ('operators', _features_nullableStrings),
+                        ('archs', _features_nullableStrings),
+                        ('knownFlags', _features_nullableStrings),
+                        ('supportedFlags', _features_nullableStrings),
+                    ),
+                    closed=True,
+                    nullable=True
+                )),
+                ('apparmor', _features_enabledOnly),
+                ('selinux', _features_enabledOnly),
+                ('intelRdt', _obj(
+                    props=(
+                        ('enabled', _s39),
+                        ('schemata', _s39),
+                        ('monitoring', _s39),
+                    ),
+                    closed=True,
+                    nullable=True
+                )),
+                ('memoryPolicy', _obj(
+                    props=(
+                        ('modes', _features_nullableStrings),
+                        ('flags', _features_nullableStrings),
+                    ),
+                    closed=True,
+                    nullable=True
+                )),
+                ('mountExtensions', _obj(
+                    props=(
+                        ('idmap', _features_enabledOnly),
+                    ),
+                    closed=True,
+                    nullable=True
+                )),
+                ('netDevices', _features_enabledOnly),
+            ),
+            closed=True,
+            nullable=True
+        )),
+    ),
+    required=('ociVersionMin', 'ociVersionMax'),
+    closed=True
+)
 
-def _features_enabledOnly(x):
-    if not (isinstance(x, dict) or x is None):
-        raise Invalid("", "must be an object or null (got " + _jtype(x) + ")")
-    if isinstance(x, dict):
-        y315 = x.get('enabled', _M)
-        if y315 is not _M:
-            if not ((y315 is True or y315 is False) or y315 is None):
-                raise Invalid('.enabled', "must be a boolean or null (got " + _jtype(y315) + ")")
-        for k316, y317 in x.items():
-            if k316 not in _K31:
-                raise Invalid(_k(k316), 'is not an allowed property')
 
 def check_features(x):
     """Raise Invalid for the first violation of specs/features-schema.json; return None if x is valid."""

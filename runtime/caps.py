@@ -53,10 +53,11 @@ def drop_bounding(keep: int) -> None:
 def apply_final(effective: int, permitted: int, inheritable: int, ambient: int) -> None:
     """Set the process's capability sets, then raise the ambient ones.
 
-    Ambient capabilities must be both permitted and inheritable, so (as runc
-    does) a request that violates this fails at prctl with EPERM."""
+    The kernel only lets a capability be ambient when it is also permitted
+    and inheritable; runc only warns about the others (its default spec asks
+    for ambient caps without inheritable ones), so they are skipped here."""
     sc.capset(effective, permitted, inheritable)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     for i in range(last_cap() + 1):
-        if ambient >> i & 1:
+        if (ambient & permitted & inheritable) >> i & 1:
             sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, i)

@@ -90,7 +90,7 @@ def create(opts: Options, *, foreground_console=None) -> dict:
     _check_config(cfg)
     cdir = st.make_dir(opts.root, opts.cid)
     lock = st.Lock(cdir, opts.cid)
-    b = _Builder(opts, cfg, cdir)
+    b = _Builder(opts, cfg, cdir, lock)
     try:
         data = b.build(foreground_console)
     except BaseException:
@@ -146,7 +146,8 @@ def _check_config(cfg: dict) -> None:
 class _Builder:
     """State of one `create` while it runs; abort() undoes all of it."""
 
-    def __init__(self, opts: Options, cfg: dict, cdir: str):
+    def __init__(self, opts: Options, cfg: dict, cdir: str, lock):
+        self.lock = lock
         self.opts = opts
         self.cfg = cfg
         self.cdir = cdir
@@ -189,6 +190,9 @@ class _Builder:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            # The flock belongs to this create; a forked copy would hold it
+            # until exec and block `start`.
+            self.lock.close()
             parent_chan.close()
             init.stage1(ctx)  # never returns
         self.stage1 = pid
@@ -428,7 +432,8 @@ def _cgroup_mounter(own_ns: bool):
     container's cgroup directories are bind-mounted."""
     hier = _host_hierarchies()
 
-    def mount_cgroups(target: str, flags: int, label: str) -> None:
+    def mount_cgroups(rootfd: int, dest: str, target: str, flags: int, label: str) -> None:
+        from runtime import rootfs
         from runtime import syscalls as sc
         own = _own_cgroups()
         base = flags & ~(sc.MS_RDONLY | sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
@@ -442,6 +447,16 @@ def _cgroup_mounter(own_ns: bool):
                     sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base, None, label=label)
             return
         sc.mount("tmpfs", target, "tmpfs", base, "mode=755", label=label)
+        # The old fd still names the directory under the tmpfs: reopen.
+        fd = rootfs.resolve(rootfd, dest)
+        try:
+            _mount_v1_tree(rootfs.fd_path(fd), flags, base, label)
+        finally:
+            os.close(fd)
+
+    def _mount_v1_tree(target, flags, base, label):
+        from runtime import syscalls as sc
+        own = _own_cgroups()
         for mnt, fstype, opts, name in hier:
             sub = os.path.join(target, name)
             os.makedirs(sub, exist_ok=True)

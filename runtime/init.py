@@ -135,6 +135,9 @@ def init(ctx: Context) -> None:
     nstypes = {n["type"] for n in _namespaces(cfg)}
     ready = False
     try:
+        # 0. After pivot_root the host's Python library is out of reach:
+        #    import everything the rest of the checklist uses now.
+        _preload(cfg)
         # 1. No inherited fd may reach the user process: everything above
         #    stdio and the preserved range closes on exec.
         sc.close_range_cloexec(3 + ctx.preserve_fds)
@@ -230,6 +233,17 @@ def init(ctx: Context) -> None:
             except (OSError, NameError):
                 sys.stderr.write(f"pyrunc init: {describe(e)}\n")
         os._exit(1 if not isinstance(e, OSError) or e.errno not in (2, 13) else 127)
+
+
+def _preload(cfg: dict) -> None:
+    import fcntl, resource, struct, termios, socket  # noqa: F401,E401
+    from runtime import caps  # noqa: F401
+    if cfg.get("hooks"):
+        from runtime import hooks  # noqa: F401
+        import subprocess, json  # noqa: F401,E401
+    if (cfg.get("linux") or {}).get("seccomp"):
+        from runtime import seccomp
+        seccomp.compile((cfg.get("linux") or {})["seccomp"])
 
 
 def _prepare_root(ctx: Context, linux: dict) -> None:

@@ -155,7 +155,7 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount) -> No
     try:
         target = fd_path(fd)
         if mtype == "cgroup" and not is_bind:
-            cgroup_mount(target, flags, label)
+            cgroup_mount(rootfd, dest, target, flags, label)
         elif is_bind:
             sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
             rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)

@@ -11,8 +11,10 @@ numeric ranges, a few patterns).  Rules that need the host or cross-field
 logic -- duplicate namespace types, duplicate rlimits, "uidMappings need a
 user namespace", whether a path exists -- belong to the runtime's own checks.
 
-Numbers follow JSON Schema: 2.0 counts as an integer, True does not.  Callers
-that need a Python int should convert (``int(v)``) rather than assume type.
+Integers: a field the spec types as an integer must be an integer literal in
+the JSON text (an ``int`` after json.loads).  ``1000.0`` or ``1e3`` is refused,
+as runc (Go's encoding/json) refuses it, so a valid config's integer fields
+are always Python ints; ``true`` is never an integer.
 """
 from __future__ import annotations
 

@@ -8,8 +8,10 @@ Usage (from the repository root)::
 
 Why: ``import jsonschema`` alone costs tens of milliseconds, and ``pyrunc
 create`` validates config.json on every container start.  The generated module
-is straight-line Python (plus ``re`` for the few non-trivial patterns), so
-importing it and validating a typical config costs well under a millisecond.
+imports nothing at load time (``re`` on first use of a pattern; site.py has
+normally loaded it already) and is kept short, because where bytecode caching is off (PYTHONDONTWRITEBYTECODE) every
+process compiles it again: an earlier version emitting straight-line code for
+every check took ~20 ms just to compile.
 
 Contract of the generated module (runtime/_config_validator.py):
 
@@ -20,12 +22,21 @@ Contract of the generated module (runtime/_config_validator.py):
 * ``check_config(x)``, ``check_state(x)``, ``check_features(x)`` -- return
   None if ``x`` (a value as produced by ``json.loads``) is valid against the
   corresponding schema, else raise ``Invalid``.  They agree with
-  ``jsonschema.Draft202012Validator`` on valid/invalid for every input made of
-  JSON values (dict, list, str, int, float, bool, None).
+  ``jsonschema.Draft202012Validator`` on valid/invalid for JSON values
+  (dict, list, str, int, float, bool, None), with one refinement: "integer"
+  accepts only ints, not integral floats such as 2.0 (runc rejects those).
 
-Only the keywords the schemas actually use are supported; any other keyword
-(or a boolean subschema outside ``additionalProperties``) makes the generator
-fail, naming the keyword and where it occurs, instead of silently ignoring it.
+How: the generator resolves every ``$ref``, checks that only supported
+keywords occur, pre-computes messages, and emits one Python expression per
+schema node built from a handful of validator factories (``_obj``, ``_arr``,
+``_int``, ``_str``, ``_enum``...) defined in the module's fixed prelude.  Each
+factory returns a closure ``check(v)`` that raises ``Invalid`` with a field
+path relative to ``v``; parents prepend their part of the path while the
+exception unwinds, so the success path never builds strings.
+
+Only the keywords the schemas actually use are supported; any other keyword,
+keyword combination or boolean subschema (outside ``additionalProperties``)
+makes the generator fail, naming it and where it occurs.
 """
 from __future__ import annotations
 
@@ -38,40 +49,27 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "runtime" / "_config_validator.py"
-# (entry point name, schema file relative to the repo, prefix for helper names)
+# (entry point name, schema file relative to the repo, prefix for generated names)
 DOCUMENTS = [
     ("check_config", "specs/config-schema.json", "config"),
     ("check_state", "specs/state-schema.json", "state"),
     ("check_features", "specs/features-schema.json", "features"),
 ]
 
-# Keywords that only annotate; they never change the verdict.
+# Keywords that only annotate and never change the verdict.  ("title" is also
+# used as the wording of pattern failures: "must be an absolute path".)
 ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description"}
-# Keywords the compiler implements.  Anything else is an error.
-SUPPORTED = ANNOTATIONS | {
-    "$defs", "$ref", "type", "enum", "minimum", "maximum", "minLength", "pattern",
-    "minItems", "items", "properties", "required", "additionalProperties",
-    "propertyNames", "dependentRequired", "anyOf", "if", "then",
-}
-# A definition made only of these is inlined at each use instead of becoming
-# a function: it is a handful of comparisons, cheaper than a call.
-INLINE_OK = ANNOTATIONS | {"type", "enum", "minimum", "maximum", "minLength", "pattern"}
-
+OBJECT_KEYWORDS = {"properties", "required", "additionalProperties", "propertyNames",
+                   "dependentRequired", "anyOf", "if", "then"}
+ARRAY_KEYWORDS = {"items", "minItems"}
+SCALAR_KEYWORDS = {"enum", "minimum", "maximum", "minLength", "pattern"}
+SUPPORTED = ANNOTATIONS | OBJECT_KEYWORDS | ARRAY_KEYWORDS | SCALAR_KEYWORDS | {"$defs", "$ref", "type"}
 JSON_TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
-TYPE_TEST = {
-    "object": "isinstance({v}, dict)",
-    "array": "isinstance({v}, list)",
-    "string": "isinstance({v}, str)",
-    # JSON Schema: 2.0 is an integer, True is not.
-    "integer": "(type({v}) is int or (type({v}) is float and {v}.is_integer()))",
-    "number": "(type({v}) is int or type({v}) is float)",
-    "boolean": "({v} is True or {v} is False)",
-    "null": "{v} is None",
-}
-TYPE_NOUN = {
-    "object": "an object", "array": "an array", "string": "a string",
-    "integer": "an integer", "number": "a number", "boolean": "a boolean",
-    "null": "null",
+
+# Ranges spelled by name in messages; the bare digits are hard to read.
+NAMED_RANGES = {
+    (-2**31, 2**31 - 1): "int32", (-2**63, 2**63 - 1): "int64",
+    (0, 2**16 - 1): "uint16", (0, 2**32 - 1): "uint32", (0, 2**64 - 1): "uint64",
 }
 # A pattern that is just an anchored literal prefix becomes str.startswith.
 LITERAL_PREFIX = re.compile(r"\^([A-Za-z0-9/:_ -]*)")
@@ -90,70 +88,60 @@ def field_part(name: str) -> str:
     return '["' + escaped + '"]'
 
 
-class Path:
-    """A field path being built at compile time: literals plus runtime expressions."""
-
-    def __init__(self, parts=()):
-        self.parts = tuple(parts)
-
-    def attr(self, name: str) -> "Path":
-        return Path(self.parts + (("lit", field_part(name)),))
-
-    def index(self, var: str) -> "Path":
-        return Path(self.parts + (("lit", "["), ("expr", f"str({var})"), ("lit", "]")))
-
-    def key(self, var: str) -> "Path":
-        return Path(self.parts + (("expr", f"_k({var})"),))
-
-    def code(self) -> str:
-        merged: list[tuple[str, str]] = []
-        for kind, text in self.parts:
-            if kind == "lit" and merged and merged[-1][0] == "lit":
-                merged[-1] = ("lit", merged[-1][1] + text)
-            else:
-                merged.append((kind, text))
-        if not merged:
-            return '""'
-        return " + ".join(repr(t) if k == "lit" else t for k, t in merged)
+def _types(s) -> list[str]:
+    t = s.get("type")
+    if t is None:
+        return []
+    return list(t) if isinstance(t, list) else [t]
 
 
 class Compiler:
+    """Turns schema documents into Python source lines (see module docstring)."""
+
     def __init__(self):
-        self.lines: list[str] = []       # function bodies, in emission order
-        self.consts: list[str] = []      # module-level constants
-        self.const_ids: dict[str, str] = {}
-        self.uses_re = False
-        self.counter = 0
+        self.lines: list[str] = []        # module body after the prelude, in order
+        self.shared: dict[str, str] = {}  # scalar expression -> module-level name
+        self.aliases: dict[tuple[str, str], str] = {}  # (doc prefix, def name) -> checker name
 
-    # -- helpers ---------------------------------------------------------
-    def fresh(self, stem: str) -> str:
-        self.counter += 1
-        return f"{stem}{self.counter}"
+    # -- bookkeeping -----------------------------------------------------
+    def err(self, where: str, text: str) -> SchemaCompileError:
+        return SchemaCompileError(f"{self.source}: {where}: {text}")
 
-    def const(self, stem: str, code: str) -> str:
-        """Intern a module-level constant (frozensets of enum values, regexes)."""
-        if code not in self.const_ids:
-            name = f"_{stem}{len(self.const_ids) + 1}"
-            self.const_ids[code] = name
-            self.consts.append(f"{name} = {code}")
-        return self.const_ids[code]
+    def check_keywords(self, s, where: str):
+        if not isinstance(s, dict):
+            raise self.err(where, "boolean/non-object subschema not supported")
+        unknown = set(s) - SUPPORTED
+        if unknown:
+            raise self.err(where, f"unsupported keyword(s) {sorted(unknown)}")
+        if "$defs" in s and where != "#":
+            raise self.err(where, "$defs only allowed at the top level")
+        if ("then" in s) != ("if" in s):
+            raise self.err(where, "'then' needs 'if' (and vice versa)")
+        for t in _types(s):
+            if t not in JSON_TYPES:
+                raise self.err(where, f"unknown type {t!r}")
+
+    def share(self, expr: str) -> str:
+        """Give a scalar checker a module-level name so identical ones are built once."""
+        if expr not in self.shared:
+            name = f"_s{len(self.shared) + 1}"
+            self.shared[expr] = name
+            self.lines.append(f"{name} = {expr}")
+        return self.shared[expr]
 
     # -- documents -------------------------------------------------------
     def compile_document(self, entry: str, schema: dict, prefix: str, source: str):
-        self.doc = schema
-        self.prefix = prefix
-        self.source = source
-        self.pending: list[str] = []
-        self.emitted: set[str] = set()
-        body: list[str] = []
-        self.node(schema, "x", Path(), 1, body, "#", set())
+        self.doc, self.prefix, self.source = schema, prefix, source
+        self.state: dict[str, str] = {}   # def name -> "busy" | "done"
+        self.check_keywords(schema, "#")
+        for name, sub in schema.get("$defs", {}).items():
+            self.check_keywords(sub, f"#/$defs/{name}")
+        root = self.expr(schema, "#", 0)
         main = f"_{prefix}"
-        out = [f"def {main}(x):"] + (body or ["    pass"])
-        while self.pending:
-            name = self.pending.pop(0)
-            out += [""] + self.def_function(name)
-        self.lines += out + [""]
+        self.lines.append(f"{main} = {root}")
         self.lines += [
+            "",
+            "",
             f"def {entry}(x):",
             f'    """Raise Invalid for the first violation of {source}; return None if x is valid."""',
             "    try:",
@@ -162,272 +150,177 @@ class Compiler:
             "        e.field = _finish(e.field)",
             "        raise",
             "",
+            "",
         ]
 
-    def resolve(self, ref: str, where: str) -> tuple[str, dict]:
-        if not ref.startswith("#/$defs/") or "/" in ref[len("#/$defs/"):]:
-            raise SchemaCompileError(f"{self.source}: {where}: unsupported $ref {ref!r} (only #/$defs/<name>)")
-        name = ref[len("#/$defs/"):]
-        try:
-            return name, self.doc["$defs"][name]
-        except KeyError:
-            raise SchemaCompileError(f"{self.source}: {where}: $ref to missing definition {name!r}") from None
-
-    def def_function(self, name: str) -> list[str]:
-        _, schema = self.resolve("#/$defs/" + name, "#/$defs/" + name)
-        body: list[str] = []
-        self.node(schema, "x", Path(), 1, body, "#/$defs/" + name, set())
-        return [f"def _{self.prefix}_{name}(x):"] + (body or ["    pass"])
+    def ref(self, ref: str, where: str) -> str:
+        """Name of the module-level checker for a #/$defs/<name> reference (emitted on demand)."""
+        prefix = "#/$defs/"
+        if not ref.startswith(prefix) or "/" in ref[len(prefix):]:
+            raise self.err(where, f"unsupported $ref {ref!r} (only #/$defs/<name>)")
+        name = ref[len(prefix):]
+        if name not in self.doc.get("$defs", {}):
+            raise self.err(where, f"$ref to missing definition {name!r}")
+        state = self.state.get(name)
+        if state == "busy":
+            raise self.err(where, f"recursive $ref to {name!r} is not supported")
+        target = f"_{self.prefix}_{name}"
+        if state is None:
+            self.state[name] = "busy"
+            body = self.expr(self.doc["$defs"][name], prefix + name, 0)
+            # A definition that is only a shared scalar needs no second name.
+            if body in self.shared.values():
+                target = body
+            else:
+                self.lines.append(f"{target} = {body}")
+            self.state[name] = "done"
+            self.aliases[(self.prefix, name)] = target
+        return self.aliases[(self.prefix, name)]
 
     # -- nodes -----------------------------------------------------------
-    def node(self, s, v: str, path: Path, ind: int, out: list, where: str, known: set):
-        """Emit code checking value `v` against schema `s`.
-
-        `known` is the set of JSON types `v` is already proven to have (empty =
-        unknown); keyword checks that only apply to other types are skipped.
-        """
-        if not isinstance(s, dict):
-            raise SchemaCompileError(f"{self.source}: {where}: boolean/non-object subschema not supported")
-        unknown = set(s) - SUPPORTED
-        if unknown:
-            raise SchemaCompileError(f"{self.source}: {where}: unsupported keyword(s) {sorted(unknown)}")
-        if "$defs" in s and where != "#":
-            raise SchemaCompileError(f"{self.source}: {where}: $defs only allowed at the top level")
-        if ("then" in s) != ("if" in s):
-            raise SchemaCompileError(f"{self.source}: {where}: 'then' needs 'if' (and vice versa)")
-        pad = "    " * ind
-        P = path.code()
-
-        def fail(problem_code: str, at: str = P):
-            out.append(f"{pad}    raise Invalid({at}, {problem_code})")
-
+    def expr(self, s, where: str, depth: int) -> str:
+        """A Python expression evaluating to a checker for schema `s`."""
+        self.check_keywords(s, where)
+        keys = set(s) - ANNOTATIONS
         if "$ref" in s:
-            name, target = self.resolve(s["$ref"], where)
-            if set(target) <= INLINE_OK:
-                self.node(target, v, path, ind, out, "#/$defs/" + name, known)
-            else:
-                fn = f"_{self.prefix}_{name}"
-                if name not in self.emitted:
-                    self.emitted.add(name)
-                    self.pending.append(name)
-                out.append(f"{pad}try:")
-                out.append(f"{pad}    {fn}({v})")
-                out.append(f"{pad}except Invalid as e:")
-                if path.parts:
-                    out.append(f"{pad}    e.field = {P} + e.field")
-                out.append(f"{pad}    raise")
+            if keys != {"$ref"}:
+                raise self.err(where, "$ref next to other keywords is not supported")
+            return self.ref(s["$ref"], where)
+        types = _types(s)
+        if keys & OBJECT_KEYWORDS or "object" in types:
+            return self.object_expr(s, where, depth)
+        if keys & ARRAY_KEYWORDS or "array" in types:
+            return self.array_expr(s, where, depth)
+        return self.share(self.scalar_expr(s, where))
 
-        if "type" in s:
-            types = s["type"] if isinstance(s["type"], list) else [s["type"]]
-            for t in types:
-                if t not in JSON_TYPES:
-                    raise SchemaCompileError(f"{self.source}: {where}: unknown type {t!r}")
-            if not known or not set(known) <= set(types):
-                tests = [TYPE_TEST[t].format(v=v) for t in types]
-                test = tests[0] if len(tests) == 1 else "(" + " or ".join(tests) + ")"
-                out.append(f"{pad}if not {test}:")
-                noun = " or ".join(TYPE_NOUN[t] for t in types)
-                fail(f'"must be {noun} (got " + _jtype({v}) + ")"')
-            known = set(types) if not known else set(known) & set(types)
-            if "integer" in known:
-                known.add("number")
-
-        def guard(kind: str) -> tuple[str, int]:
-            """Open an `if <v is of kind>:` block unless the type is already settled.
-
-            Returns (indent string, indent level) for the guarded code, or
-            (None, None) when `v` is proven not to be of that kind.
-            """
-            kinds = {"integer", "number"} if kind == "number" else {kind}
-            if known and known <= kinds:
-                return pad, ind
-            if known and not (known & kinds):
-                return None, None
-            out.append(f"{pad}if {TYPE_TEST[kind].format(v=v)}:")
-            return pad + "    ", ind + 1
-
+    def scalar_expr(self, s, where: str) -> str:
+        types = _types(s)
+        keys = set(s) - ANNOTATIONS - {"type"}
         if "enum" in s:
             values = s["enum"]
-            if not values or not all(isinstance(e, str) for e in values):
-                raise SchemaCompileError(f"{self.source}: {where}: only non-empty string enums are supported")
-            name = self.const("E", "frozenset(" + repr(sorted(set(values))) + ")")
-            listing = ", ".join(values)
-            out.append(f"{pad}if not isinstance({v}, str) or {v} not in {name}:")
-            fail(f'"must be one of {listing} (got " + _show({v}) + ")"')
-
-        if "minimum" in s or "maximum" in s:
+            if not values or not all(isinstance(v, str) for v in values):
+                raise self.err(where, "only non-empty string enums are supported")
+            if keys != {"enum"} or types not in ([], ["string"]):
+                raise self.err(where, "enum only combines with type: string")
+            return f"_enum({sorted(set(values))!r}, {'must be one of ' + ', '.join(values)!r})"
+        if types == ["integer"]:
+            if keys - {"minimum", "maximum"}:
+                raise self.err(where, f"unsupported with integer: {sorted(keys)}")
             lo, hi = s.get("minimum"), s.get("maximum")
             for b in (lo, hi):
                 if b is not None and type(b) is not int:
-                    raise SchemaCompileError(f"{self.source}: {where}: only integer bounds are supported")
-            # Spell out the common machine-integer ranges; the digits alone are hard to read.
-            width = {(-2**31, 2**31 - 1): "int32", (-2**63, 2**63 - 1): "int64",
-                     (0, 2**16 - 1): "uint16", (0, 2**32 - 1): "uint32",
-                     (0, 2**64 - 1): "uint64"}.get((lo, hi))
-            g, gi = guard("number")
-            if g is not None:
-                if width:
-                    cond, msg = f"not ({lo} <= {v} <= {hi})", f"must fit in {width} ({lo}..{hi})"
-                elif lo is not None and hi is not None:
-                    cond, msg = f"not ({lo} <= {v} <= {hi})", f"must be between {lo} and {hi}"
-                elif lo is not None:
-                    cond, msg = f"{v} < {lo}", f"must be >= {lo}"
+                    raise self.err(where, "only integer bounds are supported")
+            if (lo, hi) in NAMED_RANGES:
+                msg = f"must fit in {NAMED_RANGES[(lo, hi)]} ({lo}..{hi})"
+            elif lo is not None and hi is not None:
+                msg = f"must be between {lo} and {hi}"
+            elif lo is not None:
+                msg = f"must be >= {lo}"
+            elif hi is not None:
+                msg = f"must be <= {hi}"
+            else:
+                msg = ""
+            return f"_int({lo!r}, {hi!r}, {msg!r})"
+        if types == ["string"]:
+            if keys - {"minLength", "pattern"}:
+                raise self.err(where, f"unsupported with string: {sorted(keys)}")
+            n = s.get("minLength", 0)
+            prefix = pattern = None
+            msg = ""
+            if "pattern" in s:
+                pat = s["pattern"]
+                try:
+                    re.compile(pat)
+                except re.error as e:
+                    raise self.err(where, f"bad pattern {pat!r}: {e}") from None
+                m = LITERAL_PREFIX.fullmatch(pat)
+                if m:
+                    prefix = m.group(1)
                 else:
-                    cond, msg = f"{v} > {hi}", f"must be <= {hi}"
-                out.append(f"{g}if {cond}:")
-                out.append(f'{g}    raise Invalid({P}, "{msg} (got " + _show({v}) + ")")')
+                    pattern = pat
+                msg = f"must be {s['title']}" if "title" in s else f"must match the pattern {pat!r}"
+            args = [repr(n)]
+            if prefix is not None:
+                args += [f"prefix={prefix!r}", f"msg={msg!r}"]
+            elif pattern is not None:
+                args += [f"pattern={pattern!r}", f"msg={msg!r}"]
+            return f"_str({', '.join(args)})"
+        if keys:
+            raise self.err(where, f"unsupported keywords {sorted(keys)} for type {types}")
+        if types == ["boolean"]:
+            return "_types(('boolean',))"
+        if not types:
+            return "_any"
+        return f"_types({tuple(types)!r})"
 
-        if "minLength" in s or "pattern" in s:
-            g, gi = guard("string")
-            if g is not None:
-                if "minLength" in s:
-                    n = s["minLength"]
-                    msg = "must not be empty" if n == 1 else f"must be at least {n} characters long"
-                    out.append(f"{g}if len({v}) < {n}:")
-                    out.append(f"{g}    raise Invalid({P}, {msg!r})")
-                if "pattern" in s:
-                    pat = s["pattern"]
-                    re.compile(pat)  # fail now on a broken pattern
-                    m = LITERAL_PREFIX.fullmatch(pat)
-                    if m:
-                        cond = f"not {v}.startswith({m.group(1)!r})"
-                    else:
-                        self.uses_re = True
-                        name = self.const("P", f"_re.compile({pat!r})")
-                        # jsonschema uses re.search: patterns are unanchored unless they say ^.
-                        cond = f"{name}.search({v}) is None"
-                    if "title" in s:
-                        msg = f"must be {s['title']}"
-                    else:
-                        msg = f"must match the pattern {pat!r}"
-                    out.append(f"{g}if {cond}:")
-                    out.append(f"{g}    raise Invalid({P}, {msg!r} + \" (got \" + _show({v}) + \")\")")
+    def array_expr(self, s, where: str, depth: int) -> str:
+        types = _types(s)
+        extra = set(s) - ANNOTATIONS - ARRAY_KEYWORDS - {"type"}
+        if extra or not set(types) <= {"array", "null"}:
+            raise self.err(where, f"unsupported array schema (keywords {sorted(extra)}, type {types})")
+        item = self.expr(s["items"], where + "/items", depth + 1) if "items" in s else "None"
+        args = [item]
+        if s.get("minItems", 0):
+            args.append(f"min_items={s['minItems']}")
+        if not types:
+            args.append("typed=False")
+        if "null" in types:
+            args.append("nullable=True")
+        return f"_arr({', '.join(args)})"
 
-        if "minItems" in s or "items" in s:
-            g, gi = guard("array")
-            if g is not None:
-                if "minItems" in s:
-                    n = s["minItems"]
-                    msg = "must not be empty" if n == 1 else f"must have at least {n} items"
-                    out.append(f"{g}if len({v}) < {n}:")
-                    out.append(f"{g}    raise Invalid({P}, {msg!r})")
-                if "items" in s:
-                    i, y = self.fresh("i"), self.fresh("y")
-                    body: list[str] = []
-                    self.node(s["items"], y, path.index(i), gi + 1, body, where + "/items", set())
-                    if body:
-                        out.append(f"{g}for {i}, {y} in enumerate({v}):")
-                        out.extend(body)
-
-        obj_keys = {"properties", "required", "additionalProperties", "propertyNames",
-                    "dependentRequired", "anyOf", "if"}
-        if obj_keys & set(s):
-            self.object_keywords(s, v, path, ind, out, where, known, guard)
-
-    def object_keywords(self, s, v, path, ind, out, where, known, guard):
-        P = path.code()
-        has_object_work = any(k in s for k in ("properties", "required", "additionalProperties",
-                                                "propertyNames", "dependentRequired"))
-        g, gi = (guard("object") if has_object_work else (None, None))
-        if g is not None:
-            props = s.get("properties", {})
-            required = list(s.get("required", []))
-            for name in required:
-                if name not in props:
-                    out.append(f"{g}if {name!r} not in {v}:")
-                    out.append(f"{g}    raise Invalid({path.attr(name).code()}, 'is required')")
+    def object_expr(self, s, where: str, depth: int) -> str:
+        types = _types(s)
+        extra = set(s) - ANNOTATIONS - OBJECT_KEYWORDS - {"type", "$defs"}
+        if extra or not set(types) <= {"object", "null"}:
+            raise self.err(where, f"unsupported object schema (keywords {sorted(extra)}, type {types})")
+        ind = "    " * (depth + 1)
+        args = []
+        props = s.get("properties", {})
+        if props:
+            items = []
             for name, sub in props.items():
-                y = self.fresh("y")
-                body: list[str] = []
-                is_req = name in required
-                # A required property's checks run unconditionally after the
-                # presence check, so they sit one level shallower.
-                level = gi if is_req else gi + 1
-                self.node(sub, y, path.attr(name), level, body, f"{where}/properties/{name}", set())
-                if is_req:
-                    out.append(f"{g}{y} = {v}.get({name!r}, _M)")
-                    out.append(f"{g}if {y} is _M:")
-                    out.append(f"{g}    raise Invalid({path.attr(name).code()}, 'is required')")
-                    out.extend(body)
-                elif body:
-                    out.append(f"{g}{y} = {v}.get({name!r}, _M)")
-                    out.append(f"{g}if {y} is not _M:")
-                    out.extend(body)
-            if "additionalProperties" in s:
-                ap = s["additionalProperties"]
-                k, y = self.fresh("k"), self.fresh("y")
-                level = gi + 2 if props else gi + 1
-                body = []
-                if ap is False:
-                    body.append("    " * level + f"raise Invalid({path.key(k).code()}, 'is not an allowed property')")
-                elif ap is not True:
-                    self.node(ap, y, path.key(k), level, body, where + "/additionalProperties", set())
-                if body:
-                    out.append(f"{g}for {k}, {y} in {v}.items():")
-                    if props:
-                        pname = self.const("K", "frozenset(" + repr(sorted(props)) + ")")
-                        out.append(f"{g}    if {k} not in {pname}:")
-                    out.extend(body)
-            if "propertyNames" in s:
-                pn = s["propertyNames"]
-                if set(pn) - ANNOTATIONS != {"minLength"}:
-                    raise SchemaCompileError(f"{self.source}: {where}/propertyNames: only minLength is supported")
-                n = pn["minLength"]
-                k = self.fresh("k")
-                msg = "property name must not be empty" if n == 1 else f"property name must be at least {n} characters long"
-                out.append(f"{g}for {k} in {v}:")
-                out.append(f"{g}    if len({k}) < {n}:")
-                out.append(f"{g}        raise Invalid({path.key(k).code()}, {msg!r})")
-            for trigger, needs in s.get("dependentRequired", {}).items():
-                for need in needs:
-                    out.append(f"{g}if {trigger!r} in {v} and {need!r} not in {v}:")
-                    out.append(f"{g}    raise Invalid({path.attr(need).code()}, "
-                               f"{'is required when ' + trigger + ' is set'!r})")
-        pad = "    " * ind
+                sub_expr = self.expr(sub, f"{where}/properties/{name}", depth + 2)
+                items.append(f"{ind}    ({name!r}, {sub_expr}),")
+            args.append("props=(\n" + "\n".join(items) + f"\n{ind})")
+        if s.get("required"):
+            args.append(f"required={tuple(s['required'])!r}")
+        if "additionalProperties" in s:
+            ap = s["additionalProperties"]
+            if ap is False:
+                args.append("closed=True")
+            elif ap is not True:
+                args.append("extra=" + self.expr(ap, where + "/additionalProperties", depth + 1))
+        if "propertyNames" in s:
+            pn = s["propertyNames"]
+            self.check_keywords(pn, where + "/propertyNames")
+            if set(pn) - ANNOTATIONS != {"minLength"}:
+                raise self.err(where + "/propertyNames", "only minLength is supported")
+            args.append(f"names_min={pn['minLength']}")
+        if s.get("dependentRequired"):
+            deps = tuple((k, tuple(v)) for k, v in s["dependentRequired"].items())
+            args.append(f"deps={deps!r}")
         if "anyOf" in s:
             branches = s["anyOf"]
             if all(isinstance(b, dict) and set(b) == {"required"} for b in branches):
-                names = [n for b in branches for n in b["required"]]
-                msg = "must set at least one of " + ", ".join(names)
+                msg = "must set at least one of " + ", ".join(n for b in branches for n in b["required"])
             else:
                 msg = "does not match any of the allowed forms"
-            self.any_of(branches, v, path, ind, out, where, known, msg, 0)
+            subs = ", ".join(self.expr(b, f"{where}/anyOf/{i}", depth + 1) for i, b in enumerate(branches))
+            args.append(f"any_of=({subs},)")
+            args.append(f"any_msg={msg!r}")
         if "if" in s:
-            c = self.fresh("c")
-            cond_body: list[str] = []
-            self.node(s["if"], v, path, ind + 1, cond_body, where + "/if", known)
-            then_body: list[str] = []
-            self.node(s["then"], v, path, ind + 1, then_body, where + "/then", known)
-            if not then_body:
-                return
-            if not cond_body:  # an always-true condition
-                out.append(f"{pad}if True:")
-                out.extend(then_body)
-                return
-            out.append(f"{pad}try:")
-            out.extend(cond_body)
-            out.append(f"{pad}    {c} = True")
-            out.append(f"{pad}except Invalid:")
-            out.append(f"{pad}    {c} = False")
-            out.append(f"{pad}if {c}:")
-            out.extend(then_body)
-
-    def any_of(self, branches, v, path, ind, out, where, known, msg, n):
-        pad = "    " * ind
-        if n == len(branches):
-            out.append(f"{pad}raise Invalid({path.code()}, {msg!r}) from None")
-            return
-        body: list[str] = []
-        self.node(branches[n], v, path, ind + 1, body, f"{where}/anyOf/{n}", known)
-        if not body:  # an always-true branch makes the whole anyOf true
-            return
-        out.append(f"{pad}try:")
-        out.extend(body)
-        out.append(f"{pad}except Invalid:")
-        self.any_of(branches, v, path, ind + 1, out, where, known, msg, n + 1)
+            args.append("cond=" + self.expr(s["if"], where + "/if", depth + 1))
+            args.append("then=" + self.expr(s["then"], where + "/then", depth + 1))
+        if not types:
+            args.append("typed=False")
+        if "null" in types:
+            args.append("nullable=True")
+        if not args:
+            return "_obj()"
+        return "_obj(\n" + ",\n".join(ind + a for a in args) + "\n" + "    " * depth + ")"
 
 
-RUNTIME_HELPERS = '''
+PRELUDE = r'''
 class Invalid(ValueError):
     """A value violates the schema: `field` names where, `problem` says what (one line)."""
 
@@ -444,11 +337,11 @@ _M = object()  # "property absent" marker; None is a legitimate JSON value
 
 
 def _k(key):
-    # Keep paths readable and unambiguous: plain names join with ".", names
-    # containing dots, spaces etc. are quoted (linux.sysctl["net.ipv4.ip_forward"]).
+    # Plain names join with "."; names with dots, spaces etc. are quoted so the
+    # path stays unambiguous: linux.sysctl["net.ipv4.ip_forward"].
     if key and key.isascii() and key.replace("_", "a").replace("-", "a").isalnum():
         return "." + key
-    return '["' + key.encode("unicode_escape").decode("ascii").replace('"', '\\\\"') + '"]'
+    return '["' + key.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"]'
 
 
 def _finish(field):
@@ -468,7 +361,9 @@ def _jtype(v):
         return "object"
     if isinstance(v, list):
         return "array"
-    if type(v) is int or type(v) is float:
+    if type(v) is int:
+        return "integer"
+    if type(v) is float:
         return "number"
     return type(v).__name__
 
@@ -477,6 +372,164 @@ def _show(v):
     # repr() escapes newlines, so the message stays on one line.
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# An "integer" is an integer literal in the JSON text (int after json.loads):
+# 2.0 and 1e3 are refused, as Go's encoding/json (runc) refuses them.
+_IS = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is int or type(v) is float,
+    "boolean": lambda v: v is True or v is False,
+    "null": lambda v: v is None,
+}
+_NOUN = {"object": "an object", "array": "an array", "string": "a string", "integer": "an integer",
+         "number": "a number", "boolean": "a boolean", "null": "null"}
+
+
+def _bad_type(types, v):
+    return Invalid("", "must be " + " or ".join(_NOUN[t] for t in types) + " (got " + _jtype(v) + ")")
+
+
+def _any(v):
+    pass
+
+
+def _types(types):
+    tests = tuple(_IS[t] for t in types)
+
+    def check(v):
+        for test in tests:
+            if test(v):
+                return
+        raise _bad_type(types, v)
+    return check
+
+
+def _int(lo, hi, msg):
+    lo = float("-inf") if lo is None else lo
+    hi = float("inf") if hi is None else hi
+
+    def check(v):
+        if type(v) is not int:
+            raise _bad_type(("integer",), v)
+        if not lo <= v <= hi:
+            raise Invalid("", msg + " (got " + _show(v) + ")")
+    return check
+
+
+def _str(min_len, prefix=None, pattern=None, msg=None):
+    # Compiled on first use: sre compilation is the bulk of this module's
+    # import time, and validate_state/validate_features may never run.
+    regex = None
+
+    def check(v):
+        nonlocal regex
+        if not isinstance(v, str):
+            raise _bad_type(("string",), v)
+        if len(v) < min_len:
+            raise Invalid("", "must not be empty" if min_len == 1
+                          else "must be at least %d characters long" % min_len)
+        if prefix is not None and not v.startswith(prefix):
+            raise Invalid("", msg + " (got " + _show(v) + ")")
+        if pattern is not None:
+            if regex is None:
+                import re
+                regex = re.compile(pattern)
+            # re.search, like jsonschema: a pattern is unanchored unless it says ^.
+            if regex.search(v) is None:
+                raise Invalid("", msg + " (got " + _show(v) + ")")
+    return check
+
+
+def _enum(values, msg):
+    allowed = frozenset(values)
+
+    def check(v):
+        if not isinstance(v, str) or v not in allowed:
+            raise Invalid("", msg + " (got " + _show(v) + ")")
+    return check
+
+
+def _arr(item, min_items=0, typed=True, nullable=False):
+    def check(v):
+        if not isinstance(v, list):
+            if not typed or (nullable and v is None):
+                return
+            raise _bad_type(("array", "null") if nullable else ("array",), v)
+        if len(v) < min_items:
+            raise Invalid("", "must not be empty" if min_items == 1
+                          else "must have at least %d items" % min_items)
+        if item is not None:
+            for i, y in enumerate(v):
+                try:
+                    item(y)
+                except Invalid as e:
+                    e.field = "[" + str(i) + "]" + e.field
+                    raise
+    return check
+
+
+def _obj(props=(), required=(), extra=None, closed=False, names_min=0, deps=(),
+         any_of=(), any_msg=None, cond=None, then=None, typed=True, nullable=False):
+    table = tuple((name, _k(name), fn) for name, fn in props)
+    known = frozenset(name for name, _ in props)
+
+    def check(x):
+        if not isinstance(x, dict):
+            if not typed or (nullable and x is None):
+                return
+            raise _bad_type(("object", "null") if nullable else ("object",), x)
+        for name in required:
+            if name not in x:
+                raise Invalid(_k(name), "is required")
+        for name, part, fn in table:
+            v = x.get(name, _M)
+            if v is not _M:
+                try:
+                    fn(v)
+                except Invalid as e:
+                    e.field = part + e.field
+                    raise
+        if extra is not None or closed:
+            for key, v in x.items():
+                if key in known:
+                    continue
+                if closed:
+                    raise Invalid(_k(key), "is not an allowed property")
+                try:
+                    extra(v)
+                except Invalid as e:
+                    e.field = _k(key) + e.field
+                    raise
+        if names_min:
+            for key in x:
+                if len(key) < names_min:
+                    raise Invalid(_k(key), "property name must not be empty" if names_min == 1
+                                  else "property name must be at least %d characters long" % names_min)
+        for trigger, needs in deps:
+            if trigger in x:
+                for need in needs:
+                    if need not in x:
+                        raise Invalid(_k(need), "is required when " + trigger + " is set")
+        if any_of:
+            for branch in any_of:
+                try:
+                    branch(x)
+                    break
+                except Invalid:
+                    pass
+            else:
+                raise Invalid("", any_msg)
+        if cond is not None:
+            try:
+                cond(x)
+            except Invalid:
+                return
+            then(x)
+    return check
 '''
 
 
@@ -500,11 +553,7 @@ def generate() -> str:
         "Only the standard library is used, so importing this module is cheap.",
         '"""',
     ]
-    if comp.uses_re:
-        head.append("import re as _re  # already imported by site.py in practice")
-    text = "\n".join(head) + "\n" + RUNTIME_HELPERS + "\n"
-    text += "\n".join(comp.consts) + "\n\n\n" + "\n".join(comp.lines).rstrip() + "\n"
-    return text
+    return "\n".join(head) + "\n" + PRELUDE + "\n\n" + "\n".join(comp.lines).rstrip() + "\n"
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,9 @@ def _err(e: OSError, op: str, path: str, what: str | None, value) -> CgroupError
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
     label = f"{what}: " if what else ""
-    if e.errno == errno.ENOENT and op == "open":
+    if e.errno == errno.ENOENT and op == "open" and not os.path.isdir(os.path.dirname(path)):
+        msg = f"{label}cannot set {value!r}: cgroup directory {os.path.dirname(path)} does not exist"
+    elif e.errno == errno.ENOENT and op == "open":
         msg = f"{label}cannot set {value!r}: {path} does not exist (controller or knob not available on this kernel)"
     else:
         msg = f"{label}{op} {value!r} to {path}: {os.strerror(e.errno)}"

@@ -6,8 +6,8 @@ import errno
 import os
 import time
 
-from . import v1_writers as w1
-from . import v2_writers as w2
+# The writers are imported inside the methods that need them: delete,
+# pause and ps only reopen a manager and never pay for parsing them.
 from .base import Manager, empty_stats, runc_shape
 from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, remove_paths,
                      wait_empty, write_file)
@@ -56,7 +56,12 @@ class V1Manager(Manager):
 
         Refuses (CgroupError) an existing frozen cgroup; an existing one
         that already holds processes only yields a warning, as in runc 1.1.
-        Returns the warnings."""
+        Returns the warnings.
+
+        Usual order: create(), apply(resources), add_task(pid), so limits
+        hold before the process runs (a realtime task can only join a cgroup
+        that already has an RT budget). On error, destroy() rolls back."""
+        from . import v1_writers as w1
         warnings: list[str] = []
         if self.exists():
             pids = self.pids()
@@ -88,10 +93,12 @@ class V1Manager(Manager):
         """Write OCI linux.resources to every hierarchy that has the
         controller; on hybrid, controllers only present in the unified
         hierarchy are written there with the v2 writers. Returns warnings."""
+        from . import v1_writers as w1
+        from . import v2_writers as w2
         res = resources or {}
         warnings: list[str] = []
         if res.get("unified"):
-            warnings += self._apply_unified_keys(res)
+            self._check_unified_keys(res)  # refuse before writing anything
         mem = res.get("memory") or {}
         mem_set = any(mem.get(k) not in (None, 0) for k in ("limit", "swap", "reservation")) or \
             mem.get("disableOOMKiller") or (mem.get("swappiness") not in (None, -1))
@@ -126,9 +133,12 @@ class V1Manager(Manager):
                 continue
             raise CgroupError(f"cannot set {ctrl} limits: the {ctrl} cgroup controller is not mounted "
                               f"(no v1 hierarchy{' and not in the unified hierarchy' if self.unified else ''})")
+        if res.get("unified"):
+            # Last, as on v2: raw unified values override converted ones.
+            warnings += w2.set_unified(self.unified, res)
         return warnings
 
-    def _apply_unified_keys(self, res: dict) -> list[str]:
+    def _check_unified_keys(self, res: dict) -> None:
         if not self.unified:
             raise CgroupError("linux.resources.unified: cannot be used with cgroup v1 (the host is not on cgroup v2)")
         for k in res["unified"]:
@@ -136,7 +146,6 @@ class V1Manager(Manager):
             if ctrl != "cgroup" and ctrl not in self.unified_controllers:
                 raise CgroupError(f"linux.resources.unified[{k!r}]: controller {ctrl!r} is not in the "
                                   f"unified hierarchy of this hybrid host ({self.unified_mount})")
-        return w2.set_unified(self.unified, res)
 
     # ------------------------------------------------------------- freezer
     def freeze(self) -> None:
@@ -179,6 +188,7 @@ class V1Manager(Manager):
         d = self.paths.get("freezer")
         if not d:
             return False
+        deadline = time.monotonic() + 10.0
         while True:
             try:
                 state = read_file(d, "freezer.state").strip()
@@ -187,6 +197,10 @@ class V1Manager(Manager):
                     return False
                 raise
             if state == "FREEZING":
+                # Someone is freezing it; report frozen if it never settles
+                # (so destroy() still thaws before killing).
+                if time.monotonic() > deadline:
+                    return True
                 time.sleep(0.001)
                 continue
             if state != "FROZEN":
@@ -210,6 +224,8 @@ class V1Manager(Manager):
 
     # -------------------------------------------------------------- stats
     def stats(self) -> dict:
+        from . import v1_writers as w1
+        from . import v2_writers as w2
         st = empty_stats()
         p = self.paths
         if "cpu" in p:

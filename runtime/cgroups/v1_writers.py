@@ -383,11 +383,12 @@ def _mem_entry(d: str, module: str, optional: bool) -> dict:
         if optional:
             return {"limit": 0, "failcnt": 0}
         raise
+    # key order as in runc's MemoryEntry (limit, usage, max, failcnt)
     return {
+        "limit": read_uint(d, module + ".limit_in_bytes"),
         "usage": usage,
         "max": read_uint(d, module + ".max_usage_in_bytes"),
         "failcnt": read_uint(d, module + ".failcnt"),
-        "limit": read_uint(d, module + ".limit_in_bytes"),
     }
 
 

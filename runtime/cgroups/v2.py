@@ -5,7 +5,6 @@ import errno
 import os
 import time
 
-from . import v2_writers as w2
 from .base import Manager, empty_stats, runc_shape
 from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, read_kv,
                      remove_paths, wait_empty, write_file)
@@ -92,7 +91,11 @@ class V2Manager(Manager):
 
     def create(self) -> list[str]:
         """mkdir (idempotent). Refuses an existing frozen cgroup; an
-        existing one with processes yields a warning (runc 1.1)."""
+        existing one with processes yields a warning (runc 1.1).
+
+        Usual order: create(), apply(resources), add_task(pid), so limits
+        hold before the process runs (a realtime task can only join a cgroup
+        that already has an RT budget). On error, destroy() rolls back."""
         warnings = []
         if self.exists():
             pids = self.pids()
@@ -112,6 +115,7 @@ class V2Manager(Manager):
     def apply(self, resources: dict) -> list[str]:
         """Write OCI linux.resources with runc's v1->v2 conversions.
         Returns warnings for values with no v2 equivalent."""
+        from . import v2_writers as w2
         res = resources or {}
         d = self.path_
         warnings: list[str] = []
@@ -175,6 +179,7 @@ class V2Manager(Manager):
             raise
 
     def stats(self) -> dict:
+        from . import v2_writers as w2
         st = empty_stats()
         d = self.path_
         w2.stat_pids(d, st)

@@ -170,7 +170,8 @@ def start_registry(tmpdir, *, htpasswd=None, token=None, proxy_remote=None, tls=
            TokenServer.registry_token_config()).
     proxy_remote: URL string, or dict {remoteurl, username, password}; makes
            this registry a pull-through cache of that registry.
-    tls: (certfile, keyfile) to serve HTTPS instead of HTTP.
+    tls: (certfile, keyfile[, client CA file]) to serve HTTPS instead of
+           HTTP (with a client CA: client certificates are required).
     Returns once /v2/ answers. The caller must call .stop()."""
     tmpdir = str(tmpdir)
     workdir = os.path.join(tmpdir, f"registry-{os.getpid()}-{time.monotonic_ns()}")
@@ -203,6 +204,8 @@ def start_registry(tmpdir, *, htpasswd=None, token=None, proxy_remote=None, tls=
                             else dict(proxy_remote))
         if tls is not None:
             cfg["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
+            if len(tls) > 2 and tls[2]:
+                cfg["http"]["tls"]["clientcas"] = [str(tls[2])]
         if extra_config:
             cfg.update(extra_config)
         cfgpath = os.path.join(workdir, "config.yml")
@@ -632,3 +635,197 @@ def make_tls_cert(tmpdir, cn="127.0.0.1") -> tuple[str, str]:
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return cert, key
+
+
+# --------------------------------------------------------------------------
+# a fault-injecting reverse proxy in front of a registry
+# --------------------------------------------------------------------------
+
+class FaultProxy:
+    """HTTP reverse proxy to upstream "host:port" that can misbehave.
+
+    add_rule(contains, action, *, method="GET", times=1, **kw) — the first
+    `times` requests whose path contains `contains` get `action`:
+      "status"   answer kw["status"] (default 500) with a small error body
+      "corrupt"  flip one byte of the body (same length)
+      "truncate" send full headers but only kw["at"] bytes, then close
+      "short"    send a Content-Length and body that are both shorter
+      "reset"    close the connection without answering
+      "replace"  answer 200 with kw["body"] and kw.get("content_type")
+      "redirect" answer 307 to the same path on kw["to"] (another host)
+    times=None means forever. Every request is recorded in .log as dict(method,
+    path, headers). Loopback only; stop() shuts it down."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.rules: list[dict] = []
+        self.log: list[dict] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                with proxy._lock:
+                    proxy.log.append({"method": self.command, "path": self.path,
+                                      "headers": dict(self.headers.items())})
+                    rule = None
+                    for r in proxy.rules:
+                        if r["contains"] in self.path and r["method"] in (self.command, "*") \
+                                and (r["times"] is None or r["times"] > 0):
+                            if r["times"] is not None:
+                                r["times"] -= 1
+                            r["hits"] += 1
+                            rule = r
+                            break
+                action = rule["action"] if rule else None
+                if action == "reset":
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                if action == "status":
+                    msg = b'{"errors":[{"code":"UNAVAILABLE","message":"injected failure"}]}'
+                    self.send_response(rule.get("status", 500))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if action == "replace":
+                    data = rule["body"]
+                    self.send_response(200)
+                    self.send_header("Content-Type", rule.get("content_type") or "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                    return
+                if action == "redirect":
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{rule['to']}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "accept-encoding")}
+                c = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                try:
+                    c.request(self.command, self.path, body=body, headers=headers)
+                    r = c.getresponse()
+                    data = r.read()
+                    status, rh = r.status, r.getheaders()
+                finally:
+                    c.close()
+                if action == "corrupt" and data:
+                    i = min(len(data) - 1, rule.get("at", len(data) // 2))
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+                if action == "short" and data:
+                    data = data[:rule.get("at", len(data) // 2)]
+                self.send_response(status)
+                for k, v in rh:
+                    if k.lower() in ("content-length", "connection", "transfer-encoding"):
+                        continue
+                    if k.lower() == "location" and proxy.upstream in v:
+                        v = v.replace(proxy.upstream, proxy.host)
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if action == "truncate":
+                    self.wfile.write(data[:rule.get("at", len(data) // 2)])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def add_rule(self, contains: str, action: str, *, method: str = "GET", times=1, **kw) -> dict:
+        rule = {"contains": contains, "action": action, "method": method, "times": times,
+                "hits": 0, **kw}
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def requests(self, method: str | None = None, contains: str = "") -> list[dict]:
+        with self._lock:
+            return [r for r in self.log if (method is None or r["method"] == method)
+                    and contains in r["path"]]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --------------------------------------------------------------------------
+# running the real pyimg CLI
+# --------------------------------------------------------------------------
+
+def pyimg_bin() -> str:
+    import sys
+    return os.path.join(os.path.dirname(sys.executable), "pyimg")
+
+
+def write_pyimg_config(tmpdir, **settings) -> str:
+    """Write a pyimg config.json (keys as in imagetool/config.py; use
+    registry_mirrors= for "registry-mirrors" and insecure_registries= for
+    "insecure-registries"). Tests get fast retries and a private Docker
+    credentials dir and certs dir unless given. Returns its path."""
+    tmpdir = str(tmpdir)
+    cfg = {"retry_backoff": 0.05, "retries": 4,
+           "docker_config": os.path.join(tmpdir, "docker-config"),
+           "certs_dir": os.path.join(tmpdir, "certs.d"), "timeout": 20}
+    for k, v in settings.items():
+        cfg[{"registry_mirrors": "registry-mirrors",
+             "insecure_registries": "insecure-registries"}.get(k, k)] = v
+    path = os.path.join(tmpdir, f"pyimg-config-{time.monotonic_ns()}.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def run_pyimg(root, *args, config=None, input=None, env=None, timeout=240):
+    """Run `pyimg --root ROOT [--config CONFIG] ARGS...`; returns CompletedProcess (text)."""
+    cmd = [pyimg_bin(), "--root", str(root)]
+    if config:
+        cmd += ["--config", str(config)]
+    cmd += [str(a) for a in args]
+    e = dict(os.environ)
+    for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        e.pop(k, None)
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, input=input, env=e, timeout=timeout)
+
+
+def tree_snapshot(root) -> dict:
+    """{relative path: (size, sha256)} of every file under root (store-untouched checks)."""
+    snap = {}
+    for dp, _dn, fns in os.walk(str(root)):
+        for fn in fns:
+            p = os.path.join(dp, fn)
+            rel = os.path.relpath(p, str(root))
+            with open(p, "rb") as f:
+                snap[rel] = hashlib.sha256(f.read()).hexdigest()
+    return snap

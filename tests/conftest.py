@@ -1,0 +1,32 @@
+"""Fixtures shared by the whole suite: busybox bundles, a private --root,
+and leak checks (no container state, mounts or cgroups left behind)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from bundles import Runtime, make_rootfs  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="needs root")
+        for item in items:
+            if "unit" not in item.nodeid.split(os.sep) and "/unit/" not in item.nodeid:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory):
+    """A read-only-by-convention busybox rootfs shared by the session."""
+    return make_rootfs(tmp_path_factory.mktemp("bbroot") / "rootfs")
+
+
+@pytest.fixture
+def rt(tmp_path, busybox_rootfs):
+    """A pyrunc driver with its own --root; checks nothing is left afterwards."""
+    r = Runtime(tmp_path, busybox_rootfs)
+    yield r
+    r.cleanup()

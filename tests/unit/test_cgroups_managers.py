@@ -1,0 +1,102 @@
+"""Unit tests: how the managers dispatch linux.resources to hierarchies,
+against synthetic trees (no root, no real cgroupfs)."""
+import pytest
+
+from runtime.cgroups.common import CgroupError
+from runtime.cgroups.v1 import V1Manager
+from runtime.cgroups.v2 import V2Manager
+
+
+def _mk(d, *files):
+    d.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (d / f).write_text("")
+    return str(d)
+
+
+@pytest.fixture
+def hybrid(tmp_path):
+    """memory + pids as v1 hierarchies; hugetlb only in the unified one."""
+    mem = _mk(tmp_path / "memory" / "c", "memory.limit_in_bytes", "memory.soft_limit_in_bytes",
+              "cgroup.procs")
+    (tmp_path / "memory" / "c" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    pids = _mk(tmp_path / "pids" / "c", "pids.max", "cgroup.procs")
+    uni = _mk(tmp_path / "unified" / "c", "hugetlb.2MB.max", "cgroup.procs", "cgroup.controllers")
+    m = V1Manager({"memory": mem, "pids": pids},
+                  {"memory": str(tmp_path / "memory"), "pids": str(tmp_path / "pids")},
+                  unified=uni, unified_mount=str(tmp_path / "unified"), unified_controllers=["hugetlb"])
+    return m, tmp_path
+
+
+def test_hybrid_routes_v1_and_unified(hybrid):
+    m, root = hybrid
+    assert m.version == "hybrid"
+    w = m.apply({"memory": {"limit": 4096, "reservation": 1024}, "pids": {"limit": 7},
+                 "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]})
+    assert w == []
+    assert (root / "memory/c/memory.limit_in_bytes").read_text() == "4096"
+    assert (root / "memory/c/memory.soft_limit_in_bytes").read_text() == "1024"
+    assert (root / "pids/c/pids.max").read_text() == "7"
+    # the v2 file name (.max), in the unified dir
+    assert (root / "unified/c/hugetlb.2MB.max").read_text() == "2097152"
+
+
+def test_hybrid_missing_controller_is_named(hybrid):
+    m, _ = hybrid
+    with pytest.raises(CgroupError, match="cannot set cpu limits: the cpu cgroup controller is not mounted"):
+        m.apply({"cpu": {"shares": 100}})
+    with pytest.raises(CgroupError, match="net_cls cgroup controller is not mounted"):
+        m.apply({"network": {"classID": 1}})
+    # unset values for missing controllers are fine
+    assert m.apply({"cpu": {}, "network": {}, "blockIO": {}, "rdma": {}}) == []
+
+
+def test_hybrid_unified_keys(hybrid):
+    m, root = hybrid
+    m.apply({"unified": {"hugetlb.2MB.max": "4194304"}})
+    assert (root / "unified/c/hugetlb.2MB.max").read_text() == "4194304"
+    with pytest.raises(CgroupError, match="controller 'memory' is not in the unified hierarchy"):
+        m.apply({"unified": {"memory.high": "1"}})
+
+
+def test_pure_v1_refuses_unified(tmp_path):
+    m = V1Manager({"pids": _mk(tmp_path / "pids" / "c", "pids.max")}, {"pids": str(tmp_path / "pids")})
+    assert m.version == "v1"
+    with pytest.raises(CgroupError, match="cannot be used with cgroup v1"):
+        m.apply({"unified": {"pids.max": "3"}})
+
+
+def test_kernel_memory_warning_only(hybrid):
+    m, root = hybrid
+    w = m.apply({"memory": {"kernel": 1 << 20, "kernelTCP": 1 << 20}})
+    assert w == ["Kernel memory settings are ignored and will be removed"]
+    assert (root / "memory/c/memory.limit_in_bytes").read_text().startswith("92233")
+
+
+def test_v2_manager_apply_full_set(tmp_path):
+    files = ["cgroup.controllers", "memory.max", "memory.swap.max", "memory.low", "cpu.weight", "cpu.max",
+             "cpuset.cpus", "cpuset.mems", "pids.max", "io.weight", "hugetlb.2MB.max"]
+    d = _mk(tmp_path / "c", *files)
+    m = V2Manager(d, str(tmp_path))
+    w = m.apply({
+        "memory": {"limit": 1 << 30, "swap": 2 << 30, "swappiness": 60},
+        "cpu": {"shares": 2048, "quota": 150000, "period": 100000, "cpus": "1", "mems": "0"},
+        "pids": {"limit": 100},
+        "blockIO": {"weight": 1000},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+        "network": {"classID": 3},
+    })
+    got = {f: (tmp_path / "c" / f).read_text() for f in files if f != "cgroup.controllers"}
+    assert got == {"memory.max": str(1 << 30), "memory.swap.max": str(1 << 30), "memory.low": "",
+                   "cpu.weight": "79", "cpu.max": "150000 100000", "cpuset.cpus": "1", "cpuset.mems": "0",
+                   "pids.max": "100", "io.weight": "10000", "hugetlb.2MB.max": "0"}
+    assert len(w) == 2 and "swappiness" in w[0] and "network" in w[1]
+
+
+def test_v2_state_and_paths(tmp_path):
+    m = V2Manager(str(tmp_path / "c"), str(tmp_path))
+    assert m.path() == m.path("memory") == str(tmp_path / "c")
+    assert not m.exists()
+    m.destroy()  # nothing there: no-op
+    assert m.pids() == []
+    assert m.is_frozen() is False

@@ -1,0 +1,80 @@
+"""Settings file, insecure-registry rules, Docker credentials file."""
+import base64
+import json
+import os
+import stat
+
+import pytest
+
+from imagetool.config import Config, ConfigError
+from imagetool.credentials import DOCKER_HUB_KEY, Credentials
+
+
+def test_config_defaults_and_keys(tmp_path, monkeypatch):
+    # the default file missing is fine: all defaults
+    monkeypatch.setenv("PYIMG_CONFIG", str(tmp_path / "absent.json"))
+    d = Config.load(None)
+    assert d.dockerio_endpoint == "https://registry-1.docker.io"
+    assert d.certs_dir == "/etc/docker/certs.d" and d.mirrors_for("docker.io") == []
+    # an explicitly named file that is missing is an error
+    with pytest.raises(ConfigError, match="does not exist"):
+        Config.load(str(tmp_path / "absent.json"))
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"registry-mirrors": ["https://m1/", "http://m2"],
+                             "mirrors": {"r.example:5000": ["http://m3"]},
+                             "insecure-registries": ["10.1.0.0/16", "reg.local:5000"],
+                             "dockerio_endpoint": "http://127.0.0.1:1",
+                             "max-concurrent-downloads": 5}))
+    c = Config.load(str(p))
+    assert c.mirrors_for("docker.io") == ["https://m1", "http://m2"]
+    assert c.mirrors_for("r.example:5000") == ["http://m3"]
+    assert c.mirrors_for("other") == []
+    assert c.max_concurrent_downloads == 5
+    assert c.dockerio_endpoint == "http://127.0.0.1:1"
+    for h in ("127.0.0.1:5000", "127.9.9.9", "localhost:5000", "[::1]:5000", "10.1.2.3:443",
+              "reg.local:5000"):
+        assert c.is_insecure(h), h
+    for h in ("10.2.0.1:5000", "reg.local:5001", "registry-1.docker.io", "example.com"):
+        assert not c.is_insecure(h), h
+    p.write_text("{broken")
+    with pytest.raises(ConfigError, match=str(p)):
+        Config.load(str(p))
+
+
+def test_credentials_file_roundtrip(tmp_path):
+    c = Credentials(str(tmp_path / "d"))
+    assert c.get("docker.io") is None
+    c.store("docker.io", "me", "pw1")
+    c.store("reg.example:5000", "you", "pw:with:colons")
+    data = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert set(data["auths"]) == {DOCKER_HUB_KEY, "reg.example:5000"}
+    assert base64.b64decode(data["auths"][DOCKER_HUB_KEY]["auth"]) == b"me:pw1"
+    assert stat.S_IMODE(os.stat(tmp_path / "d" / "config.json").st_mode) == 0o600
+    assert c.get("index.docker.io") == ("me", "pw1")
+    assert c.get("reg.example:5000") == ("you", "pw:with:colons")
+    assert c.erase("docker.io") and c.get("docker.io") is None
+    assert not c.erase("docker.io")
+
+
+def test_credentials_written_by_docker_cli_are_read(tmp_path, monkeypatch):
+    d = tmp_path / "dockercfg"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"auths": {
+        "https://reg.example:5000": {"auth": base64.b64encode(b"u:p").decode()},
+        "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:secret").decode()}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(d))
+    c = Credentials()
+    assert c.get("reg.example:5000") == ("u", "p")
+    assert c.get("docker.io") == ("hub", "secret")
+    assert c.get("elsewhere") is None
+
+
+def test_credential_helper_missing_is_one_line_error(tmp_path, monkeypatch):
+    d = tmp_path / "dc"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"credHelpers": {"reg.example": "nosuchhelper"}}))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    from imagetool.credentials import CredentialsError
+    with pytest.raises(CredentialsError, match="docker-credential-nosuchhelper"):
+        Credentials(str(d)).get("reg.example")
+    assert Credentials(str(d)).get("other.example") is None
