@@ -581,7 +581,7 @@ def _etc_files(wdir: str, hostname: str, network: str) -> list[dict]:
         with open(p, "w") as f:
             f.write(text)
         os.chmod(p, 0o644)
-        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": p, "options": ["rbind", "rprivate"]})
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": p, "options": ["rbind", "rw"]})
     return mounts
 
 
@@ -714,16 +714,48 @@ def _destroy(root: str, record: dict, *, remove_bundle_dir: bool) -> None:
             os.rmdir(bundle)
 
 
-def remove_bundle(root: str, bundle: str) -> dict:
+_STATE_ROOTS = ("/run/pyrunc", "/run/runc")
+
+
+def containers_using(bundle: str, state_roots=_STATE_ROOTS) -> list[str]:
+    """Ids of live containers (pyrunc or runc state) whose bundle is ``bundle``."""
+    bundle = os.path.realpath(bundle)
+    found = []
+    for sroot in state_roots:
+        try:
+            names = os.listdir(sroot)
+        except OSError:
+            continue
+        for cid in names:
+            try:
+                with open(os.path.join(sroot, cid, "state.json")) as f:
+                    st = json.load(f)
+            except (OSError, ValueError):
+                continue
+            # pyrunc writes "bundle"/"pid"; runc keeps "bundle=..." in its config labels
+            b = st.get("bundle") or next((lab[7:] for lab in (st.get("config") or {}).get("labels") or []
+                                          if lab.startswith("bundle=")), None)
+            pid = st.get("pid") or st.get("init_process_pid") or 0
+            if b and os.path.realpath(b) == bundle and pid and os.path.exists(f"/proc/{pid}"):
+                found.append(cid)
+    return found
+
+
+def remove_bundle(root: str, bundle: str, *, force: bool = False) -> dict:
     """Unmount ``bundle``'s rootfs and delete its writable layer, volumes, config and record.
 
     Shared layers stay in ROOT/layers.  The bundle directory itself is
-    removed when it is left empty.  Raises BundleError for an unknown bundle.
+    removed when it is left empty.  Raises BundleError for an unknown bundle
+    and, unless ``force``, for a bundle a live container still runs from.
     """
     root = os.path.abspath(root)
     record = read_record(root, bundle)
     if record is None:
         raise BundleError(f"{bundle}: not a bundle recorded in {os.path.join(root, 'bundles')}")
+    if not force:
+        users = containers_using(record["bundle"])
+        if users:
+            raise BundleError(f"bundle {record['bundle']} is in use by container {users[0]} (delete it first)")
     _destroy(root, record, remove_bundle_dir=True)
     return record
 
@@ -773,6 +805,14 @@ def layers_in_use(root: str) -> set[str]:
     for rec in list_bundles(root):
         used.update(rec.get("diff_ids") or [])
     return used
+
+
+def manifests_in_use(root: str) -> set[str]:
+    """Manifest digests of the images recorded bundles were made from.
+
+    ``Store(root).gc(keep=manifests_in_use(root))`` keeps their blobs too.
+    """
+    return {rec["manifest"] for rec in list_bundles(root) if rec.get("manifest")}
 
 
 def prune_layer_cache(root: str) -> list[str]:

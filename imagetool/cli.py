@@ -56,14 +56,21 @@ def pull(ctx: typer.Context, ref: str = typer.Argument(..., help="Image referenc
          platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant]"),
          quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the reference.")):
     """Pull an image from a registry into the store."""
+    import signal
+
     from imagetool.pull import PullError, pull_image
     o = _obj(ctx)
+
+    def _term(signum, _frame):
+        # unwind normally so partial downloads are removed from ingest/
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _term)
     try:
         pull_image(ref, root=o["root"], config_path=o["config"], platform=platform, quiet=quiet)
     except PullError as e:
         _die(str(e))
     except KeyboardInterrupt:
-        _die(f"pull {ref}: interrupted")
+        _die(f"pull {ref}: interrupted; the store was left as it was")
 
 
 def _ago(created: str) -> str:

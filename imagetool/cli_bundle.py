@@ -72,6 +72,7 @@ def unpack(
 def rm_bundle(
     ctx: typer.Context,
     bundles: List[str] = typer.Argument(..., help="Bundle directories to remove."),
+    force: bool = typer.Option(False, "-f", "--force", help="Remove even if a container still runs from it."),
 ):
     """Unmount bundles and delete their writable layer (shared layers stay)."""
     root, config = _ctx(ctx)
@@ -80,7 +81,7 @@ def rm_bundle(
     failed = False
     for b in bundles:
         try:
-            remove_bundle(root, b)
+            remove_bundle(root, b, force=force)
         except BundleError as e:
             print(f"pyimg: error: {e}", file=sys.stderr)
             failed = True

@@ -172,7 +172,8 @@ class BlobWriter:
         self.store = store
         self.digest = digest
         self.size = size
-        store._ensure_layout()
+        # only ingest/ now: the layout itself appears when something is published
+        os.makedirs(store.ingest_dir, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix=digest[7:19] + ".")
         self.f = os.fdopen(fd, "w+b")
         self.offset = 0
@@ -217,6 +218,7 @@ class BlobWriter:
         if not getattr(self, "_verified", False):
             raise StoreError(f"blob {self.digest}: publish() before verify()")
         try:
+            self.store._ensure_layout()
             os.fsync(self.f.fileno())
             self.f.close()
             os.chmod(self.tmp, 0o644)

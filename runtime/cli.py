@@ -151,6 +151,111 @@ def _spec(g, a):
         json.dump(default_spec(rootless=a["rootless"]), f, indent="\t")
 
 
+@verb("exec",
+      Opt("--process,-p", "process", str, None, "path to a process.json"),
+      Opt("--detach,-d", "detach", bool, False, "detach from the process"),
+      Opt("--pid-file", "pid_file", str, None, "file to write the process's pid to"),
+      Opt("--console-socket", "console_socket", str, None, "unix socket that receives the pty master"),
+      Opt("--tty,-t", "tty", bool, False, "allocate a pseudo-terminal"),
+      Opt("--cwd", "cwd", str, None, "working directory in the container"),
+      Opt("--env,-e", "env", list, None, "set an environment variable (repeatable)"),
+      Opt("--user,-u", "user", str, None, "UID[:GID]"),
+      Opt("--additional-gids,-g", "additional_gids", list, None, "additional group ids (repeatable)"),
+      Opt("--cap,-c", "cap", list, None, "add a capability (repeatable)"),
+      Opt("--no-new-privs", "no_new_privs", bool, False, "set no_new_privs"),
+      Opt("--preserve-fds", "preserve_fds", int, 0, "pass N extra fds to the process"),
+      Opt("--ignore-paused", "ignore_paused", bool, False, "exec even if the container is paused"),
+      Opt("--apparmor", "apparmor", str, None, "AppArmor profile (no AppArmor on this host: ignored)"),
+      Opt("--process-label", "process_label", str, None, "SELinux label (ignored without SELinux)"),
+      rest="command", help="Run a process in a running container.")
+def _exec(g, a):
+    from runtime.execproc import ExecOptions, exec_process
+    o = ExecOptions(process=a["process"], args=a["command"], detach=a["detach"], pid_file=a["pid_file"],
+                    console_socket=a["console_socket"], tty=a["tty"], cwd=a["cwd"], env=a["env"],
+                    user=a["user"], additional_gids=a["additional_gids"], caps=a["cap"],
+                    no_new_privs=a["no_new_privs"], preserve_fds=a["preserve_fds"],
+                    ignore_paused=a["ignore_paused"])
+    return exec_process(g["root"], a["id"], o)
+
+
+@verb("ps", Opt("--format,-f", "format", str, "table", "table or json"), rest="ps_args",
+      help="List the processes of a container.")
+def _ps(g, a):
+    from runtime import manage
+    if a["format"] == "json":
+        import json
+        print(json.dumps(manage.pids(g["root"], a["id"])))
+    elif a["format"] == "table":
+        print(manage.ps_table(g["root"], a["id"], a["ps_args"]))
+    else:
+        raise _usage(f"ps: --format: unknown format {a['format']!r}")
+
+
+@verb("pause", help="Freeze every process of a container.")
+def _pause(g, a):
+    from runtime import manage
+    manage.pause(g["root"], a["id"])
+
+
+@verb("resume", help="Thaw a paused container.")
+def _resume(g, a):
+    from runtime import manage
+    manage.resume(g["root"], a["id"])
+
+
+_UPDATE_FLAG_NAMES = ("blkio-weight", "cpu-period", "cpu-quota", "cpu-rt-period", "cpu-rt-runtime",
+                      "cpu-share", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation",
+                      "memory-swap", "kernel-memory", "kernel-memory-tcp", "pids-limit")
+
+
+@verb("update", Opt("--resources,-r", "resources", str, None, "LinuxResources JSON file, or - for stdin"),
+      *[Opt("--" + n, n, str, None, f"new {n} value") for n in _UPDATE_FLAG_NAMES],
+      Opt("--l3-cache-schema", "l3_cache_schema", str, None, "Intel RDT (not supported)"),
+      Opt("--mem-bw-schema", "mem_bw_schema", str, None, "Intel RDT (not supported)"),
+      help="Change a running container's resource limits.")
+def _update(g, a):
+    from runtime import log, manage
+    from runtime.errors import RuntimeFailure
+    if a["l3_cache_schema"] or a["mem_bw_schema"]:
+        raise RuntimeFailure("update: Intel RDT is not supported on this host")
+    for w in manage.update(g["root"], a["id"], a["resources"], {n: a[n] for n in _UPDATE_FLAG_NAMES}):
+        log.warning(w)
+
+
+@verb("events", Opt("--stats", "stats", bool, False, "print stats once and exit"),
+      Opt("--interval", "interval", str, "5s", "stats interval (e.g. 5s, 500ms)"),
+      help="Stream stats and OOM events of a container as JSON.")
+def _events(g, a):
+    from runtime import manage
+    iv = a["interval"].strip()
+    try:
+        secs = float(iv[:-2]) / 1000 if iv.endswith("ms") else float(iv.rstrip("s"))
+    except ValueError:
+        raise _usage(f"events: --interval: invalid duration {iv!r}") from None
+    if secs <= 0:
+        raise _usage("events: --interval: must be positive")
+    manage.events(g["root"], a["id"], secs, a["stats"])
+
+
+@verb("features", args=(), help="Print the features this runtime supports (runtime-spec features.md).")
+def _features(g, a):
+    import json
+    from runtime import manage
+    print(json.dumps(manage.features(), indent=2))
+
+
+@verb("checkpoint", rest="_", help="Not supported (no CRIU integration).")
+def _checkpoint(g, a):
+    from runtime.errors import RuntimeFailure
+    raise RuntimeFailure("checkpoint is not supported by pyrunc")
+
+
+@verb("restore", rest="_", help="Not supported (no CRIU integration).")
+def _restore(g, a):
+    from runtime.errors import RuntimeFailure
+    raise RuntimeFailure("restore is not supported by pyrunc")
+
+
 class UsageError(Exception):
     pass
 

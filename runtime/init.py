@@ -49,6 +49,9 @@ def stage1(ctx: Context) -> None:
     """Runs in the first child; never returns."""
     code = 1
     try:
+        # Non-dumpable from here to execve: processes in the container cannot
+        # open our /proc/PID/{exe,fd,mem} (the host interpreter) meanwhile.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         ctx.chan.expect(sync.GO)
         nss = _namespaces(ctx.config)
         # The user namespace comes first: every namespace created after it is
@@ -137,7 +140,7 @@ def init(ctx: Context) -> None:
     try:
         # 0. After pivot_root the host's Python library is out of reach:
         #    import everything the rest of the checklist uses now.
-        _preload(cfg)
+        preload(cfg)
         # 1. No inherited fd may reach the user process: everything above
         #    stdio and the preserved range closes on exec.
         sc.close_range_cloexec(3 + ctx.preserve_fds)
@@ -196,7 +199,7 @@ def init(ctx: Context) -> None:
             sc.setdomainname(cfg["domainname"])
         # 10. Terminal: a new pty whose master goes to the console socket.
         if proc.get("terminal"):
-            _setup_terminal(ctx, proc)
+            setup_terminal(ctx, proc)
         # 11. Session keyring, so containers do not share the host's.
         if not ctx.no_new_keyring:
             try:
@@ -205,11 +208,11 @@ def init(ctx: Context) -> None:
                 if e.errno not in (38,):  # ENOSYS: kernel without keys
                     raise
         # 12. Process attributes that need privileges we are about to drop.
-        _setup_process(ctx, proc, linux)
+        setup_process(ctx, proc, linux)
         # 13. The executable must exist now, so `create` reports it, not `start`.
         ctx.exec_args = list(proc["args"])
         ctx.exec_env = list(proc.get("env") or [])
-        ctx.exec_args[0:1] = [_lookup(proc["args"][0], ctx.exec_env)]
+        ctx.exec_args[0:1] = [lookup(proc["args"][0], ctx.exec_env)]
         # 14. Tell the parent we are ready, and wait for `start`.
         ctx.chan.send(sync.READY)
         ctx.chan.close()
@@ -223,7 +226,7 @@ def init(ctx: Context) -> None:
             run_hooks("startContainer", hooks["startContainer"], _hook_state(ctx, "running"))
         # 16. Hand over to the user process; the fifo closes on exec, which
         #     is how `start` learns that exec succeeded.
-        os.execve(ctx.exec_args[0], proc["args"], _env_dict(ctx.exec_env))
+        os.execve(ctx.exec_args[0], proc["args"], env_dict(ctx.exec_env))
     except BaseException as e:  # noqa: BLE001
         if not ready:
             _report(ctx, e)
@@ -235,7 +238,7 @@ def init(ctx: Context) -> None:
         os._exit(1 if not isinstance(e, OSError) or e.errno not in (2, 13) else 127)
 
 
-def _preload(cfg: dict) -> None:
+def preload(cfg: dict) -> None:
     import fcntl, resource, struct, termios, socket  # noqa: F401,E401
     from runtime import caps  # noqa: F401
     if cfg.get("hooks"):
@@ -283,7 +286,7 @@ def _sysctl(key: str, val: str) -> None:
         raise OSError(e.errno, f"linux.sysctl {key}: {e.strerror}") from None
 
 
-def _setup_terminal(ctx: Context, proc: dict) -> None:
+def setup_terminal(ctx: Context, proc: dict) -> None:
     import fcntl
     import struct
     import termios
@@ -325,7 +328,7 @@ _SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x1, "SCHED_FLAG_RECLAIM": 0x2, "SCH
 _IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
 
 
-def _setup_process(ctx: Context, proc: dict, linux: dict) -> None:
+def setup_process(ctx: Context, proc: dict, linux: dict) -> None:
     import resource
     from runtime import caps
     # rlimits (raising a hard limit needs CAP_SYS_RESOURCE: the error says which).
@@ -417,7 +420,7 @@ def _load_seccomp(ctx: Context, cfg: dict) -> None:
         ctx.chan.expect(sync.SECCOMP_DONE)
 
 
-def _lookup(name: str, env: list[str]) -> str:
+def lookup(name: str, env: list[str]) -> str:
     """Find args[0] on the container's PATH, as execvp would (runc's message on failure)."""
     if "/" in name:
         if not os.path.exists(name):
@@ -431,7 +434,7 @@ def _lookup(name: str, env: list[str]) -> str:
     raise OSError(2, f'exec: "{name}": executable file not found in $PATH')
 
 
-def _env_dict(env: list[str]) -> dict:
+def env_dict(env: list[str]) -> dict:
     out = {}
     for kv in env:
         k, _, v = kv.partition("=")

@@ -45,11 +45,14 @@ class Channel:
         else:
             self.sock.send(data)
 
-    def recv(self) -> tuple[dict, list[int]]:
+    def recv(self, eof_ok: bool = False) -> tuple[dict | None, list[int]]:
         """Next message and any fds it carried (caller closes them).
-        Raises InitFailure on EOF (the peer exited)."""
+        On EOF (every peer closed its end) return (None, []) if `eof_ok`,
+        else raise InitFailure."""
         data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 4)
         if not data:
+            if eof_ok:
+                return None, []
             raise InitFailure("container init exited unexpectedly during setup")
         return json.loads(data), fds
 

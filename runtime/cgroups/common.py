@@ -22,7 +22,10 @@ V1_CONTROLLERS = (
 )
 
 
-class CgroupError(Exception):
+from runtime.errors import RuntimeFailure
+
+
+class CgroupError(RuntimeFailure):
     """A cgroup operation failed; the message is one line naming the path."""
 
 

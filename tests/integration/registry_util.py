@@ -653,6 +653,7 @@ class FaultProxy:
       "reset"    close the connection without answering
       "replace"  answer 200 with kw["body"] and kw.get("content_type")
       "redirect" answer 307 to the same path on kw["to"] (another host)
+      "slow"     send the body kw["chunk"] bytes at a time, kw["delay"] s apart
     times=None means forever. Every request is recorded in .log as dict(method,
     path, headers). Loopback only; stop() shuts it down."""
 
@@ -740,6 +741,16 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command == "HEAD":
+                    return
+                if action == "slow":
+                    step = rule.get("chunk", 8192)
+                    try:
+                        for i in range(0, len(data), step):
+                            self.wfile.write(data[i:i + step])
+                            self.wfile.flush()
+                            time.sleep(rule.get("delay", 0.05))
+                    except OSError:
+                        pass  # the client went away
                     return
                 if action == "truncate":
                     self.wfile.write(data[:rule.get("at", len(data) // 2)])

@@ -135,3 +135,33 @@ def test_bad_manifests_are_refused(setup, body, fragment):
     p = run_pyimg(root, "pull", f"{proxy.host}/app:1", config=cfg)
     _fails(p, f"{proxy.host}/app:1", fragment)
     assert tree_snapshot(root) == before
+
+
+def test_sigterm_during_download_leaves_store_as_it_was(setup):
+    import signal
+    import subprocess
+    import time
+    from registry_util import pyimg_bin
+    reg, proxy, root, cfg, big = setup
+    before = tree_snapshot(root)
+    proxy.add_rule(f"/blobs/{big}", "slow", chunk=4096, delay=0.05, times=None)
+    proc = subprocess.Popen([pyimg_bin(), "--root", str(root), "--config", cfg, "pull",
+                             f"{proxy.host}/app:1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # wait (bounded) until the slow blob is being served, then stop pyimg
+        for _ in range(400):
+            if proxy.requests("GET", f"/blobs/{big}"):
+                break
+            time.sleep(0.05)
+        assert proxy.requests("GET", f"/blobs/{big}")
+        time.sleep(0.3)  # let some bytes land in ingest/ (not a timing assertion)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, (out, err)
+    assert "interrupted" in err and f"{proxy.host}/app:1" in err
+    assert tree_snapshot(root) == before

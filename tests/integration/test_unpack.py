@@ -303,3 +303,22 @@ def test_unpack_errors_are_one_line(store, tmp_path):
     assert r.returncode == 1 and "already exists" in r.stderr
     r = pyimg("rm-bundle", str(tmp_path / "b2"), root=store.root, check=False)
     assert r.returncode == 1 and "not a bundle" in r.stderr
+
+
+def test_store_gc_keeps_what_bundles_use(store, tmp_path):
+    from imagetool.store import Store
+
+    md = store.add_image([REF], case_layers(), media_type=GZIP)
+    b = tmp_path / "b"
+    pyimg("unpack", REF, str(b), root=store.root)
+    st = Store(store.root)
+    st.remove(REF)  # like `pyimg rmi` without pruning
+    assert bundlemod.manifests_in_use(store.root) == {md}
+    removed, _ = st.gc(keep=bundlemod.manifests_in_use(store.root))
+    assert removed == 0 and st.has_blob(md)
+    subprocess.run(["umount", str(b / "rootfs")], check=True)
+    pyimg("remount", root=store.root)  # the layer cache is enough to mount again
+    assert (b / "rootfs/etc/hostname").read_text() == "cases\n"
+    pyimg("rm-bundle", str(b), root=store.root)
+    removed, _ = st.gc(keep=bundlemod.manifests_in_use(store.root))
+    assert removed == 5  # manifest, config, three layers

@@ -78,3 +78,28 @@ def test_credential_helper_missing_is_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(CredentialsError, match="docker-credential-nosuchhelper"):
         Credentials(str(d)).get("reg.example")
     assert Credentials(str(d)).get("other.example") is None
+
+
+def test_cred_helpers_per_registry_win_over_auths(tmp_path, monkeypatch):
+    import sys
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-unit"
+    helper.write_text(f"#!{sys.executable}\n"
+                      "import json, sys\n"
+                      "url = sys.stdin.read().strip()\n"
+                      "if sys.argv[1] == 'get' and url == 'reg.example:5000':\n"
+                      "    print(json.dumps({'Username': 'helper-user', 'Secret': 'helper-pw'}))\n"
+                      "else:\n"
+                      "    print('credentials not found in native keychain'); sys.exit(1)\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    d = tmp_path / "dc"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({
+        "credHelpers": {"reg.example:5000": "unit"},
+        "auths": {"reg.example:5000": {"auth": base64.b64encode(b"file:pw").decode()},
+                  "other.example": {"auth": base64.b64encode(b"o:p").decode()}}}))
+    c = Credentials(str(d))
+    assert c.get("reg.example:5000") == ("helper-user", "helper-pw")
+    assert c.get("other.example") == ("o", "p")  # no helper for it: the file

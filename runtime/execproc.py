@@ -1,0 +1,257 @@
+"""`pyrunc exec`: start another process inside a running container.
+
+Like create, it forks twice with no re-exec: a first child opens the
+container's namespace files, becomes non-dumpable, joins the namespaces
+(user first) and forks the process, which then lands in the container's pid
+namespace. That process sets up its identity (rlimits, caps, user,
+no_new_privs, seccomp, cwd) with the same code as the container's init and
+execs. A close-on-exec pipe carries a setup error back to the caller; its
+EOF without a message means execve succeeded.
+"""
+import json
+import os
+import signal
+
+from runtime import state as st
+from runtime.errors import InitFailure, InvalidState, RuntimeFailure
+
+
+class ExecOptions:
+    def __init__(self, process: str | None = None, args: list[str] | None = None, detach: bool = False,
+                 pid_file: str | None = None, console_socket: str | None = None, tty: bool = False,
+                 cwd: str | None = None, env: list[str] | None = None, user: str | None = None,
+                 additional_gids: list[str] | None = None, caps: list[str] | None = None,
+                 no_new_privs: bool = False, preserve_fds: int = 0, ignore_paused: bool = False):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+
+def build_process(data: dict, o: ExecOptions) -> dict:
+    """The process object to run: --process FILE, or the container's own
+    process config with the command line's overrides (as runc does)."""
+    if o.process:
+        try:
+            with open(o.process) as f:
+                proc = json.load(f)
+        except OSError as e:
+            raise RuntimeFailure(f"--process {o.process}: {e.strerror}") from None
+        except ValueError as e:
+            raise RuntimeFailure(f"--process {o.process}: invalid JSON: {e}") from None
+        from runtime.validate import validate_config
+        # Validate as the process member of a minimal config, so errors name the field.
+        validate_config({"ociVersion": "1.3.0", "root": {"path": "rootfs"}, "process": proc})
+    else:
+        if not o.args:
+            raise RuntimeFailure("exec: a command to run is required (or --process)")
+        base = (data.get("config") or {}).get("process") or {}
+        proc = {k: v for k, v in base.items() if v is not None}
+        proc["args"] = list(o.args)
+        proc["terminal"] = o.tty
+        proc.setdefault("cwd", "/")
+    if o.tty:
+        proc["terminal"] = True
+    if o.env:
+        proc["env"] = list(proc.get("env") or []) + list(o.env)
+    if o.cwd:
+        proc["cwd"] = o.cwd
+    if o.user:
+        u, _, g = o.user.partition(":")
+        try:
+            proc["user"] = dict(proc.get("user") or {}, uid=int(u), gid=int(g) if g else 0)
+        except ValueError:
+            raise RuntimeFailure(f"--user {o.user!r}: want UID[:GID] as numbers") from None
+    if o.additional_gids:
+        try:
+            proc.setdefault("user", {"uid": 0, "gid": 0})["additionalGids"] = [int(x) for x in o.additional_gids]
+        except ValueError:
+            raise RuntimeFailure("--additional-gids: want numbers") from None
+    if o.caps:
+        c = proc.setdefault("capabilities", {})
+        for k in ("bounding", "effective", "permitted", "ambient", "inheritable"):
+            if k == "inheritable" and k not in c:
+                continue
+            c[k] = list(dict.fromkeys(list(c.get(k) or []) + list(o.caps)))
+    if o.no_new_privs:
+        proc["noNewPrivileges"] = True
+    if not proc.get("args"):
+        raise RuntimeFailure("process.args: must not be empty")
+    return proc
+
+
+def exec_process(root: str, cid: str, o: ExecOptions) -> int:
+    """Run the process; with --detach return once it execs (0), else wait and
+    return its exit code."""
+    from runtime import init, sync
+    from runtime import syscalls as sc
+    data = st.load(root, cid)
+    status = st.status(data)
+    if status == "stopped":
+        raise InvalidState("cannot exec in a stopped container")
+    if status == "paused" and not o.ignore_paused:
+        raise InvalidState("cannot exec in a paused container (use --ignore-paused)")
+    proc = build_process(data, o)
+    if proc.get("terminal") and o.detach and not o.console_socket:
+        raise RuntimeFailure("cannot allocate tty if runc will detach without setting console socket")
+    if not proc.get("terminal") and o.console_socket:
+        raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
+    pid = data["pid"]
+    low = 3 + o.preserve_fds
+    from runtime.container import _connect_console, _dup_above, _move_sock_above
+    import socket
+    console_fd = None
+    pair = None
+    if proc.get("terminal"):
+        if o.console_socket:
+            console_fd = _connect_console(o.console_socket, low)
+        else:
+            pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            console_fd = _dup_above(os.dup(pair[1].fileno()), low)
+    if not o.detach:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    # Namespace files are opened before forking: after joining the mount
+    # namespace /proc/PID would name a different (or no) process.
+    order = sorted(data.get("namespaces") or [], key=lambda t: (t != "user", t == "mount"))
+    ns_fds = []
+    for t in order:
+        fd = os.open(f"/proc/{pid}/ns/{sc.NAMESPACE_PROC_NAMES[t]}", os.O_RDONLY | os.O_CLOEXEC)
+        ns_fds.append((t, _dup_above(fd, low)))
+    parent_chan, child_chan = sync.Channel.pair()
+    _move_sock_above(child_chan, low)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    err_w = _dup_above(err_w, low)
+    # The container's seccomp profile applies to every process in it.
+    cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
+    init.preload(cfg)
+    child = os.fork()
+    if child == 0:
+        parent_chan.close()
+        os.close(err_r)
+        _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data)
+    child_chan.close()
+    os.close(err_w)
+    for _, fd in ns_fds:
+        os.close(fd)
+    if console_fd is not None:
+        os.close(console_fd)
+    from runtime.container import _reap
+    try:
+        from runtime import cgroups
+        m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
+        if m is not None:
+            m.add_task(child)
+        parent_chan.send(sync.GO)
+        exec_pid = 0
+        while True:
+            # Until both children closed the channel: the process itself may
+            # still send its seccomp fd after stage1 reported its pid.
+            msg, fds = parent_chan.recv(eof_ok=bool(exec_pid))
+            if msg is None:
+                break
+            if msg["type"] == sync.ERROR:
+                raise InitFailure(msg.get("msg", "exec failed"))
+            if msg["type"] == sync.SECCOMP_FD:
+                from runtime.container import _send_seccomp_fd
+                _send_seccomp_fd({"linux": {"seccomp": cfg["linux"]["seccomp"]}}, data, fds)
+                parent_chan.send(sync.SECCOMP_DONE)
+                continue
+            if msg["type"] == sync.INIT_PID:
+                exec_pid = msg["pid"]
+    except BaseException:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(child)
+        os.close(err_r)
+        raise
+    finally:
+        parent_chan.close()
+    _reap(child)
+    # Wait for execve (EOF) or an error message.
+    chunks = []
+    while True:
+        b = os.read(err_r, 4096)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(err_r)
+    if chunks:
+        if not o.detach:
+            _wait(exec_pid)
+        raise InitFailure(b"".join(chunks).decode(errors="replace"))
+    if o.pid_file:
+        from runtime.container import _write_pid_file
+        _write_pid_file(o.pid_file, exec_pid)
+    if o.detach:
+        return 0
+    from runtime.container import _install_forwarding
+    fwd = _install_forwarding(exec_pid)
+    if pair is not None:
+        pair[1].close()
+        _, fds, _, _ = socket.recv_fds(pair[0], 1024, 1)
+        pair[0].close()
+        from runtime import tty
+        return tty.proxy(fds[0], exec_pid, fwd)
+    return _wait(exec_pid)
+
+
+def _wait(pid: int) -> int:
+    from runtime.container import _wait_init
+    return _wait_init(pid)
+
+
+def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
+    """First child: join the container, fork the process. Never returns."""
+    from runtime import init, sync
+    from runtime import syscalls as sc
+    code = 1
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        chan.expect(sync.GO)
+        for t, fd in ns_fds:
+            sc.setns(fd, sc.NAMESPACE_FLAGS[t], label=f"{t} namespace of container {cid}")
+            os.close(fd)
+        pid = os.fork()
+        if pid == 0:
+            _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data)
+        chan.send(sync.INIT_PID, pid=pid)
+        code = 0
+    except BaseException as e:  # noqa: BLE001
+        try:
+            chan.send(sync.ERROR, msg=init.describe(e))
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
+    """The process itself, inside every namespace of the container."""
+    from runtime import init
+    from runtime import syscalls as sc
+    try:
+        sc.close_range_cloexec(3 + preserve_fds)
+        for fd in range(3, 3 + preserve_fds):
+            try:
+                os.set_inheritable(fd, True)
+            except OSError:
+                pass
+        for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(s, signal.SIG_DFL)
+        os.setsid()
+        ctx = init.Context(cid=cid, config=cfg, bundle=data["bundle"], rootfs="/", chan=chan,
+                           fifo_fd=-1, console_fd=console_fd, preserve_fds=preserve_fds,
+                           cgroup_mount=None)
+        if proc.get("terminal"):
+            init.setup_terminal(ctx, proc)
+        init.setup_process(ctx, proc, {"seccomp": cfg["linux"].get("seccomp")})
+        env = list(proc.get("env") or [])
+        path = init.lookup(proc["args"][0], env)
+        chan.close()
+        os.execve(path, proc["args"], init.env_dict(env))
+    except BaseException as e:  # noqa: BLE001
+        try:
+            os.write(err_w, init.describe(e).encode())
+        except OSError:
+            pass
+        os._exit(127)

@@ -1,0 +1,218 @@
+"""Verbs that manage a running container through its cgroup: ps, pause,
+resume, update, events; and `features`, which describes this build."""
+import json
+import os
+import sys
+import time
+
+from runtime import state as st
+from runtime.errors import InvalidState, RuntimeFailure
+
+
+def _manager(data: dict):
+    from runtime import cgroups
+    if not data.get("cgroup"):
+        raise RuntimeFailure(f"container {data['id']!r} has no cgroup")
+    return cgroups.manager_from_state(data["cgroup"])
+
+
+def pids(root: str, cid: str) -> list[int]:
+    data = st.load(root, cid)
+    return sorted(_manager(data).pids())
+
+
+def ps_table(root: str, cid: str, ps_args: list[str]) -> str:
+    """Run ps(1) with `ps_args` and keep the header and the container's lines."""
+    import subprocess
+    wanted = set(pids(root, cid))
+    out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeFailure(f"ps: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return ""
+    header = lines[0].split()
+    try:
+        col = header.index("PID")
+    except ValueError:
+        raise RuntimeFailure("ps: the output has no PID column (add -o pid)") from None
+    keep = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            keep.append(line)
+    return "\n".join(keep)
+
+
+def pause(root: str, cid: str) -> None:
+    data = st.load(root, cid)
+    with st.Lock(data["_dir"], cid):
+        status = st.status(data)
+        if status not in ("running", "created"):
+            raise InvalidState(f"container not running: {status}" if status != "paused"
+                               else "container already paused")
+        _manager(data).freeze()
+
+
+def resume(root: str, cid: str) -> None:
+    data = st.load(root, cid)
+    with st.Lock(data["_dir"], cid):
+        if st.status(data) != "paused":
+            raise InvalidState("container not paused")
+        _manager(data).thaw()
+
+
+_SUFFIX = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
+           "t": 1024**4, "tb": 1024**4}
+
+
+def parse_bytes(flag: str, v: str) -> int:
+    """runc accepts memory sizes like 512m, 1G or -1."""
+    s = v.strip().lower()
+    if s == "-1":
+        return -1
+    num = s.rstrip("kmgtb")
+    unit = s[len(num):]
+    try:
+        if unit not in _SUFFIX:
+            raise ValueError
+        return int(float(num) * _SUFFIX[unit])
+    except ValueError:
+        raise RuntimeFailure(f"{flag}: invalid size {v!r}") from None
+
+
+def resources_from_flags(flags: dict) -> dict:
+    """Build a LinuxResources object from runc's individual update flags
+    (`flags` maps flag names without dashes to their string values)."""
+    res: dict = {}
+    for flag, (section, key, kind) in UPDATE_FLAGS.items():
+        v = flags.get(flag)
+        if v is None:
+            continue
+        if kind == "bytes":
+            val = parse_bytes("--" + flag, v)
+        elif kind == "int":
+            try:
+                val = int(v)
+            except ValueError:
+                raise RuntimeFailure(f"--{flag}: invalid number {v!r}") from None
+        else:
+            val = v
+        res.setdefault(section, {})[key] = val
+    return res
+
+
+# flag -> (resources section, key, kind)
+UPDATE_FLAGS = {
+    "blkio-weight": ("blockIO", "weight", "int"),
+    "cpu-period": ("cpu", "period", "int"),
+    "cpu-quota": ("cpu", "quota", "int"),
+    "cpu-rt-period": ("cpu", "realtimePeriod", "int"),
+    "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
+    "cpu-share": ("cpu", "shares", "int"),
+    "cpuset-cpus": ("cpu", "cpus", "str"),
+    "cpuset-mems": ("cpu", "mems", "str"),
+    "memory": ("memory", "limit", "bytes"),
+    "memory-reservation": ("memory", "reservation", "bytes"),
+    "memory-swap": ("memory", "swap", "bytes"),
+    "kernel-memory": ("memory", "kernel", "bytes"),
+    "kernel-memory-tcp": ("memory", "kernelTCP", "bytes"),
+    "pids-limit": ("pids", "limit", "int"),
+}
+
+
+def update(root: str, cid: str, resources_file: str | None, flags: dict) -> list[str]:
+    """Apply new resource limits live; returns warnings."""
+    data = st.load(root, cid)
+    if resources_file:
+        try:
+            raw = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
+            res = json.loads(raw)
+        except OSError as e:
+            raise RuntimeFailure(f"--resources {resources_file}: {e.strerror}") from None
+        except ValueError as e:
+            raise RuntimeFailure(f"--resources {resources_file}: invalid JSON: {e}") from None
+        if not isinstance(res, dict):
+            raise RuntimeFailure(f"--resources {resources_file}: want a JSON object")
+    else:
+        res = {}
+    for section, vals in resources_from_flags(flags).items():
+        res.setdefault(section, {}).update(vals)
+    from runtime.validate import validate_config
+    validate_config({"ociVersion": "1.3.0", "root": {"path": "rootfs"}, "linux": {"resources": res}})
+    with st.Lock(data["_dir"], cid):
+        if st.status(data) == "stopped":
+            raise InvalidState("container not running")
+        return _manager(data).apply(res) or []
+
+
+def stats_event(root: str, cid: str) -> dict:
+    data = st.load(root, cid)
+    return {"type": "stats", "id": cid, "data": _manager(data).stats()}
+
+
+def events(root: str, cid: str, interval: float, once: bool, out=sys.stdout) -> None:
+    """Print stats as JSON lines every `interval` seconds, and an "oom" event
+    whenever the container hits its memory limit, until it stops."""
+    import select
+    data = st.load(root, cid)
+    m = _manager(data)
+    if once:
+        out.write(json.dumps({"type": "stats", "id": cid, "data": m.stats()}) + "\n")
+        return
+    watcher = None
+    try:
+        watcher = m.oom_watcher()
+    except (OSError, RuntimeFailure, NotImplementedError):
+        watcher = None
+    try:
+        next_stats = time.monotonic()
+        while st.init_alive(data):
+            now = time.monotonic()
+            if now >= next_stats:
+                out.write(json.dumps({"type": "stats", "id": cid, "data": m.stats()}) + "\n")
+                out.flush()
+                next_stats = now + interval
+            timeout = max(0.0, min(next_stats - time.monotonic(), 0.5))
+            if watcher is not None:
+                r, _, _ = select.select([watcher.fileno()], [], [], timeout)
+                if r and watcher.read():
+                    out.write(json.dumps({"type": "oom", "id": cid}) + "\n")
+                    out.flush()
+            else:
+                time.sleep(timeout)
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+def features() -> dict:
+    """runtime-spec features.md: what this build and host support."""
+    from runtime import caps, cgroups, rootfs
+    from runtime.cli import SPEC_VERSION
+    try:
+        from runtime import seccomp
+        sec = seccomp.features()
+    except (OSError, ImportError, RuntimeFailure) as e:
+        sec = {"enabled": False}
+        del e
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": sorted(set(rootfs.MOUNT_FLAGS) | set(rootfs.PROPAGATION) | {"tmpcopyup"}),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps.NAMES[: caps.last_cap() + 1],
+            "cgroup": cgroups.features(),
+            "seccomp": sec,
+            "apparmor": {"enabled": os.path.isdir("/sys/kernel/security/apparmor")},
+            "selinux": {"enabled": os.path.isdir("/sys/fs/selinux")},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {
+            "org.opencontainers.pyrunc.version": "0.1.0",
+            "org.opencontainers.pyrunc.checkpoint.enabled": "false",
+        },
+    }
