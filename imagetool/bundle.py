@@ -239,12 +239,27 @@ def ensure_layers(root: str, image: Image, uid_map: IdMap, gid_map: IdMap, *, ou
         final = os.path.join(layers_dir, key)
         if not os.path.isdir(final):
             with _lock(os.path.join(layers_dir, ".lock")):
+                _clean_stale_stages(layers_dir)
                 if not os.path.isdir(final):
                     if out is not None:
                         print(f"Applying layer {diff_id[7:19]}", file=out)
                     _apply_cached(layers_dir, key, keys, image.blob_path(digest), media_type, diff_id, chain, uid_map, gid_map)
         keys.append(key)
     return keys
+
+
+def _clean_stale_stages(layers_dir: str) -> None:
+    # Called with the layers lock held: every stage left is from a process
+    # that died while applying; its view may still be mounted.
+    tmp = os.path.join(layers_dir, "tmp")
+    for name in os.listdir(tmp):
+        if name.startswith("probe-"):
+            continue  # probes run without the lock and clean up after themselves
+        stage = os.path.join(tmp, name)
+        with contextlib.suppress(BundleError):
+            umount(os.path.join(stage, "m"))
+        if not os.path.ismount(os.path.join(stage, "m")):
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _apply_cached(layers_dir, key, lower_keys, blob, media_type, diff_id, chain, uid_map, gid_map):
@@ -264,8 +279,12 @@ def _apply_cached(layers_dir, key, lower_keys, blob, media_type, diff_id, chain,
             _copy_root_meta(os.path.join(layers_dir, lower_keys[-1]), upper)
             # index/metacopy off: the upperdir must be a complete, standalone
             # layer (no metadata-only copies pointing into the lowers).
-            mount_overlay(layers_dir, list(reversed(lower_keys)), f"{rel}/fs", f"{rel}/w", mnt,
-                          ",index=off,metacopy=off,redirect_dir=off")
+            lowers = list(reversed(lower_keys))
+            try:
+                mount_overlay(layers_dir, lowers, f"{rel}/fs", f"{rel}/w", mnt, ",index=off,metacopy=off,redirect_dir=off")
+            except BundleError:
+                # a kernel without these features cannot have them on either
+                mount_overlay(layers_dir, lowers, f"{rel}/fs", f"{rel}/w", mnt)
             try:
                 apply_layer(mnt, blob, media_type=media_type, diff_id=diff_id, uid_map=uid_map, gid_map=gid_map)
             finally:
@@ -351,7 +370,8 @@ def _base_spec(terminal: bool) -> dict:
     except ImportError:  # the runtime package is optional for pyimg
         default_spec = None
     if default_spec is not None:
-        return default_spec(rootless=False, args=None, terminal=terminal)
+        # An unprivileged caller gets a config it can run (user namespace).
+        return default_spec(rootless=os.geteuid() != 0, args=None, terminal=terminal)
     # The defaults of `runc spec`, for a pyimg installed without pyrunc.
     return {
         "ociVersion": "1.0.2",
@@ -547,12 +567,10 @@ def _seed_volume(rootfs: str, path: str, dest: str) -> None:
 
 
 def _etc_files(wdir: str, hostname: str, network: str) -> list[dict]:
-    import socket
-
+    """Write hosts/hostname/resolv.conf for a container and return their bind mounts (as docker does)."""
     etc = os.path.join(wdir, "etc")
     os.makedirs(etc, exist_ok=True)
     if network == "host":
-        hostname = socket.gethostname()
         try:
             with open("/etc/hosts") as f:
                 hosts = f.read()
@@ -634,11 +652,11 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
                 except LayerError as e:
                     raise BundleError(str(e)) from None
         else:
-            keys = ensure_layers(root, image, uid_map, gid_map, out=out)
-            assert keys == record["layers"]
+            if ensure_layers(root, image, uid_map, gid_map, out=out) != record["layers"]:
+                raise BundleError(f"bundle {bundle}: layer cache keys changed while unpacking")
             _mount_bundle(root, record, fresh=True)
         volumes = {}
-        for i, path in enumerate(sorted((image.config.get("config") or {}).get("Volumes") or {})):
+        for path in sorted((image.config.get("config") or {}).get("Volumes") or {}):
             if not path.startswith("/"):
                 raise BundleError(f"{ref}: volume path {path!r} is not absolute")
             dest = os.path.join(wdir, "volumes", hashlib.sha256(path.encode()).hexdigest()[:12])
@@ -646,9 +664,14 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
             _seed_volume(rootfs, path, dest)
             volumes[path] = dest
         run = run or RunOptions(etc_files=False)
-        extra = _etc_files(wdir, run.hostname or bid[:12], run.network) if run.etc_files else []
+        hostname = run.hostname
+        if run.etc_files and run.network == "host":
+            import socket
+
+            hostname = socket.gethostname()  # docker: host networking shows the host's name
+        extra = _etc_files(wdir, hostname or bid[:12], run.network) if run.etc_files else []
         spec = generate_config(image.config, rootfs, cmd=run.cmd, entrypoint=run.entrypoint, env=run.env,
-                               workdir=run.workdir, user=run.user, terminal=run.terminal, hostname=run.hostname,
+                               workdir=run.workdir, user=run.user, terminal=run.terminal, hostname=hostname,
                                uid_map=uid_map, gid_map=gid_map, volumes=volumes, network=run.network,
                                extra_mounts=extra, require_args=run.etc_files)
         if uid_map or gid_map:

@@ -182,7 +182,7 @@ def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint
     if os.path.exists(bundle):
         _fail(f"container name {cid!r} is already in use (bundle {bundle})", 125)
     os.makedirs(os.path.dirname(bundle), exist_ok=True)
-    opts = RunOptions(cmd=cmd or None, entrypoint=[entrypoint] if entrypoint is not None else None, env=env,
+    opts = RunOptions(cmd=cmd or None, entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []), env=env,
                       workdir=workdir, user=user, terminal=tty, hostname=cid[:12] if not name else name[:63],
                       network=network, etc_files=True)
     try:

@@ -115,6 +115,10 @@ class _Lib:
         self.arch_native = fn("seccomp_arch_native", u32)
         self.arch_resolve_name = fn("seccomp_arch_resolve_name", u32, ctypes.c_char_p)
         self.syscall_resolve_name = fn("seccomp_syscall_resolve_name", c_int, ctypes.c_char_p)
+        self.syscall_resolve_name_arch = fn("seccomp_syscall_resolve_name_arch", c_int, u32,
+                                            ctypes.c_char_p)
+        self.syscall_resolve_num_arch = fn("seccomp_syscall_resolve_num_arch", vp, u32, c_int)
+        self.free = fn("free", None, vp)  # for strings libseccomp strdup()s for us
         self.attr_set = fn("seccomp_attr_set", c_int, vp, c_int, u32)
         self.attr_get = fn("seccomp_attr_get", c_int, vp, c_int, ctypes.POINTER(u32))
         self.load = fn("seccomp_load", c_int, vp)
@@ -219,6 +223,24 @@ def syscall_resolve_name(name: str) -> int:
     """Syscall number for the native arch (negative pseudo-numbers for syscalls
     multiplexed on this arch); NR_SCMP_ERROR (-1) if libseccomp does not know it."""
     return int(_get().syscall_resolve_name(name.encode()))
+
+
+def syscall_resolve_name_arch(arch: int, name: str) -> int:
+    """Like :func:`syscall_resolve_name` for arch token ``arch`` (x32 numbers
+    include the 0x40000000 x32 bit)."""
+    return int(_get().syscall_resolve_name_arch(arch, name.encode()))
+
+
+def syscall_resolve_num_arch(arch: int, nr: int) -> str | None:
+    """Name of syscall ``nr`` on arch token ``arch`` (0 = native), None if unknown."""
+    lib = _get()
+    p = lib.syscall_resolve_num_arch(arch, nr)
+    if not p:
+        return None
+    try:
+        return _ct.string_at(p).decode()
+    finally:
+        lib.free(p)
 
 
 def attr_set(ctx: int, attr: int, value: int) -> None:

@@ -48,9 +48,11 @@ def _emit(level: str, msg: str) -> None:
 
 
 def error(msg: str) -> None:
-    """Log an error; with a log file, also print the bare message on stderr."""
-    _emit("error", msg)
-    if _path:
+    """Log an error. People get the bare message on stderr; the log file (or
+    stderr, with --log-format json) gets the formatted line."""
+    if _path or _format == "json":
+        _emit("error", msg)
+    if _path or _format != "json":
         sys.stderr.write(msg + "\n")
 
 

@@ -157,15 +157,24 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount) -> No
         if mtype == "cgroup" and not is_bind:
             cgroup_mount(rootfd, dest, target, flags, label)
         elif is_bind:
-            sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
-            rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-            if rest:
-                # A bind mount ignores other flags on the first call; remount to apply them.
-                sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | rest, None, label=label)
             if "idmap" in special or "ridmap" in special:
                 raise RuntimeFailure(f"{label}: idmapped mounts are not supported yet")
+            sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
         else:
             sc.mount(src or mtype, target, mtype, flags, ",".join(data) or None, label=label)
+    finally:
+        os.close(fd)
+    rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+    if not ((is_bind and rest) or prop):
+        return
+    # The fd we mounted on names the directory *under* the new mount;
+    # reopen the destination so later calls act on the new mount itself.
+    fd = resolve(rootfd, dest, label=label)
+    try:
+        target = fd_path(fd)
+        if is_bind and rest:
+            # A bind mount ignores other flags on the first call; remount to apply them.
+            sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | rest, None, label=label)
         if prop:
             sc.mount(None, target, None, prop, None, label=label)
     finally:

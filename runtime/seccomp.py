@@ -20,6 +20,12 @@ Behaviour follows runc where the spec is silent:
   (runc refuses both: the init must be able to hand over the listener fd).
 * The filter never sets no_new_privs itself (SCMP_FLTATR_CTL_NNP=0); loading
   therefore needs CAP_SYS_ADMIN unless the caller already set no_new_privs.
+* runc's -ENOSYS stub: when ``architectures`` is set and the default action
+  is not ALLOW/LOG/TRACE (nor ERRNO(ENOSYS)), syscall numbers above the
+  highest one the profile names return ENOSYS (so libc falls back from new
+  syscalls the profile predates). Such filters are installed with seccomp(2)
+  directly (stub + libseccomp's exported program); all others with
+  seccomp_load().
 
 Importing this module is cheap: libseccomp is loaded on first use.
 """
@@ -107,13 +113,17 @@ class Filter:
     ``rules`` (number of libseccomp rules added).
     """
 
-    __slots__ = ("_ctx", "uses_notify", "skipped", "rules")
+    __slots__ = ("_ctx", "uses_notify", "skipped", "rules", "enosys", "_flag_bits")
 
     def __init__(self, ctx: int):
         self._ctx = ctx
         self.uses_notify = False
         self.skipped: list[str] = []
         self.rules = 0
+        # {audit arch: {libseccomp arch token: highest syscall nr named}} when
+        # the runc-style -ENOSYS stub applies (see _enosys_plan), else None
+        self.enosys: dict[int, dict[int, int]] | None = None
+        self._flag_bits = 0  # seccomp(2) flags requested by linux.seccomp.flags
 
     @property
     def ctx(self) -> int:
@@ -127,23 +137,24 @@ class Filter:
             _L.release(ctx)
 
     def export_bpf(self) -> bytes:
-        """The raw BPF program (struct sock_filter array), for debugging."""
+        """The BPF program libseccomp generates (host-endian struct
+        sock_filter array), without the -ENOSYS stub."""
         import os
-        r, w = os.pipe()
+        # a memfd, not a pipe: libseccomp writes the whole program before we
+        # read, and a pipe could fill up
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
         try:
-            _L.export_bpf(self.ctx, w)
-            os.close(w)
-            w = -1
-            chunks = []
-            while True:
-                b = os.read(r, 65536)
-                if not b:
-                    return b"".join(chunks)
-                chunks.append(b)
+            _L.export_bpf(self.ctx, fd)
+            size = os.lseek(fd, 0, os.SEEK_END)
+            return os.pread(fd, size, 0)
         finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
+            os.close(fd)
+
+    def program(self) -> bytes:
+        """The program :func:`load` installs: the -ENOSYS stub (if any)
+        followed by libseccomp's program."""
+        bpf = self.export_bpf()
+        return _enosys_stub(self.enosys) + bpf if self.enosys else bpf
 
     def __enter__(self):
         return self
@@ -348,7 +359,8 @@ def compile(cfg: dict) -> Filter:  # noqa: A001 - the team's agreed API name
                     raise ValueError(f'{_FIELD}.architectures[{i}]: cannot add "{arch_names[i]}" '
                                      f"to a filter for this machine: {e.strerror}") from None
         for i, fl in enumerate(flags):
-            attr, _bit = _FLAGS[fl]
+            attr, bit = _FLAGS[fl]
+            f._flag_bits |= bit
             try:
                 _L.attr_set(ctx, attr, 1)
             except OSError as e:
@@ -374,6 +386,9 @@ def compile(cfg: dict) -> Filter:  # noqa: A001 - the team's agreed API name
                 if act == _L.ACT_NOTIFY:
                     f.uses_notify = True
 
+        f.enosys = _enosys_plan(default_name, default_errno, arch_tokens,
+                                [n for names, *_ in plan for n in names])
+
         if f.rules > 32:
             # binary-tree dispatch for long rule sets (as runc; libseccomp
             # <= 2.5.4 misbehaves with it on empty filters, hence the bound)
@@ -393,13 +408,15 @@ def load(f: Filter) -> int | None:
 
     Returns the seccomp user-notification listener fd if the filter has a
     NOTIFY rule, else None. The caller owns that fd and must close it.
-    libseccomp creates at most one listener per process (it caches the fd in
-    global state), so loading a second NOTIFY filter in the same process
-    raises OSError(EBUSY) instead of silently returning no listener.
+    A process can have only one listener (the kernel refuses a second with
+    EBUSY; libseccomp would silently skip it, so we check first): loading a
+    second NOTIFY filter raises OSError(EBUSY).
     Raises OSError naming the failure (e.g. EACCES without CAP_SYS_ADMIN and
     without no_new_privs). Does not close or release ``f``.
     """
     ctx = f.ctx
+    if f.enosys:
+        return _load_patched(f)
     if f.uses_notify and _L.notify_fd(ctx) >= 0:
         raise OSError(_errno.EBUSY, "seccomp load: libseccomp already created a notify listener "
                                     "in this process; cannot create a second one")
@@ -417,6 +434,149 @@ def load(f: Filter) -> int | None:
         raise OSError(_errno.EOPNOTSUPP, "seccomp load: filter uses SCMP_ACT_NOTIFY but no "
                                          "listener fd was created")
     return fd
+
+
+# ------------------------------------------------------------ -ENOSYS stub
+#
+# runc prepends a small BPF stub to libseccomp's program: for every
+# architecture listed in linux.seccomp.architectures, a syscall number above
+# the highest one the profile names fails with ENOSYS instead of getting the
+# default action. libc treats ENOSYS as "kernel too old, use the fallback"
+# (clone3 -> clone, fchmodat2 -> fchmodat, ...), so new syscalls a profile
+# predates do not break programs. Same conditions as runc: the default action
+# is not ALLOW/LOG/TRACE, defaultErrnoRet is not already ENOSYS, and only the
+# listed architectures get a check (none listed: no stub).
+
+_SECCOMP_SET_MODE_FILTER = 1
+_FILTER_FLAG_TSYNC = 1 << 0
+_FILTER_FLAG_NEW_LISTENER = 1 << 3
+_FILTER_FLAG_TSYNC_ESRCH = 1 << 4
+_X32_SYSCALL_BIT = 0x40000000
+
+_BPF_LD_W_ABS = 0x20   # BPF_LD | BPF_W | BPF_ABS
+_BPF_JA = 0x05         # BPF_JMP | BPF_JA
+_BPF_JEQ = 0x15        # BPF_JMP | BPF_JEQ | BPF_K
+_BPF_JGT = 0x25        # BPF_JMP | BPF_JGT | BPF_K
+_BPF_JSET = 0x45       # BPF_JMP | BPF_JSET | BPF_K
+_BPF_RET = 0x06        # BPF_RET | BPF_K
+_OFF_NR, _OFF_ARCH = 0, 4  # struct seccomp_data
+
+
+def _enosys_plan(default_name, default_errno, arch_tokens, names):
+    """{audit arch: {arch token: highest syscall nr among ``names``}}, or None
+    when no stub applies. x32 shares AUDIT_ARCH_X86_64 with x86_64 (its
+    syscall numbers carry the x32 bit), so that audit arch may hold two."""
+    if default_name in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"):
+        return None
+    if default_name == "SCMP_ACT_ERRNO" and default_errno == _errno.ENOSYS:
+        return None
+    x86_64, x32 = _L.arch_resolve_name("x86_64"), _L.arch_resolve_name("x32")
+    plan: dict[int, dict[int, int]] = {}
+    for tok in dict.fromkeys(arch_tokens):
+        best = max((_L.syscall_resolve_name_arch(tok, n) for n in set(names)), default=-1)
+        if best > 0:  # unknown names are -1, multiplexed pseudo-syscalls < 0
+            plan.setdefault(x86_64 if tok == x32 else tok, {})[tok] = best
+    return plan or None
+
+
+def _enosys_stub(plan: dict[int, dict[int, int]]) -> bytes:
+    """Assemble the stub; it ends by falling through into the filter."""
+    import struct
+    x86_64, x32 = _L.arch_resolve_name("x86_64"), _L.arch_resolve_name("x32")
+    s390 = {_L.arch_resolve_name("s390"), _L.arch_resolve_name("s390x")}
+    prog: list[list] = []  # [code, jt, jf, k]; jt/jf/k of jumps may be labels
+    labels: dict[str, int] = {}
+
+    def emit(code, k=0, jt=0, jf=0):
+        prog.append([code, jt, jf, k])
+
+    emit(_BPF_LD_W_ABS, _OFF_ARCH)
+    for i, audit in enumerate(plan):
+        emit(_BPF_JEQ, audit, jt=f"arch{i}")
+    emit(_BPF_JA, "filter")  # other archs: libseccomp's bad-arch handling
+    for i, (audit, maxes) in enumerate(plan.items()):
+        labels[f"arch{i}"] = len(prog)
+        emit(_BPF_LD_W_ABS, _OFF_NR)
+        if audit in s390:
+            # s390 multiplexes unknown large syscalls through nr 0
+            emit(_BPF_JEQ, 0, jt="enosys")
+        if audit == x86_64:
+            emit(_BPF_JSET, _X32_SYSCALL_BIT, jt=f"x32_{i}")
+            if x86_64 in maxes:
+                emit(_BPF_JGT, maxes[x86_64], jt="enosys")
+            emit(_BPF_JA, "filter")
+            labels[f"x32_{i}"] = len(prog)
+            if x32 in maxes:
+                emit(_BPF_JGT, maxes[x32], jt="enosys")
+            emit(_BPF_JA, "filter")
+        else:
+            (top,) = maxes.values()
+            emit(_BPF_JGT, top, jt="enosys")
+            emit(_BPF_JA, "filter")
+    labels["enosys"] = len(prog)
+    emit(_BPF_RET, _L.ACT_ERRNO(_errno.ENOSYS))
+    labels["filter"] = len(prog)
+
+    out = []
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        def rel(x):  # BPF jumps are relative to the next instruction
+            return labels[x] - pc - 1 if isinstance(x, str) else x
+        jt, jf = rel(jt), rel(jf)
+        if code == _BPF_JA:
+            k = rel(k)
+        if not (0 <= jt <= 255 and 0 <= jf <= 255):
+            raise ValueError(f"{_FIELD}.architectures: too many for the -ENOSYS stub")
+        out.append(struct.pack("=HBBI", code, jt, jf, k))
+    return b"".join(out)
+
+
+def _load_patched(f: Filter) -> int | None:
+    """load() for filters with an -ENOSYS stub: install stub + libseccomp's
+    program with seccomp(2) ourselves (as runc does), with the requested
+    flags, plus NEW_LISTENER for NOTIFY rules. No no_new_privs is set."""
+    import ctypes
+    code = f.program()
+    ninsn = len(code) // 8
+    if ninsn > 4096:  # BPF_MAXINSNS
+        raise OSError(_errno.EINVAL, f"seccomp load: program has {ninsn} instructions, "
+                                     "the kernel takes at most 4096")
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = SockFprog(ninsn, ctypes.cast(buf, ctypes.c_void_p))
+    flags = f._flag_bits
+    if f.uses_notify:
+        flags |= _FILTER_FLAG_NEW_LISTENER
+        if flags & _FILTER_FLAG_TSYNC:
+            # TSYNC reports failure as a TID, which would be ambiguous with the
+            # listener fd; TSYNC_ESRCH makes it -ESRCH instead
+            flags |= _FILTER_FLAG_TSYNC_ESRCH
+    nr = _L.syscall_resolve_name("seccomp")
+    libc = ctypes.CDLL(None, use_errno=True)
+    sysc = libc.syscall
+    sysc.restype = ctypes.c_long
+    args = (ctypes.c_long(nr), ctypes.c_ulong(_SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags),
+            ctypes.byref(fprog))
+    # everything is prepared: from here on the filter applies
+    rc = sysc(*args)
+    if rc < 0:
+        err = ctypes.get_errno()
+        msg = f"seccomp load: {_os_strerror(err)}"
+        if err == _errno.EACCES:
+            msg += " (loading a seccomp filter needs CAP_SYS_ADMIN or no_new_privs)"
+        raise OSError(err, msg)
+    if f.uses_notify:
+        return rc
+    if rc > 0:  # TSYNC without listener: rc is the thread that could not sync
+        raise OSError(_errno.ESRCH, f"seccomp load: thread {rc} could not be synchronized (TSYNC)")
+    return None
+
+
+def _os_strerror(err: int) -> str:
+    import os
+    return os.strerror(err)
 
 
 def _kernel_flag_supported(bit: int) -> bool:

@@ -68,8 +68,17 @@ class Runtime:
         return cid
 
     def __call__(self, *args, input=None, timeout=60, check=False, **kw):
+        """Run pyrunc. Output goes through files, not pipes: a created or
+        detached container inherits (and keeps) the caller's stdio."""
+        import tempfile
         cmd = [self.binary, "--root", self.root, *args]
-        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, **kw)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            if input is None:
+                kw.setdefault("stdin", subprocess.DEVNULL)
+            p = subprocess.run(cmd, stdout=out, stderr=err, text=True, input=input, timeout=timeout, **kw)
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
         if check and p.returncode != 0:
             raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stderr}")
         return p

@@ -368,7 +368,7 @@ int main(int argc, char **argv)
                     continue;
                 if (out != stdout && atoi(e->d_name) == fileno(out))
                     continue;
-                char p[64], t[PATH_MAX];
+                char p[300], t[PATH_MAX];
                 snprintf(p, sizeof(p), "/proc/self/fd/%s", e->d_name);
                 ssize_t n = readlink(p, t, sizeof(t) - 1);
                 t[n < 0 ? 0 : n] = 0;

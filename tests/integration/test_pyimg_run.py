@@ -78,6 +78,18 @@ def test_runc_runs_an_unpacked_bundle(store, tmp_path, mode):
     assert lines[1].split() == ["CapBnd:", DOCKER_CAPS_MASK]
     assert lines[2].split() == ["Seccomp:", "2"]
     assert lines[3:6] == ["seeded from the image", "from-image", "/tmp"]
+    # the filter denies what Docker's profile denies (unshare) with EPERM,
+    # and only the filter does: without it the same call succeeds
+    probe = ["sh", "-c", "busybox unshare -U true 2>&1; echo rc=$?"]
+    r = _run_runtime(RUNC, b, cid, probe)
+    assert "Operation not permitted" in r.stdout and r.stdout.endswith("rc=1\n"), r.stdout + r.stderr
+    cfg = json.load(open(b / "config.json"))
+    seccomp = cfg["linux"].pop("seccomp")
+    json.dump(cfg, open(b / "config.json", "w"))
+    r = _run_runtime(RUNC, b, cid, probe)
+    assert r.stdout == "rc=0\n", r.stdout + r.stderr
+    cfg["linux"]["seccomp"] = seccomp
+    json.dump(cfg, open(b / "config.json", "w"))
     # the volume lives outside the rootfs
     r = _run_runtime(RUNC, b, cid, ["sh", "-c", "echo written > /data/new"])
     assert r.returncode == 0, r.stderr
@@ -97,7 +109,7 @@ def test_pyimg_run_passes_exit_code_and_options(store, runtime_env):
     name = f"pyimg-run-{os.getpid()}"
     r = run_pyimg(store.root, "run", "--rm", "--name", name, "-e", "FOO=cli", "-e", "NEW=1", "-w", "/home/bob",
                   "-u", "bob", "busybox", "sh", "-c",
-                  "echo $FOO $NEW; pwd; id -u; id -g; id -G; cat /etc/hostname; "
+                  "echo $FOO $NEW; pwd; id -u; id -g; id -G; cat /etc/hostname; test $(hostname) = $(cat /etc/hostname) || exit 9; "
                   "grep -c localhost /etc/hosts; test -s /etc/resolv.conf && echo resolv; exit 7",
                   env=runtime_env)
     assert r.returncode == 7, r.stderr
@@ -186,9 +198,11 @@ def test_rm_bundle_refuses_while_a_container_runs(store, tmp_path):
     cfg["process"]["args"] = ["sleep", "600"]
     json.dump(cfg, open(b / "config.json", "w"))
     try:
-        r = subprocess.run([RUNC, "run", "-d", "--bundle", str(b), cid], capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=60)
-        assert r.returncode == 0, r.stderr
+        # files, not pipes: the detached container keeps its stdio open
+        with open(tmp_path / "runc.err", "w+") as err:
+            r = subprocess.run([RUNC, "run", "-d", "--bundle", str(b), cid], stdout=subprocess.DEVNULL,
+                               stderr=err, stdin=subprocess.DEVNULL, timeout=60)
+        assert r.returncode == 0, (tmp_path / "runc.err").read_text()
         r = run_pyimg(store.root, "rm-bundle", b)
         assert r.returncode == 1 and cid in r.stderr and len(r.stderr.strip().splitlines()) == 1
         assert (b / "rootfs/bin/busybox").exists()  # untouched
@@ -226,3 +240,17 @@ def test_pyimg_run_tty(store, runtime_env):
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert b"is-a-tty\r\nxterm\r\n" in out
     assert bundlemod.list_bundles(store.root) == []
+
+
+def test_pyimg_run_interactive_stdin_and_entrypoint(store, runtime_env):
+    name = f"pyimg-run-i-{os.getpid()}"
+    r = run_pyimg(store.root, "run", "--rm", "-i", "--name", name, "busybox", "cat", input="through stdin\n",
+                  env=runtime_env)
+    assert (r.returncode, r.stdout) == (0, "through stdin\n"), r.stderr
+    # without -i the container's stdin is empty, like docker run
+    r = run_pyimg(store.root, "run", "--rm", "--name", name, "busybox", "cat", input="not passed\n",
+                  env=runtime_env)
+    assert (r.returncode, r.stdout) == (0, ""), r.stderr
+    r = run_pyimg(store.root, "run", "--rm", "--name", name, "--entrypoint", "echo", "busybox", "via", "entrypoint",
+                  env=runtime_env)
+    assert (r.returncode, r.stdout) == (0, "via entrypoint\n"), r.stderr

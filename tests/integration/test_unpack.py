@@ -322,3 +322,56 @@ def test_store_gc_keeps_what_bundles_use(store, tmp_path):
     pyimg("rm-bundle", str(b), root=store.root)
     removed, _ = st.gc(keep=bundlemod.manifests_in_use(store.root))
     assert removed == 5  # manifest, config, three layers
+
+
+@pytest.mark.parametrize("mode", ["copy", "overlay"])
+def test_whiteouts_spare_entries_of_their_own_layer(store, tmp_path, mode):
+    layers = [tar(E("a", data=b"lower"), E("d", "dir"), E("d/lower", data=b"l"), E("e", "dir"), E("e/x", data=b"x")),
+              tar(E("a", data=b"upper"), E(".wh.a"), E("d/mine", data=b"m"), E("d/.wh..wh..opq"),
+                  E(".wh.b"), E("b", data=b"b"), E(".wh.e"), E("e", "dir", mode=0o700), E("e/y", data=b"y"))]
+    store.add_image([REF], layers, media_type=GZIP)
+    b = tmp_path / "b"
+    pyimg("unpack", "--mode", mode, REF, str(b), root=store.root)
+    r = b / "rootfs"
+    assert (r / "a").read_bytes() == b"upper" and (r / "b").read_bytes() == b"b"
+    assert sorted(os.listdir(r / "d")) == ["mine"]
+    assert sorted(os.listdir(r / "e")) == ["y"] and stat.S_IMODE(os.lstat(r / "e").st_mode) == 0o700
+    pyimg("rm-bundle", str(b), root=store.root)
+
+
+def test_concurrent_unpacks_share_one_cache(store, tmp_path):
+    store.add_image([REF], case_layers(), media_type=GZIP)
+    bundles = [tmp_path / f"b{i}" for i in range(3)]
+    procs = [subprocess.Popen([PYIMG, "--root", store.root, "unpack", "--mode", "overlay", REF, str(b)],
+                              stderr=subprocess.PIPE, text=True) for b in bundles]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    opts = {_overlay_opts(b / "rootfs").split("upperdir=")[0] for b in bundles}
+    assert len(opts) == 1  # same lowerdirs
+    layers = [n for n in os.listdir(os.path.join(store.root, "layers")) if len(n) == 12]
+    assert len(layers) == 3 and os.listdir(os.path.join(store.root, "layers", "tmp")) == []
+    for b in bundles:
+        pyimg("rm-bundle", str(b), root=store.root)
+
+
+def test_stale_stage_of_a_crashed_unpack_is_cleaned(store, tmp_path):
+    store.add_image([REF], case_layers(), media_type=GZIP)
+    stage = os.path.join(store.root, "layers", "tmp", "abcdef012345-dead")
+    os.makedirs(os.path.join(stage, "fs", "half-written"))
+    b = tmp_path / "b"
+    pyimg("unpack", "--mode", "overlay", REF, str(b), root=store.root)
+    assert not os.path.exists(stage)
+    pyimg("rm-bundle", str(b), root=store.root)
+
+
+@pytest.mark.parametrize("mode", ["copy", "overlay"])
+def test_image_without_layers(store, tmp_path, mode):
+    store.add_image([REF], [], media_type=GZIP, config={"Cmd": ["/app"]})
+    b = tmp_path / "b"
+    pyimg("unpack", "--mode", mode, REF, str(b), root=store.root)
+    assert os.listdir(b / "rootfs") == []
+    assert json.load(open(b / "config.json"))["process"]["args"] == ["/app"]
+    out = pyimg("bundles", root=store.root).stdout.splitlines()
+    assert len(out) == 2 and out[1].split()[1:4] == [mode, "ready", "yes" if mode == "overlay" else "-"]
+    pyimg("rm-bundle", str(b), root=store.root)
+    assert pyimg("bundles", "-q", root=store.root).stdout == ""

@@ -273,3 +273,13 @@ def test_open_in_root_follows_symlinks_inside_only(tmp_path):
         fd = open_in_root(str(root), p)
         with os.fdopen(fd) as f:
             assert f.read() == "inside\n"
+
+
+@ROOT_ONLY
+def test_layer_cannot_forge_overlay_xattrs(env):
+    root, _, apply = env
+    apply(tar(E("d", "dir", xattrs={"trusted.overlay.opaque": "y", "trusted.other": "kept"}),
+              E("f", data=b"", xattrs={"trusted.overlay.redirect": "/etc"})))
+    assert "trusted.overlay.opaque" not in os.listxattr(root / "d")
+    assert os.getxattr(root / "d", "trusted.other") == b"kept"
+    assert os.listxattr(root / "f") == []

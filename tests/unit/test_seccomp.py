@@ -1,6 +1,6 @@
 """Unit tests for runtime.seccomp / runtime.libseccomp that need no loaded
 filter: validation, bindings, features(). Kernel behaviour is tested in
-tests/integration/test_seccomp.py."""
+tests/integration/test_seccomp_kernel.py."""
 
 import errno
 import os
@@ -274,3 +274,53 @@ def test_features_archs_match_libseccomp():
     if native == L.arch_resolve_name("x86_64"):
         assert "SCMP_ARCH_MIPS" not in feat["archs"]
         assert {"SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"} <= set(feat["archs"])
+
+
+def test_resolve_num_arch():
+    nr = L.syscall_resolve_name("getcwd")
+    assert L.syscall_resolve_num_arch(0, nr) == "getcwd"
+    assert L.syscall_resolve_num_arch(0, 99999) is None
+
+
+X86 = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+
+
+@pytest.mark.parametrize("default, extra, stub", [
+    ("SCMP_ACT_ERRNO", {}, True),
+    ("SCMP_ACT_KILL_PROCESS", {}, True),
+    ("SCMP_ACT_TRAP", {}, True),
+    ("SCMP_ACT_ERRNO", {"defaultErrnoRet": errno.ENOSYS}, False),
+    ("SCMP_ACT_ERRNO", {"defaultErrnoRet": errno.EACCES}, True),
+    ("SCMP_ACT_ALLOW", {}, False),
+    ("SCMP_ACT_LOG", {}, False),
+    ("SCMP_ACT_TRACE", {}, False),
+    ("SCMP_ACT_ERRNO", {"architectures": None}, False),   # runc: only listed archs
+])
+def test_enosys_stub_conditions(default, extra, stub):
+    c = {"defaultAction": default, "architectures": X86,
+         "syscalls": [{"names": ["getcwd", "exit_group"], "action": "SCMP_ACT_KILL_THREAD"}]}
+    c.update(extra)
+    if c.get("architectures") is None:
+        c.pop("architectures")
+    with seccomp.compile(c) as f:
+        assert bool(f.enosys) == stub
+        prog = f.program()
+        base = f.export_bpf()
+        assert prog.endswith(base)
+        assert (len(prog) > len(base)) == stub
+
+
+def test_enosys_plan_maxima():
+    names = ["getcwd", "exit_group", "no_such_call"]
+    c = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": X86 + ["SCMP_ARCH_X86_64"],
+         "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}
+    with seccomp.compile(c) as f:
+        plan = f.enosys
+    x86_64, x86, x32 = (L.arch_resolve_name(n) for n in ("x86_64", "x86", "x32"))
+    # x32 shares AUDIT_ARCH_X86_64 with x86_64
+    assert set(plan) == {x86_64, x86}
+    assert set(plan[x86_64]) == {x86_64, x32}
+    assert plan[x86_64][x86_64] == max(L.syscall_resolve_name_arch(x86_64, n) for n in names)
+    assert plan[x86_64][x32] == max(L.syscall_resolve_name_arch(x32, n) for n in names)
+    assert plan[x86_64][x32] & 0x40000000  # x32 numbers carry the x32 bit
+    assert plan[x86][x86] == max(L.syscall_resolve_name_arch(x86, n) for n in names)

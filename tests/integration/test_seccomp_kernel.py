@@ -79,6 +79,9 @@ def run_child(cfg, body, pre=None):
             if not b:
                 break
             chunks.append(b)
+    except BaseException:  # e.g. pytest-timeout: don't leave the child behind
+        os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         os.close(r)
         _, status = os.waitpid(pid, 0)
@@ -256,12 +259,18 @@ def test_kill_and_trap_deliver_sigsys(action):
 
 
 def test_kill_process_kills_all_threads():
-    # KILL_THREAD would only end the calling thread; KILL_PROCESS ends the group
+    # KILL_PROCESS ends the whole thread group; KILL_THREAD only the caller
     def body():
-        t = threading.Thread(target=os.getcwd)
+        tid = []
+        t = threading.Thread(target=lambda: (tid.append(threading.get_native_id()), os.getcwd()))
         t.start()
-        t.join()
-        return "survived"
+        # A thread killed by seccomp never tells Python it finished, so
+        # join() would hang: watch its /proc entry instead (bounded poll).
+        for _ in range(3000):
+            if tid and not os.path.exists(f"/proc/self/task/{tid[0]}"):
+                return "survived"
+            threading.Event().wait(0.01)
+        return "thread still there"
     status, res = run_child(allow(syscalls=[{"names": ["getcwd"], "action": "SCMP_ACT_KILL_PROCESS"}]),
                             body)
     assert res is None
@@ -307,8 +316,22 @@ def _drop_to_nobody():
     os.setuid(65534)  # clears all capabilities
 
 
-def test_load_without_cap_sys_admin_fails_clearly():
-    cfg = allow(syscalls=[{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}])
+X86_ARCHS = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+needs_x86_64 = pytest.mark.skipif(L.arch_native() != 0xC000003E, reason="x86_64 syscall numbers")
+
+# default ERRNO + architectures: load() takes the -ENOSYS stub path
+PATCHED = allow("SCMP_ACT_ERRNO", architectures=X86_ARCHS,
+                syscalls=[{"names": _PY_MIN + ["getpid", "getppid", "sendmsg", "sendto", "close"],
+                           "action": "SCMP_ACT_ALLOW"}])
+
+
+@pytest.mark.parametrize("path", ["libseccomp", "patched"])
+def test_load_without_cap_sys_admin_fails_clearly(path):
+    if path == "patched":
+        cfg = PATCHED
+        assert seccomp.compile(cfg).enosys
+    else:
+        cfg = allow(syscalls=[{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}])
 
     def try_load_as_nobody():
         _drop_to_nobody()
@@ -324,7 +347,7 @@ def test_load_without_cap_sys_admin_fails_clearly():
             seccomp.load(f)
             return [first, attempt(os.getcwd)]
 
-    # run without a filter in the parent-built child: load() inside body
+    # compile and load happen inside the unprivileged child here
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -424,11 +447,26 @@ NOTIF_RECV = _iowr(0, ctypes.sizeof(SeccompNotif))
 NOTIF_SEND = _iowr(1, ctypes.sizeof(SeccompNotifResp))
 
 
-@pytest.mark.parametrize("flags", [[], ["SECCOMP_FILTER_FLAG_TSYNC"]])
-def test_notify_listener(flags):
-    cfg = allow(flags=flags, syscalls=[{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}])
+def _patched_notify(flags):
+    c = json.loads(json.dumps(PATCHED))
+    c["flags"] = flags
+    c["syscalls"][0]["names"].remove("getppid")
+    c["syscalls"].append({"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"})
+    return c
+
+
+@pytest.mark.parametrize("flags, patched", [([], False), (["SECCOMP_FILTER_FLAG_TSYNC"], False),
+                                            ([], True), (["SECCOMP_FILTER_FLAG_TSYNC"], True)])
+def test_notify_listener(flags, patched):
+    if patched:
+        if L.arch_native() != 0xC000003E:
+            pytest.skip("x86_64 syscall names")
+        cfg = _patched_notify(flags)
+    else:
+        cfg = allow(flags=flags, syscalls=[{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}])
     assert seccomp.uses_notify(cfg)
     f = seccomp.compile(cfg)
+    assert bool(f.enosys) == patched
     psock, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
@@ -447,6 +485,7 @@ def test_notify_listener(flags):
         os._exit(code)
     csock.close()
     nfd = None
+    done = False
     try:
         msg, fds, _, _ = socket.recv_fds(psock, 16, 1)
         assert msg == b"F" and len(fds) == 1
@@ -467,7 +506,10 @@ def test_notify_listener(flags):
             if not b:
                 break
             data += b
+        done = True
     finally:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
         if nfd is not None:
             os.close(nfd)
         psock.close()
@@ -476,7 +518,8 @@ def test_notify_listener(flags):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, data
     v, cwd = json.loads(data)
     assert v == 4242  # the value the listener chose
-    assert cwd == ["ok", os.getcwd()]  # not a NOTIFY syscall: untouched
+    # not a NOTIFY syscall: untouched, or the default action when patched
+    assert cwd == (["err", errno.EPERM] if patched else ["ok", os.getcwd()])
 
 
 def test_load_without_notify_returns_none():
@@ -493,8 +536,16 @@ def test_load_without_notify_returns_none():
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-def test_second_notify_load_in_same_process_is_refused():
-    cfg = allow(syscalls=[{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}])
+@pytest.mark.parametrize("patched", [False, True])
+def test_second_notify_load_in_same_process_is_refused(patched):
+    if patched:
+        if L.arch_native() != 0xC000003E:
+            pytest.skip("x86_64 syscall names")
+        cfg = _patched_notify([])
+        cfg["syscalls"][0]["names"] += ["getrandom", "memfd_create", "lseek", "pread64", "ioctl",
+                                        "fcntl", "newfstatat", "fstat", "prctl", "seccomp"]
+    else:
+        cfg = allow(syscalls=[{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}])
 
     def body():
         # the first listener was created by run_child's load(); libseccomp keeps it
@@ -503,3 +554,89 @@ def test_second_notify_load_in_same_process_is_refused():
 
     res = ok_exit(*run_child(cfg, body))
     assert res == ["err", errno.EBUSY]
+
+
+# --------------------------------------------------------- -ENOSYS stub
+
+@needs_x86_64
+def test_enosys_for_syscalls_newer_than_profile():
+    # highest syscall in PATCHED is exit_group (231)
+    def body():
+        return [raw_syscall("getppid"), raw_syscall("uname", 0), raw_syscall("getrandom", 0, 0, 0),
+                raw_syscall_nr(1000), raw_syscall_nr(63 | 0x40000000)]
+    res = ok_exit(*run_child(PATCHED, body))
+    assert res[0] == ["ok", os.getpid()]
+    assert res[1] == ["err", errno.EPERM]    # below the highest named: default action
+    assert res[2] == ["err", errno.ENOSYS]   # 318 > 231: "too new for this profile"
+    assert res[3] == ["err", errno.ENOSYS]
+    # x32 uname (63 | x32 bit) is below the x32 maximum: on to the filter's default
+    assert res[4] == ["err", errno.EPERM]
+
+
+def raw_syscall_nr(nr, *args):
+    ctypes.set_errno(0)
+    rc = _libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a) for a in args])
+    return ["err", ctypes.get_errno()] if rc == -1 else ["ok", rc]
+
+
+@needs_x86_64
+@pytest.mark.parametrize("variant", ["no-architectures", "default-enosys", "default-allow"])
+def test_no_enosys_stub_like_runc(variant):
+    cfg = json.loads(json.dumps(PATCHED))
+    if variant == "no-architectures":
+        del cfg["architectures"]
+        expect = errno.EPERM  # default action applies to unknown syscalls
+    elif variant == "default-enosys":
+        cfg["defaultErrnoRet"] = errno.ENOSYS
+        expect = errno.ENOSYS
+    else:
+        cfg = allow(architectures=X86_ARCHS, syscalls=[{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}])
+        expect = errno.ENOSYS  # the kernel's own answer for nr 1000
+    with seccomp.compile(cfg) as f:
+        assert f.enosys is None
+    res = ok_exit(*run_child(cfg, lambda: [raw_syscall_nr(1000), raw_syscall("getrandom", 0, 0, 0)]))
+    assert res[0] == ["err", expect]
+    if variant == "no-architectures":
+        assert res[1] == ["err", errno.EPERM]
+
+
+@needs_x86_64
+def test_enosys_stub_runs_before_kill_default():
+    cfg = json.loads(json.dumps(PATCHED))
+    cfg["defaultAction"] = "SCMP_ACT_KILL_PROCESS"
+    status, res = run_child(cfg, lambda: raw_syscall_nr(1000))
+    assert ok_exit(status, res) == ["err", errno.ENOSYS]
+    del cfg["architectures"]  # no stub: the default action kills
+    status, res = run_child(cfg, lambda: raw_syscall_nr(1000))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS
+
+
+@needs_x86_64
+@pytest.mark.parametrize("with_tsync", [True, False])
+def test_tsync_on_patched_path(with_tsync):
+    cfg = json.loads(json.dumps(PATCHED))
+    cfg["syscalls"][0]["names"] += ["getcwd", "clone", "clone3", "set_robust_list", "rseq",
+                                    "sched_yield", "gettid", "getrandom"]
+    cfg["syscalls"].append({"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EIO})
+    if with_tsync:
+        cfg["flags"] = ["SECCOMP_FILTER_FLAG_TSYNC"]
+    go = threading.Event()
+    out = []
+    holder = {}
+
+    def worker():
+        go.wait()
+        out.append(attempt(os.uname))
+
+    def pre():
+        holder["t"] = threading.Thread(target=worker)
+        holder["t"].start()
+
+    def body():
+        go.set()
+        holder["t"].join()
+        return [out[0], attempt(os.uname)]
+
+    res = ok_exit(*run_child(cfg, body, pre=pre))
+    assert res[1] == ["err", errno.EIO]
+    assert (res[0] == ["err", errno.EIO]) if with_tsync else (res[0][0] == "ok")

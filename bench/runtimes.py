@@ -1,0 +1,131 @@
+"""The runtimes under test, each with a private --root, and the busybox bundle."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import harness as H
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYRUNC = os.path.join(REPO, ".venv", "bin", "pyrunc")
+
+
+class CrunNamespace:
+    """A long-lived mount namespace without /sys/fs/cgroup/unified: crun 1.8
+    refuses hybrid cgroup layouts. We setns() into it between fork and exec,
+    so crun pays no extra exec for it."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             "umount /sys/fs/cgroup/unified 2>/dev/null || umount -l /sys/fs/cgroup/unified; "
+             "echo ready; exec sleep infinity"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline()
+        if b"ready" not in line:
+            raise RuntimeError("could not prepare a mount namespace for crun")
+        self.fd = os.open(f"/proc/{self.proc.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self):
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        # Popen's own wait would race the reaper thread: signal only; the
+        # reaper collects it.
+        H.kill_pid(self.proc.pid)
+
+
+class Runtime:
+    def __init__(self, name: str, exe: str, root: str, mntns_fd: int | None = None):
+        self.name, self.exe, self.root, self.mntns_fd = name, exe, root, mntns_fd
+        os.makedirs(root, exist_ok=True)
+
+    def argv(self, *args):
+        return [self.exe, "--root", self.root, *args]
+
+    def spawn(self, *args, capture=True):
+        return H.spawn(self.argv(*args), mntns_fd=self.mntns_fd, capture=capture)
+
+    def run(self, *args, capture=True, check=True) -> H.Result:
+        r = self.spawn(*args, capture=capture).wait(300)
+        return r.check() if check else r
+
+    # Calls that may leave a container init behind must not capture: the
+    # init would inherit the pipes.
+    def create(self, cid, bundle, pid_file, check=True) -> H.Result:
+        return self.run("create", "--bundle", bundle, "--pid-file", pid_file, cid,
+                        capture=False, check=check)
+
+    def ids(self) -> list[str]:
+        try:
+            return [e for e in os.listdir(self.root) if os.path.isdir(os.path.join(self.root, e))]
+        except FileNotFoundError:
+            return []
+
+    def cleanup(self):
+        """Force-delete every container in our private root, then the root."""
+        for cid in self.ids():
+            self.run("delete", "--force", cid, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def make_busybox_rootfs(rootfs: str) -> None:
+    os.makedirs(os.path.join(rootfs, "bin"), exist_ok=True)
+    for d in ("proc", "sys", "dev", "tmp", "etc", "root"):
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    bb = os.path.join(rootfs, "bin", "busybox")
+    shutil.copy2("/bin/busybox", bb)
+    applets = H.run([bb, "--list"]).check().out.decode().split()
+    for a in applets:
+        if a == "busybox":
+            continue
+        link = os.path.join(rootfs, "bin", a)
+        if not os.path.lexists(link):
+            os.symlink("busybox", link)
+    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\n")
+    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
+        f.write("root:x:0:\n")
+
+
+def make_bundle(path: str, args=("/bin/true",)) -> str:
+    """A busybox bundle whose config.json comes from `runc spec`."""
+    os.makedirs(path, exist_ok=True)
+    make_busybox_rootfs(os.path.join(path, "rootfs"))
+    cfg_path = os.path.join(path, "config.json")
+    if os.path.exists(cfg_path):
+        os.unlink(cfg_path)
+    H.run(["runc", "spec", "--bundle", path]).check()
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = list(args)
+    cfg["process"]["terminal"] = False
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=1)
+    return path
+
+
+def wait_pid_file(path: str, timeout=10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                s = f.read().strip()
+            if s:
+                return int(s)
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no pid in {path}")
+        time.sleep(0.001)
+
+
+def make_tmp(prefix="pyrunc-bench-") -> str:
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    H.CLEANUP.push(shutil.rmtree, d, ignore_errors=True)
+    return d

@@ -1,0 +1,351 @@
+"""The runtime core from the outside: lifecycle, state, errors, cleanup."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bundles import PYRUNC
+
+
+def _wait_status(rt, cid, want, timeout=10):
+    end = time.monotonic() + timeout
+    s = None
+    while time.monotonic() < end:
+        p = rt("state", cid)
+        s = json.loads(p.stdout)["status"] if p.returncode == 0 else None
+        if s == want:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{cid} never became {want} (last: {s})")
+
+
+def _cgroup_dirs(rt, cid):
+    with open(os.path.join(rt.root, cid, "state.json")) as f:
+        cg = json.load(f)["cgroup"]
+    dirs = []
+    for k, v in cg.items():
+        if "mount" in k:
+            continue  # hierarchy roots, not the container's own cgroups
+        if isinstance(v, dict):
+            dirs += [p for p in v.values() if isinstance(p, str) and p.startswith("/sys/fs/cgroup")]
+        elif isinstance(v, str) and v.startswith("/sys/fs/cgroup"):
+            dirs.append(v)
+    return dirs
+
+
+def test_run_foreground_output_and_exit_code(rt):
+    b = rt.bundle(["sh", "-c", "echo hello; echo oops >&2; exit 3"])
+    p = rt("run", "--bundle", b, rt.new_id())
+    assert p.returncode == 3
+    assert p.stdout == "hello\n"
+    assert "oops" in p.stderr
+
+
+def test_run_killed_by_signal_exit_code(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    p = subprocess.Popen([PYRUNC, "--root", rt.root, "run", "--bundle", b, cid])
+    try:
+        _wait_status(rt, cid, "running")
+        rt("kill", cid, "KILL", check=True)
+        assert p.wait(timeout=10) == 128 + signal.SIGKILL
+    finally:
+        p.kill()
+        p.wait()
+    # The foreground run deleted its container.
+    assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_run_forwards_signals(rt):
+    b = rt.bundle(["sh", "-c", "trap 'echo got-term; exit 4' TERM; while :; do sleep 0.05; done"])
+    cid = rt.new_id()
+    p = subprocess.Popen([PYRUNC, "--root", rt.root, "run", "--bundle", b, cid],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_status(rt, cid, "running")
+        time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=10)
+        assert p.returncode == 4
+        assert "got-term" in out
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_create_start_state_delete(rt, tmp_path):
+    b = rt.bundle(["sh", "-c", "read x < /dev/stdin; echo done"])
+    cid = rt.new_id()
+    pidfile = tmp_path / "pid"
+    rt("create", "--bundle", b, "--pid-file", str(pidfile), cid, check=True, stdin=subprocess.DEVNULL)
+    s = rt.state(cid)
+    assert s["status"] == "created"
+    assert s["id"] == cid and s["bundle"] == b
+    assert int(pidfile.read_text()) == s["pid"]
+    # The waiting init is pid 1 of a new pid namespace, and not yet the user process.
+    with open(f"/proc/{s['pid']}/status") as f:
+        nspid = [line for line in f if line.startswith("NSpid:")][0].split()
+    assert nspid[-1] == "1"
+    dirs = _cgroup_dirs(rt, cid)
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    rt("start", cid, check=True)
+    # After exec no Python is left in the container: init is busybox.
+    _wait_status(rt, cid, "stopped")
+    p = rt("start", cid)
+    assert p.returncode == 1 and "stopped" in p.stderr
+    rt("delete", cid, check=True)
+    assert not os.path.exists(os.path.join(rt.root, cid))
+    assert not any(os.path.exists(d) for d in dirs)
+    p = rt("state", cid)
+    assert p.returncode == 1 and cid in p.stderr
+
+
+def test_user_process_replaces_runtime(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    pid = rt.state(cid)["pid"]
+    exe = os.readlink(f"/proc/{pid}/exe")
+    assert exe.endswith("/bin/busybox"), exe
+    # Nothing of pyrunc runs beside the container afterwards.
+    out = subprocess.run(["pgrep", "-f", f"pyrunc.*{cid}"], capture_output=True, text=True).stdout.split()
+    assert out == []
+    rt("kill", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+    rt("delete", cid, check=True)
+
+
+@pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15"])
+def test_kill_signal_forms(rt, sig):
+    # pid 1 of a namespace ignores signals it has no handler for: trap it.
+    b = rt.bundle(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    assert rt.state(cid)["status"] == "running"
+    rt("kill", cid, sig, check=True)
+    _wait_status(rt, cid, "stopped")
+    p = rt("kill", cid, "TERM")
+    assert p.returncode == 1 and "not running" in p.stderr
+    rt("delete", cid, check=True)
+
+
+def test_kill_invalid_signal(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("kill", cid, "SIGNOPE")
+    assert p.returncode == 1 and "SIGNOPE" in p.stderr
+    assert rt.state(cid)["status"] == "running"
+
+
+def test_kill_all(rt):
+    b = rt.bundle(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    time.sleep(0.2)
+    pids = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
+    assert len(pids) == 3
+    rt("kill", "--all", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+
+
+def test_delete_running_needs_force(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("delete", cid)
+    assert p.returncode == 1 and "running" in p.stderr
+    dirs = _cgroup_dirs(rt, cid)
+    pid = rt.state(cid)["pid"]
+    rt("delete", "--force", cid, check=True)
+    assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not any(os.path.exists(d) for d in dirs)
+    # containerd calls delete --force again after a successful delete.
+    rt("delete", "--force", cid, check=True)
+
+
+def test_delete_created_container_kills_it(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    pid = rt.state(cid)["pid"]
+    rt("delete", cid, check=True)
+    assert not os.path.exists(os.path.join(rt.root, cid))
+    time.sleep(0.05)
+    st = open(f"/proc/{pid}/stat").read().split()[2] if os.path.exists(f"/proc/{pid}") else "gone"
+    assert st in ("Z", "gone")
+
+
+def test_duplicate_and_invalid_ids(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    p = rt("create", "--bundle", b, cid)
+    assert p.returncode == 1 and "already exists" in p.stderr
+    assert rt.state(cid)["status"] == "created"
+    for bad in ("..", "a/b", ".", "x y"):
+        p = rt("create", "--bundle", b, bad)
+        assert p.returncode == 1 and "invalid container id" in p.stderr, bad
+    assert sorted(os.listdir(rt.root)) == [cid]
+
+
+def test_list_formats(rt):
+    b = rt.bundle(["sleep", "30"])
+    ids = [rt.new_id(), rt.new_id()]
+    for cid in ids:
+        rt("create", "--bundle", b, cid, check=True)
+    table = rt("list", check=True).stdout.splitlines()
+    assert table[0].split()[:3] == ["ID", "PID", "STATUS"]
+    assert {line.split()[0] for line in table[1:]} == set(ids)
+    js = json.loads(rt("list", "--format", "json", check=True).stdout)
+    assert {c["id"]: c["status"] for c in js} == {cid: "created" for cid in ids}
+    assert rt("list", "-q", check=True).stdout.split() == sorted(ids)
+
+
+def test_spec_writes_default_config(tmp_path):
+    p = subprocess.run([PYRUNC, "spec", "--bundle", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["ociVersion"] == "1.3.0" and cfg["process"]["args"] == ["sh"]
+    p = subprocess.run([PYRUNC, "spec", "--bundle", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 1 and "exists" in p.stderr
+    r = tmp_path / "rl"
+    r.mkdir()
+    subprocess.run([PYRUNC, "spec", "--rootless", "--bundle", str(r)], check=True)
+    cfg = json.loads((r / "config.json").read_text())
+    assert {"type": "user"} in cfg["linux"]["namespaces"]
+    assert cfg["linux"]["uidMappings"][0]["hostID"] == os.getuid()
+
+
+def test_version_output():
+    out = subprocess.run([PYRUNC, "--version"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("pyrunc version ")
+    assert out[1].startswith("commit: ")
+    assert out[2] == "spec: 1.3.0"
+
+
+def test_json_log_on_error(rt, tmp_path):
+    log = tmp_path / "log.json"
+    b = rt.bundle(["/no/such/binary"])
+    cid = rt.new_id()
+    p = rt("--log", str(log), "--log-format", "json", "create", "--bundle", b, cid)
+    assert p.returncode == 1
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["level"] == "error"
+    assert "/no/such/binary" in last["msg"]
+    assert "time" in last
+    assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_missing_executable_reported_at_create(rt):
+    b = rt.bundle(["nosuchcmd"])
+    cid = rt.new_id()
+    p = rt("create", "--bundle", b, cid)
+    assert p.returncode == 1
+    assert 'exec: "nosuchcmd": executable file not found in $PATH' in p.stderr
+    assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_exec_in_running_container(rt, tmp_path):
+    b = rt.bundle(["sleep", "30"], mutate=lambda c: c.update(hostname="exechost"))
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("exec", cid, "sh", "-c", "hostname; echo $$; cat /proc/1/cmdline | tr '\\0' ' '; exit 5")
+    assert p.returncode == 5
+    lines = p.stdout.split("\n")
+    assert lines[0] == "exechost"
+    assert lines[2].startswith("sleep 30")
+    # --process, --detach and --pid-file, as containerd uses them.
+    proc = {"args": ["sleep", "20"], "cwd": "/tmp", "user": {"uid": 1000, "gid": 1000},
+            "env": ["PATH=/bin"]}
+    pf = tmp_path / "proc.json"
+    pf.write_text(json.dumps(proc))
+    pidf = tmp_path / "exec.pid"
+    rt("exec", "--process", str(pf), "--detach", "--pid-file", str(pidf), cid, check=True)
+    epid = int(pidf.read_text())
+    status = open(f"/proc/{epid}/status").read()
+    assert "\nUid:\t1000\t1000\t1000\t1000" in status
+    assert os.readlink(f"/proc/{epid}/cwd").endswith("/tmp")
+    assert os.readlink(f"/proc/{epid}/ns/pid") == os.readlink(f"/proc/{rt.state(cid)['pid']}/ns/pid")
+    p = rt("exec", cid, "nosuchcmd")
+    assert p.returncode == 1 and "nosuchcmd" in p.stderr
+
+
+def test_exec_refused_when_paused_or_stopped(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    rt("pause", cid, check=True)
+    assert rt.state(cid)["status"] == "paused"
+    p = rt("exec", cid, "true")
+    assert p.returncode == 1 and "paused" in p.stderr
+    rt("resume", cid, check=True)
+    assert rt.state(cid)["status"] == "running"
+    rt("kill", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+    p = rt("exec", cid, "true")
+    assert p.returncode == 1 and "stopped" in p.stderr
+
+
+def test_update_applies_live(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    rt("update", "--resources", "-", cid, input=json.dumps({"pids": {"limit": 42}}), check=True)
+    rt("update", "--memory", "64M", cid, check=True)
+    dirs = _cgroup_dirs(rt, cid)
+    pids_dir = next(d for d in dirs if "/pids/" in d)
+    mem_dir = next(d for d in dirs if "/memory/" in d)
+    assert open(os.path.join(pids_dir, "pids.max")).read().strip() == "42"
+    assert open(os.path.join(mem_dir, "memory.limit_in_bytes")).read().strip() == str(64 * 1024 * 1024)
+    ev = json.loads(rt("events", "--stats", cid, check=True).stdout)
+    assert ev["type"] == "stats" and ev["data"]["pids"]["current"] >= 1
+
+
+def test_features_document(rt):
+    from runtime.validate import validate_features
+    doc = json.loads(rt("features", check=True).stdout)
+    validate_features(doc)
+    assert "time" in doc["linux"]["namespaces"]
+    assert doc["ociVersionMax"] == "1.3.0"
+
+
+def test_half_created_container_cleaned_by_force_delete(rt, tmp_path):
+    """SIGKILL `create` while a prestart hook runs; delete --force cleans up."""
+    hook = tmp_path / "hook.sh"
+    marker = tmp_path / "hook-started"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\nsleep 30\n")
+    hook.chmod(0o755)
+
+    def mutate(cfg):
+        cfg["hooks"] = {"prestart": [{"path": str(hook)}]}
+    b = rt.bundle(["true"], mutate=mutate)
+    cid = rt.new_id()
+    p = subprocess.Popen([PYRUNC, "--root", rt.root, "create", "--bundle", b, cid],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 15
+    while not marker.exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert marker.exists()
+    dirs = _cgroup_dirs(rt, cid)
+    p.kill()
+    p.wait()
+    subprocess.run(["pkill", "-f", str(hook)])
+    rt("delete", "--force", cid, check=True)
+    assert not os.path.exists(os.path.join(rt.root, cid))
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_state_survives_concurrent_commands(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    procs = [subprocess.Popen([PYRUNC, "--root", rt.root, verb, cid], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for verb in ("start", "start", "state", "start")]
+    rcs = [p.wait() for p in procs]
+    # Exactly one start wins; the state stays readable.
+    assert [rcs[i] for i in (0, 1, 3)].count(0) == 1
+    assert rt.state(cid)["status"] == "running"
