@@ -202,7 +202,7 @@ def rmi(ctx: typer.Context, refs: List[str] = typer.Argument(...),
             sys.stderr.write(f"pyimg: error: rmi {ref}: {e}\n")
             failed = True
     if not no_prune:
-        n, freed = store.gc()
+        n, freed = _gc(store)
         if n:
             print(f"Deleted: {n} blobs, {_size(freed)}")
     if failed:
@@ -214,10 +214,18 @@ def gc(ctx: typer.Context):
     """Delete blobs no stored reference reaches."""
     from imagetool.store import Store, StoreError
     try:
-        n, freed = Store(_obj(ctx)["root"]).gc()
+        n, freed = _gc(Store(_obj(ctx)["root"]))
     except (StoreError, OSError) as e:
         _die(f"gc: {e}")
     print(f"Deleted {n} blobs, reclaimed {_size(freed)}")
+
+
+def _gc(store) -> tuple[int, int]:
+    """Collect blobs and unpacked layers, keeping whatever a bundle still uses."""
+    from imagetool import bundle
+    n, freed = store.gc(keep=bundle.manifests_in_use(store.root))
+    bundle.prune_layer_cache(store.root)
+    return n, freed
 
 
 @app.command()
