@@ -176,11 +176,11 @@ def bench_verbs(ctx: Ctx):
 
     # exec, if pyrunc has it
     ex_rows = []
-    probe = H.run([PYRUNC, "exec", "--help"])
-    has_exec = probe.rc == 0 and b"No help topic" not in probe.err
+    probe = H.run([PYRUNC, "exec"])
+    has_exec = b"No help topic" not in probe.err
     notes = []
     if not has_exec:
-        notes.append("exec: skipped, pyrunc has no `exec` verb yet (`pyrunc exec --help` fails: "
+        notes.append("exec: skipped, pyrunc has no `exec` verb yet (`pyrunc exec` says: "
                      + (probe.err.decode(errors="replace").strip().splitlines() or ["?"])[-1] + ")")
     else:
         running = {}
@@ -379,4 +379,11 @@ def run(args, report: H.Report):
         if args.runtime_steps and name not in args.runtime_steps:
             continue
         print(f"-- runtime/{name} ...", flush=True)
-        fn(ctx)
+        try:
+            fn(ctx)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - report and go on with the next benchmark
+            import traceback
+            traceback.print_exc()
+            report.note(f"runtime/{name} failed: {type(e).__name__}: {str(e)[:500]}")

@@ -199,11 +199,12 @@ def build_wrapper(tmpdir: str) -> str | None:
 
 def _high(fd: int) -> int:
     import fcntl
-    return fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
 
 
 def spawn(argv, *, mntns_fd: int | None = None, capture: bool = True, cwd: str | None = None,
-          env: dict | None = None, stdout_fd: int | None = None, wrap: bool = True) -> Proc:
+          env: dict | None = None, stdout_fd: int | None = None, stderr_fd: int | None = None,
+          wrap: bool = True) -> Proc:
     """fork + exec argv (through rsswrap, which measures wall time and peak
     RSS). stdin is /dev/null; stdout/stderr are pipes (capture) or
     /dev/null. A container init forked by the runtime inherits whatever the
@@ -233,7 +234,7 @@ def spawn(argv, *, mntns_fd: int | None = None, capture: bool = True, cwd: str |
     if pid == 0:  # child: only plain fd work until exec
         try:
             o = out_w if capture else (stdout_fd if stdout_fd is not None else null)
-            e = err_w if capture else null
+            e = err_w if capture else (stderr_fd if stderr_fd is not None else null)
             hi = [_high(x) for x in (null, o, e)]
             hrep = _high(rep_w) if use_wrap else None
             hns = _high(mntns_fd) if (use_wrap and mntns_fd is not None) else None

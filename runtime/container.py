@@ -168,12 +168,17 @@ class _Builder:
         st.save(self.cdir, {"id": opts.cid, "pid": 0, "bundle": opts.bundle,
                             "rootfs": cfg["_rootfs"], "created": _now_rfc3339(),
                             "cgroup": self.cgroup.to_state()})
-        fifo = os.path.join(self.cdir, st.FIFO_NAME)
-        os.mkfifo(fifo, 0o622)
+        # init waits in accept() on this socket until `start` connects. A
+        # socket bound here before pivot_root needs no /proc access later,
+        # which a non-dumpable init running as another uid would not have.
+        import socket
+        start_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        start_sock.bind(os.path.join(self.cdir, st.START_SOCK))
+        start_sock.listen(1)
         low = 3 + opts.preserve_fds
         # Internal fds live above the preserved range so they never collide
         # with an fd the caller asked us to pass on.
-        fifo_fd = _dup_above(os.open(fifo, os.O_PATH | os.O_CLOEXEC), low)
+        start_fd = _dup_above(start_sock.detach(), low)
         parent_chan, child_chan = sync.Channel.pair()
         _move_sock_above(child_chan, low)
         console_fd = None
@@ -182,10 +187,14 @@ class _Builder:
         elif foreground_console is not None:
             console_fd = _dup_above(os.dup(foreground_console.fileno()), low)
         ctx = init.Context(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
-                           chan=child_chan, fifo_fd=fifo_fd, console_fd=console_fd,
+                           chan=child_chan, start_fd=start_fd, console_fd=console_fd,
                            preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                            no_new_keyring=opts.no_new_keyring,
                            cgroup_mount=_cgroup_mounter("cgroup" in nstypes))
+        # Everything init will import must be loaded now: inside a user
+        # namespace the host's Python library may be unreadable, and after
+        # pivot_root it is out of reach.
+        init.preload(cfg)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -197,7 +206,7 @@ class _Builder:
             init.stage1(ctx)  # never returns
         self.stage1 = pid
         child_chan.close()
-        os.close(fifo_fd)
+        os.close(start_fd)
         if console_fd is not None:
             os.close(console_fd)
         chan = parent_chan
@@ -543,32 +552,28 @@ def start(root: str, cid: str) -> None:
 
 
 def _release(data: dict) -> None:
-    """Open the exec fifo, let init through, and collect its verdict: the fifo
-    reaches EOF when init execs (close-on-exec) or exits; anything written
-    after the first byte is an error message."""
-    import select
-    fifo = os.path.join(data["_dir"], st.FIFO_NAME)
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    """Connect to the waiting init and collect its verdict: init sends "0",
+    then either execs (the socket is close-on-exec, so we read EOF) or sends
+    "E" and an error message."""
+    import socket
+    path = os.path.join(data["_dir"], st.START_SOCK)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
+        try:
+            s.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            raise InvalidState("cannot start a container whose init has exited") from None
+        os.unlink(path)
         got = b""
-        started = False
         while True:
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                chunk = os.read(fd, 4096)
-                if chunk:
-                    got += chunk
-                    started = True
-                    continue
-                if started:
-                    break
-            if not st.init_alive(data):
-                if not started:
-                    raise InvalidState("cannot start a container whose init has exited")
+            chunk = s.recv(4096)
+            if not chunk:
                 break
-        os.unlink(fifo)
+            got += chunk
     finally:
-        os.close(fd)
+        s.close()
+    if not got:
+        raise InitFailure("container init exited before starting the process")
     if got[1:2] == b"E":
         raise InitFailure(got[2:].decode(errors="replace"))
 

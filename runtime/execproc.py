@@ -240,7 +240,7 @@ def _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
             signal.signal(s, signal.SIG_DFL)
         os.setsid()
         ctx = init.Context(cid=cid, config=cfg, bundle=data["bundle"], rootfs="/", chan=chan,
-                           fifo_fd=-1, console_fd=console_fd, preserve_fds=preserve_fds,
+                           start_fd=-1, console_fd=console_fd, preserve_fds=preserve_fds,
                            cgroup_mount=None)
         if proc.get("terminal"):
             init.setup_terminal(ctx, proc)

@@ -6,14 +6,15 @@ stage1  still in the host's pid namespace. Joins or creates the user
         namespace (the parent writes its id maps), joins/creates the other
         namespaces, then forks init so that init is pid 1 of the new pid
         namespace, reports init's host pid and exits.
-init    prepares the rootfs and process and blocks on exec.fifo until
+init    prepares the rootfs and process and blocks on exec.sock until
         `start`; then execs the user process. Nothing of Python remains.
 
 Any exception is sent to the parent as an ERROR message naming what failed;
-after READY, errors go to `start` through the fifo instead.
+after READY, errors go to `start` through the start socket instead.
 """
 import os
 import signal
+import socket
 import sys
 
 from runtime import rootfs, sync
@@ -30,7 +31,7 @@ class Context:
         self.bundle: str = kw["bundle"]
         self.rootfs: str = kw["rootfs"]
         self.chan: sync.Channel = kw["chan"]
-        self.fifo_fd: int = kw["fifo_fd"]
+        self.start_fd: int = kw["start_fd"]
         self.console_fd: int | None = kw.get("console_fd")
         self.preserve_fds: int = kw.get("preserve_fds", 0)
         self.no_pivot: bool = kw.get("no_pivot", False)
@@ -138,9 +139,6 @@ def init(ctx: Context) -> None:
     nstypes = {n["type"] for n in _namespaces(cfg)}
     ready = False
     try:
-        # 0. After pivot_root the host's Python library is out of reach:
-        #    import everything the rest of the checklist uses now.
-        preload(cfg)
         # 1. No inherited fd may reach the user process: everything above
         #    stdio and the preserved range closes on exec.
         sc.close_range_cloexec(3 + ctx.preserve_fds)
@@ -217,14 +215,15 @@ def init(ctx: Context) -> None:
         ctx.chan.send(sync.READY)
         ctx.chan.close()
         ready = True
-        fifo = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-        os.close(ctx.fifo_fd)
-        os.write(fifo, b"0")
+        listener = socket.socket(fileno=ctx.start_fd)
+        conn, _ = listener.accept()  # close-on-exec, like every fd of ours
+        listener.close()
+        conn.sendall(b"0")
         # 15. startContainer hooks: container namespaces, after start.
         if hooks.get("startContainer"):
             from runtime.hooks import run_hooks
             run_hooks("startContainer", hooks["startContainer"], _hook_state(ctx, "running"))
-        # 16. Hand over to the user process; the fifo closes on exec, which
+        # 16. Hand over to the user process; the socket closes on exec, which
         #     is how `start` learns that exec succeeded.
         os.execve(ctx.exec_args[0], proc["args"], env_dict(ctx.exec_env))
     except BaseException as e:  # noqa: BLE001
@@ -232,7 +231,7 @@ def init(ctx: Context) -> None:
             _report(ctx, e)
         else:
             try:
-                os.write(fifo, ("E" + describe(e)).encode())
+                conn.sendall(("E" + describe(e)).encode())
             except (OSError, NameError):
                 sys.stderr.write(f"pyrunc init: {describe(e)}\n")
         os._exit(1 if not isinstance(e, OSError) or e.errno not in (2, 13) else 127)
@@ -293,9 +292,10 @@ def setup_terminal(ctx: Context, proc: dict) -> None:
     if ctx.console_fd is None:
         raise OSError(22, "process.terminal is set but no console socket was given")
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    # unlockpt, then the pts number.
-    fcntl.ioctl(master, termios.TIOCSPTLCK, struct.pack("i", 0))
-    n = struct.unpack("I", fcntl.ioctl(master, termios.TIOCGPTN, b"\0" * 4))[0]
+    # unlockpt, then the pts number (the termios module lacks both ioctls).
+    TIOCSPTLCK, TIOCGPTN = 0x40045431, 0x80045430
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
     slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY)
     size = proc.get("consoleSize")
     if size:

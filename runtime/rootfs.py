@@ -74,11 +74,16 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "") -> int:
+def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "",
+            _depth: int = 0) -> int:
     """Open `path` inside the rootfs as an O_PATH fd without ever leaving it.
 
     With create="dir" or "file", missing components are made (directories
-    0755, a final file 0644 for file bind mounts). The caller closes the fd."""
+    0755, a final file 0644 for file bind mounts); a dangling symlink on the
+    way is followed by hand, its target taken relative to the rootfs, so the
+    new directory is made where the link points *inside* the rootfs. The
+    caller closes the fd."""
+    import posixpath
     rel = path.strip("/")
     how = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
     if not rel:
@@ -88,39 +93,54 @@ def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "
     except FileNotFoundError:
         if not create:
             raise
-    parts = rel.split("/")
+    if _depth > 40:
+        raise RuntimeFailure(f"{label or path}: too many levels of symbolic links")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
     cur = os.dup(rootfd)
     try:
         for i, name in enumerate(parts):
-            if name in ("", "."):
-                continue
             last = i == len(parts) - 1
             try:
                 nxt = sc.openat2(cur, name, os.O_PATH, how)
             except FileNotFoundError:
                 try:
+                    target = os.readlink(name, dir_fd=cur)
+                except OSError:
+                    target = None
+                if target is not None:
+                    # A dangling link: continue from its target, inside the rootfs.
+                    here = _path_in_root(rootfd, cur)
+                    os.close(cur)
+                    cur = -1
+                    base = target if target.startswith("/") else posixpath.join(here, target)
+                    rest = "/".join(parts[i + 1:])
+                    return resolve(rootfd, posixpath.join(base, rest) if rest else base,
+                                   create=create, label=label, _depth=_depth + 1)
+                try:
                     if last and create == "file":
                         os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW
-                                         | os.O_CLOEXEC, 0o644, dir_fd=_real_dir(cur)))
+                                         | os.O_CLOEXEC, 0o644, dir_fd=cur))
                     else:
-                        os.mkdir(name, 0o755, dir_fd=_real_dir(cur))
+                        os.mkdir(name, 0o755, dir_fd=cur)
                 except FileExistsError:
                     pass
-                try:
-                    nxt = sc.openat2(cur, name, os.O_PATH, how)
-                except FileNotFoundError:
-                    raise RuntimeFailure(f"{label or path}: {name} is a dangling symlink in the rootfs") from None
+                nxt = sc.openat2(cur, name, os.O_PATH, how)
             os.close(cur)
             cur = nxt
         return cur
     except BaseException:
-        os.close(cur)
+        if cur >= 0:
+            os.close(cur)
         raise
 
 
-def _real_dir(fd: int) -> int:
-    # mkdirat/openat accept O_PATH directory fds directly.
-    return fd
+def _path_in_root(rootfd: int, fd: int) -> str:
+    """Path of `fd` relative to the rootfs (both O_PATH directory fds)."""
+    root = os.readlink(fd_path(rootfd))
+    here = os.readlink(fd_path(fd))
+    if here == root:
+        return "/"
+    return "/" + os.path.relpath(here, root)
 
 
 def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount) -> None:

@@ -3,7 +3,8 @@
 Layout of ROOT/ID/:
   state.json   what later verbs need (pid, start time, bundle, cgroup, hooks);
                carries "version" so a newer pyrunc can read an older file.
-  exec.fifo    exists from create until start: init blocks writing to it.
+  exec.sock    exists from create until start: a listening unix socket on
+               which the waiting init blocks in accept().
 
 Writes are atomic (temporary file + rename). Every verb that changes a
 container holds an exclusive flock on its directory, so concurrent commands
@@ -18,7 +19,7 @@ import re
 from runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
 
 STATE_VERSION = 1
-FIFO_NAME = "exec.fifo"
+START_SOCK = "exec.sock"
 _ID_RE = re.compile(r"^[\w+\-.]+$")
 
 
@@ -115,7 +116,7 @@ def status(data: dict) -> str:
     """created | running | paused | stopped, derived from the live system."""
     if not init_alive(data):
         return "stopped"
-    if os.path.exists(os.path.join(data["_dir"], FIFO_NAME)):
+    if os.path.exists(os.path.join(data["_dir"], START_SOCK)):
         return "created"
     cg = data.get("cgroup")
     if cg:

@@ -19,9 +19,27 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory):
-    """A read-only-by-convention busybox rootfs shared by the session."""
-    return make_rootfs(tmp_path_factory.mktemp("bbroot") / "rootfs")
+def busybox_rootfs():
+    """A read-only-by-convention busybox rootfs shared by the session. It lives
+    in a world-traversable directory (pytest's own tmp dirs are 0700) so that
+    containers in user namespaces, whose root is not host root, can reach it."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="pyrunc-test-")
+    os.chmod(d, 0o755)
+    yield make_rootfs(os.path.join(d, "rootfs"))
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def open_tmp():
+    """A per-test temp dir that other uids can traverse (for user namespaces)."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="pyrunc-test-")
+    os.chmod(d, 0o755)
+    yield __import__("pathlib").Path(d)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,163 @@
+"""Import-time profile: `python -X importtime` of each pyrunc verb's path."""
+from __future__ import annotations
+
+import os
+import re
+
+import harness as H
+from runtimes import PYRUNC, Runtime, make_bundle, make_tmp, wait_pid_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = os.path.join(REPO, ".venv", "bin", "python")
+LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def parse(stderr: str):
+    mods = []
+    for line in stderr.splitlines():
+        m = LINE.match(line)
+        if m:
+            mods.append((m.group(4), int(m.group(1)), int(m.group(2)), (len(m.group(3)) - 1) // 2))
+    return mods
+
+
+def _first_party(name):
+    return name.split(".")[0] in ("runtime", "imagetool")
+
+
+def run(args, report: H.Report):
+    H.become_subreaper()
+    tmp = make_tmp()
+    bundle = make_bundle(os.path.join(tmp, "bundle"))
+    sleeper = make_bundle(os.path.join(tmp, "sleeper"), args=("/bin/sleep", "100000"))
+    rt = Runtime("pyrunc", PYRUNC, os.path.join(tmp, "root"))
+    H.CLEANUP.push(rt.cleanup)
+    os.makedirs(RESULTS, exist_ok=True)
+    n = [0]
+
+    def new_id():
+        n[0] += 1
+        return f"imp{os.getpid()}-{n[0]}"
+
+    def created():
+        cid = new_id()
+        pf = os.path.join(tmp, cid + ".pid")
+        rt.create(cid, bundle, pf)
+        return cid, wait_pid_file(pf)
+
+    base = [PY, "-X", "importtime", PYRUNC, "--root", rt.root]
+    reps = 3
+
+    def prof(label, make_argv, after=None):
+        """Run `reps` times (fresh state each), keep the last profile and the median wall."""
+        walls, mods = [], None
+        for _ in range(reps):
+            argv, ctx = make_argv()
+            res = H.run(base + argv)
+            walls.append(res.wall)
+            if after:
+                after(ctx)
+            mods = parse(res.err.decode(errors="replace"))
+        return label, H.median(walls), mods
+
+    results = []
+    # state / kill / delete / start on fresh created containers
+    cid_state, pid_state = created()
+    results.append(prof("state", lambda: (["state", cid_state], None)))
+    results.append(prof("list", lambda: (["list"], None)))
+
+    def mk_start():
+        cid, pid = created()
+        return ["start", cid], (cid, pid)
+
+    def after_start(c):
+        H.reaper().wait(c[1], 30)
+        rt.run("delete", "--force", c[0], check=False)
+    results.append(prof("start", mk_start, after_start))
+
+    def mk_kill():
+        cid, pid = created()
+        return ["kill", cid, "KILL"], (cid, pid)
+    results.append(prof("kill", mk_kill, after_start))
+
+    def mk_delete():
+        cid, pid = created()
+        rt.run("start", cid)
+        H.reaper().wait(pid, 30)
+        return ["delete", cid], None
+    results.append(prof("delete", mk_delete))
+
+    # create: the init inherits stderr, so the profile goes to a file.
+    def prof_create():
+        walls, mods = [], None
+        for _ in range(reps):
+            cid = new_id()
+            pf = os.path.join(tmp, cid + ".pid")
+            errf = os.path.join(tmp, "create-err.txt")
+            with open(errf, "wb") as ef:
+                p = H.spawn(base + ["create", "--bundle", bundle, "--pid-file", pf, cid], capture=False,
+                            stderr_fd=ef.fileno())
+                res = p.wait(120)
+            pid = wait_pid_file(pf)
+            walls.append(res.wall)
+            rt.run("delete", "--force", cid, check=False)
+            H.reaper().wait(pid, 30)
+            with open(errf, encoding="utf-8", errors="replace") as f:
+                mods = parse(f.read())
+        return "create", H.median(walls), mods
+    results.append(prof_create())
+
+    probe = H.run([PYRUNC, "exec"])
+    if b"No help topic" not in probe.err:
+        scid = new_id()
+        pf = os.path.join(tmp, scid + ".pid")
+        rt.create(scid, sleeper, pf)
+        spid = wait_pid_file(pf)
+        rt.run("start", scid)
+        results.append(prof("exec", lambda: (["exec", scid, "/bin/true"], None)))
+        rt.run("delete", "--force", scid, check=False)
+        H.reaper().wait(spid, 30)
+
+    def mk_spec():
+        d = make_tmp("pyrunc-bench-spec-")
+        return ["spec", "--bundle", d], None
+    results.append(prof("spec", mk_spec))
+    results.append(prof("--version", lambda: (["--version"], None)))
+    rt.run("delete", "--force", cid_state, check=False)
+    H.reaper().wait(pid_state, 30)
+
+    # baselines: the interpreter alone
+    base_rows = []
+    for label, argv in (("python -c pass (venv)", [PY, "-c", "pass"]),
+                        ("python -I -S -c pass", [PY, "-I", "-S", "-c", "pass"])):
+        walls = [H.run(argv).wall for _ in range(7)]
+        base_rows.append([label, H.fmt_ms(H.median(walls))])
+
+    rows = []
+    detail = []
+    for label, wall, mods in results:
+        if not mods:
+            rows.append([label, H.fmt_ms(wall), "-", "-", "-", "no importtime output"])
+            continue
+        total = sum(m[1] for m in mods) / 1000
+        ours = sum(m[1] for m in mods if _first_party(m[0])) / 1000
+        top = sorted((m for m in mods if m[3] == 0), key=lambda m: -m[2])[:6]
+        rows.append([label, H.fmt_ms(wall), f"{total:.1f}", f"{ours:.1f}", str(len(mods)),
+                     ", ".join(f"{m[0]} {m[2] / 1000:.1f}" for m in top)])
+        with open(os.path.join(RESULTS, f"importtime-{label.strip('-')}.txt"), "w") as f:
+            f.write(f"# python -X importtime pyrunc {label}; self_us cumulative_us module\n")
+            for m in mods:
+                f.write(f"{m[1]:8d} {m[2]:8d} {'  ' * m[3]}{m[0]}\n")
+        if label in ("state", "create", "start", "delete"):
+            for m in sorted(mods, key=lambda m: -m[1])[:12]:
+                detail.append([label, m[0], f"{m[1] / 1000:.2f}", f"{m[2] / 1000:.2f}"])
+    report.section("Import time: python -X importtime of each pyrunc verb (median wall of 3; profile of the last)",
+                   ["verb", "wall ms (with -X importtime)", "imports total ms", "of which runtime.* ms",
+                    "modules", "top-level imports by cumulative ms"], rows,
+                   ["raw profiles: bench/results/importtime-VERB.txt",
+                    "measured as installed: compileall has been run (PYTHONDONTWRITEBYTECODE=1 is set here, "
+                    "so without it every call would compile)"])
+    report.section("Import time: biggest single modules (self time) on the hot verbs",
+                   ["verb", "module", "self ms", "cumulative ms"], detail)
+    report.section("Interpreter start-up alone (median of 7)", ["command", "wall ms"], base_rows)
