@@ -209,7 +209,7 @@ _UPDATE_FLAG_NAMES = ("blkio-weight", "cpu-period", "cpu-quota", "cpu-rt-period"
 
 
 @verb("update", Opt("--resources,-r", "resources", str, None, "LinuxResources JSON file, or - for stdin"),
-      *[Opt("--" + n, n, str, None, f"new {n} value") for n in _UPDATE_FLAG_NAMES],
+      *[Opt("--" + n, n.replace("-", "_"), str, None, f"new {n} value") for n in _UPDATE_FLAG_NAMES],
       Opt("--l3-cache-schema", "l3_cache_schema", str, None, "Intel RDT (not supported)"),
       Opt("--mem-bw-schema", "mem_bw_schema", str, None, "Intel RDT (not supported)"),
       help="Change a running container's resource limits.")
@@ -218,7 +218,7 @@ def _update(g, a):
     from runtime.errors import RuntimeFailure
     if a["l3_cache_schema"] or a["mem_bw_schema"]:
         raise RuntimeFailure("update: Intel RDT is not supported on this host")
-    for w in manage.update(g["root"], a["id"], a["resources"], {n: a[n] for n in _UPDATE_FLAG_NAMES}):
+    for w in manage.update(g["root"], a["id"], a["resources"], {n: a[n.replace("-", "_")] for n in _UPDATE_FLAG_NAMES}):
         log.warning(w)
 
 
@@ -369,6 +369,10 @@ def _version() -> None:
 def _typer_main(argv: list[str]) -> int:
     """The people's front end: typer built from VERBS (help, usage)."""
     import inspect
+    if sys.flags.no_site:
+        # The fast launcher skipped site-packages; typer lives there.
+        import site
+        site.main()
     import typer
     app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="pyrunc: an OCI runtime compatible with runc's command line.",

@@ -385,3 +385,81 @@ def push_busybox(registry_host: str, repo: str = "busybox", tag: str = "latest",
     cfg = make_config(layers, cmd=cmd or ["sh"])
     push_image(registry_host, repo, tag, layers=layers, config=cfg, media=media)
     return f"{registry_host}/{repo}:{tag}"
+
+
+# --------------------------------------------------------------------------
+# driving a command through a pseudo-terminal
+# --------------------------------------------------------------------------
+
+class PtyProcess:
+    """Run a command with a new pty as its stdin/stdout/stderr and
+    controlling terminal (what `ctr run -t` needs: it puts the terminal in
+    raw mode and relays it to the container's console)."""
+
+    def __init__(self, cmd: list[str], env=None, rows=24, cols=80):
+        import fcntl
+        import struct
+        import termios
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+        def ctty():
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
+                                     start_new_session=True, preexec_fn=ctty, env=env,
+                                     close_fds=True)
+        os.close(slave)
+        self.buf = b""
+
+    def _read_some(self, timeout: float) -> bool:
+        import select
+        r, _, _ = select.select([self.master], [], [], timeout)
+        if not r:
+            return True
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: every slave fd is closed
+            return False
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def expect(self, needle: bytes, timeout: float = 30.0) -> bytes:
+        """Read until needle appears in the output; returns all output so far."""
+        end = time.monotonic() + timeout
+        while needle not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{needle!r} not seen on the terminal; got {self.buf!r}")
+            if not self._read_some(min(left, 0.5)) and needle not in self.buf:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"process exited ({self.proc.returncode}) before "
+                                         f"{needle!r} appeared; got {self.buf!r}")
+        return self.buf
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Drain output until the process exits; returns its exit status."""
+        end = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < end:
+            self._read_some(0.2)
+        try:
+            return self.proc.wait(max(0.1, end - time.monotonic()))
+        finally:
+            while self._read_some(0):
+                import select
+                if not select.select([self.master], [], [], 0)[0]:
+                    break
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass

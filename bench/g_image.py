@@ -1,0 +1,343 @@
+"""Image group: pyimg pull/unpack against skopeo copy + umoci unpack, from a
+private docker-registry on loopback."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import harness as H
+import images as I
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYIMG = os.path.join(REPO, ".venv", "bin", "pyimg")
+
+
+def _umount_under(path):
+    """Unmount anything (overlay bundles) left below path, deepest first."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        mnts = [l.split()[1].replace("\\040", " ") for l in f]
+    for m in sorted((m for m in mnts if m == path or m.startswith(path + "/")), key=len, reverse=True):
+        H.run(["umount", "-l", m])
+
+
+def _rmtree(path):
+    _umount_under(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Ctx:
+    def __init__(self, args, report):
+        self.args, self.report = args, report
+        self.tmp = tempfile.mkdtemp(prefix="pyrunc-bench-img-", dir="/var/tmp")
+        H.CLEANUP.push(_rmtree, self.tmp)
+        self.n = 0
+
+    def d(self, name):
+        self.n += 1
+        return os.path.join(self.tmp, f"{name}-{self.n}")
+
+
+class Img:
+    def __init__(self, name, ref, tag, big):
+        self.name, self.ref, self.tag, self.big = name, ref, tag, big
+
+
+def _pyimg_has(verb) -> bool:
+    r = H.run([PYIMG, "--help"])
+    return any(line.strip("│ ").startswith(verb + " ") for line in r.out.decode(errors="replace").splitlines())
+
+
+# ---------------------------------------------------------------- operations
+
+def py_pull(store, img):
+    return H.run([PYIMG, "--root", store, "pull", img.ref], timeout=1800)
+
+
+def sk_pull(store, img):
+    return H.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{img.ref}",
+                  f"oci:{store}:{img.tag}"], timeout=1800)
+
+
+def py_unpack(store, img, bundle, mode):
+    return H.run([PYIMG, "--root", store, "unpack", img.ref, bundle, "--mode", mode], timeout=1800)
+
+
+def um_unpack(store, img, bundle):
+    return H.run(["umoci", "unpack", "--image", f"{store}:{img.tag}", bundle], timeout=1800)
+
+
+def py_rm_bundle(store, bundle):
+    H.run([PYIMG, "--root", store, "rm-bundle", "--force", bundle])
+    _rmtree(bundle)
+
+
+def _m(res: H.Result, what):
+    if res.rc != 0:
+        raise RuntimeError(f"{what}: exit {res.rc}: {res.err.decode(errors='replace').strip()[-400:]}")
+    return {"wall": res.wall, "rss": res.maxrss_kb}
+
+
+# ---------------------------------------------------------------- benchmarks
+
+def _rows(series, variants, ref):
+    rows = []
+    for v in variants:
+        w = series["wall"]
+        vals = w.values(v)
+        rows.append([v, H.fmt_s(w.med(v)), H.fmt_s(min(vals)) if vals else "-",
+                     H.fmt_s(max(vals)) if vals else "-",
+                     "-" if v == ref else H.fmt_ratio(w.ratio(v, ref)), H.fmt_mb(series["rss"].med(v))])
+    return rows
+
+
+HEADER = ["tool", "median s", "min", "max", "ratio", "peak RSS MB"]
+
+
+def _safe(fn):
+    """Run a measurement; a failing variant yields None values (and prints why)."""
+    errors = []
+
+    def wrapped():
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001
+            if not errors:
+                print(f"  failed: {e}", flush=True)
+            errors.append(str(e))
+            return {"wall": None, "rss": None}
+    wrapped.errors = errors
+    return wrapped
+
+
+def run_case(ctx, title, variants: dict, ref: str, rounds, warmup, notes=()):
+    wrapped = {k: _safe(fn) for k, fn in variants.items()}
+    s = H.interleaved(wrapped, rounds, warmup, metrics=("wall", "rss"))
+    notes = list(notes)
+    for k, w in wrapped.items():
+        if w.errors:
+            notes.append(f"{k} failed: {w.errors[-1][:300]}")
+    rows = _rows(s, variants, ref)
+    for r in rows:
+        r[4] = r[4] if r[0] == ref else r[4] + f" vs {ref}" if r[4] != "-" else "-"
+    return [[title] + r for r in rows], notes
+
+
+def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None = None):
+    a = ctx.args
+    rounds = a.long_rounds if img.big else a.rounds
+    warm = 1
+    rows, notes = [], []
+
+    def new_store():
+        return ctx.d("store")
+
+    # pull alone
+    def v_py_pull():
+        s = new_store()
+        try:
+            return _m(py_pull(s, img), "pyimg pull")
+        finally:
+            _rmtree(s)
+
+    def v_sk_pull():
+        s = new_store()
+        try:
+            return _m(sk_pull(s, img), "skopeo copy")
+        finally:
+            _rmtree(s)
+    vs = {}
+    if has_pull:
+        vs["pyimg pull"] = v_py_pull
+    vs["skopeo copy"] = v_sk_pull
+    r, n = run_case(ctx, "pull", vs, "skopeo copy", rounds, warm)
+    rows += r
+    notes += n
+
+    # unpack alone, from stores filled once
+    py_store = sk_store = None
+    if has_pull:
+        py_store = new_store()
+        py_pull(py_store, img).check()
+    sk_store = new_store()
+    sk_pull(sk_store, img).check()
+
+    def v_py_unpack(mode):
+        def f():
+            b = ctx.d("bundle")
+            try:
+                return _m(py_unpack(py_store, img, b, mode), f"pyimg unpack --mode {mode}")
+            finally:
+                py_rm_bundle(py_store, b)
+        return f
+
+    def v_um_unpack():
+        b = ctx.d("bundle")
+        try:
+            return _m(um_unpack(sk_store, img, b), "umoci unpack")
+        finally:
+            _rmtree(b)
+    vs = {}
+    if has_pull and has_unpack:
+        vs["pyimg unpack --mode copy"] = v_py_unpack("copy")
+        vs["pyimg unpack --mode overlay"] = v_py_unpack("overlay")
+    vs["umoci unpack"] = v_um_unpack
+    r, n = run_case(ctx, "unpack", vs, "umoci unpack", rounds, warm)
+    rows += r
+    notes += n
+
+    # pull + unpack
+    def v_py_both(mode):
+        def f():
+            s, b = new_store(), ctx.d("bundle")
+            try:
+                p = _m(py_pull(s, img), "pyimg pull")
+                u = _m(py_unpack(s, img, b, mode), f"pyimg unpack --mode {mode}")
+                return {"wall": p["wall"] + u["wall"], "rss": max(p["rss"], u["rss"])}
+            finally:
+                py_rm_bundle(s, b)
+                _rmtree(s)
+        return f
+
+    def v_sk_both():
+        s, b = new_store(), ctx.d("bundle")
+        try:
+            p = _m(sk_pull(s, img), "skopeo copy")
+            u = _m(um_unpack(s, img, b), "umoci unpack")
+            return {"wall": p["wall"] + u["wall"], "rss": max(p["rss"], u["rss"])}
+        finally:
+            _rmtree(b)
+            _rmtree(s)
+    vs = {}
+    if has_pull and has_unpack:
+        vs["pyimg pull + unpack (copy)"] = v_py_both("copy")
+        vs["pyimg pull + unpack (overlay)"] = v_py_both("overlay")
+    vs["skopeo copy + umoci unpack"] = v_sk_both
+    r, n = run_case(ctx, "pull + unpack", vs, "skopeo copy + umoci unpack", rounds, warm)
+    rows += r
+    notes += n
+
+    # a second bundle of an already unpacked image
+    if has_pull and has_unpack:
+        first = ctx.d("bundle-first")
+        py_unpack(py_store, img, first, "overlay").check()
+        vs = {"pyimg unpack --mode overlay (2nd bundle)": v_py_unpack("overlay"),
+              "pyimg unpack --mode copy (2nd bundle)": v_py_unpack("copy"),
+              "umoci unpack (2nd bundle)": v_um_unpack}
+        r, n = run_case(ctx, "second bundle, image already unpacked", vs, "umoci unpack (2nd bundle)",
+                        rounds, warm, ["umoci has no shared-layer mode: its second bundle is a full unpack"])
+        rows += r
+        notes += n
+        py_rm_bundle(py_store, first)
+
+    # a second image sharing the base layers (pull into a store that has the base)
+    if base_img is not None:
+        def v_py_second():
+            s = new_store()
+            try:
+                py_pull(s, base_img).check()
+                return _m(py_pull(s, img), "pyimg pull (2nd image)")
+            finally:
+                _rmtree(s)
+
+        def v_sk_second():
+            s = new_store()
+            try:
+                sk_pull(s, base_img).check()
+                return _m(sk_pull(s, img), "skopeo copy (2nd image)")
+            finally:
+                _rmtree(s)
+        vs = {}
+        if has_pull:
+            vs["pyimg pull"] = v_py_second
+        vs["skopeo copy"] = v_sk_second
+        r, n = run_case(ctx, f"pull with {base_img.name} already in the store (shared base layer)", vs,
+                        "skopeo copy", rounds, warm)
+        rows += r
+        notes += n
+        if has_pull and has_unpack:
+            def v_py_second_unpack():
+                s, b1, b2 = new_store(), ctx.d("bundle"), ctx.d("bundle")
+                try:
+                    py_pull(s, base_img).check()
+                    py_unpack(s, base_img, b1, "overlay").check()
+                    p = _m(py_pull(s, img), "pyimg pull")
+                    u = _m(py_unpack(s, img, b2, "overlay"), "pyimg unpack --mode overlay")
+                    return {"wall": p["wall"] + u["wall"], "rss": max(p["rss"], u["rss"])}
+                finally:
+                    py_rm_bundle(s, b2)
+                    py_rm_bundle(s, b1)
+                    _rmtree(s)
+
+            def v_sk_second_unpack():
+                s, b1, b2 = new_store(), ctx.d("bundle"), ctx.d("bundle")
+                try:
+                    sk_pull(s, base_img).check()
+                    um_unpack(s, base_img, b1).check()
+                    p = _m(sk_pull(s, img), "skopeo copy")
+                    u = _m(um_unpack(s, img, b2), "umoci unpack")
+                    return {"wall": p["wall"] + u["wall"], "rss": max(p["rss"], u["rss"])}
+                finally:
+                    _rmtree(b2)
+                    _rmtree(b1)
+                    _rmtree(s)
+            r, n = run_case(ctx, f"pull + unpack with {base_img.name} already pulled and unpacked",
+                            {"pyimg pull + unpack (overlay)": v_py_second_unpack,
+                             "skopeo copy + umoci unpack": v_sk_second_unpack},
+                            "skopeo copy + umoci unpack", rounds, warm)
+            rows += r
+            notes += n
+
+    if py_store:
+        _rmtree(py_store)
+    _rmtree(sk_store)
+    ctx.report.section(f"Image: {img.name} ({rounds} rounds, {warm} warm-up, fresh store/bundle each round)",
+                       ["case"] + HEADER, rows, notes)
+
+
+def run(args, report: H.Report):
+    ctx = Ctx(args, report)
+    has_pull = _pyimg_has("pull")
+    has_unpack = _pyimg_has("unpack")
+    if not has_pull:
+        report.note("skipped: pyimg pull not available")
+    if not has_unpack:
+        report.note("skipped: pyimg unpack not available")
+    reg = I.Registry(ctx.tmp)
+    work = os.path.join(ctx.tmp, "build")
+    os.makedirs(work)
+    layout = os.path.join(ctx.tmp, "layout")
+    lay = I.Layout(layout)
+    print("  building busybox image ...", flush=True)
+    bb = I.busybox_layer(work)
+    lay.add_image("busybox", [bb])
+    imgs = [Img("busybox (1 layer, ~1 MB)", reg.push_layout(layout, "busybox", "bench/busybox:latest"),
+                "busybox", False)]
+    sizes = {"busybox": bb.size}
+    base = None
+    if not args.no_debian:
+        deb = I.debian_layer(report)
+        if deb is not None:
+            print("  building debian + whiteout images ...", flush=True)
+            lay.add_image("debian", [deb], cmd=("/bin/bash",))
+            wl = I.whiteout_layers(work)
+            lay.add_image("layered", [deb] + wl, cmd=("/bin/bash",))
+            sizes["debian"] = deb.size
+            sizes["layered"] = deb.size + sum(l.size for l in wl)
+            base = Img("debian bookworm minbase (1 layer)", reg.push_layout(layout, "debian", "bench/debian:bookworm"),
+                       "debian", True)
+            imgs.append(base)
+            imgs.append(Img("debian + 5 layers with whiteouts/opaque dir (6 layers)",
+                            reg.push_layout(layout, "layered", "bench/layered:latest"), "layered", True))
+    report.note("image sizes (compressed): " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
+    for img in imgs:
+        print(f"-- image/{img.tag} ...", flush=True)
+        try:
+            bench_image(ctx, img, has_pull, has_unpack, base_img=base if img.tag == "layered" else None)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            traceback.print_exc()
+            report.note(f"image/{img.tag} failed: {type(e).__name__}: {str(e)[:400]}")

@@ -1,0 +1,60 @@
+"""Container state: ids, atomic saves, and status robust to pid reuse."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from runtime import state as st  # noqa: E402
+from runtime.errors import ContainerExists, RuntimeFailure  # noqa: E402
+
+
+@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x\n"])
+def test_invalid_ids(cid):
+    with pytest.raises(RuntimeFailure):
+        st.validate_id(cid)
+
+
+def test_valid_ids():
+    for cid in ("abc", "a.b-c_d+e", "0123456789abcdef" * 4):
+        st.validate_id(cid)
+
+
+def test_make_dir_refuses_duplicates(tmp_path):
+    st.make_dir(str(tmp_path), "c1")
+    with pytest.raises(ContainerExists):
+        st.make_dir(str(tmp_path), "c1")
+
+
+def test_save_is_atomic_and_versioned(tmp_path):
+    d = st.make_dir(str(tmp_path), "c1")
+    st.save(d, {"id": "c1", "pid": 0, "bundle": "/b"})
+    data = st.load(str(tmp_path), "c1")
+    assert data["version"] == st.STATE_VERSION and data["id"] == "c1"
+    assert os.listdir(d) == ["state.json"]
+
+
+def test_state_from_newer_version_refused(tmp_path):
+    d = st.make_dir(str(tmp_path), "c1")
+    with open(os.path.join(d, "state.json"), "w") as f:
+        f.write('{"version": 99, "id": "c1"}')
+    with pytest.raises(RuntimeFailure, match="newer"):
+        st.load(str(tmp_path), "c1")
+
+
+def test_status_compares_start_time(tmp_path):
+    """A pid that now belongs to another process (other start time) is stopped."""
+    d = st.make_dir(str(tmp_path), "c1")
+    me = os.getpid()
+    data = {"id": "c1", "pid": me, "start_time": st.proc_start_time(me), "bundle": "/b", "_dir": d}
+    assert st.status(data) == "running"
+    open(os.path.join(d, st.START_SOCK), "w").close()
+    assert st.status(data) == "created"
+    data["start_time"] += 1
+    assert st.status(data) == "stopped"
+    assert st.oci_state(data)["pid"] == 0
+
+
+def test_proc_start_time_of_gone_pid():
+    assert st.proc_start_time(2**22 + 12345) is None
