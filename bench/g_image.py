@@ -92,7 +92,7 @@ def _rows(series, variants, ref):
     return rows
 
 
-HEADER = ["tool", "median s", "min", "max", "ratio", "peak RSS MB"]
+HEADER = ["tool", "median s", "min", "max", "ratio vs last tool of the case", "peak RSS MB"]
 
 
 def _safe(fn):
@@ -119,8 +119,6 @@ def run_case(ctx, title, variants: dict, ref: str, rounds, warmup, notes=()):
         if w.errors:
             notes.append(f"{k} failed: {w.errors[-1][:300]}")
     rows = _rows(s, variants, ref)
-    for r in rows:
-        r[4] = r[4] if r[0] == ref else r[4] + f" vs {ref}" if r[4] != "-" else "-"
     return [[title] + r for r in rows], notes
 
 
