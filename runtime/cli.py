@@ -420,6 +420,10 @@ def _dispatch(argv: list[str]) -> int:
         return 0
     if v is None or v == "--help":
         return _typer_main(argv)
+    if g["root"] == "/run/pyrunc" and "--root" not in argv and os.geteuid() != 0:
+        # Rootless: state goes where the user can write, as runc does.
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        g["root"] = os.path.join(xdg, "pyrunc") if xdg else f"/tmp/pyrunc-{os.geteuid()}"
     try:
         log.configure(g["log"], g["log_format"], g["debug"])
     except ValueError as e:

@@ -64,6 +64,7 @@ def load_bundle(bundle: str) -> dict:
     if not os.path.isdir(rootfs):
         raise RuntimeFailure(f"config.json: root.path: {rootfs} does not exist or is not a directory")
     cfg["_rootfs"] = os.path.realpath(rootfs)
+    cfg["_bundle"] = bundle
     return cfg
 
 
@@ -162,7 +163,16 @@ class _Builder:
         nstypes = {n["type"] for n in linux.get("namespaces") or ()}
         self.cgroup = cgroups.open_manager(linux.get("cgroupsPath"), opts.cid,
                                            systemd=opts.systemd_cgroup)
-        self.cgroup.create()
+        try:
+            for w in self.cgroup.create() or ():
+                _warn(w)
+        except RuntimeFailure as e:
+            # Rootless: cgroups are used only where they were delegated to us.
+            if os.geteuid() == 0 or _wants_limits(linux):
+                raise
+            from runtime import log
+            log.debug(f"rootless: running without a cgroup ({e})")
+            self.cgroup = _NoCgroup()
         # Saved before any process exists, so `delete --force` can clean up
         # after a create that was killed half-way.
         st.save(self.cdir, {"id": opts.cid, "pid": 0, "bundle": opts.bundle,
@@ -186,11 +196,13 @@ class _Builder:
             console_fd = _connect_console(opts.console_socket, low)
         elif foreground_console is not None:
             console_fd = _dup_above(os.dup(foreground_console.fileno()), low)
+        idmap_fds = _idmap_userns_fds(cfg, low)
         ctx = init.Context(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
+                           idmap_fds=idmap_fds,
                            chan=child_chan, start_fd=start_fd, console_fd=console_fd,
                            preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                            no_new_keyring=opts.no_new_keyring,
-                           cgroup_mount=_cgroup_mounter("cgroup" in nstypes))
+                           cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state()))
         # Everything init will import must be loaded now: inside a user
         # namespace the host's Python library may be unreadable, and after
         # pivot_root it is out of reach.
@@ -207,6 +219,8 @@ class _Builder:
         self.stage1 = pid
         child_chan.close()
         os.close(start_fd)
+        for fd in idmap_fds.values():
+            os.close(fd)
         if console_fd is not None:
             os.close(console_fd)
         chan = parent_chan
@@ -223,8 +237,9 @@ class _Builder:
             self.init_pid = msg["pid"]
             _reap(pid)
             self.stage1 = 0
-            resources = _resources_with_default_devices(cfg)
-            self.cgroup.apply(resources)
+            if not isinstance(self.cgroup, _NoCgroup):
+                for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
+                    _warn(w)
             data = {
                 "id": opts.cid, "pid": self.init_pid, "start_time": st.proc_start_time(self.init_pid),
                 "bundle": opts.bundle, "rootfs": cfg["_rootfs"], "created": _now_rfc3339(),
@@ -313,6 +328,64 @@ def _move_sock_above(chan, low: int) -> None:
     chan.sock = socket.socket(fileno=new)
 
 
+def _idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
+    """A detached id-mapped mount tree per idmap mount, mapped through a user
+    namespace holding that mount's id maps (or the container's own when the
+    mount gives none). The caller closes the fds."""
+    from runtime import rootfs
+    out: dict[int, int] = {}
+    linux = cfg["linux"]
+    for i, m in enumerate(cfg.get("mounts") or ()):
+        if not rootfs.needs_idmap(m):
+            continue
+        uids = m.get("uidMappings") or linux.get("uidMappings")
+        gids = m.get("gidMappings") or linux.get("gidMappings")
+        if not uids or not gids:
+            raise RuntimeFailure(f"config.json: mounts[{i}]: idmap needs uidMappings and gidMappings "
+                                 "(on the mount or in linux)")
+        src = m.get("source") or ""
+        if not os.path.isabs(src):
+            src = os.path.join(cfg["_bundle"], src)
+        userns = _make_userns(uids, gids, f"mounts[{i}]")
+        try:
+            out[i] = _dup_above(rootfs.idmapped_tree(src, m.get("options"), userns, f"mounts[{i}] {m['destination']}"),
+                                low)
+        except BaseException:
+            for fd in out.values():
+                os.close(fd)
+            raise
+        finally:
+            os.close(userns)
+    return out
+
+
+def _make_userns(uids: list[dict], gids: list[dict], label: str) -> int:
+    """Open a new user namespace with the given maps: a child unshares it and
+    waits while we write its maps and open /proc/CHILD/ns/user."""
+    from runtime import syscalls as sc
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            sc.unshare(sc.CLONE_NEWUSER)
+            os.write(w, b"1")
+            os.close(w)
+            signal.pause()
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        if os.read(r, 1) != b"1":
+            raise RuntimeFailure(f"{label}: could not create a user namespace for the id mapping")
+        _write_id_maps(pid, {"uidMappings": uids, "gidMappings": gids})
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(r)
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+
+
 def _connect_console(path: str, low: int) -> int:
     import socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -324,16 +397,55 @@ def _connect_console(path: str, low: int) -> int:
     return _dup_above(s.detach(), low)
 
 
+class _NoCgroup:
+    """Stands in for a cgroup manager when a rootless container has none."""
+
+    def add_task(self, pid):
+        pass
+
+    def destroy(self):
+        pass
+
+    def to_state(self):
+        return None
+
+
+def _wants_limits(linux: dict) -> bool:
+    res = linux.get("resources") or {}
+    return any(v for k, v in res.items() if k != "devices")
+
+
 def _write_id_maps(pid: int, linux: dict) -> None:
-    def fmt(maps):
-        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+    """Write the user namespace maps of `pid`.
+
+    As root the kernel takes any map. Unprivileged, it takes only a single
+    line mapping our own id, after setgroups is denied; anything else goes
+    through the setuid newuidmap/newgidmap helpers (shadow's uidmap), which
+    check /etc/subuid and /etc/subgid."""
+    import shutil
+    import subprocess
     for kind in ("uid", "gid"):
         maps = linux.get(f"{kind}Mappings") or []
         if not maps:
             continue
+        own = os.geteuid() if kind == "uid" else os.getegid()
+        simple = len(maps) == 1 and maps[0]["hostID"] == own and maps[0]["size"] == 1
+        if os.geteuid() != 0 and not simple:
+            helper = shutil.which(f"new{kind}map")
+            if not helper:
+                raise RuntimeFailure(f"config.json: linux.{kind}Mappings: mapping more than your own id "
+                                     f"needs new{kind}map (package uidmap)")
+            args = [helper, str(pid)] + [str(x) for m in maps for x in (m["containerID"], m["hostID"], m["size"])]
+            p = subprocess.run(args, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeFailure(f"config.json: linux.{kind}Mappings: new{kind}map: {p.stderr.strip()}")
+            continue
         try:
+            if kind == "gid" and os.geteuid() != 0:
+                with open(f"/proc/{pid}/setgroups", "w") as f:
+                    f.write("deny")
             with open(f"/proc/{pid}/{kind}_map", "w") as f:
-                f.write(fmt(maps))
+                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
         except OSError as e:
             raise RuntimeFailure(f"config.json: linux.{kind}Mappings: writing {kind}_map: {e.strerror}") from None
 
@@ -432,28 +544,38 @@ def _send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
             os.close(fd)
 
 
-def _cgroup_mounter(own_ns: bool):
+def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None):
     """Return the function init calls for a mount of type "cgroup".
 
-    The host's cgroup hierarchies are read here, in the parent, so init does
-    not parse mountinfo. With a cgroup namespace, fresh cgroup filesystems
-    show the container's own cgroup as their root; without one, the
-    container's cgroup directories are bind-mounted."""
+    Everything is worked out here, in the parent: the host's hierarchies
+    and, for each, the container's own cgroup directory. With a cgroup
+    namespace, fresh cgroup filesystems show that directory as their root;
+    without one (or where a user namespace forbids mounting a v1
+    hierarchy) the directory itself is bind-mounted. A hierarchy the
+    container has no cgroup in (rootless) is left empty, never the host's."""
     hier = _host_hierarchies()
+    dirs = _container_dirs(cgroup_state)
+
+    def own_dir(mnt: str) -> str | None:
+        return next((d for d in dirs if d == mnt or d.startswith(mnt + "/")), None)
+
+    def bind(src, dst, flags, base, label):
+        from runtime import syscalls as sc
+        sc.mount(src, dst, None, sc.MS_BIND | sc.MS_REC, None, label=label)
+        if flags & sc.MS_RDONLY:
+            sc.mount(None, dst, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base, None, label=label)
 
     def mount_cgroups(rootfd: int, dest: str, target: str, flags: int, label: str) -> None:
         from runtime import rootfs
         from runtime import syscalls as sc
-        own = _own_cgroups()
         base = flags & ~(sc.MS_RDONLY | sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
         v2root = next((h for h in hier if h[1] == "cgroup2" and h[0] == "/sys/fs/cgroup"), None)
         if v2root:
+            src = own_dir(v2root[0])
             if own_ns:
                 sc.mount("cgroup2", target, "cgroup2", flags, None, label=label)
-            else:
-                sc.mount(v2root[0] + own.get("", "/"), target, None, sc.MS_BIND | sc.MS_REC, None, label=label)
-                if flags & sc.MS_RDONLY:
-                    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base, None, label=label)
+            elif src:
+                bind(src, target, flags, base, label)
             return
         sc.mount("tmpfs", target, "tmpfs", base, "mode=755", label=label)
         # The old fd still names the directory under the tmpfs: reopen.
@@ -465,20 +587,20 @@ def _cgroup_mounter(own_ns: bool):
 
     def _mount_v1_tree(target, flags, base, label):
         from runtime import syscalls as sc
-        own = _own_cgroups()
         for mnt, fstype, opts, name in hier:
             sub = os.path.join(target, name)
             os.makedirs(sub, exist_ok=True)
-            key = "" if fstype == "cgroup2" else opts
+            src = own_dir(mnt)
+            if src is None:
+                continue
             if own_ns:
-                sc.mount("cgroup", sub, fstype, flags & ~sc.MS_BIND, None if fstype == "cgroup2" else opts,
-                         label=f"{label}/{name}")
-            else:
-                src = mnt + own.get(key, "/")
-                sc.mount(src, sub, None, sc.MS_BIND | sc.MS_REC, None, label=f"{label}/{name}")
-                if flags & sc.MS_RDONLY:
-                    sc.mount(None, sub, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base, None,
+                try:
+                    sc.mount("cgroup", sub, fstype, flags & ~sc.MS_BIND, None if fstype == "cgroup2" else opts,
                              label=f"{label}/{name}")
+                    continue
+                except PermissionError:
+                    pass  # a user namespace cannot mount a v1 hierarchy: bind it below
+            bind(src, sub, flags, base, f"{label}/{name}")
         for name, link in _host_cgroup_links():
             try:
                 os.symlink(link, os.path.join(target, name))
@@ -488,6 +610,17 @@ def _cgroup_mounter(own_ns: bool):
             sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | base, "mode=755", label=label)
 
     return mount_cgroups
+
+
+def _container_dirs(cgroup_state: dict | None) -> list[str]:
+    """Absolute cgroup directories of the container, from its manager's state."""
+    out = []
+    for k, v in (cgroup_state or {}).items():
+        if "mount" in k:
+            continue
+        vals = v.values() if isinstance(v, dict) else [v]
+        out += [x for x in vals if isinstance(x, str) and x.startswith("/")]
+    return out
 
 
 def _host_hierarchies() -> list[tuple[str, str, str, str]]:
@@ -519,16 +652,6 @@ def _host_cgroup_links() -> list[tuple[str, str]]:
                 out.append((n, os.readlink(p)))
     except OSError:
         pass
-    return out
-
-
-def _own_cgroups() -> dict[str, str]:
-    """This process's cgroup path per hierarchy, keyed by controller list ("" for v2)."""
-    out = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            out[ctrls] = path
     return out
 
 

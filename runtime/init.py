@@ -36,7 +36,8 @@ class Context:
         self.preserve_fds: int = kw.get("preserve_fds", 0)
         self.no_pivot: bool = kw.get("no_pivot", False)
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
-        self.cgroup_mount = kw["cgroup_mount"]    # callable(target, flags, label)
+        self.cgroup_mount = kw["cgroup_mount"]    # callable(rootfd, dest, target, flags, label)
+        self.idmap_fds: dict[int, int] = kw.get("idmap_fds") or {}
         self.host_pid = 0
         self.exec_args: list[str] = []
         self.exec_env: list[str] = []
@@ -50,11 +51,15 @@ def stage1(ctx: Context) -> None:
     """Runs in the first child; never returns."""
     code = 1
     try:
-        # Non-dumpable from here to execve: processes in the container cannot
-        # open our /proc/PID/{exe,fd,mem} (the host interpreter) meanwhile.
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        ctx.chan.expect(sync.GO)
         nss = _namespaces(ctx.config)
+        if not any(n["type"] == "user" for n in nss):
+            # Non-dumpable from here to execve: processes in the container
+            # cannot open our /proc/PID/{exe,fd,mem} (the host interpreter).
+            # In a user namespace that is moot (container root is not host
+            # root, so host files stay out of its reach) and would lock us
+            # out of our own /proc files and id maps.
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        ctx.chan.expect(sync.GO)
         # The user namespace comes first: every namespace created after it is
         # owned by it, and joining others may need its capabilities.
         user = next((n for n in nss if n["type"] == "user"), None)
@@ -155,7 +160,8 @@ def init(ctx: Context) -> None:
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
             _prepare_root(ctx, linux)
-            rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount)
+            rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
+                             ctx.idmap_fds)
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
         # 4. prestart/createRuntime hooks run in the runtime namespace (parent).

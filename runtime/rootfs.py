@@ -143,17 +143,23 @@ def _path_in_root(rootfd: int, fd: int) -> str:
     return "/" + os.path.relpath(here, root)
 
 
-def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount) -> None:
-    """Mount every entry of config `mounts` under rootfs, in order."""
+def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
+              idmap_fds: dict[int, int] | None = None) -> None:
+    """Mount every entry of config `mounts` under rootfs, in order.
+    `idmap_fds` maps a mount's index to its detached id-mapped tree
+    (prepared by the parent); this function closes none."""
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, m in enumerate(mounts):
-            mount_one(rootfd, i, m, bundle, cgroup_mount)
+            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i))
     finally:
         os.close(rootfd)
 
 
-def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount) -> None:
+def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
+              idmapped: int | None = None) -> None:
+    """Mount one config entry. `idmapped` is a detached id-mapped tree to
+    attach instead of a plain bind (see idmapped_tree)."""
     dest = m["destination"]
     label = f"mounts[{index}] {dest}"
     mtype = m.get("type") or ""
@@ -176,9 +182,10 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount) -> No
         target = fd_path(fd)
         if mtype == "cgroup" and not is_bind:
             cgroup_mount(rootfd, dest, target, flags, label)
+        elif is_bind and idmapped is not None:
+            sc.move_mount(idmapped, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH,
+                          label=label)
         elif is_bind:
-            if "idmap" in special or "ridmap" in special:
-                raise RuntimeFailure(f"{label}: idmapped mounts are not supported yet")
             sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
         else:
             sc.mount(src or mtype, target, mtype, flags, ",".join(data) or None, label=label)
@@ -199,6 +206,33 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount) -> No
             sc.mount(None, target, None, prop, None, label=label)
     finally:
         os.close(fd)
+
+
+def needs_idmap(m: dict) -> bool:
+    opts = m.get("options") or ()
+    return "idmap" in opts or "ridmap" in opts or bool(m.get("uidMappings"))
+
+
+def idmapped_tree(src: str, options: list[str] | None, userns_fd: int, label: str) -> int:
+    """A detached, id-mapped copy of the `src` mount tree (open_tree +
+    mount_setattr). Made by the parent, in the host's user namespace, which
+    the kernel requires; init attaches it with move_mount. Caller closes it."""
+    flags, _, _, special = parse_options(options)
+    tree_flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+    if flags & sc.MS_REC:
+        tree_flags |= sc.AT_RECURSIVE
+    tree = sc.open_tree(-100, src, tree_flags)
+    try:
+        at = sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if "ridmap" in special else 0)
+        try:
+            sc.mount_setattr(tree, "", at, sc.MOUNT_ATTR_IDMAP, userns_fd, label=label)
+        except OSError as e:
+            raise OSError(e.errno, f"{label}: id-mapping the mount: {os.strerror(e.errno)} "
+                                   f"(the filesystem of {src} may not support idmapped mounts)") from None
+        return tree
+    except BaseException:
+        os.close(tree)
+        raise
 
 
 def make_devices(rootfs: str, devices: list[dict], in_userns: bool) -> None:

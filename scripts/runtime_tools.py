@@ -83,6 +83,18 @@ class Result:
                                                "leftovers", "log")}
 
 
+def first_error_line(text: str) -> str:
+    """The first line of a program's output that is not TAP: usually the
+    runtime's error message (e.g. after "failed to create the container")."""
+    for line in text.splitlines():
+        t = line.strip()
+        if (not t or t.startswith(("TAP version", "1..", "ok ", "not ok", "#", "---", "...", "{", "}", '"'))
+                or t in ("failed to create the container",) or re.fullmatch(r"exit status \d+", t)):
+            continue
+        return t[:200]
+    return ""
+
+
 def parse_tap(text: str, res: Result) -> None:
     skip_all = False
     for line in text.splitlines():
@@ -177,12 +189,10 @@ def run_program(prog: str, runtime: str, support: str, timeout: float, tmp_root:
             res.status = "FAIL"
         elif res.exit_code not in (0, None) and not ran:
             res.status = "ERROR"
-            if not res.first_failure:
-                lines = [ln for ln in out.splitlines() if ln.strip()]
-                res.first_failure = (lines[-1] if lines else f"exit status {res.exit_code}")[:200]
+            res.first_failure = res.first_failure or first_error_line(out) or f"exit status {res.exit_code}"
         elif res.exit_code != 0:
             res.status = "FAIL"
-            res.first_failure = res.first_failure or f"exit status {res.exit_code}"
+            res.first_failure = res.first_failure or first_error_line(out) or f"exit status {res.exit_code}"
         elif res.planned is not None and ran + res.skipped < res.planned:
             res.status = "FAIL"
             res.first_failure = f"plan 1..{res.planned} but {ran + res.skipped} results"

@@ -214,7 +214,7 @@ def test_process_rlimits(crt):
     """config.md#posix-process: rlimits "For each entry in rlimits, a getrlimit(3)
     on type MUST succeed"; "rlim.rlim_cur MUST match the configured value";
     "rlim.rlim_max MUST match the configured value"."""
-    rl = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 800},
+    rl = [{"type": "RLIMIT_NOFILE", "soft": 3000, "hard": 4000},
           {"type": "RLIMIT_CORE", "soft": 4096, "hard": 8192},
           {"type": "RLIMIT_NPROC", "soft": 300, "hard": 400},
           {"type": "RLIMIT_MSGQUEUE", "soft": 1000, "hard": 2000}]
@@ -436,6 +436,6 @@ def test_terminal_console(crt):
     with open(os.path.join(crt.out, "probe.json")) as f:
         d = json.load(f)
     con = d["stat"]["/dev/console"]
-    assert con["type"] == "c" and con["major"] == 136, con
+    assert con.get("type") == "c" and con.get("major") == 136, con
     # the process' stdio is that same pty
     assert d["fds"]["0"].startswith("/dev/pts/") or d["fds"]["0"] == "/dev/console", d["fds"]

@@ -229,14 +229,12 @@ def test_preserve_fds(rt, tmp_path):
     f.write_text("through fd 3")
     fd = os.open(str(f), os.O_RDONLY)
     try:
-        if fd != 3:
-            os.dup2(fd, 3)
         b = rt.bundle(["sh", "-c", "cat <&3"])
-        p = rt("run", "--preserve-fds", "1", "--bundle", b, rt.new_id(), pass_fds=(3,))
+        # Put the file at fd 3 in pyrunc's process only (pytest owns our fd 3).
+        p = rt("run", "--preserve-fds", "1", "--bundle", b, rt.new_id(), pass_fds=(fd, 3),
+               preexec_fn=lambda: os.dup2(fd, 3))
     finally:
         os.close(fd)
-        if fd != 3:
-            os.close(3)
     assert p.returncode == 0, p.stderr
     assert p.stdout == "through fd 3"
 
@@ -462,3 +460,27 @@ def test_bad_input_one_line_nothing_left(rt, name, mutate, needle):
                                capture_output=True, text=True).stdout
     assert leftovers == ""
     json  # noqa: B018
+
+
+def test_idmapped_bind_mount(rt, open_tmp):
+    """An idmap bind mount shows host-root files as owned by container root
+    in a user namespace (where they would otherwise be nobody)."""
+    data = open_tmp / "data"
+    data.mkdir()
+    (data / "f").write_text("x")
+    os.chown(data / "f", 0, 0)
+    maps = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+
+    def m(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = maps
+        c["linux"]["gidMappings"] = maps
+        c["mounts"] = [x for x in c["mounts"] if x["destination"] not in ("/sys", "/sys/fs/cgroup")]
+        c["mounts"].append({"destination": "/tmp/plain", "type": "bind", "source": str(data), "options": ["rbind"]})
+        c["mounts"].append({"destination": "/tmp/mapped", "type": "bind", "source": str(data),
+                            "options": ["rbind", "idmap"]})
+    p = run_in(rt, "stat -c %u /tmp/plain/f /tmp/mapped/f", m)
+    if p.returncode != 0 and "idmapped" in p.stderr:
+        pytest.skip(f"kernel/filesystem refuses idmapped mounts: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["65534", "0"]
