@@ -161,27 +161,41 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
     sk_store = new_store()
     sk_pull(sk_store, img).check()
 
-    def v_py_unpack(mode):
+    def fresh_copy(src):
+        """A copy of a freshly pulled store, so nothing unpacked earlier is reused."""
+        d = ctx.d("store-copy")
+        H.run(["cp", "-a", src, d]).check()
+        return d
+
+    def v_py_unpack(mode, fresh=True):
         def f():
+            s = fresh_copy(py_store) if fresh else py_store
             b = ctx.d("bundle")
             try:
-                return _m(py_unpack(py_store, img, b, mode), f"pyimg unpack --mode {mode}")
+                return _m(py_unpack(s, img, b, mode), f"pyimg unpack --mode {mode}")
             finally:
-                py_rm_bundle(py_store, b)
+                py_rm_bundle(s, b)
+                if fresh:
+                    _rmtree(s)
         return f
 
-    def v_um_unpack():
-        b = ctx.d("bundle")
-        try:
-            return _m(um_unpack(sk_store, img, b), "umoci unpack")
-        finally:
-            _rmtree(b)
+    def v_um_unpack(fresh=True):
+        def f():
+            s = fresh_copy(sk_store) if fresh else sk_store
+            b = ctx.d("bundle")
+            try:
+                return _m(um_unpack(s, img, b), "umoci unpack")
+            finally:
+                _rmtree(b)
+                if fresh:
+                    _rmtree(s)
+        return f
     vs = {}
     if has_pull and has_unpack:
         vs["pyimg unpack --mode copy"] = v_py_unpack("copy")
         vs["pyimg unpack --mode overlay"] = v_py_unpack("overlay")
-    vs["umoci unpack"] = v_um_unpack
-    r, n = run_case(ctx, "unpack", vs, "umoci unpack", rounds, warm)
+    vs["umoci unpack"] = v_um_unpack()
+    r, n = run_case(ctx, "unpack (a copy of a freshly pulled store each round)", vs, "umoci unpack", rounds, warm)
     rows += r
     notes += n
 
@@ -220,14 +234,17 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
     if has_pull and has_unpack:
         first = ctx.d("bundle-first")
         py_unpack(py_store, img, first, "overlay").check()
-        vs = {"pyimg unpack --mode overlay (2nd bundle)": v_py_unpack("overlay"),
-              "pyimg unpack --mode copy (2nd bundle)": v_py_unpack("copy"),
-              "umoci unpack (2nd bundle)": v_um_unpack}
+        um_first = ctx.d("bundle-first")
+        um_unpack(sk_store, img, um_first).check()
+        vs = {"pyimg unpack --mode overlay (2nd bundle)": v_py_unpack("overlay", fresh=False),
+              "pyimg unpack --mode copy (2nd bundle)": v_py_unpack("copy", fresh=False),
+              "umoci unpack (2nd bundle)": v_um_unpack(fresh=False)}
         r, n = run_case(ctx, "second bundle, image already unpacked", vs, "umoci unpack (2nd bundle)",
                         rounds, warm, ["umoci has no shared-layer mode: its second bundle is a full unpack"])
         rows += r
         notes += n
         py_rm_bundle(py_store, first)
+        _rmtree(um_first)
 
     # a second image sharing the base layers (pull into a store that has the base)
     if base_img is not None:

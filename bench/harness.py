@@ -446,6 +446,7 @@ def machine_info(root_dir: str) -> dict:
         "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "cgroups": cg,
         "python": sys.version.split()[0],
+        "load average at start": open("/proc/loadavg").read().split(" ")[0:3].__str__().strip("[]").replace("'", ""),
         "commit": commit,
         "pyrunc": _first_line([os.path.join(root_dir, ".venv/bin/pyrunc"), "--version"]),
         "runc": _first_line(["runc", "--version"]),

@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     finally:
         H.CLEANUP.run()
     elapsed = time.time() - t0
+    info["load average at end"] = ", ".join(open("/proc/loadavg").read().split()[:3])
     md = ["## Machine\n"] + [f"- {k}: {v}" for k, v in info.items()] + \
          [f"- suite options: {' '.join(sys.argv[1:]) or '(defaults)'}; took {elapsed / 60:.1f} min", ""]
     md.append(report.markdown())

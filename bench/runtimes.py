@@ -44,15 +44,35 @@ class Runtime:
     def __init__(self, name: str, exe: str, root: str, mntns_fd: int | None = None):
         self.name, self.exe, self.root, self.mntns_fd = name, exe, root, mntns_fd
         os.makedirs(root, exist_ok=True)
+        # stderr of calls that leave an init behind (no pipe possible): a file
+        self.errlog = root.rstrip("/") + ".stderr"
+        self.failures: list[str] = []
 
     def argv(self, *args):
         return [self.exe, "--root", self.root, *args]
 
     def spawn(self, *args, capture=True):
-        return H.spawn(self.argv(*args), mntns_fd=self.mntns_fd, capture=capture)
+        if capture:
+            return H.spawn(self.argv(*args), mntns_fd=self.mntns_fd)
+        fd = os.open(self.errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            return H.spawn(self.argv(*args), mntns_fd=self.mntns_fd, capture=False, stderr_fd=fd)
+        finally:
+            os.close(fd)
+
+    def last_stderr(self) -> str:
+        try:
+            with open(self.errlog, errors="replace") as f:
+                return f.read().strip()[-500:]
+        except OSError:
+            return ""
 
     def run(self, *args, capture=True, check=True) -> H.Result:
         r = self.spawn(*args, capture=capture).wait(300)
+        if r.rc != 0 and not capture:
+            r.err = self.last_stderr().encode()
+        if r.rc != 0:
+            self.failures.append(f"{args[0]}: exit {r.rc}: {r.err.decode(errors='replace').strip()[-300:]}")
         return r.check() if check else r
 
     # Calls that may leave a container init behind must not capture: the
@@ -72,6 +92,10 @@ class Runtime:
         for cid in self.ids():
             self.run("delete", "--force", cid, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            os.unlink(self.errlog)
+        except OSError:
+            pass
 
 
 def make_busybox_rootfs(rootfs: str) -> None:

@@ -90,7 +90,7 @@ def _run(g, a):
 
 @verb("state", help="Print the state of a container as JSON.")
 def _state(g, a):
-    import json
+    from runtime import fastjson as json
     from runtime import container
     print(json.dumps(container.state(g["root"], a["id"]), indent=2))
 
@@ -122,7 +122,7 @@ def _list(g, a):
         for c in items:
             print(c["id"])
     elif a["format"] == "json":
-        import json
+        from runtime import fastjson as json
         print(json.dumps(items))
     elif a["format"] == "table":
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
@@ -183,7 +183,7 @@ def _exec(g, a):
 def _ps(g, a):
     from runtime import manage
     if a["format"] == "json":
-        import json
+        from runtime import fastjson as json
         print(json.dumps(manage.pids(g["root"], a["id"])))
     elif a["format"] == "table":
         print(manage.ps_table(g["root"], a["id"], a["ps_args"]))
@@ -239,7 +239,7 @@ def _events(g, a):
 
 @verb("features", args=(), help="Print the features this runtime supports (runtime-spec features.md).")
 def _features(g, a):
-    import json
+    from runtime import fastjson as json
     from runtime import manage
     print(json.dumps(manage.features(), indent=2))
 

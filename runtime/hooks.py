@@ -4,7 +4,7 @@ A hook gets the container state JSON on stdin, its own env (nothing
 inherited) and args; a timeout kills it. Output is captured and only shown
 when the hook fails, as runc does.
 """
-import json
+from runtime import fastjson as json
 import os
 import subprocess
 

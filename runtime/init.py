@@ -13,7 +13,7 @@ Any exception is sent to the parent as an ERROR message naming what failed;
 after READY, errors go to `start` through the start socket instead.
 """
 import os
-import signal
+import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 import socket
 import sys
 
@@ -144,6 +144,8 @@ def init(ctx: Context) -> None:
     nstypes = {n["type"] for n in _namespaces(cfg)}
     ready = False
     try:
+        # 0. Start only once the parent has put our cgroup limits in force.
+        ctx.chan.expect(sync.APPLIED)
         # 1. No inherited fd may reach the user process: everything above
         #    stdio and the preserved range closes on exec.
         sc.close_range_cloexec(3 + ctx.preserve_fds)

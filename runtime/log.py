@@ -4,7 +4,7 @@ containerd's shim reads the last {"level":"error","msg":...} line of the log
 file to explain a failure, so errors always reach the log file in the chosen
 format; the plain message also goes to stderr for people.
 """
-import json
+from runtime import fastjson as json
 import os
 import sys
 import time

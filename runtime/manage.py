@@ -1,6 +1,6 @@
 """Verbs that manage a running container through its cgroup: ps, pause,
 resume, update, events; and `features`, which describes this build."""
-import json
+from runtime import fastjson as json
 import os
 import sys
 import time

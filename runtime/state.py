@@ -12,7 +12,7 @@ on one container are serialised.
 """
 import errno
 import fcntl
-import json
+from runtime import fastjson as json
 import os
 
 from runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
@@ -73,7 +73,7 @@ def save(cdir: str, data: dict) -> None:
     data["version"] = STATE_VERSION
     tmp = os.path.join(cdir, ".state.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        f.write(json.dumps(data))
     os.rename(tmp, os.path.join(cdir, "state.json"))
 
 
@@ -81,7 +81,7 @@ def load(root: str, cid: str) -> dict:
     d = container_dir(root, cid)
     try:
         with open(os.path.join(d, "state.json")) as f:
-            data = json.load(f)
+            data = json.loads(f.read())
     except FileNotFoundError:
         raise ContainerNotFound(cid) from None
     except ValueError:

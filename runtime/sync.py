@@ -4,7 +4,7 @@ Each message is one JSON object with a "type"; file descriptors ride along
 with SCM_RIGHTS. A peer that dies closes its end, so a blocked recv() ends
 with EOF (raised as InitFailure on the parent side) instead of a hang.
 """
-import json
+from runtime import fastjson as json
 import os
 import socket
 
@@ -15,6 +15,7 @@ GO = "go"                          # parent -> stage1: cgroup joined, proceed
 USERNS_CREATED = "userns-created"  # stage1 -> parent: write my uid/gid maps
 USERNS_MAPPED = "userns-mapped"    # parent -> stage1
 INIT_PID = "init-pid"              # stage1 -> parent: {"pid": host pid of init}
+APPLIED = "applied"                # parent -> init: cgroup limits (device rules) in force
 PRESTART = "prestart"              # init -> parent: rootfs mounted, run prestart/createRuntime hooks
 PRESTART_DONE = "prestart-done"    # parent -> init
 SECCOMP_FD = "seccomp-fd"          # init -> parent: notify fd attached; forward to listener

@@ -7,7 +7,6 @@ such as ``mount /proc (proc): Operation not permitted``.
 """
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -23,7 +22,7 @@ _NR = {
                 "move_mount": 429, "close_range": 436, "ioprio_set": 30,
                 "sched_setattr": 274, "keyctl": 219, "pidfd_open": 434, "capget": 90,
                 "capset": 91},
-}[platform.machine()]
+}[os.uname().machine]
 
 # clone(2) namespace flags, by runtime-spec namespace type.
 CLONE_NEWNS = 0x00020000

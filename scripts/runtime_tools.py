@@ -84,15 +84,28 @@ class Result:
 
 
 def first_error_line(text: str) -> str:
-    """The first line of a program's output that is not TAP: usually the
-    runtime's error message (e.g. after "failed to create the container")."""
+    """The first line of a program's output that is neither TAP nor one of its
+    YAML diagnostic blocks: usually the runtime's error message (printed after
+    "failed to create the container")."""
+    in_yaml = False
     for line in text.splitlines():
         t = line.strip()
-        if (not t or t.startswith(("TAP version", "1..", "ok ", "not ok", "#", "---", "...", "{", "}", '"'))
-                or t in ("failed to create the container",) or re.fullmatch(r"exit status \d+", t)):
+        if in_yaml:
+            in_yaml = t != "..."
+            continue
+        if t == "---":
+            in_yaml = True
+            continue
+        if (not t or t.startswith(("TAP version", "1..", "ok ", "not ok", "#"))
+                or t == "failed to create the container" or re.fullmatch(r"exit status \d+", t)):
             continue
         return t[:200]
     return ""
+
+
+def yaml_error(text: str) -> str:
+    m = re.search(r'"error":\s*"((?:[^"\\]|\\.)*)"', text)
+    return json.loads(f'"{m.group(1)}"').splitlines()[0][:200] if m else ""
 
 
 def parse_tap(text: str, res: Result) -> None:
@@ -149,6 +162,36 @@ def mounts_under(path: str) -> list[str]:
     return res
 
 
+# cgroups the validation programs ask for (runtime-tools cgroups.AbsCgroupPath
+# and the first component of RelCgroupPath); runtimes remove only the leaf.
+CGROUP_NAMES = ("cgrouptest", "testdir")
+
+
+def cgroup_dirs() -> set[str]:
+    res = set()
+    base = "/sys/fs/cgroup"
+    roots = [base] + [os.path.join(base, d) for d in (os.listdir(base) if os.path.isdir(base) else [])]
+    for r in roots:
+        for name in CGROUP_NAMES:
+            p = os.path.join(r, name)
+            if os.path.isdir(p) and not os.path.islink(r):
+                res.add(p)
+    return res
+
+
+def remove_cgroups(paths) -> list[str]:
+    """rmdir the cgroup trees (deepest first); a cgroup still holding processes
+    stays and is reported."""
+    left = []
+    for top in sorted(paths):
+        for dirpath, _dirs, _files in sorted(os.walk(top, topdown=False), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                left.append(dirpath)
+    return left
+
+
 def remove_tree(path: str) -> None:
     for mp in sorted(mounts_under(path), key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], capture_output=True)
@@ -159,6 +202,7 @@ def run_program(prog: str, runtime: str, support: str, timeout: float, tmp_root:
     name = os.path.basename(prog)[:-2]
     res = Result(name)
     tmpdir = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)
+    os.chmod(tmpdir, 0o755)  # user-namespace tests: mapped ids must reach the bundles
     env = dict(os.environ, RUNTIME=runtime, TMPDIR=tmpdir)
     start = time.monotonic()
     proc = subprocess.Popen([prog], cwd=support, env=env, stdin=subprocess.DEVNULL,
@@ -196,6 +240,16 @@ def run_program(prog: str, runtime: str, support: str, timeout: float, tmp_root:
         elif res.planned is not None and ran + res.skipped < res.planned:
             res.status = "FAIL"
             res.first_failure = f"plan 1..{res.planned} but {ran + res.skipped} results"
+        elif ran == 0 and res.skipped == 0 and yaml_error(out):
+            # some runtime-tools programs report a failure only as a YAML
+            # "error" after "1..0"
+            res.status = "FAIL"
+            res.failed = 1
+            res.first_failure = yaml_error(out)
+        elif ran == 0 and res.skipped == 0:
+            # no assertion and no complaint (e.g. the lifecycle programs that
+            # print only on failure)
+            res.status = "EMPTY"
         elif ran == 0:
             res.status = "SKIP"
         else:
@@ -217,7 +271,7 @@ def print_table(results: list[Result], runtime: str) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
-    n = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "FAIL", "SKIP", "ERROR", "TIMEOUT")}
+    n = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "FAIL", "SKIP", "EMPTY", "ERROR", "TIMEOUT")}
     print("  ".join("-" * w for w in widths))
     print(f"programs: {len(results)}  " + "  ".join(f"{k.lower()}: {v}" for k, v in n.items()))
     print(f"assertions: pass {sum(r.passed for r in results)}, fail {sum(r.failed for r in results)}, "
@@ -257,6 +311,8 @@ def main(argv=None) -> int:
         return 2
 
     tmp_root = tempfile.mkdtemp(prefix="runtime-tools-")
+    os.chmod(tmp_root, 0o755)
+    cgroups_before = cgroup_dirs()
     results = []
     try:
         for i, prog in enumerate(progs, 1):
@@ -269,7 +325,14 @@ def main(argv=None) -> int:
                     f.write(r.log)
     finally:
         remove_tree(tmp_root)
+        new_cgroups = cgroup_dirs() - cgroups_before
+        left = remove_cgroups(new_cgroups)
     print_table(results, runtime)
+    if new_cgroups:
+        print(f"removed {len(new_cgroups) - len(left)} cgroup tree(s) the runtime left behind: "
+              + ", ".join(sorted(new_cgroups)[:4]) + (" …" if len(new_cgroups) > 4 else ""))
+    if left:
+        print(f"could not remove (still in use?): {', '.join(left)}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump([r.as_dict() for r in results], f, indent=1)

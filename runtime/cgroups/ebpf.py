@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 
 # bpf commands (include/uapi/linux/bpf.h)
@@ -54,7 +53,7 @@ def _syscall():
 
 
 def _nr() -> int:
-    m = platform.machine()
+    m = os.uname().machine
     try:
         return _SYS_BPF[m]
     except KeyError:

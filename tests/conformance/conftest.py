@@ -27,6 +27,94 @@ sys.path.insert(0, HERE)
 from bundles import PYRUNC, make_rootfs  # noqa: E402
 from confutil import ConfRuntime  # noqa: E402
 
+# Tests a runtime is known to fail today, by test name without the runtime
+# parameter, with the symptom. pyrunc entries are strict xfails: once pyrunc
+# is fixed the test XPASSes, fails, and the entry must go. runc 1.1.5 entries
+# (reference only) are not strict.
+KNOWN_FAILURES: dict[str, dict[str, str]] = {
+    "pyrunc": {
+        "test_mount_relative_destination":
+            "a relative mount destination is refused ('mounts[8].destination: 'mnt' is not absolute'); "
+            "config.md says it MUST be taken relative to /",
+        "test_mount_options[defaults]": "'defaults' reaches mount(2) as data: EINVAL",
+        "test_mount_options[iversion]": "'iversion' reaches mount(2) as data (not MS_I_VERSION): EINVAL",
+        "test_mount_options[noiversion]": "'noiversion' reaches mount(2) as data: EINVAL",
+        "test_mount_recursive_readonly": "rro is not applied: a submount of the rbind mount stays writable",
+        "test_process_capability_not_grantable_is_a_warning":
+            "a capability outside the bounding set fails create with 'process.capabilities: capset: "
+            "Operation not permitted', naming no capability (MUST warn, SHOULD NOT fail)",
+        "test_terminal_console": "terminal: true leaves no /dev/console in the container (ENOENT)",
+        "test_device_fifo":
+            "a type 'p' device is turned into a device-cgroup rule and refused "
+            "('linux.resources.devices[1].type: invalid cgroup device type 'p'')",
+        "test_device_path_conflict": "a regular file at a linux.devices path is silently kept (MUST error)",
+        "test_cgroup_memory_kernel_tcp": "memory.kernelTCP is silently ignored (kmem.tcp limit stays unlimited)",
+        "test_cgroup_unavailable_controller_is_an_error[hugetlb]":
+            "hugepageLimits silently ignored without a v1 hugetlb controller",
+        "test_cgroup_unavailable_controller_is_an_error[blkio-weight]":
+            "blockIO.weight silently ignored although blkio.weight does not exist",
+        "test_seccomp_default_errno":
+            "the filter is loaded before init's own sendto('{\"type\": \"ready\"}'), so a profile without "
+            "sendto breaks setup ('container init exited unexpectedly during setup')",
+        "test_rootfs_propagation[shared-exposed]":
+            "'pivot_root .: Invalid argument': the shared propagation is set before pivot_root",
+        "test_rootfs_propagation[unbindable-bindfail]":
+            "'mount rootfs: Invalid argument': rootfs made unbindable before it is bind-mounted",
+        "test_intel_rdt_without_resctrl_is_an_error": "linux.intelRdt silently ignored without resctrl (MUST error)",
+        "test_net_devices": "linux.netDevices ignored: the interface stays on the host",
+        "test_apparmor_profile_without_apparmor_is_an_error":
+            "process.apparmorProfile silently ignored on a host without AppArmor (runc errors)",
+        "test_selinux_label_without_selinux_is_an_error[mountLabel]":
+            "linux.mountLabel silently ignored on a host without SELinux (runc errors)",
+        "test_selinux_label_without_selinux_is_an_error[selinuxLabel]":
+            "process.selinuxLabel silently ignored on a host without SELinux (runc errors)",
+        "test_hooks_receive_state_on_stdin":
+            "createContainer hooks get the host pid in the state (must be the container's view, 1)",
+        "test_prestart_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",
+        "test_create_runtime_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",
+        "test_create_container_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",
+        "test_poststart_hook_failure":
+            "a failing poststart hook is only a warning: start succeeds, the container keeps running "
+            "(1.3: MUST error, stop, continue at step 12)",
+        "test_delete_created_container_errors":
+            "delete without --force removes a created container (as runc does); MUST error",
+    },
+    "runc": {
+        "test_mount_options[defaults]": "'defaults' reaches mount(2) as data: EINVAL",
+        "test_process_capability_not_grantable_is_a_warning":
+            "fails with 'unable to apply caps: operation not permitted', naming no capability",
+        "test_device_path_conflict": "keeps a regular file at a device path silently",
+        "test_cgroup_memory_kernel_tcp": "ignores memory.kernelTCP",
+        "test_cgroup_unavailable_controller_is_an_error[blkio-weight]": "ignores blockIO.weight without the knob",
+        "test_seccomp_errno_ret_with_kill_action_is_an_error": "accepts errnoRet with SCMP_ACT_KILL",
+        "test_rootfs_propagation[shared-exposed]": "the container's / is not shared",
+        "test_rootfs_propagation[unbindable-bindfail]": "rootfs bind mount fails with EINVAL",
+        "test_hooks_order_and_timing": "runc 1.1.5 runs poststart hooks during create",
+        "test_hooks_receive_state_on_stdin": "poststart hooks see status 'created'",
+        "test_start_container_hook_failure": "start succeeds although a startContainer hook failed",
+        "test_poststart_hook_failure": "poststart hooks run (and fail) during create",
+        "test_poststop_hook_failure_is_a_warning": "stops at the first failing poststop hook",
+        "test_delete_created_container_errors": "deletes a created container without --force",
+    },
+}
+
+
+def _known_key(item, runtime: str) -> str:
+    name = item.name.replace(f"[{runtime}-", "[").replace(f"[{runtime}]", "")
+    return name.replace(f"-{runtime}]", "]").replace(f"-{runtime}-", "-")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not str(item.fspath).startswith(HERE + os.sep):
+            continue
+        cs = getattr(item, "callspec", None)
+        runtime = cs.params.get("runtime_name") if cs else None
+        reason = KNOWN_FAILURES.get(runtime or "", {}).get(_known_key(item, runtime or ""))
+        if reason:
+            item.add_marker(pytest.mark.xfail(strict=(runtime == "pyrunc"), reason=f"{runtime}: {reason}"))
+
+
 def pytest_addoption(parser):
     try:
         parser.addoption("--runtime", action="store", default=None,

@@ -1,19 +1,16 @@
 """Helpers of the conformance suite (imported by conftest.py and the tests)."""
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bundles import PYRUNC, Runtime, make_rootfs  # noqa: E402,F401
+from bundles import Runtime, make_rootfs  # noqa: E402,F401  (make_rootfs re-exported)
 
 # What the reference runtimes installed here do not implement (runc 1.1.5
 # predates runtime-spec 1.2): tests of these features skip for them.
@@ -181,14 +178,3 @@ def caps_to_mask(names) -> int:
     for n in names:
         m |= 1 << CAP_NUMBERS[n]
     return m
-
-
-def new_uuid() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def kill_quietly(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

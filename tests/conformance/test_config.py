@@ -286,11 +286,10 @@ def test_process_capability_not_grantable_is_a_warning(crt):
     b = crt.probe_bundle(capabilities=caps)
     cid, p = crt.run_fg(b)
     assert "CAP_SYS_RESOURCE" in p.stderr, f"the ungrantable capability is not named in the log: {p.stderr!r}"
-    if crt.name == "pyrunc":  # runc 1.1.5 fails here; the SHOULD is checked for pyrunc
-        assert p.returncode == 0, f"run failed: {p.stderr}"
-        with open(os.path.join(crt.out, "probe.json")) as f:
-            d = json.load(f)
-        assert int(d["status"]["CapEff"], 16) == caps_to_mask(["CAP_KILL"])
+    assert p.returncode == 0, f"run failed: {p.stderr}"
+    with open(os.path.join(crt.out, "probe.json")) as f:
+        d = json.load(f)
+    assert int(d["status"]["CapEff"], 16) == caps_to_mask(["CAP_KILL"])
 
 
 @pytest.mark.parametrize("nnp", [True, False])

@@ -282,7 +282,7 @@ def test_cgroup_resources_applied(crt):
     def mut(cfg):
         cfg["linux"]["cgroupsPath"] = path
         cfg["linux"]["resources"].update(res)
-    cid = crt.create_ok(crt.bundle(args=["true"], mutate=mut))
+    crt.create_ok(crt.bundle(args=["true"], mutate=mut))
 
     def rd(ctrl, f):
         with open(f"/sys/fs/cgroup/{ctrl}{path}/{f}") as fh:
@@ -294,6 +294,23 @@ def test_cgroup_resources_applied(crt):
     assert int(rd("cpu", "cpu.cfs_period_us")) == 100000
     assert rd("cpuset", "cpuset.cpus") == "0"
     assert int(rd("pids", "pids.max")) == 42
+
+
+def test_cgroup_memory_kernel_tcp(crt):
+    """config-linux.md#memory: kernelTCP "sets hard limit for kernel TCP buffer
+    memory" (NOT RECOMMENDED, but valid); the v1 knob works on this kernel, so
+    runtime.md#create applies: the value is written, or create fails."""
+    knob = "memory.kmem.tcp.limit_in_bytes"
+    if not os.path.exists(f"/sys/fs/cgroup/memory/{knob}"):
+        pytest.skip(f"no {knob} here")
+    path = "/" + _cg_name(crt)
+
+    def mut(cfg):
+        cfg["linux"]["cgroupsPath"] = path
+        cfg["linux"]["resources"]["memory"] = {"kernelTCP": 50593792}
+    cid, p = crt.create(crt.bundle(args=["true"], mutate=mut))
+    if p.returncode == 0:
+        assert int(_read(f"/sys/fs/cgroup/memory{path}/{knob}")) == 50593792, "kernelTCP silently ignored"
 
 
 def test_cgroup_device_rules(crt):
@@ -312,7 +329,7 @@ def test_cgroup_device_rules(crt):
     def mut(cfg):
         cfg["linux"]["cgroupsPath"] = path
         cfg["linux"]["resources"]["devices"] = rules
-    cid = crt.create_ok(crt.bundle(args=["true"], mutate=mut))
+    crt.create_ok(crt.bundle(args=["true"], mutate=mut))
     lst = _read(f"/sys/fs/cgroup/devices{path}/devices.list").split("\n")
     assert "c 10:229 rm" in lst, "\n".join(lst)
     assert "b 7:201 r" in lst, lst
@@ -553,13 +570,54 @@ def test_net_devices(crt):
     device inside the container namespace"; "The runtime MUST set the network
     device state to "up" after moving it"."""
     crt.require("netDevices")
-    host = f"cdum{uuid.uuid4().hex[:6]}"
-    p = subprocess.run(["ip", "link", "add", host, "type", "dummy"], capture_output=True, text=True)
+    host = f"cv{uuid.uuid4().hex[:6]}"
+    p = subprocess.run(["ip", "link", "add", host, "type", "veth", "peer", "name", host + "p"],
+                       capture_output=True, text=True)
     if p.returncode != 0:
-        pytest.skip(f"cannot create a dummy interface: {p.stderr.strip()}")
-    crt.extra_cleanup.append(lambda: subprocess.run(["ip", "link", "del", host], capture_output=True))
+        pytest.skip(f"cannot create a veth pair: {p.stderr.strip()}")
+    crt.extra_cleanup.append(lambda: subprocess.run(["ip", "link", "del", host + "p"], capture_output=True))
     subprocess.run(["ip", "addr", "add", "192.0.2.10/24", "dev", host], check=True)
     d = crt.probe(["-l", "/sys/class/net", "-r", "/sys/class/net/ctr0/flags"],
                   mutate=lambda c: c["linux"].__setitem__("netDevices", {host: {"name": "ctr0"}}))
-    assert "ctr0" in d["dirs"]["/sys/class/net"]
+    assert "ctr0" in d["dirs"]["/sys/class/net"], d["dirs"]
     assert int(d["files"]["/sys/class/net/ctr0/flags"]["content"], 16) & 0x1  # IFF_UP
+    # it left the host namespace (and is not moved back: the netns is gone)
+    assert subprocess.run(["ip", "link", "show", host], capture_output=True).returncode != 0
+
+
+# --- LSM labels that cannot be applied ------------------------------------
+
+def _apparmor_enabled() -> bool:
+    return _read("/sys/module/apparmor/parameters/enabled").strip() == "Y"
+
+
+def test_apparmor_profile_without_apparmor_is_an_error(crt):
+    """config.md#linux-process: apparmorProfile "specifies the name of the
+    AppArmor profile for the process"; without AppArmor it cannot be applied,
+    so runtime.md#create: "it MUST generate an error and a new container MUST
+    NOT be created"."""
+    if _apparmor_enabled():
+        pytest.skip("AppArmor is enabled here")
+    cid, p = crt.create(crt.bundle(args=["true"], apparmorProfile="conformance_profile"))
+    assert p.returncode != 0, "apparmorProfile silently ignored"
+    assert crt("state", cid).returncode != 0
+
+
+@pytest.mark.parametrize("where", ["mountLabel", "selinuxLabel"])
+def test_selinux_label_without_selinux_is_an_error(crt, where):
+    """config-linux.md#mount-label (mountLabel "will set the Selinux context for
+    the mounts") and config.md#linux-process (selinuxLabel "specifies the SELinux
+    label for the process"): without SELinux neither can be applied, so
+    runtime.md#create: "it MUST generate an error"."""
+    if os.path.exists("/sys/fs/selinux/enforce"):
+        pytest.skip("SELinux is enabled here")
+    label = "system_u:system_r:container_t:s0:c1,c2"
+
+    def mut(cfg):
+        if where == "mountLabel":
+            cfg["linux"]["mountLabel"] = label
+        else:
+            cfg["process"]["selinuxLabel"] = label
+    cid, p = crt.create(crt.bundle(args=["true"], mutate=mut))
+    assert p.returncode != 0, f"{where} silently ignored"
+    assert crt("state", cid).returncode != 0

@@ -159,7 +159,7 @@ def test_hook_args_and_env(crt, probe_bin):
     out = os.path.join(crt.out, "argenv.json")
     env = ["HOOKVAR=hello world", "PATH=/usr/bin:/bin"]
     hooks = {"createRuntime": [{"path": probe_bin, "args": ["custom-argv0", "-o", out], "env": env}]}
-    cid = crt.create_ok(crt.bundle(args=["true"], mutate=lambda c: c.__setitem__("hooks", hooks)))
+    crt.create_ok(crt.bundle(args=["true"], mutate=lambda c: c.__setitem__("hooks", hooks)))
     with open(out) as f:
         seen = json.load(f)
     assert seen["argv"] == ["custom-argv0", "-o", out]

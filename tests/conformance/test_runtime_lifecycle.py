@@ -231,8 +231,8 @@ def test_kill_sends_signal(crt):
     assert crt.wait_stopped(cid)["status"] == "stopped"
 
 
-def test_kill_default_and_numeric_signal(crt):
-    """runtime.md#kill: the signal is delivered whether named or numeric
+def test_kill_numeric_and_prefixed_signal(crt):
+    """runtime.md#kill: the signal is delivered whether numeric or SIG-prefixed
     (runc CLI: `kill ID 9`, `kill ID SIGKILL`, `kill ID KILL`)."""
     for sig in ("9", "SIGKILL"):
         cid = crt.create_ok(crt.bundle(args=SLEEP))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -63,6 +62,9 @@ class Env:
 def env():
     base = short_tmpdir()
     registry = cd = None
+    # The shim puts its sockets in /run/containerd/s and its default runtime
+    # root is /run/containerd/runc: remove those dirs again if we made them.
+    run_dir_existed = os.path.isdir("/run/containerd")
     try:
         registry = start_registry(base)
         image = push_busybox(registry.host, "busybox", "latest")
@@ -82,6 +84,13 @@ def env():
         shutil.rmtree(base, ignore_errors=True)
         remove_cgroup_tree(NS)
         shutil.rmtree(os.path.join(DEFAULT_RUNC_ROOT, NS), ignore_errors=True)
+        if not run_dir_existed:
+            for d in ("/run/containerd/s", "/run/containerd/runc", "/run/containerd/fifo",
+                      "/run/containerd"):
+                try:
+                    os.rmdir(d)  # only if empty: never anything of someone else's
+                except OSError:
+                    pass
         if notes:
             print("module cleanup had to remove:", notes)
 
@@ -109,11 +118,28 @@ class CtrSession:
             flags += ["--runc-root", root]
         return flags
 
+    def _with_fifo_dir(self, args):
+        """IO fifos of run / task exec under our temp dir, not /run/containerd/fifo."""
+        args = list(args)
+        fifo = os.path.join(self.env.base, "fifo")
+        if args[:1] == ["run"]:
+            return ["run", "--fifo-dir", fifo, *args[1:]]
+        if args[:2] == ["task", "exec"]:
+            return ["task", "exec", "--fifo-dir", fifo, *args[2:]]
+        return args
+
     def ctr(self, *args, **kw):
-        return self.cd.ctr(*args, ns=NS, **kw)
+        return self.cd.ctr(*self._with_fifo_dir(args), ns=NS, **kw)
+
+    def ctr_quiet(self, *args, timeout=30):
+        """ctr for cleanup: a hung call must not stop the rest of it."""
+        try:
+            return self.cd.ctr(*args, ns=NS, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def ctr_cmd(self, *args):
-        return self.cd.ctr_cmd(*args, ns=NS)
+        return self.cd.ctr_cmd(*self._with_fifo_dir(args), ns=NS)
 
     def run_cmd(self, cid, *cmd, opts=(), image=None, runc_root: str | None = ""):
         """The `ctr run` command line for image (default busybox) as cid."""
@@ -132,7 +158,16 @@ class CtrSession:
         return t[1] if t else None
 
     def wait_status(self, cid, want, timeout=30):
-        wait_for(lambda: self.status(cid) == want, timeout=timeout, what=f"task {cid} {want}")
+        seen = []
+
+        def ok():
+            seen.append(self.status(cid))
+            return seen[-1] == want
+        try:
+            wait_for(ok, timeout=timeout, what=f"task {cid} {want}")
+        except AssertionError:
+            raise AssertionError(f"task {cid} never became {want}; last status {seen[-1]!r}; "
+                                 f"tasks: {self.tasks()}") from None
 
     def pyrunc(self, *args, root=None):
         """pyrunc itself, on the state dir the shim made it use."""
@@ -187,36 +222,53 @@ class CtrSession:
         tasks = self.tasks()
         for cid in self.ids:
             if cid in tasks:
-                if tasks[cid][1] == "PAUSED":
-                    self.ctr("task", "resume", cid)
-                self.ctr("task", "kill", "-a", "-s", "SIGKILL", cid)
+                self.ctr_quiet("task", "resume", cid)  # a frozen task cannot die
+                self.ctr_quiet("task", "kill", "-a", "-s", "SIGKILL", cid)
                 try:
                     self.wait_status(cid, "STOPPED", timeout=10)
                 except AssertionError:
                     pass
-                self.ctr("task", "delete", "-f", cid)
-            self.ctr("containers", "delete", cid)
+                self.ctr_quiet("task", "delete", "-f", cid)
+            self.ctr_quiet("containers", "delete", cid)
             kill_pids(shim_pids(self.cd.address, cid))
             for root in (self.runc_root, DEFAULT_RUNC_ROOT):
                 d = os.path.join(root, NS, cid)
                 if os.path.isdir(d):
+                    subprocess.run([PYRUNC, "--root", os.path.join(root, NS), "resume", cid],
+                                   capture_output=True, timeout=60)
                     subprocess.run([PYRUNC, "--root", os.path.join(root, NS), "delete", "--force",
                                     cid], capture_output=True, timeout=60)
                     shutil.rmtree(d, ignore_errors=True)
+            # a shim killed above leaves its task behind in containerd
+            if cid in self.tasks():
+                self.ctr_quiet("task", "delete", "-f", cid)
+            self.ctr_quiet("containers", "delete", cid)
             for m in sorted(mounts_under(self.env.base), key=len, reverse=True):
                 if cid in m:
                     subprocess.run(["umount", "-l", m], capture_output=True)
             for cg in sorted(cgroup_dirs_named(cid), key=len, reverse=True):
                 for dp, _d, _f in sorted(os.walk(cg), key=lambda t: len(t[0]), reverse=True):
+                    if os.path.basename(dp) == cid:
+                        _thaw(dp)
                     try:
                         os.rmdir(dp)
                     except OSError:
                         pass
 
 
+def _thaw(cgdir: str) -> None:
+    for f, v in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+        try:
+            with open(os.path.join(cgdir, f), "w") as fh:
+                fh.write(v)
+        except OSError:
+            pass
+
+
 @pytest.fixture
-def cd(env):
+def cd(env, request):
     s = CtrSession(env)
+    failed_before = request.session.testsfailed
     try:
         yield s
     finally:
@@ -235,6 +287,13 @@ def cd(env):
             pass
         left = s.leftovers()
         s.force_cleanup()
+    if (request.session.testsfailed > failed_before
+            or request.node.get_closest_marker("xfail") is not None):
+        # the test failed (or is expected to): its leftovers are a
+        # consequence of that, not news; they were removed above
+        if left:
+            print(f"cleaned up after the failed test: {left}")
+        return
     assert left == [], f"left behind after the test: {left}"
 
 
@@ -457,11 +516,22 @@ def test_pause_resume(cd):
     _stop_and_delete(cd, cid)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "pyrunc bug: `kill [--all] ID KILL` on a paused container signals the frozen "
+    "processes but does not thaw the cgroup (runc does, for SIGKILL), so they never "
+    "die and `ctr task delete -f` waits forever (runtime/container.py kill())"))
 def test_kill_paused_task_with_delete_force(cd):
+    """`ctr task delete -f` on a paused task: the shim runs `kill --all ID 9`
+    and waits for the exit. SIGKILL is not delivered to a frozen cgroup, so
+    the runtime must thaw it (runc does) or the delete never returns."""
     cid = _run_detached(cd)
     cd.ctr("task", "pause", cid, check=True)
     assert cd.status(cid) == "PAUSED"
-    p = cd.ctr("task", "delete", "-f", cid)
+    try:
+        p = cd.ctr("task", "delete", "-f", cid, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("ctr task delete -f of a paused task hung: the SIGKILL was not delivered "
+                    f"(status now {cd.status(cid)})")
     assert p.returncode == 0, p.stderr
     assert cid not in cd.tasks()
     cd.ctr("containers", "delete", cid, check=True)
@@ -539,6 +609,35 @@ def test_image_with_missing_entrypoint(cd):
     p = cd.run(cid, opts=["--rm"], image=cd.env.badcmd_image)
     assert p.returncode != 0
     assert "no-such-entrypoint" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------------------
+# resources and metrics
+# ---------------------------------------------------------------------------
+
+def test_memory_limit_and_metrics(cd):
+    """ctr --memory-limit lands in the container's cgroup; `ctr task metrics`
+    is the shim running `pyrunc events --stats` and decoding its JSON."""
+    cid = cd.new_id()
+    limit = 64 * 1024 * 1024
+    p = cd.ctr("run", "-d", "--memory-limit", str(limit), *cd.runtime_flags(), cd.env.image,
+               cid, "sleep", "300")
+    assert p.returncode == 0, p.stderr
+    cd.wait_status(cid, "RUNNING")
+    v1 = f"/sys/fs/cgroup/memory/{NS}/{cid}/memory.limit_in_bytes"
+    v2 = f"/sys/fs/cgroup/{NS}/{cid}/memory.max"
+    with open(v1 if os.path.exists(v1) else v2) as f:
+        assert int(f.read().strip()) == limit
+    p = cd.ctr("task", "metrics", "--format", "json", cid)
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)
+    data = m.get("Data") or m.get("data") or m
+    mem = data["memory"]
+    # cgroup v1 metrics (containerd's v1.Metrics) or v2 (v2.Metrics)
+    got_limit = mem["usage"]["limit"] if "usage" in mem else mem.get("usage_limit")
+    assert got_limit == limit, data
+    assert data["pids"]["current"] == 1, data  # only `sleep` runs in the container
+    _stop_and_delete(cd, cid)
 
 
 def test_no_shims_or_mounts_left_by_module(cd, env):
