@@ -126,34 +126,34 @@ def bench_verbs(ctx: Ctx):
         time.sleep(0.02)  # let the init settle in its wait
         init_rss.setdefault(rt.name, []).append((H.vm_rss_kb(pid), H.pss_kb(pid)))
         _force_delete(rt, cid, pid)
-        return {"wall": c.wall, "rss": c.maxrss_kb}
+        return {"wall": c.wall, "rss": c.maxrss_kb, "cpu": c.cpu}
 
     def v_start(rt):
         cid, pid, _ = _create(ctx, rt)
         s = rt.run("start", cid)
         r.wait(pid, 30)
         rt.run("delete", cid)
-        return {"wall": s.wall, "rss": s.maxrss_kb}
+        return {"wall": s.wall, "rss": s.maxrss_kb, "cpu": s.cpu}
 
     def v_kill(rt):
         cid, pid, _ = _create(ctx, rt)
         k = rt.run("kill", cid, "KILL")
         r.wait(pid, 30)
         rt.run("delete", cid)
-        return {"wall": k.wall, "rss": k.maxrss_kb}
+        return {"wall": k.wall, "rss": k.maxrss_kb, "cpu": k.cpu}
 
     def v_delete(rt):
         cid, pid, _ = _create(ctx, rt)
         rt.run("start", cid)
         r.wait(pid, 30)
         d = rt.run("delete", cid)
-        return {"wall": d.wall, "rss": d.maxrss_kb}
+        return {"wall": d.wall, "rss": d.maxrss_kb, "cpu": d.cpu}
 
     def v_delete_force(rt):
         cid, pid, _ = _create(ctx, rt)
         d = rt.run("delete", "--force", cid)
         r.wait(pid, 30)
-        return {"wall": d.wall, "rss": d.maxrss_kb}
+        return {"wall": d.wall, "rss": d.maxrss_kb, "cpu": d.cpu}
 
     standing = {}
     for n, rt in ctx.rts.items():
@@ -161,15 +161,15 @@ def bench_verbs(ctx: Ctx):
 
     def v_state(rt):
         st = rt.run("state", standing[rt.name][0])
-        return {"wall": st.wall, "rss": st.maxrss_kb}
+        return {"wall": st.wall, "rss": st.maxrss_kb, "cpu": st.cpu}
 
     verbs = [("create", v_create), ("start", v_start), ("state (created container)", v_state),
              ("kill KILL (created container)", v_kill), ("delete (stopped container)", v_delete),
              ("delete --force (created container)", v_delete_force)]
     for label, fn in verbs:
         s = H.interleaved({n: (lambda rt=rt, fn=fn: fn(rt)) for n, rt in ctx.rts.items()},
-                          a.rounds, a.warmup, metrics=("wall", "rss"))
-        for row in _rows(ctx, s, ctx.rts):
+                          a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
+        for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
             rows_all.append([label] + row)
     for n, rt in ctx.rts.items():
         _force_delete(rt, *standing[n])
@@ -191,15 +191,15 @@ def bench_verbs(ctx: Ctx):
 
         def v_exec(rt):
             e = rt.run("exec", running[rt.name][0], "/bin/true")
-            return {"wall": e.wall, "rss": e.maxrss_kb}
+            return {"wall": e.wall, "rss": e.maxrss_kb, "cpu": e.cpu}
         s = H.interleaved({n: (lambda rt=rt: v_exec(rt)) for n, rt in ctx.rts.items()},
-                          a.rounds, a.warmup, metrics=("wall", "rss"))
-        for row in _rows(ctx, s, ctx.rts):
+                          a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
+        for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
             rows_all.append(["exec /bin/true (running container)"] + row)
         for n, rt in ctx.rts.items():
             _force_delete(rt, *running[n])
     ctx.report.section(f"Runtime: each verb alone ({a.rounds} rounds, {a.warmup} warm-up)",
-                       ["verb"] + _header(ctx), rows_all,
+                       ["verb"] + _header(ctx, extra=("CPU ms (user+sys)",)), rows_all,
                        notes + ["peak RSS = ru_maxrss of the runtime process from wait4()"])
 
     rows = []

@@ -600,6 +600,7 @@ def test_apparmor_profile_without_apparmor_is_an_error(crt):
         pytest.skip("AppArmor is enabled here")
     cid, p = crt.create(crt.bundle(args=["true"], apparmorProfile="conformance_profile"))
     assert p.returncode != 0, "apparmorProfile silently ignored"
+    assert "apparmor" in p.stderr.lower(), f"create failed for another reason: {p.stderr}"
     assert crt("state", cid).returncode != 0
 
 
@@ -620,4 +621,6 @@ def test_selinux_label_without_selinux_is_an_error(crt, where):
             cfg["process"]["selinuxLabel"] = label
     cid, p = crt.create(crt.bundle(args=["true"], mutate=mut))
     assert p.returncode != 0, f"{where} silently ignored"
+    err = p.stderr.lower()
+    assert "selinux" in err or "label" in err or "context" in err, f"create failed for another reason: {p.stderr}"
     assert crt("state", cid).returncode != 0
