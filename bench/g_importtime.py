@@ -127,6 +127,16 @@ def run(args, report: H.Report):
     rt.run("delete", "--force", cid_state, check=False)
     H.reaper().wait(pid_state, 30)
 
+    # pyimg's per-call cost (every pull/unpack pays it)
+    pyimg = os.path.join(REPO, ".venv", "bin", "pyimg")
+    store = os.path.join(tmp, "pyimg-store")
+    walls, mods = [], None
+    for _ in range(reps):
+        res = H.run([PY, "-X", "importtime", pyimg, "--root", store, "images"])
+        walls.append(res.wall)
+        mods = parse(res.err.decode(errors="replace"))
+    results.append(("pyimg images (empty store)", H.median(walls), mods))
+
     # baselines: the interpreter alone
     base_rows = []
     for label, argv in (("python -c pass (venv)", [PY, "-c", "pass"]),
@@ -141,19 +151,20 @@ def run(args, report: H.Report):
             rows.append([label, H.fmt_ms(wall), "-", "-", "-", "no importtime output"])
             continue
         total = sum(m[1] for m in mods) / 1000
-        ours = sum(m[1] for m in mods if _first_party(m[0])) / 1000
+        ours = sum(m[1] for m in mods if _first_party(m[0])) / 1000  # runtime.* / imagetool.*
         top = sorted((m for m in mods if m[3] == 0), key=lambda m: -m[2])[:6]
         rows.append([label, H.fmt_ms(wall), f"{total:.1f}", f"{ours:.1f}", str(len(mods)),
                      ", ".join(f"{m[0]} {m[2] / 1000:.1f}" for m in top)])
-        with open(os.path.join(RESULTS, f"importtime-{label.strip('-')}.txt"), "w") as f:
+        fname = label.strip("-").split(" (")[0].replace(" ", "-")
+        with open(os.path.join(RESULTS, f"importtime-{fname}.txt"), "w") as f:
             f.write(f"# python -X importtime pyrunc {label}; self_us cumulative_us module\n")
             for m in mods:
                 f.write(f"{m[1]:8d} {m[2]:8d} {'  ' * m[3]}{m[0]}\n")
-        if label in ("state", "create", "start", "delete"):
+        if label in ("state", "create", "start", "delete") or label.startswith("pyimg"):
             for m in sorted(mods, key=lambda m: -m[1])[:12]:
                 detail.append([label, m[0], f"{m[1] / 1000:.2f}", f"{m[2] / 1000:.2f}"])
     report.section("Import time: python -X importtime of each pyrunc verb (median wall of 3; profile of the last)",
-                   ["verb", "wall ms (with -X importtime)", "imports total ms", "of which runtime.* ms",
+                   ["verb", "wall ms (with -X importtime)", "imports total ms", "of which runtime.*/imagetool.* self ms",
                     "modules", "top-level imports by cumulative ms"], rows,
                    ["raw profiles: bench/results/importtime-VERB.txt",
                     "measured as installed: compileall has been run (PYTHONDONTWRITEBYTECODE=1 is set here, "

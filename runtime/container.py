@@ -139,9 +139,28 @@ def _check_config(cfg: dict) -> None:
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} does not exist") from None
                 if not stat.S_ISREG(mode) or not os.access(p, os.X_OK):
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} is not executable")
+    proc = cfg.get("process") or {}
+    selinux = os.path.isdir("/sys/fs/selinux") and os.path.exists("/sys/fs/selinux/enforce")
+    if proc.get("selinuxLabel") and not selinux:
+        raise RuntimeFailure("config.json: process.selinuxLabel: a label is set but SELinux is disabled "
+                             "or not supported on this host")
+    if linux.get("mountLabel") and not selinux:
+        raise RuntimeFailure("config.json: linux.mountLabel: a label is set but SELinux is disabled "
+                             "or not supported on this host")
+    if proc.get("apparmorProfile") and not apparmor_enabled():
+        raise RuntimeFailure(f"config.json: process.apparmorProfile: cannot apply profile "
+                             f"{proc['apparmorProfile']!r}: AppArmor is not enabled on this host")
     for i, m in enumerate(cfg.get("mounts") or ()):
         if not os.path.isabs(m.get("destination", "")):
             raise RuntimeFailure(f"config.json: mounts[{i}].destination: {m.get('destination')!r} is not absolute")
+
+
+def apparmor_enabled() -> bool:
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
 
 
 class _Builder:

@@ -368,6 +368,13 @@ def setup_process(ctx: Context, proc: dict, linux: dict) -> None:
     if iop:
         sc.ioprio_set(1, 0, (_IOPRIO_CLASSES[iop["class"]] << 13) | iop.get("priority", 0))
 
+    if proc.get("apparmorProfile"):
+        # Takes effect at execve; the profile must be loaded on the host.
+        try:
+            with open("/proc/self/attr/apparmor/exec", "w") as f:
+                f.write("exec " + proc["apparmorProfile"])
+        except OSError as e:
+            raise OSError(e.errno, f"process.apparmorProfile {proc['apparmorProfile']}: {e.strerror}") from None
     cwd = proc.get("cwd") or "/"
     # Seccomp is loaded before privileges drop unless no_new_privs lets an
     # unprivileged process load it (runc does the same).

@@ -437,12 +437,18 @@ BAD_INPUTS = [
     ("mount source", lambda c: c["mounts"].append({"destination": "/x", "type": "bind",
                                                    "source": "/no/such/dir", "options": ["bind"]}),
      "/no/such/dir"),
+    ("selinux label", lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"),
+     "process.selinuxLabel"),
+    ("apparmor", lambda c: c["process"].update(apparmorProfile="docker-default"), "process.apparmorProfile"),
     ("namespace path", lambda c: c["linux"]["namespaces"].append({"type": "time", "path": "/no/ns"}), "/no/ns"),
 ]
 
 
 @pytest.mark.parametrize("name,mutate,needle", BAD_INPUTS, ids=[x[0] for x in BAD_INPUTS])
 def test_bad_input_one_line_nothing_left(rt, name, mutate, needle):
+    from runtime.container import apparmor_enabled
+    if name == "apparmor" and apparmor_enabled():
+        pytest.skip("this host has AppArmor: the profile may well apply")
     b = rt.bundle(["true"], mutate=mutate)
     if mutate is None:
         with open(os.path.join(b, "config.json"), "a") as f:
