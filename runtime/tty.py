@@ -54,11 +54,11 @@ def proxy(master: int, init_pid: int, forward) -> int:
                     data = b""
                 if data:
                     os.write(1, data)
-            while True:
+            while status is None:
                 try:
                     p, s = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
-                    status = 255
+                    status = 255  # init is gone and was not ours to reap
                     break
                 if p == 0:
                     break

@@ -62,12 +62,6 @@ KNOWN_FAILURES: dict[str, dict[str, str]] = {
             "'mount rootfs: Invalid argument': rootfs made unbindable before it is bind-mounted",
         "test_intel_rdt_without_resctrl_is_an_error": "linux.intelRdt silently ignored without resctrl (MUST error)",
         "test_net_devices": "linux.netDevices ignored: the interface stays on the host",
-        "test_apparmor_profile_without_apparmor_is_an_error":
-            "process.apparmorProfile silently ignored on a host without AppArmor (runc errors)",
-        "test_selinux_label_without_selinux_is_an_error[mountLabel]":
-            "linux.mountLabel silently ignored on a host without SELinux (runc errors)",
-        "test_selinux_label_without_selinux_is_an_error[selinuxLabel]":
-            "process.selinuxLabel silently ignored on a host without SELinux (runc errors)",
         "test_hooks_receive_state_on_stdin":
             "createContainer hooks get the host pid in the state (must be the container's view, 1)",
         "test_prestart_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",

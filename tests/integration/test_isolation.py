@@ -490,3 +490,54 @@ def test_idmapped_bind_mount(rt, open_tmp):
         pytest.skip(f"kernel/filesystem refuses idmapped mounts: {p.stderr.strip()}")
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["65534", "0"]
+
+
+def test_personality_scheduler_iopriority(rt):
+    def m(c):
+        c["linux"]["personality"] = {"domain": "LINUX32"}
+        c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    out = out_of(rt, "uname -m; grep -E '^policy' /proc/self/sched | tr -d ' '; "
+                     "cut -d' ' -f19 /proc/self/stat; ionice -p $$", m)
+    lines = out.strip().split("\n")
+    assert lines[0] in ("i686", "armv8l", "armv7l")
+    assert lines[1] == "policy:3"
+    assert lines[2] == "5"
+    assert "prio 6" in lines[3]
+
+
+def test_no_pivot(rt):
+    p = rt("run", "--no-pivot", "--bundle", rt.bundle(["sh", "-c", "ls /; readlink /proc/1/root"]), rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert "bin" in p.stdout.split() and "/" in p.stdout.split()
+
+
+def test_foreground_run_owns_the_terminal(rt):
+    """`pyrunc run` with process.terminal and no console socket proxies a pty."""
+    import pty
+    b = rt.bundle(["sh", "-c", "tty; read line; echo got:$line"], terminal=True)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(rt.binary, [rt.binary, "--root", rt.root, "run", "--bundle", b, rt.new_id()])
+    out = b""
+    import select
+    sent = False
+    while True:
+        r, _, _ = select.select([fd], [], [], 10)
+        if not r:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not sent and b"/dev/pts/" in out:
+            os.write(fd, b"hello\n")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.WEXITSTATUS(status) == 0, out
+    assert b"/dev/pts/0" in out
+    assert b"got:hello" in out
