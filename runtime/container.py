@@ -700,9 +700,9 @@ def _release(data: dict) -> None:
     """Connect to the waiting init and collect its verdict: init sends "0",
     then either execs (the socket is close-on-exec, so we read EOF) or sends
     "E" and an error message."""
-    import socket
+    import _socket  # the C module: `socket` imports enum, a cost `start` need not pay
     path = os.path.join(data["_dir"], st.START_SOCK)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
             s.connect(path)
