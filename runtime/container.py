@@ -150,9 +150,8 @@ def _check_config(cfg: dict) -> None:
     if proc.get("apparmorProfile") and not apparmor_enabled():
         raise RuntimeFailure(f"config.json: process.apparmorProfile: cannot apply profile "
                              f"{proc['apparmorProfile']!r}: AppArmor is not enabled on this host")
-    for i, m in enumerate(cfg.get("mounts") or ()):
-        if not os.path.isabs(m.get("destination", "")):
-            raise RuntimeFailure(f"config.json: mounts[{i}].destination: {m.get('destination')!r} is not absolute")
+    if linux.get("intelRdt") and not os.path.isdir("/sys/fs/resctrl/info"):
+        raise RuntimeFailure("config.json: linux.intelRdt: resctrl is not mounted on this host")
 
 
 def apparmor_enabled() -> bool:
@@ -174,6 +173,7 @@ class _Builder:
         self.cgroup = None
         self.stage1 = 0
         self.init_pid = 0
+        self.hooks_started = False
 
     def build(self, foreground_console) -> dict:
         from runtime import cgroups, init, sync
@@ -222,6 +222,7 @@ class _Builder:
                            preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                            no_new_keyring=opts.no_new_keyring,
                            cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state()))
+        _drop_ungrantable_caps(cfg, "user" in nstypes)
         # Everything init will import must be loaded now: inside a user
         # namespace the host's Python library may be unreadable, and after
         # pivot_root it is out of reach.
@@ -259,6 +260,8 @@ class _Builder:
             if not isinstance(self.cgroup, _NoCgroup):
                 for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
                     _warn(w)
+            if linux.get("netDevices"):
+                _move_net_devices(linux["netDevices"], self.init_pid)
             # init waits for this: device rules are rewritten while they are
             # applied, and its mknods must not race with that.
             chan.send(sync.APPLIED)
@@ -274,6 +277,7 @@ class _Builder:
             }
             st.save(self.cdir, data)
             chan.expect(sync.PRESTART)
+            self.hooks_started = True
             hooks = cfg.get("hooks") or {}
             if hooks.get("prestart") or hooks.get("createRuntime"):
                 from runtime.hooks import run_hooks
@@ -326,9 +330,56 @@ class _Builder:
         if self.cgroup is not None:
             try:
                 self.cgroup.destroy()
-            except OSError:
+            except (OSError, RuntimeFailure):
                 pass
+        poststop = (self.cfg.get("hooks") or {}).get("poststop")
+        if self.hooks_started and poststop:
+            # Spec: a failed create hook stops the container and the lifecycle
+            # continues with the poststop hooks.
+            from runtime.hooks import run_hooks
+            st_ = {"ociVersion": self.cfg.get("ociVersion"), "id": self.opts.cid, "status": "stopped",
+                   "bundle": self.opts.bundle, "annotations": self.cfg.get("annotations") or {}}
+            run_hooks("poststop", poststop, st_, warn=_warn)
         _rmtree(self.cdir)
+
+
+def _move_net_devices(devices: dict, pid: int) -> None:
+    """linux.netDevices: move each host interface into the container's network
+    namespace (renamed when asked). Physical devices return to the host when
+    that namespace goes away."""
+    import subprocess
+    for host_name, spec in devices.items():
+        cmd = ["ip", "link", "set", "dev", host_name, "netns", str(pid)]
+        if (spec or {}).get("name"):
+            cmd += ["name", spec["name"]]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeFailure(f"config.json: linux.netDevices.{host_name}: {p.stderr.strip() or 'ip link failed'}")
+
+
+def _drop_ungrantable_caps(cfg: dict, userns: bool) -> None:
+    """Spec (config.md capabilities): a capability that cannot be granted is
+    a warning, not a failure. Outside a user namespace that means one that
+    is not in our own bounding set (CAP_SYS_RESOURCE on some hosts)."""
+    from runtime import caps
+    capsets = (cfg.get("process") or {}).get("capabilities")
+    if not capsets or userns:
+        return
+    with open("/proc/self/status") as f:
+        bnd = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    dropped = set()
+    for k, names in capsets.items():
+        keep = []
+        for n in names or ():
+            i = caps.NUMBERS.get(n)
+            if i is not None and not bnd >> i & 1:
+                dropped.add(n)
+            else:
+                keep.append(n)
+        capsets[k] = keep
+    if dropped:
+        _warn(f"process.capabilities: cannot grant {', '.join(sorted(dropped))} "
+              "(not in the runtime's bounding set); continuing without")
 
 
 def _dup_above(fd: int, low: int) -> int:
@@ -519,6 +570,8 @@ def _resources_with_default_devices(cfg: dict) -> dict:
     res = dict(linux.get("resources") or {})
     rules = list(res.get("devices") or [])
     for d in linux.get("devices") or ():
+        if d["type"] == "p":
+            continue  # fifos are not devices to the device controller
         rules.append({"allow": True, "type": d["type"] if d["type"] != "u" else "c",
                       "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
     for t, ma, mi, acc in _DEFAULT_DEVICE_RULES:
@@ -691,9 +744,17 @@ def start(root: str, cid: str) -> None:
         _release(data)
     hooks = (data.get("hooks") or {}).get("poststart")
     if hooks:
-        from runtime.hooks import run_hooks
-        # Spec: a failed poststart hook is a warning; the container runs on.
-        run_hooks("poststart", hooks, st.oci_state(data, "running"), warn=_warn)
+        from runtime.hooks import HookFailed, run_hooks
+        try:
+            run_hooks("poststart", hooks, st.oci_state(data, "running"))
+        except HookFailed:
+            # Spec (1.3): a failed poststart hook is an error; the container
+            # is stopped and the lifecycle goes on at delete/poststop.
+            try:
+                os.kill(data["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
 
 
 def _release(data: dict) -> None:

@@ -220,13 +220,14 @@ def init(ctx: Context) -> None:
         ctx.exec_env = list(proc.get("env") or [])
         ctx.exec_args[0:1] = [lookup(proc["args"][0], ctx.exec_env)]
         # 14. Tell the parent we are ready, and wait for `start`.
-        ctx.chan.send(sync.READY)
+        # write(2), not send(2): seccomp may already be on, and profiles allow write.
+        os.write(ctx.chan.fileno(), b'{"type": "ready"}')
         ctx.chan.close()
         ready = True
         listener = socket.socket(fileno=ctx.start_fd)
         conn, _ = listener.accept()  # close-on-exec, like every fd of ours
         listener.close()
-        conn.sendall(b"0")
+        os.write(conn.fileno(), b"0")
         # 15. startContainer hooks: container namespaces, after start.
         if hooks.get("startContainer"):
             from runtime.hooks import run_hooks
@@ -259,13 +260,27 @@ def preload(cfg: dict) -> None:
 def _prepare_root(ctx: Context, linux: dict) -> None:
     prop = linux.get("rootfsPropagation")
     # Slave (or the requested mode) recursively: mounts we make never reach the host.
-    flag = rootfs.PROPAGATION.get(prop, sc.MS_SLAVE | sc.MS_REC) if prop else sc.MS_SLAVE | sc.MS_REC
+    flag = rootfs.PROPAGATION.get(prop, sc.MS_SLAVE) if prop else sc.MS_SLAVE
     sc.mount(None, "/", None, flag | sc.MS_REC, None, label="/ (propagation)")
+    # pivot_root refuses a new root whose parent mount is shared, and a bind
+    # of an unbindable tree fails: make the mount holding the rootfs private
+    # (only in our namespace); the requested propagation is applied to the
+    # new "/" after pivot_root.
+    sc.mount(None, _mountpoint_of(os.path.dirname(ctx.rootfs)), None, sc.MS_PRIVATE, None,
+             label="rootfs parent (private)")
     # pivot_root needs the new root to be a mount point.
     sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC, None, label="rootfs")
-    if prop in ("shared", "rshared", "slave", "rslave"):
-        # The parent of the rootfs must not be shared for pivot_root: keep it private.
-        pass
+
+
+def _mountpoint_of(path: str) -> str:
+    """The mount point (in this mount namespace) that holds `path`."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split(" ", 5)[4].replace("\\040", " ")
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best = mp
+    return best
 
 
 def _ptmx_link(root: str) -> None:
@@ -303,8 +318,8 @@ def setup_terminal(ctx: Context, proc: dict) -> None:
     # unlockpt, then the pts number (the termios module lacks both ioctls).
     TIOCSPTLCK, TIOCGPTN = 0x40045431, 0x80045430
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
-    slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY)
+    pts = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+    slave = os.open(f"/dev/pts/{pts}", os.O_RDWR | os.O_NOCTTY)
     size = proc.get("consoleSize")
     if size:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
@@ -315,11 +330,21 @@ def setup_terminal(ctx: Context, proc: dict) -> None:
     finally:
         sock.close()
         os.close(master)
+    if ctx.start_fd >= 0 and any(n["type"] == "mount" for n in _namespaces(ctx.config)):
+        _bind_console(pts)  # container init only: exec must not touch its mounts
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
+
+
+def _bind_console(n: int) -> None:
+    """Make /dev/console the container's terminal, as runc does (bind mount
+    of the pts slave), where the container has its own mount namespace."""
+    if not os.path.exists("/dev/console"):
+        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    sc.mount(f"/dev/pts/{n}", "/dev/console", None, sc.MS_BIND, None, label="/dev/console")
 
 
 _RLIMITS = {
@@ -459,5 +484,5 @@ def env_dict(env: list[str]) -> dict:
 
 def _hook_state(ctx: Context, status: str) -> dict:
     return {"ociVersion": ctx.config.get("ociVersion", "1.3.0"), "id": ctx.cid,
-            "pid": ctx.host_pid, "status": status, "bundle": ctx.bundle,
+            "pid": os.getpid(), "status": status, "bundle": ctx.bundle,
             "annotations": ctx.config.get("annotations") or {}}

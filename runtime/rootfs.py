@@ -30,6 +30,23 @@ MOUNT_FLAGS = {
     "lazytime": (_SET, sc.MS_LAZYTIME), "nolazytime": (_CLEAR, sc.MS_LAZYTIME),
     "nosymfollow": (_SET, sc.MS_NOSYMFOLLOW), "symfollow": (_CLEAR, sc.MS_NOSYMFOLLOW),
     "silent": (_SET, sc.MS_SILENT), "loud": (_CLEAR, sc.MS_SILENT),
+    "iversion": (_SET, sc.MS_I_VERSION), "noiversion": (_CLEAR, sc.MS_I_VERSION),
+    "defaults": (_SET, 0),
+}
+# Recursive mount attributes (mount_setattr with AT_RECURSIVE): (set, clear).
+RECURSIVE_ATTRS = {
+    "rro": (sc.MOUNT_ATTR_RDONLY, 0), "rrw": (0, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (sc.MOUNT_ATTR_NOSUID, 0), "rsuid": (0, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (sc.MOUNT_ATTR_NODEV, 0), "rdev": (0, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (sc.MOUNT_ATTR_NOEXEC, 0), "rexec": (0, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (sc.MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, sc.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (sc.MOUNT_ATTR_RELATIME, sc.MOUNT_ATTR__ATIME),
+    "rnorelatime": (0, sc.MOUNT_ATTR__ATIME),
+    "rnoatime": (sc.MOUNT_ATTR_NOATIME, sc.MOUNT_ATTR__ATIME),
+    "ratime": (0, sc.MOUNT_ATTR__ATIME),
+    "rstrictatime": (sc.MOUNT_ATTR_STRICTATIME, sc.MOUNT_ATTR__ATIME),
+    "rnostrictatime": (0, sc.MOUNT_ATTR__ATIME),
+    "rnosymfollow": (sc.MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, sc.MOUNT_ATTR_NOSYMFOLLOW),
 }
 PROPAGATION = {
     "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
@@ -38,8 +55,7 @@ PROPAGATION = {
     "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
 # Options that only tell the runtime something and must not reach the kernel.
-_RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup", "rro", "rrw", "rnosuid", "rnodev",
-                 "rnoexec", "rnoatime", "rrelatime", "rstrictatime", "rnodiratime"}
+_RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
@@ -192,7 +208,8 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
     finally:
         os.close(fd)
     rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-    if not ((is_bind and rest) or prop):
+    rattrs = [RECURSIVE_ATTRS[o] for o in (m.get("options") or ()) if o in RECURSIVE_ATTRS]
+    if not ((is_bind and rest) or prop or rattrs):
         return
     # The fd we mounted on names the directory *under* the new mount;
     # reopen the destination so later calls act on the new mount itself.
@@ -204,6 +221,12 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | rest, None, label=label)
         if prop:
             sc.mount(None, target, None, prop, None, label=label)
+        if rattrs:
+            aset = aclr = 0
+            for st_, cl in rattrs:
+                aset = (aset & ~cl) | st_
+                aclr = (aclr & ~st_) | cl
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, aset, attr_clr=aclr, label=label)
     finally:
         os.close(fd)
 
@@ -253,7 +276,7 @@ def make_devices(rootfs: str, devices: list[dict], in_userns: bool) -> None:
             if path in seen:
                 continue
             seen.add(path)
-            _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns)
+            _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns, path in explicit)
         devfd = resolve(rootfd, "/dev", create="dir")
         try:
             for target, name in DEV_SYMLINKS:
@@ -272,16 +295,22 @@ def make_devices(rootfs: str, devices: list[dict], in_userns: bool) -> None:
         os.close(rootfd)
 
 
-def _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns) -> None:
+def _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns, strict) -> None:
     parent = resolve(rootfd, os.path.dirname(path), create="dir", label=path)
     name = os.path.basename(path)
     try:
         try:
-            os.unlink(name, dir_fd=parent)
+            st_ = os.lstat(name, dir_fd=parent)
         except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            raise RuntimeFailure(f"linux.devices {path}: a directory is in the way") from None
+            st_ = None
+        if st_ is not None:
+            kinds = {"c": stat.S_ISCHR, "u": stat.S_ISCHR, "b": stat.S_ISBLK, "p": stat.S_ISFIFO}
+            same = kinds[t](st_.st_mode) and (t == "p" or os.major(st_.st_rdev) == major
+                                              and os.minor(st_.st_rdev) == minor)
+            if not same and (strict or stat.S_ISDIR(st_.st_mode)):
+                # Spec: a file at the path that is not the requested device is an error.
+                raise RuntimeFailure(f"linux.devices {path}: a different file already exists there")
+            os.unlink(name, dir_fd=parent)
         if t == "p":
             os.mkfifo(name, mode & 0o7777, dir_fd=parent)
         elif in_userns:

@@ -67,6 +67,7 @@ MS_SHARED = 0x100000
 MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MS_LAZYTIME = 0x2000000
+MS_I_VERSION = 0x800000
 MNT_DETACH = 0x2
 
 # openat2(2) resolve flags
@@ -98,7 +99,16 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 AT_EMPTY_PATH = 0x1000
 MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 
 
 def _err(name: str, what: str | None = None) -> OSError:
@@ -267,8 +277,8 @@ class _MountAttr(ctypes.Structure):
 
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, userns_fd: int = 0,
-                  *, label: str | None = None) -> None:
-    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+                  *, attr_clr: int = 0, label: str | None = None) -> None:
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
     if _syscall(_NR["mount_setattr"], dirfd, _b(path), ctypes.c_uint(flags),
                 ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
         raise _err("mount_setattr", label or path)
