@@ -103,9 +103,17 @@ def set_memory(d: str, res: dict) -> list[str]:
         if not 0 <= sw <= 100:
             raise CgroupError(f"linux.resources.memory.swappiness: invalid value {sw} (valid range is 0-100)")
         write_file(d, "memory.swappiness", str(sw), what="linux.resources.memory.swappiness")
-    if mem.get("kernel") is not None or mem.get("kernelTCP") is not None:
+    if mem.get("kernel") is not None:
         # runc 1.1 ignores kmem limits (deprecated in the kernel) with a warning.
         warnings.append("Kernel memory settings are ignored and will be removed")
+    if mem.get("kernelTCP") is not None:
+        # The TCP buffer limit still exists on v1 kernels; set it where it does.
+        if _exists(d, "memory.kmem.tcp.limit_in_bytes"):
+            write_file(d, "memory.kmem.tcp.limit_in_bytes", str(int(mem["kernelTCP"])),
+                       what="linux.resources.memory.kernelTCP")
+        else:
+            warnings.append("linux.resources.memory.kernelTCP: memory.kmem.tcp.limit_in_bytes "
+                            "does not exist on this kernel; ignored")
     return warnings
 
 

@@ -314,6 +314,34 @@ def test_delete_removes_created_resources(crt):
     assert p.returncode == 0, p.stderr
 
 
+def _rm_cgroup_trees(top):
+    """Remove what a runtime left of `top` in every hierarchy (test cleanup)."""
+    for h in os.listdir("/sys/fs/cgroup"):
+        base = f"/sys/fs/cgroup/{h}{top}"
+        if os.path.islink(f"/sys/fs/cgroup/{h}") or not os.path.isdir(base):
+            continue
+        for r, _dirs, _files in sorted(os.walk(base, topdown=False), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(r)
+            except OSError:
+                pass
+
+
+def test_delete_removes_created_parent_cgroups(crt):
+    """runtime.md#delete: "Deleting a container MUST delete the resources that
+    were created during the create step" - cgroup directories create made for a
+    nested cgroupsPath (its parents included) are gone after delete."""
+    top = f"/pyrunc-conf-nest-{crt.name}-{os.path.basename(crt.tmp)[-12:]}"
+    assert not os.path.exists("/sys/fs/cgroup/memory" + top)
+    b = crt.bundle(args=["true"], mutate=lambda c: c["linux"].__setitem__("cgroupsPath", top + "/a/b"))
+    cid = crt.create_ok(b)
+    crt.extra_cleanup.append(lambda: _rm_cgroup_trees(top))
+    assert os.path.isdir("/sys/fs/cgroup/memory" + top + "/a/b")
+    crt("delete", "--force", cid, check=True)
+    left = [d for d in os.listdir("/sys/fs/cgroup") if os.path.exists(f"/sys/fs/cgroup/{d}{top}")]
+    assert not left, f"parent cgroup {top} left in {left}"
+
+
 def test_delete_keeps_resources_not_created_by_container(crt):
     """runtime.md#delete: "resources associated with the container, but not
     created by this container, MUST NOT be deleted" - a bind-mount source and a
