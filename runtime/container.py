@@ -352,9 +352,14 @@ def _move_net_devices(devices: dict, pid: int) -> None:
         cmd = ["ip", "link", "set", "dev", host_name, "netns", str(pid)]
         if (spec or {}).get("name"):
             cmd += ["name", spec["name"]]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise RuntimeFailure(f"config.json: linux.netDevices.{host_name}: {p.stderr.strip() or 'ip link failed'}")
+        name = (spec or {}).get("name") or host_name
+        # Spec: the device is set "up" once it is in the container.
+        up = ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "link", "set", "dev", name, "up"]
+        for c in (cmd, up):
+            p = subprocess.run(c, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeFailure(f"config.json: linux.netDevices.{host_name}: "
+                                     f"{p.stderr.strip() or 'ip link failed'}")
 
 
 def _drop_ungrantable_caps(cfg: dict, userns: bool) -> None:
