@@ -202,7 +202,8 @@ class _Builder:
         # which a non-dumpable init running as another uid would not have.
         import socket
         start_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        start_sock.bind(os.path.join(self.cdir, st.START_SOCK))
+        with _short_dir(self.cdir) as short:
+            start_sock.bind(os.path.join(short, st.START_SOCK))
         start_sock.listen(1)
         low = 3 + opts.preserve_fds
         # Internal fds live above the preserved range so they never collide
@@ -762,6 +763,21 @@ def start(root: str, cid: str) -> None:
             raise
 
 
+class _short_dir:
+    """A short name for a directory, for unix socket paths (108 bytes at most;
+    Docker's state dirs with 64-character ids come close): /proc/self/fd/N
+    of an O_PATH fd held while in use."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def __enter__(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
 def _release(data: dict) -> None:
     """Connect to the waiting init and collect its verdict: init sends "0",
     then either execs (the socket is close-on-exec, so we read EOF) or sends
@@ -771,7 +787,8 @@ def _release(data: dict) -> None:
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
-            s.connect(path)
+            with _short_dir(data["_dir"]) as short:
+                s.connect(os.path.join(short, st.START_SOCK))
         except (ConnectionRefusedError, FileNotFoundError):
             raise InvalidState("cannot start a container whose init has exited") from None
         os.unlink(path)
@@ -925,19 +942,25 @@ def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> 
     status = st.status(data)
     if status == "stopped":
         raise InvalidState("container not running")
-    if all_procs and data.get("cgroup"):
+    m = None
+    if data.get("cgroup"):
         from runtime import cgroups
         m = cgroups.manager_from_state(data["cgroup"])
+    if all_procs and m is not None:
         for pid in m.pids():
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-        return
-    try:
-        os.kill(data["pid"], signum)
-    except ProcessLookupError:
-        raise InvalidState("container not running") from None
+    else:
+        try:
+            os.kill(data["pid"], signum)
+        except ProcessLookupError:
+            raise InvalidState("container not running") from None
+    if status == "paused" and signum == signal.SIGKILL and m is not None:
+        # Frozen tasks only die once thawed (runc thaws too); otherwise a
+        # `delete --force` after this kill waits forever.
+        m.thaw()
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:

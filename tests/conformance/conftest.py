@@ -33,43 +33,10 @@ from confutil import ConfRuntime  # noqa: E402
 # (reference only) are not strict.
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
     "pyrunc": {
-        "test_mount_relative_destination":
-            "a relative mount destination is refused ('mounts[8].destination: 'mnt' is not absolute'); "
-            "config.md says it MUST be taken relative to /",
-        "test_mount_options[defaults]": "'defaults' reaches mount(2) as data: EINVAL",
-        "test_mount_options[iversion]": "'iversion' reaches mount(2) as data (not MS_I_VERSION): EINVAL",
-        "test_mount_options[noiversion]": "'noiversion' reaches mount(2) as data: EINVAL",
-        "test_mount_recursive_readonly": "rro is not applied: a submount of the rbind mount stays writable",
-        "test_process_capability_not_grantable_is_a_warning":
-            "a capability outside the bounding set fails create with 'process.capabilities: capset: "
-            "Operation not permitted', naming no capability (MUST warn, SHOULD NOT fail)",
-        "test_terminal_console": "terminal: true leaves no /dev/console in the container (ENOENT)",
-        "test_device_fifo":
-            "a type 'p' device is turned into a device-cgroup rule and refused "
-            "('linux.resources.devices[1].type: invalid cgroup device type 'p'')",
-        "test_device_path_conflict": "a regular file at a linux.devices path is silently kept (MUST error)",
-        "test_cgroup_memory_kernel_tcp": "memory.kernelTCP is silently ignored (kmem.tcp limit stays unlimited)",
         "test_cgroup_unavailable_controller_is_an_error[hugetlb]":
             "hugepageLimits silently ignored without a v1 hugetlb controller",
         "test_cgroup_unavailable_controller_is_an_error[blkio-weight]":
             "blockIO.weight silently ignored although blkio.weight does not exist",
-        "test_seccomp_default_errno":
-            "the filter is loaded before init's own sendto('{\"type\": \"ready\"}'), so a profile without "
-            "sendto breaks setup ('container init exited unexpectedly during setup')",
-        "test_rootfs_propagation[shared-exposed]":
-            "'pivot_root .: Invalid argument': the shared propagation is set before pivot_root",
-        "test_rootfs_propagation[unbindable-bindfail]":
-            "'mount rootfs: Invalid argument': rootfs made unbindable before it is bind-mounted",
-        "test_intel_rdt_without_resctrl_is_an_error": "linux.intelRdt silently ignored without resctrl (MUST error)",
-        "test_net_devices": "linux.netDevices ignored: the interface stays on the host",
-        "test_hooks_receive_state_on_stdin":
-            "createContainer hooks get the host pid in the state (must be the container's view, 1)",
-        "test_prestart_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",
-        "test_create_runtime_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",
-        "test_create_container_hook_failure": "create fails and cleans up but poststop hooks do not run (step 13)",
-        "test_poststart_hook_failure":
-            "a failing poststart hook is only a warning: start succeeds, the container keeps running "
-            "(1.3: MUST error, stop, continue at step 12)",
         "test_delete_created_container_errors":
             "delete without --force removes a created container (as runc does); MUST error",
         "test_delete_removes_created_parent_cgroups":

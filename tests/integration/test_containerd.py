@@ -516,10 +516,6 @@ def test_pause_resume(cd):
     _stop_and_delete(cd, cid)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pyrunc bug: `kill [--all] ID KILL` on a paused container signals the frozen "
-    "processes but does not thaw the cgroup (runc does, for SIGKILL), so they never "
-    "die and `ctr task delete -f` waits forever (runtime/container.py kill())"))
 def test_kill_paused_task_with_delete_force(cd):
     """`ctr task delete -f` on a paused task: the shim runs `kill --all ID 9`
     and waits for the exit. SIGKILL is not delivered to a frozen cgroup, so

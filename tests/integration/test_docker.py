@@ -43,15 +43,6 @@ DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.whic
 DEFAULT_EXEC_ROOT = "/var/run/docker"
 MOBY_NS = "moby"  # dockerd's containerd namespace
 
-# pyrunc binds ROOT/ID/exec.sock (runtime/state.py START_SOCK, bound in
-# runtime/container.py create). Under dockerd that path is
-# /var/run/docker/runtime-runc/moby/<64-char id>/exec.sock = 108 bytes, one
-# more than sun_path holds: create fails with "AF_UNIX path too long".
-EXEC_SOCK_TOO_LONG = pytest.mark.xfail(strict=True, reason=(
-    "pyrunc bug: create binds a unix socket at ROOT/ID/exec.sock; with dockerd's "
-    "root (EXEC_ROOT/runtime-runc/moby) and 64-char ids the path exceeds 107 bytes: "
-    "'OCI runtime create failed: AF_UNIX path too long'"))
-
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
     pytest.mark.skipif(DOCKERD is None or DOCKER is None,
@@ -246,7 +237,6 @@ def track(dk, request):
         assert left == [], f"left behind: {left}"
 
 
-@EXEC_SOCK_TOO_LONG
 def test_docker_run_echo_hi(dk):
     p = dk.docker("run", "--rm", "--runtime", "pyrunc", "--network", "none", dk.image,
                   "echo", "hi")
@@ -254,7 +244,6 @@ def test_docker_run_echo_hi(dk):
     assert p.stdout == "hi\n"
 
 
-@EXEC_SOCK_TOO_LONG
 def test_docker_run_exit_code(dk):
     p = dk.docker("run", "--rm", "--runtime", "pyrunc", "--network", "none", dk.image,
                   "sh", "-c", "echo out; exit 3")
@@ -262,7 +251,6 @@ def test_docker_run_exit_code(dk):
     assert p.stdout == "out\n"
 
 
-@EXEC_SOCK_TOO_LONG
 def test_docker_detached_exec_stop(dk, track):
     p = dk.docker("run", "-d", "--runtime", "pyrunc", "--network", "none", dk.image,
                   "sleep", "300")
@@ -296,7 +284,6 @@ def test_docker_detached_exec_stop(dk, track):
     assert not os.path.exists(os.path.dirname(st_path))
 
 
-@EXEC_SOCK_TOO_LONG
 def test_docker_pause_unpause(dk, track):
     p = dk.docker("run", "-d", "--runtime", "pyrunc", "--network", "none", dk.image,
                   "sh", "-c", "while :; do date > /tmp/t; sleep 0.1; done")

@@ -349,3 +349,29 @@ def test_state_survives_concurrent_commands(rt):
     # Exactly one start wins; the state stays readable.
     assert [rcs[i] for i in (0, 1, 3)].count(0) == 1
     assert rt.state(cid)["status"] == "running"
+
+
+def test_long_state_path_and_id(tmp_path, busybox_rootfs):
+    """Docker's layout: --root <exec-root>/runtime-runc/moby and 64-char ids
+    put the state dir near the unix socket path limit."""
+    from bundles import Runtime
+    deep = tmp_path / ("d" * 40) / "runtime-runc" / "moby"
+    r = Runtime(tmp_path, busybox_rootfs)
+    r.root = str(deep)
+    b = r.bundle(["sh", "-c", "echo long-ok"])
+    cid = "a" * 64
+    r.ids.append(cid)
+    p = r("run", "--bundle", b, cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "long-ok\n"
+    r.cleanup()
+
+
+def test_sigkill_reaches_paused_container(rt):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    rt("pause", cid, check=True)
+    rt("kill", "--all", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+    rt("delete", cid, check=True)
