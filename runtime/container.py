@@ -200,8 +200,7 @@ class _Builder:
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.
-        import socket
-        start_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        start_sock = sync.unix_socket()
         with _short_dir(self.cdir) as short:
             start_sock.bind(os.path.join(short, st.START_SOCK))
         start_sock.listen(1)
@@ -398,13 +397,13 @@ def _dup_above(fd: int, low: int) -> int:
 
 
 def _move_sock_above(chan, low: int) -> None:
-    import socket
+    from runtime import sync
     fd = chan.sock.fileno()
     if fd >= low:
         return
     new = _dup_above(os.dup(fd), low)
     chan.sock.close()
-    chan.sock = socket.socket(fileno=new)
+    chan.sock = sync.from_fd(new)
 
 
 def _idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
@@ -466,8 +465,8 @@ def _make_userns(uids: list[dict], gids: list[dict], label: str) -> int:
 
 
 def _connect_console(path: str, low: int) -> int:
-    import socket
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    from runtime import sync
+    s = sync.unix_socket()
     try:
         s.connect(path)
     except OSError as e:
@@ -603,19 +602,19 @@ def _exec_defaults(cfg: dict) -> dict:
 def _send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
     """Forward the seccomp notify fd to linux.seccomp.listenerPath with the
     container process state, as runtime-spec config-linux.md describes."""
-    import socket
+    from runtime import sync
     sec = cfg["linux"]["seccomp"]
     path = sec.get("listenerPath")
     try:
         if not path:
             raise RuntimeFailure("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s = sync.unix_socket()
         try:
             s.connect(path)
             pstate = {"ociVersion": cfg.get("ociVersion", "1.3.0"), "fds": ["seccompFd"],
                       "pid": data["pid"], "metadata": sec.get("listenerMetadata", ""),
                       "state": st.oci_state(dict(data, _dir="/nonexistent"), "creating")}
-            socket.send_fds(s, [json.dumps(pstate).encode()], fds[:1])
+            sync.send_fds(s, json.dumps(pstate).encode(), fds[:1])
         except OSError as e:
             raise RuntimeFailure(f"linux.seccomp.listenerPath {path}: {e.strerror}") from None
         finally:
@@ -814,8 +813,8 @@ def _warn(msg: str) -> None:
 def run(opts: Options, detach: bool = False) -> int:
     """create + start; in the foreground, wait for the container, forward
     signals, and delete it afterwards. Returns the exit code to use."""
+    from runtime import sync
     from runtime import syscalls as sc
-    import socket
     proc_terminal = False
     console_pair = None
     if not detach:
@@ -827,12 +826,12 @@ def run(opts: Options, detach: bool = False) -> int:
         except (OSError, ValueError):
             pass
         if proc_terminal and not opts.console_socket:
-            console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_pair = sync.socketpair()
     data = create(opts, foreground_console=console_pair[1] if console_pair else None)
     master = None
     if console_pair:
         console_pair[1].close()
-        _, fds, _, _ = socket.recv_fds(console_pair[0], 1024, 1)
+        _, fds = sync.recv_fds(console_pair[0], 1024, 1)
         console_pair[0].close()
         master = fds[0]
     try:

@@ -97,14 +97,13 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     pid = data["pid"]
     low = 3 + o.preserve_fds
     from runtime.container import _connect_console, _dup_above, _move_sock_above
-    import socket
     console_fd = None
     pair = None
     if proc.get("terminal"):
         if o.console_socket:
             console_fd = _connect_console(o.console_socket, low)
         else:
-            pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            pair = sync.socketpair()
             console_fd = _dup_above(os.dup(pair[1].fileno()), low)
     if not o.detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -188,7 +187,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     fwd = _install_forwarding(exec_pid)
     if pair is not None:
         pair[1].close()
-        _, fds, _, _ = socket.recv_fds(pair[0], 1024, 1)
+        _, fds = sync.recv_fds(pair[0], 1024, 1)
         pair[0].close()
         from runtime import tty
         return tty.proxy(fds[0], exec_pid, fwd)

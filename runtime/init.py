@@ -12,9 +12,8 @@ init    prepares the rootfs and process and blocks on exec.sock until
 Any exception is sent to the parent as an ERROR message naming what failed;
 after READY, errors go to `start` through the start socket instead.
 """
+import _signal as signal  # the C module: `signal` imports enum
 import os
-import _signal as signal  # the C module: `signal` imports enum (~5 ms)
-import socket
 import sys
 
 from runtime import rootfs, sync
@@ -224,8 +223,8 @@ def init(ctx: Context) -> None:
         os.write(ctx.chan.fileno(), b'{"type": "ready"}')
         ctx.chan.close()
         ready = True
-        listener = socket.socket(fileno=ctx.start_fd)
-        conn, _ = listener.accept()  # close-on-exec, like every fd of ours
+        listener = sync.from_fd(ctx.start_fd)
+        conn = sync.accept(listener)  # close-on-exec, like every fd of ours
         listener.close()
         os.write(conn.fileno(), b"0")
         # 15. startContainer hooks: container namespaces, after start.
@@ -247,8 +246,10 @@ def init(ctx: Context) -> None:
 
 
 def preload(cfg: dict) -> None:
-    import fcntl, resource, struct, termios, socket  # noqa: F401,E401
+    import resource  # noqa: F401
     from runtime import caps  # noqa: F401
+    if (cfg.get("process") or {}).get("terminal"):
+        import fcntl, struct, termios  # noqa: F401,E401
     if cfg.get("hooks"):
         from runtime import hooks  # noqa: F401
         import subprocess, json  # noqa: F401,E401
@@ -323,10 +324,9 @@ def setup_terminal(ctx: Context, proc: dict) -> None:
     size = proc.get("consoleSize")
     if size:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
-    import socket
-    sock = socket.socket(fileno=ctx.console_fd)
+    sock = sync.from_fd(ctx.console_fd)
     try:
-        socket.send_fds(sock, [b"/dev/ptmx"], [master])
+        sync.send_fds(sock, b"/dev/ptmx", [master])
     finally:
         sock.close()
         os.close(master)

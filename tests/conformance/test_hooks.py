@@ -268,3 +268,35 @@ def test_hook_timeout(crt):
     cid, p = crt.create(crt.bundle(args=["true"], mutate=lambda c: c.__setitem__("hooks", hooks)), timeout=25)
     assert p.returncode != 0
     assert crt("state", cid).returncode != 0
+
+
+def test_create_hooks_run_after_mounts_before_pivot_root(crt):
+    """config.md#posix-platform-hooks: prestart, createRuntime and createContainer
+    hooks "MUST be called as part of the create operation after the runtime
+    environment has been created (according to the configuration in
+    config.json) but before the pivot_root or any equivalent operation has been
+    executed" - at that point the container's mount namespace already has its
+    /proc mount, still below the rootfs path (not yet at /); startContainer
+    runs after the pivot."""
+    def dump(kind):
+        if kind == "startContainer":
+            return {"path": "/bin/sh", "args": ["sh", "-c", "cat /proc/self/mountinfo > /out/startContainer.mi"]}
+        # the container's mount namespace: the hook's own for createContainer,
+        # the state pid's for the runtime-namespace hooks
+        src = "/proc/self/mountinfo" if kind == "createContainer" else \
+            "/proc/$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p')/mountinfo"
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"cat {src} > {crt.out}/{kind}.mi"]}
+    kinds = ("prestart", "createRuntime", "createContainer", "startContainer")
+    hooks = {k: [dump(k)] for k in kinds}
+    cid = crt.create_ok(crt.bundle(args=["true"], mutate=lambda c: c.__setitem__("hooks", hooks)))
+    crt("start", cid, check=True)
+    crt.wait_stopped(cid)
+    for k in kinds:
+        with open(os.path.join(crt.out, f"{k}.mi")) as f:
+            text = f.read()
+        procs = [ln.split()[4] for ln in text.splitlines() if " - proc " in ln]
+        if k == "startContainer":
+            assert "/proc" in procs, (k, procs)
+        else:
+            below = [p for p in procs if p.endswith("/proc") and p != "/proc"]
+            assert below, f"{k}: no container /proc mounted below the rootfs yet: {procs}"
