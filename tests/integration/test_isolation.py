@@ -543,3 +543,48 @@ def test_foreground_run_owns_the_terminal(rt):
     assert os.WEXITSTATUS(status) == 0, out
     assert b"/dev/pts/0" in out
     assert b"got:hello" in out
+
+
+def test_seccomp_errno_in_container(rt):
+    def m(c):
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                 "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                               "errnoRet": 38}]}
+    out = out_of(rt, "mkdir /tmp/nope 2>&1; grep Seccomp: /proc/self/status", m)
+    assert "Function not implemented" in out
+    assert "Seccomp:\t2" in out
+
+
+def test_seccomp_notify_listener_gets_fd_and_state(rt, tmp_path):
+    sockpath = str(tmp_path / "listener.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sockpath)
+    srv.listen(1)
+    got = {}
+
+    def accept():
+        conn, _ = srv.accept()
+        msg, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+        got["state"] = json.loads(msg)
+        got["fds"] = fds
+        conn.close()
+    t = threading.Thread(target=accept)
+    t.start()
+
+    def m(c):
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sockpath,
+                                 "listenerMetadata": "hello-meta",
+                                 "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}
+    b = rt.bundle(["true"], mutate=m)
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    t.join(10)
+    srv.close()
+    assert got["state"]["fds"] == ["seccompFd"]
+    assert got["state"]["metadata"] == "hello-meta"
+    assert got["state"]["state"]["id"] == cid
+    assert got["state"]["pid"] == rt.state(cid)["pid"]
+    assert len(got["fds"]) == 1
+    assert os.readlink(f"/proc/self/fd/{got['fds'][0]}") == "anon_inode:seccomp notify"
+    for fd in got["fds"]:
+        os.close(fd)
