@@ -227,17 +227,8 @@ def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data)
 def _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
     """The process itself, inside every namespace of the container."""
     from runtime import init
-    from runtime import syscalls as sc
     try:
-        sc.close_range_cloexec(3 + preserve_fds)
-        for fd in range(3, 3 + preserve_fds):
-            try:
-                os.set_inheritable(fd, True)
-            except OSError:
-                pass
-        for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(s, signal.SIG_DFL)
-        os.setsid()
+        init.clean_process_state(preserve_fds)
         ctx = init.Context(cid=cid, config=cfg, bundle=data["bundle"], rootfs="/", chan=chan,
                            start_fd=-1, console_fd=console_fd, preserve_fds=preserve_fds,
                            cgroup_mount=None)

@@ -5,7 +5,6 @@ inherited) and args; a timeout kills it. Output is captured and only shown
 when the hook fails, as runc does.
 """
 from runtime import fastjson as json
-import os
 import subprocess
 
 from runtime.errors import RuntimeFailure

@@ -145,19 +145,9 @@ def init(ctx: Context) -> None:
     try:
         # 0. Start only once the parent has put our cgroup limits in force.
         ctx.chan.expect(sync.APPLIED)
-        # 1. No inherited fd may reach the user process: everything above
-        #    stdio and the preserved range closes on exec.
-        sc.close_range_cloexec(3 + ctx.preserve_fds)
-        for fd in range(3, 3 + ctx.preserve_fds):
-            try:
-                os.set_inheritable(fd, True)
-            except OSError:
-                pass
-        # Default signal dispositions for the user process (Python changed some).
-        for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(s, signal.SIG_DFL)
-        # 2. Own session: detaches from the caller's terminal, needed for a pty.
-        os.setsid()
+        # 1. Only stdio and the preserved fds reach the user process; default
+        #    signal dispositions; our own session (needed for a pty).
+        clean_process_state(ctx.preserve_fds)
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
             _prepare_root(ctx, linux)
@@ -243,6 +233,21 @@ def init(ctx: Context) -> None:
             except (OSError, NameError):
                 sys.stderr.write(f"pyrunc init: {describe(e)}\n")
         os._exit(1 if not isinstance(e, OSError) or e.errno not in (2, 13) else 127)
+
+
+def clean_process_state(preserve_fds: int) -> None:
+    """Mark every fd above stdio and the preserved range close-on-exec (the
+    preserved ones inheritable), restore the signal dispositions Python
+    changed, and start a new session. For init and for exec'd processes."""
+    sc.close_range_cloexec(3 + preserve_fds)
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(s, signal.SIG_DFL)
+    os.setsid()
 
 
 def preload(cfg: dict) -> None:

@@ -172,6 +172,7 @@ def test_devices_created(crt):
     assert got["conf-loop"]["mode"] == 0o600
     z = d["stat"]["/dev/sub/conf-zero"]
     assert z["type"] == "c" and (z["major"], z["minor"]) == (1, 5)
+    assert z["mode"] == 0o666, oct(z["mode"])  # not reduced by a umask
     # listed devices are usable (the default device cgroup must let them through)
     assert d["writable"]["/dev/sub/conf-zero"] == 0
 
@@ -179,8 +180,11 @@ def test_devices_created(crt):
 def test_device_fifo(crt):
     """config-linux.md#devices: type `p` (FIFO) needs no major/minor."""
     d = crt.probe(mutate=lambda c: c["linux"].__setitem__(
-        "devices", [{"path": "/dev/conf-fifo", "type": "p", "fileMode": 0o644}]))
-    assert d["dev"]["conf-fifo"]["type"] == "p"
+        "devices", [{"path": "/dev/conf-fifo", "type": "p", "fileMode": 0o666, "uid": 1000, "gid": 5}]))
+    fifo = d["dev"]["conf-fifo"]
+    assert fifo["type"] == "p"
+    # fileMode exactly, not reduced by the runtime's umask
+    assert (fifo["mode"], fifo["uid"], fifo["gid"]) == (0o666, 1000, 5), fifo
 
 
 def test_device_path_conflict(crt, tmp_path, probe_bin):
@@ -271,13 +275,16 @@ def test_cgroups_path_invalid(crt):
 
 
 def test_cgroup_resources_applied(crt):
-    """config-linux.md#control-groups: memory limit, cpu shares/quota/period,
-    cpuset cpus and pids limit are written to the container's cgroup (the
+    """config-linux.md#control-groups: memory limit/reservation/swap/swappiness,
+    cpu shares/quota/period, cpuset cpus/mems and pids limit are written to the container's cgroup (the
     create operation "MUST" apply all properties, runtime.md#create)."""
     path = "/" + _cg_name(crt)
-    res = {"memory": {"limit": 64 * 1024 * 1024, "reservation": 32 * 1024 * 1024},
-           "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+    res = {"memory": {"limit": 64 * 1024 * 1024, "reservation": 32 * 1024 * 1024, "swappiness": 10},
+           "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
            "pids": {"limit": 42}}
+    memsw = os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+    if memsw:
+        res["memory"]["swap"] = 128 * 1024 * 1024
 
     def mut(cfg):
         cfg["linux"]["cgroupsPath"] = path
@@ -293,6 +300,10 @@ def test_cgroup_resources_applied(crt):
     assert int(rd("cpu", "cpu.cfs_quota_us")) == 50000
     assert int(rd("cpu", "cpu.cfs_period_us")) == 100000
     assert rd("cpuset", "cpuset.cpus") == "0"
+    assert rd("cpuset", "cpuset.mems") == "0"
+    assert int(rd("memory", "memory.swappiness")) == 10
+    if memsw:
+        assert int(rd("memory", "memory.memsw.limit_in_bytes")) == 128 * 1024 * 1024
     assert int(rd("pids", "pids.max")) == 42
 
 
