@@ -19,6 +19,7 @@ class Ctx:
         self.tag = "%04x" % random.randrange(0x10000)
         self.n = 0
         self.rts: dict[str, Runtime] = {}
+        H.CLEANUP.push(self.sweep_cgroups)  # LIFO: runs after the runtimes' cleanup
         self.rts["pyrunc"] = Runtime("pyrunc", PYRUNC, os.path.join(self.tmp, "root-pyrunc"))
         self.rts["runc"] = Runtime("runc", shutil.which("runc"), os.path.join(self.tmp, "root-runc"))
         crun = shutil.which("crun")
@@ -31,6 +32,20 @@ class Ctx:
         for rt in self.rts.values():
             H.CLEANUP.push(rt.cleanup)
         self.refs = [r for r in ("runc", "crun") if r in self.rts]
+
+    def sweep_cgroups(self):
+        """Remove cgroups our containers left behind (and say so)."""
+        import glob
+        left = sorted(glob.glob(f"/sys/fs/cgroup/*/b{self.tag}-*") + glob.glob(f"/sys/fs/cgroup/b{self.tag}-*"))
+        if left:
+            names = sorted({os.path.basename(p) for p in left})
+            print(f"note: {len(names)} containers' cgroups were left behind after delete: {names[:5]}",
+                  flush=True)
+        for p in sorted(left, key=len, reverse=True):
+            try:
+                os.rmdir(p)
+            except OSError:
+                pass
 
     def cid(self, rt: Runtime) -> str:
         # Unique across runtimes: with cgroup v1 and no cgroupsPath every
@@ -304,6 +319,9 @@ def _bulk_create(ctx, rt, count, width=4):
             rt.run("delete", "--force", c, check=False)
             r = rt.create(c, ctx.bundle, ctx.pidfile(c), check=False)
             if r.rc != 0:
+                for _, p2 in pending:  # let in-flight creates finish so cleanup sees them
+                    p2.wait(300)
+                _bulk_delete(rt, out + [(c2, None) for c2, _ in pending])
                 raise RuntimeError(f"{rt.name} create {c} failed twice: {rt.last_stderr()}")
         out.append((c, wait_pid_file(ctx.pidfile(c))))
         os.unlink(ctx.pidfile(c))
@@ -319,6 +337,8 @@ def _bulk_delete(rt, items, width=4):
     for p in pending:
         p.wait(300)
     for c, pid in items:
+        if pid is None:
+            continue
         try:
             H.reaper().wait(pid, 10)
         except TimeoutError:

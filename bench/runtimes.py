@@ -88,9 +88,21 @@ class Runtime:
             return []
 
     def cleanup(self):
-        """Force-delete every container in our private root, then the root."""
-        for cid in self.ids():
+        """Force-delete every container in our private root, then the root.
+        Safety net: kill any process still naming our root on its command
+        line (a pyrunc init whose state was lost), and remove cgroups the
+        containers left behind."""
+        ids = self.ids()
+        for cid in ids:
             self.run("delete", "--force", cid, check=False)
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and int(pid) != os.getpid():
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if self.root.encode() + b"\0" in f.read():
+                            H.kill_pid(int(pid))
+                except OSError:
+                    pass
         shutil.rmtree(self.root, ignore_errors=True)
         try:
             os.unlink(self.errlog)
