@@ -549,8 +549,24 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 
 
 def _rmtree(path: str) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a state directory (flat: a few files); idempotent. shutil is
+    only imported for the unexpected case of subdirectories."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for n in names:
+        try:
+            os.unlink(os.path.join(path, n))
+        except IsADirectoryError:
+            import shutil
+            shutil.rmtree(os.path.join(path, n), ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def _write_pid_file(path: str, pid: int) -> None:

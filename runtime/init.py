@@ -213,6 +213,9 @@ def init(ctx: Context) -> None:
         os.write(ctx.chan.fileno(), b'{"type": "ready"}')
         ctx.chan.close()
         ready = True
+        # Give freed heap back before waiting, maybe for long (RSS of a
+        # created container's init).
+        sc.malloc_trim()
         listener = sync.from_fd(ctx.start_fd)
         conn = sync.accept(listener)  # close-on-exec, like every fd of ours
         listener.close()

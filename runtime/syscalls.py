@@ -264,6 +264,14 @@ def pidfd_open(pid: int) -> int:
     return fd
 
 
+def malloc_trim() -> None:
+    """Return free heap memory to the kernel (glibc); best effort."""
+    try:
+        _libc.malloc_trim(0)
+    except AttributeError:
+        pass
+
+
 def open_tree(dirfd: int, path: str, flags: int) -> int:
     fd = _syscall(_NR["open_tree"], dirfd, _b(path), ctypes.c_uint(flags))
     if fd < 0:
