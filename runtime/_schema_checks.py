@@ -102,10 +102,60 @@ def _int(lo, hi, msg):
     return check
 
 
+_SEMVER_ID = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
+
+
+def _semver_ids(s):
+    return s != "" and all(x != "" and _SEMVER_ID.issuperset(x) for x in s.split("."))
+
+
+def _semver_num(p):
+    return p.isascii() and p.isdigit() and (p == "0" or p[0] != "0")
+
+
+def _is_semver(v):
+    core, plus, build = v.partition("+")
+    if plus and not _semver_ids(build):
+        return False
+    core, dash, pre = core.partition("-")
+    if dash and not _semver_ids(pre):
+        return False
+    parts = core.split(".")
+    return len(parts) == 3 and all(_semver_num(p) for p in parts)
+
+
+def _is_hugepage_size(v):
+    n = v[:-2]
+    return (len(v) >= 3 and v[-1] == "B" and v[-2] in "KMGTPE" and n.isascii() and n.isdigit()
+            and n[0] != "0")
+
+
+# Plain-Python equivalents of the patterns specs/ uses, so that validating a
+# config never imports `re` (with `enum`, ~7 ms of every create). Each one is
+# checked against re on a corpus in tests/unit/test_schema_patterns.py; any
+# other pattern falls back to re.
+KNOWN_PATTERNS = {
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(?!\n)$": _is_semver,
+    r"^[^\n]*(?!\n)$": lambda v: "\n" not in v,
+    r"^[rwm]*(?!\n)$": lambda v: frozenset("rwm").issuperset(v),
+    r"^MB:[^\n]*(?!\n)$": lambda v: v.startswith("MB:") and "\n" not in v,
+    r"^[1-9][0-9]*[KMGTPE]B(?!\n)$": _is_hugepage_size,
+}
+
+
+class _KnownPattern:
+    def __init__(self, pred):
+        self.pred = pred
+
+    def search(self, v):
+        return True if self.pred(v) else None
+
+
 def _str(min_len, prefix=None, pattern=None, msg=None):
     # Compiled on first use: sre compilation is the bulk of this module's
     # import time, and validate_state/validate_features may never run.
-    regex = None
+    regex = _KnownPattern(KNOWN_PATTERNS[pattern]) if pattern in KNOWN_PATTERNS else None
 
     def check(v):
         nonlocal regex

@@ -581,6 +581,8 @@ def test_net_devices(crt):
     device inside the container namespace"; "The runtime MUST set the network
     device state to "up" after moving it"."""
     crt.require("netDevices")
+    if not shutil.which("ip"):
+        pytest.skip("iproute2 (ip) is not installed")
     host = f"cv{uuid.uuid4().hex[:6]}"
     p = subprocess.run(["ip", "link", "add", host, "type", "veth", "peer", "name", host + "p"],
                        capture_output=True, text=True)
