@@ -182,6 +182,8 @@ class _Builder:
         nstypes = {n["type"] for n in linux.get("namespaces") or ()}
         self.cgroup = cgroups.open_manager(linux.get("cgroupsPath"), opts.cid,
                                            systemd=opts.systemd_cgroup)
+        # Parent directories this create makes are ours to remove on delete.
+        self.cgroup_parents = _missing_parents(_container_dirs(self.cgroup.to_state()))
         try:
             for w in self.cgroup.create() or ():
                 _warn(w)
@@ -196,7 +198,7 @@ class _Builder:
         # after a create that was killed half-way.
         st.save(self.cdir, {"id": opts.cid, "pid": 0, "bundle": opts.bundle,
                             "rootfs": cfg["_rootfs"], "created": _now_rfc3339(),
-                            "cgroup": self.cgroup.to_state()})
+                            "cgroup": self.cgroup.to_state(), "cgroup_parents": self.cgroup_parents})
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.
@@ -271,6 +273,7 @@ class _Builder:
                 "owner": "", "ociVersion": cfg.get("ociVersion"),
                 "annotations": cfg.get("annotations") or {},
                 "cgroup": self.cgroup.to_state(),
+                "cgroup_parents": self.cgroup_parents,
                 "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
                 "namespaces": sorted(nstypes),
                 "config": _exec_defaults(cfg),
@@ -330,6 +333,7 @@ class _Builder:
         if self.cgroup is not None:
             try:
                 self.cgroup.destroy()
+                _remove_parents(getattr(self, "cgroup_parents", []))
             except (OSError, RuntimeFailure):
                 pass
         poststop = (self.cfg.get("hooks") or {}).get("poststop")
@@ -708,6 +712,28 @@ def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None):
     return mount_cgroups
 
 
+def _missing_parents(dirs: list[str]) -> list[str]:
+    """Ancestors of `dirs` that do not exist yet, deepest first."""
+    out = []
+    for d in dirs:
+        p = os.path.dirname(d)
+        while p not in ("/", "") and not os.path.exists(p):
+            if p not in out:
+                out.append(p)
+            p = os.path.dirname(p)
+    return sorted(out, key=lambda x: -x.count("/"))
+
+
+def _remove_parents(parents: list[str]) -> None:
+    """rmdir the cgroup parents a create made, deepest first; one that another
+    container still uses (not empty) stays."""
+    for p in parents:
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
+
+
 def _container_dirs(cgroup_state: dict | None) -> list[str]:
     """Absolute cgroup directories of the container, from its manager's state."""
     out = []
@@ -1011,6 +1037,7 @@ def _destroy(data: dict, status: str) -> None:
         _wait_gone(data["pid"])
     if m is not None:
         m.destroy()
+        _remove_parents(data.get("cgroup_parents") or [])
     hooks = (data.get("hooks") or {}).get("poststop")
     if hooks:
         from runtime.hooks import run_hooks

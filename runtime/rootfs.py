@@ -312,7 +312,11 @@ def _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns, stric
                 raise RuntimeFailure(f"linux.devices {path}: a different file already exists there")
             os.unlink(name, dir_fd=parent)
         if t == "p":
-            os.mkfifo(name, mode & 0o7777, dir_fd=parent)
+            old = os.umask(0)  # fileMode is exact, as for mknod below
+            try:
+                os.mkfifo(name, mode & 0o7777, dir_fd=parent)
+            finally:
+                os.umask(old)
         elif in_userns:
             os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
             fd = sc.openat2(parent, name, os.O_PATH, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)

@@ -33,17 +33,8 @@ from confutil import ConfRuntime  # noqa: E402
 # (reference only) are not strict.
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
     "pyrunc": {
-        "test_device_fifo":
-            "a type 'p' device gets fileMode minus the umask (0666 -> 0644; runtime-tools linux_devices: 0660 -> "
-            "0640): no chmod after mknod",
-        "test_cgroup_unavailable_controller_is_an_error[hugetlb]":
-            "hugepageLimits silently ignored without a v1 hugetlb controller",
-        "test_cgroup_unavailable_controller_is_an_error[blkio-weight]":
-            "blockIO.weight silently ignored although blkio.weight does not exist",
         "test_delete_created_container_errors":
             "delete without --force removes a created container (as runc does); MUST error",
-        "test_delete_removes_created_parent_cgroups":
-            "delete removes only the leaf of a nested cgroupsPath; the parents create made stay in every hierarchy",
     },
     "runc": {
         "test_mount_options[defaults]": "'defaults' reaches mount(2) as data: EINVAL",
