@@ -177,8 +177,10 @@ class Emulator:
         return e
 
     def _ordered(self):
-        # Sorted by (major, minor, type) so output is deterministic.
-        return sorted(self.rules.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
+        # In the order the rules were first added: the config's order, which
+        # the kernel keeps in devices.list (spec: "apply entries in the
+        # listed order"). Deterministic, since the input is a list.
+        return list(self.rules.items())
 
     def transition(self, target: "Emulator") -> list[Rule]:
         """Rules to write to move a cgroup from this state to ``target``,

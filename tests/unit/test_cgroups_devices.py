@@ -32,14 +32,15 @@ def test_rule_from_oci_errors(bad, msg):
 
 def test_v1_writes_from_fresh_cgroup_start_with_deny_all():
     # A fresh v1 cgroup shows "a *:* rwm" (allow all): the first write
-    # must be the deny-all reset, then the allow rules in sorted order.
+    # must be the deny-all reset, then the allow rules in the listed order
+    # (the kernel keeps that order in devices.list).
     rules = [{"allow": False, "access": "rwm"},
              {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
              {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}]
     assert v1_writes("a *:* rwm\n", rules) == [
         ("devices.deny", "a *:* rwm"),
-        ("devices.allow", "c 1:3 rw"),
         ("devices.allow", "c 1:5 rwm"),
+        ("devices.allow", "c 1:3 rw"),
     ]
 
 
