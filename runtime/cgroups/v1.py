@@ -100,7 +100,7 @@ class V1Manager(Manager):
         if res.get("unified"):
             self._check_unified_keys(res)  # refuse before writing anything
         mem = res.get("memory") or {}
-        mem_set = any(mem.get(k) not in (None, 0) for k in ("limit", "swap", "reservation", "kernelTCP")) or \
+        mem_set = any(mem.get(k) not in (None, 0) for k in ("limit", "swap", "reservation", "kernel", "kernelTCP")) or \
             mem.get("disableOOMKiller") or (mem.get("swappiness") not in (None, -1))
         cpu_needs = w1.cpu_needs(res)
         b = res.get("blockIO") or {}
@@ -117,8 +117,6 @@ class V1Manager(Manager):
             ("net_prio", "net_prio" in w1.network_needs(res), w1.set_net_prio, None, None),
             ("rdma", bool(res.get("rdma")), w1.set_rdma, "rdma", w2.set_rdma),
         ]
-        if mem.get("kernel") is not None and not mem_set:
-            warnings.append("Kernel memory settings are ignored and will be removed")
         for ctrl, is_set, v1w, v2ctrl, v2w in steps:
             d = self.paths.get(ctrl)
             if d is not None:

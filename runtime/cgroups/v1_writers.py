@@ -104,8 +104,17 @@ def set_memory(d: str, res: dict) -> list[str]:
             raise CgroupError(f"linux.resources.memory.swappiness: invalid value {sw} (valid range is 0-100)")
         write_file(d, "memory.swappiness", str(sw), what="linux.resources.memory.swappiness")
     if mem.get("kernel") is not None:
-        # runc 1.1 ignores kmem limits (deprecated in the kernel) with a warning.
-        warnings.append("Kernel memory settings are ignored and will be removed")
+        # Deprecated in the kernel (runc 1.1 ignores it with a warning); set it
+        # where the file still takes it, since the spec asks for an applied
+        # value or an error, and warn where it does not.
+        if _exists(d, "memory.kmem.limit_in_bytes"):
+            try:
+                write_file(d, "memory.kmem.limit_in_bytes", str(int(mem["kernel"])),
+                           what="linux.resources.memory.kernel")
+            except CgroupError:
+                warnings.append("Kernel memory settings are ignored and will be removed")
+        else:
+            warnings.append("Kernel memory settings are ignored and will be removed")
     if mem.get("kernelTCP") is not None:
         # The TCP buffer limit still exists on v1 kernels; set it where it does.
         if _exists(d, "memory.kmem.tcp.limit_in_bytes"):
