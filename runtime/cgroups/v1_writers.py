@@ -107,13 +107,16 @@ def set_memory(d: str, res: dict) -> list[str]:
         # Deprecated in the kernel (runc 1.1 ignores it with a warning); set it
         # where the file still takes it, since the spec asks for an applied
         # value or an error, and warn where it does not.
+        applied = False
         if _exists(d, "memory.kmem.limit_in_bytes"):
             try:
                 write_file(d, "memory.kmem.limit_in_bytes", str(int(mem["kernel"])),
                            what="linux.resources.memory.kernel")
+                # Kernels since 5.16 take the write and keep no limit.
+                applied = _try_uint(d, "memory.kmem.limit_in_bytes") == int(mem["kernel"])
             except CgroupError:
-                warnings.append("Kernel memory settings are ignored and will be removed")
-        else:
+                pass
+        if not applied:
             warnings.append("Kernel memory settings are ignored and will be removed")
     if mem.get("kernelTCP") is not None:
         # The TCP buffer limit still exists on v1 kernels; set it where it does.
