@@ -5,7 +5,7 @@ import os
 import re
 
 import harness as H
-from runtimes import PYRUNC, Runtime, make_bundle, make_tmp, wait_pid_file
+from runtimes import PYRUNC, Runtime, make_bundle, make_tmp, state_dir, wait_pid_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(REPO, ".venv", "bin", "python")
@@ -22,6 +22,18 @@ def parse(stderr: str):
     return mods
 
 
+def shebang(script: str) -> list[str]:
+    """The interpreter and flags the console script really runs with (e.g.
+    `python3 -IS`), so the profile matches the installed command."""
+    with open(script, "rb") as f:
+        line = f.readline().decode().strip()
+    if line.startswith("#!"):
+        parts = line[2:].split()
+        if parts and "python" in os.path.basename(parts[0]):
+            return parts
+    return [PY]
+
+
 def _first_party(name):
     return name.split(".")[0] in ("runtime", "imagetool")
 
@@ -31,7 +43,7 @@ def run(args, report: H.Report):
     tmp = make_tmp()
     bundle = make_bundle(os.path.join(tmp, "bundle"))
     sleeper = make_bundle(os.path.join(tmp, "sleeper"), args=("/bin/sleep", "100000"))
-    rt = Runtime("pyrunc", PYRUNC, os.path.join(tmp, "root"))
+    rt = Runtime("pyrunc", PYRUNC, os.path.join(state_dir(), "pyrunc"))
     H.CLEANUP.push(rt.cleanup)
     os.makedirs(RESULTS, exist_ok=True)
     n = [0]
@@ -46,7 +58,7 @@ def run(args, report: H.Report):
         rt.create(cid, bundle, pf)
         return cid, wait_pid_file(pf)
 
-    base = [PY, "-X", "importtime", PYRUNC, "--root", rt.root]
+    base = [*shebang(PYRUNC), "-X", "importtime", PYRUNC, "--root", rt.root]
     reps = 3
 
     def prof(label, make_argv, after=None):
@@ -132,7 +144,7 @@ def run(args, report: H.Report):
     store = os.path.join(tmp, "pyimg-store")
     walls, mods = [], None
     for _ in range(reps):
-        res = H.run([PY, "-X", "importtime", pyimg, "--root", store, "images"])
+        res = H.run([*shebang(pyimg), "-X", "importtime", pyimg, "--root", store, "images"])
         walls.append(res.wall)
         mods = parse(res.err.decode(errors="replace"))
     results.append(("pyimg images (empty store)", H.median(walls), mods))
@@ -140,7 +152,8 @@ def run(args, report: H.Report):
     # baselines: the interpreter alone
     base_rows = []
     for label, argv in (("python -c pass (venv)", [PY, "-c", "pass"]),
-                        ("python -I -S -c pass", [PY, "-I", "-S", "-c", "pass"])):
+                        ("python -I -S -c pass", [PY, "-I", "-S", "-c", "pass"]),
+                        ("pyrunc --version (as installed)", [PYRUNC, "--version"])):
         walls = [H.run(argv).wall for _ in range(7)]
         base_rows.append([label, H.fmt_ms(H.median(walls))])
 
@@ -163,7 +176,9 @@ def run(args, report: H.Report):
         if label in ("state", "create", "start", "delete") or label.startswith("pyimg"):
             for m in sorted(mods, key=lambda m: -m[1])[:12]:
                 detail.append([label, m[0], f"{m[1] / 1000:.2f}", f"{m[2] / 1000:.2f}"])
-    report.section("Import time: python -X importtime of each pyrunc verb (median wall of 3; profile of the last)",
+    report.section("Import time: python -X importtime of each pyrunc verb, with the console script's own "
+                   f"interpreter flags ({' '.join(shebang(PYRUNC)[1:]) or 'none'}) "
+                   "(median wall of 3; profile of the last)",
                    ["verb", "wall ms (with -X importtime)", "imports total ms", "of which runtime.*/imagetool.* self ms",
                     "modules", "top-level imports by cumulative ms"], rows,
                    ["raw profiles: bench/results/importtime-VERB.txt",

@@ -7,26 +7,27 @@ import shutil
 import time
 
 import harness as H
-from runtimes import PYRUNC, CrunNamespace, Runtime, make_bundle, make_tmp, wait_pid_file
+from runtimes import PYRUNC, CrunNamespace, Runtime, make_bundle, make_tmp, state_dir, wait_pid_file
 
 
 class Ctx:
     def __init__(self, args, report: H.Report):
         self.args, self.report = args, report
         self.tmp = make_tmp()
+        self.state = state_dir()
         self.bundle = make_bundle(os.path.join(self.tmp, "bundle"))
         self.sleeper = make_bundle(os.path.join(self.tmp, "sleeper"), args=("/bin/sleep", "100000"))
         self.tag = "%04x" % random.randrange(0x10000)
         self.n = 0
         self.rts: dict[str, Runtime] = {}
         H.CLEANUP.push(self.sweep_cgroups)  # LIFO: runs after the runtimes' cleanup
-        self.rts["pyrunc"] = Runtime("pyrunc", PYRUNC, os.path.join(self.tmp, "root-pyrunc"))
-        self.rts["runc"] = Runtime("runc", shutil.which("runc"), os.path.join(self.tmp, "root-runc"))
+        self.rts["pyrunc"] = Runtime("pyrunc", PYRUNC, os.path.join(self.state, "pyrunc"))
+        self.rts["runc"] = Runtime("runc", shutil.which("runc"), os.path.join(self.state, "runc"))
         crun = shutil.which("crun")
         if crun:
             ns = CrunNamespace()
             H.CLEANUP.push(ns.close)
-            self.rts["crun"] = Runtime("crun", crun, os.path.join(self.tmp, "root-crun"), ns.fd)
+            self.rts["crun"] = Runtime("crun", crun, os.path.join(self.state, "crun"), ns.fd)
         else:
             report.note("crun not installed: skipped")
         for rt in self.rts.values():

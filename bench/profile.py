@@ -25,8 +25,17 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-PY = os.path.join(REPO, ".venv", "bin", "python")
 PYRUNC = os.path.join(REPO, ".venv", "bin", "pyrunc")
+
+
+def _shebang(script):
+    """The interpreter + flags the console script runs with (e.g. python3 -IS)."""
+    with open(script) as f:
+        line = f.readline().strip()
+    return line[2:].split() if line.startswith("#!") else [os.path.join(REPO, ".venv", "bin", "python")]
+
+
+PY = _shebang(PYRUNC)
 OUT = os.path.join(HERE, "results")
 
 
@@ -117,7 +126,7 @@ def main():
         for verb, mk in verbs.items():
             report = [f"# pyrunc {verb}: strace -c (runtime process only) and py-spy ({a.reps} runs)\n"]
             argv = mk()
-            p = subprocess.run(["strace", "-c", "-o", os.path.join(tmp, "strace.txt"), PY, PYRUNC, "--root", root,
+            p = subprocess.run(["strace", "-c", "-o", os.path.join(tmp, "strace.txt"), *PY, PYRUNC, "--root", root,
                                 *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
             with open(os.path.join(tmp, "strace.txt")) as f:
@@ -129,7 +138,7 @@ def main():
                     argv = mk()
                     raw = os.path.join(tmp, f"{verb}{i}.raw")
                     subprocess.run([a.py_spy, "record", "--rate", "2000", "--format", "raw", "--nonblocking",
-                                    "-o", raw, "--", PY, PYRUNC, "--root", root, *argv],
+                                    "-o", raw, "--", *PY, PYRUNC, "--root", root, *argv],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     raws.append(raw)
                 total, incl, selfc = aggregate(raws)

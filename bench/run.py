@@ -49,6 +49,8 @@ def parse_args(argv):
     p.add_argument("--parallel", type=int, default=20, help="parallel creates (default 20)")
     p.add_argument("--list-n", type=int, default=None, help="containers for `list` (default 500, quick 100)")
     p.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes (a smoke run)")
+    p.add_argument("--state-on-disk", action="store_true",
+                   help="keep the runtimes' --root in a plain directory under /run instead of a private tmpfs")
     p.add_argument("--no-debian", action="store_true", help="image group: busybox only (no debootstrap)")
     p.add_argument("--markdown", default=os.path.join(HERE, "results", "latest.md"),
                    help="write the tables here as markdown (default bench/results/latest.md)")
@@ -66,6 +68,8 @@ def parse_args(argv):
     if bad:
         p.error(f"unknown group(s): {', '.join(bad)}")
     a.runtime_steps = [s for s in a.runtime_steps.split(",") if s]
+    if a.state_on_disk:
+        os.environ["PYRUNC_BENCH_STATE_ON_DISK"] = "1"
     return a
 
 

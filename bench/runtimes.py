@@ -146,6 +146,20 @@ def make_bundle(path: str, args=("/bin/true",)) -> str:
     return path
 
 
+def state_dir() -> str:
+    """Where the runtimes keep their --root: on tmpfs like their defaults
+    (/run/runc, /run/crun, /run/pyrunc; containerd uses /run/containerd/runc)."""
+    d = make_tmp("pyrunc-bench-root-", "/run" if os.path.isdir("/run") else "/tmp")
+    # /run is tmpfs on a usual host but may be a plain disk directory (as on
+    # this CI machine): mount a small tmpfs so state writes cost what they
+    # cost in production (ext4 flushes on rename-over, for one).
+    if os.environ.get("PYRUNC_BENCH_STATE_ON_DISK"):
+        return d
+    if H.run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0700", "pyrunc-bench", d]).rc == 0:
+        H.CLEANUP.push(lambda: H.run(["umount", "-l", d]))
+    return d
+
+
 def wait_pid_file(path: str, timeout=10.0) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -161,7 +175,7 @@ def wait_pid_file(path: str, timeout=10.0) -> int:
         time.sleep(0.001)
 
 
-def make_tmp(prefix="pyrunc-bench-") -> str:
-    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+def make_tmp(prefix="pyrunc-bench-", where="/tmp") -> str:
+    d = tempfile.mkdtemp(prefix=prefix, dir=where)
     H.CLEANUP.push(shutil.rmtree, d, ignore_errors=True)
     return d

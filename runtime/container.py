@@ -284,7 +284,9 @@ class _Builder:
             hooks = cfg.get("hooks") or {}
             if hooks.get("prestart") or hooks.get("createRuntime"):
                 from runtime.hooks import run_hooks
-                s = st.oci_state(dict(data, _dir=self.cdir), "creating")
+                # Spec lifecycle: these hooks run at steps 3-4, after the
+                # environment exists (step 2), when the status is "created".
+                s = st.oci_state(dict(data, _dir=self.cdir), "created")
                 run_hooks("prestart", hooks.get("prestart"), s)
                 run_hooks("createRuntime", hooks.get("createRuntime"), s)
             chan.send(sync.PRESTART_DONE, pid=self.init_pid)

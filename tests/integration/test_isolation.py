@@ -397,7 +397,7 @@ def test_hooks_order_state_and_namespaces(rt, tmp_path):
     assert by["prestart"][2] == host_mnt and by["createRuntime"][2] == host_mnt
     assert by["poststart"][2] == host_mnt and by["poststop"][2] == host_mnt
     assert by["createContainer"][2] != host_mnt and by["startContainer"][2] != host_mnt
-    assert by["prestart"][1] == "creating"
+    assert by["prestart"][1] == "created"
     assert by["poststop"][1] == "stopped"
 
 
