@@ -48,3 +48,28 @@ def rt(tmp_path, busybox_rootfs):
     r = Runtime(tmp_path, busybox_rootfs)
     yield r
     r.cleanup()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers_after_suite():
+    """After the whole session: no cgroup named like a test container (ids
+    from bundles.Runtime.new_id) in any hierarchy, and no mount under the
+    test temp dirs."""
+    yield
+    if os.geteuid() != 0:
+        return
+    import glob
+    import re
+    pat = re.compile(r"^t[0-9a-f]{10}$")
+    left = []
+    for base in glob.glob("/sys/fs/cgroup/*") + ["/sys/fs/cgroup"]:
+        if not os.path.isdir(base) or os.path.islink(base):
+            continue
+        for dirpath, dirnames, _ in os.walk(base):
+            left += [os.path.join(dirpath, d) for d in dirnames if pat.match(d)]
+            if dirpath.count("/") > 6:
+                dirnames[:] = []
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if "/pyrunc-test-" in line.split()[4]]
+    assert not left, f"cgroups left behind: {left[:10]}"
+    assert not mounts, f"mounts left behind: {mounts[:10]}"
