@@ -369,3 +369,21 @@ def kill_pids(pids) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def write_hugetlb(d: str, res: dict, limit_suffix: str, rsvd_suffix: str) -> list[str]:
+    """hugepageLimits for either hierarchy (file names differ by suffix).
+    Reservation limits (kernel >= 5.7) get the same value, like runc; kernels
+    without them just skip."""
+    skip_rsvd = False
+    for i, h in enumerate(res.get("hugepageLimits") or []):
+        prefix = f"hugetlb.{h['pageSize']}"
+        val = str(int(h["limit"]))
+        write_file(d, prefix + limit_suffix, val, what=f"linux.resources.hugepageLimits[{i}]")
+        if skip_rsvd:
+            continue
+        if os.path.exists(os.path.join(d, prefix + rsvd_suffix)):
+            write_file(d, prefix + rsvd_suffix, val, what=f"linux.resources.hugepageLimits[{i}]")
+        else:
+            skip_rsvd = True
+    return []

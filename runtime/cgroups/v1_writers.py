@@ -285,20 +285,8 @@ def set_blkio(d: str, res: dict) -> list[str]:
 # ------------------------------------------------------------ hugetlb
 
 def set_hugetlb(d: str, res: dict) -> list[str]:
-    skip_rsvd = False
-    for i, h in enumerate(res.get("hugepageLimits") or []):
-        prefix = f"hugetlb.{h['pageSize']}"
-        val = str(int(h["limit"]))
-        write_file(d, prefix + ".limit_in_bytes", val, what=f"linux.resources.hugepageLimits[{i}]")
-        if skip_rsvd:
-            continue
-        # Reservation limits (kernel >= 5.7) get the same value, like runc;
-        # kernels without them just skip.
-        if _exists(d, prefix + ".rsvd.limit_in_bytes"):
-            write_file(d, prefix + ".rsvd.limit_in_bytes", val, what=f"linux.resources.hugepageLimits[{i}]")
-        else:
-            skip_rsvd = True
-    return []
+    from .common import write_hugetlb
+    return write_hugetlb(d, res, ".limit_in_bytes", ".rsvd.limit_in_bytes")
 
 
 # ------------------------------------------------------------ network

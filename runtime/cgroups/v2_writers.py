@@ -201,18 +201,8 @@ def set_io(d: str, res: dict) -> list[str]:
 # ------------------------------------------------------------- hugetlb
 
 def set_hugetlb(d: str, res: dict) -> list[str]:
-    skip_rsvd = False
-    for i, h in enumerate(res.get("hugepageLimits") or []):
-        prefix = f"hugetlb.{h['pageSize']}"
-        val = str(int(h["limit"]))
-        write_file(d, prefix + ".max", val, what=f"linux.resources.hugepageLimits[{i}]")
-        if skip_rsvd:
-            continue
-        if _exists(d, prefix + ".rsvd.max"):
-            write_file(d, prefix + ".rsvd.max", val, what=f"linux.resources.hugepageLimits[{i}]")
-        else:
-            skip_rsvd = True
-    return []
+    from .common import write_hugetlb
+    return write_hugetlb(d, res, ".max", ".rsvd.max")
 
 
 def set_rdma(d: str, res: dict) -> list[str]:
