@@ -375,3 +375,29 @@ def test_sigkill_reaches_paused_container(rt):
     rt("kill", "--all", cid, "KILL", check=True)
     _wait_status(rt, cid, "stopped")
     rt("delete", cid, check=True)
+
+
+def test_events_reports_oom(rt):
+    """`events` streams stats and an "oom" event when the container hits its
+    memory limit (containerd reads these)."""
+    def m(c):
+        c["linux"]["resources"]["memory"] = {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}
+    b = rt.bundle(["sh", "-c", "sleep 1; x=$(head -c 100000000 /dev/zero | tr '\\0' a); sleep 30"], mutate=m)
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = subprocess.Popen([PYRUNC, "--root", rt.root, "events", "--interval", "200ms", cid],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        seen = set()
+        end = time.monotonic() + 30
+        while time.monotonic() < end and "oom" not in seen:
+            line = p.stdout.readline()
+            if not line:
+                break
+            ev = json.loads(line)
+            assert ev["id"] == cid
+            seen.add(ev["type"])
+        assert "stats" in seen and "oom" in seen, seen
+    finally:
+        p.kill()
+        p.wait()
