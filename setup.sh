@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES="runc crun containerd docker-registry skopeo umoci busybox-static \
 golang-github-opencontainers-specs-dev libseccomp2 strace procps iproute2 \
-openssl util-linux gcc libc6-dev docker.io"
+openssl util-linux gcc libc6-dev docker.io python3-venv"
 
 missing=""
 for p in $APT_PACKAGES; do

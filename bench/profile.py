@@ -86,11 +86,58 @@ def aggregate(raw_files):
     return total, incl, selfc
 
 
+def profile_pyimg(py_spy: str):
+    """py-spy of `pyimg pull` and `pyimg unpack --mode copy|overlay` of the
+    debian minbase image (cached by the image group) from a local registry."""
+    import harness as H
+    import images as I
+    tmp = tempfile.mkdtemp(prefix="pyrunc-bench-prof-img-", dir="/var/tmp")
+    H.CLEANUP.push(shutil.rmtree, tmp, ignore_errors=True)
+    try:
+        deb = I.debian_layer(H.Report())
+        if deb is None:
+            print("no debian layer (run the image group once)")
+            return
+        reg = I.Registry(tmp)
+        lay = I.Layout(os.path.join(tmp, "layout"))
+        lay.add_image("debian", [deb])
+        ref = reg.push_layout(lay.path, "debian", "bench/debian:bookworm")
+        pyimg = os.path.join(REPO, ".venv", "bin", "pyimg")
+        store = os.path.join(tmp, "store")
+        for label, argv in (("pull", ["pull", ref]),
+                            ("unpack-copy", ["unpack", ref, os.path.join(tmp, "b1"), "--mode", "copy"]),
+                            ("unpack-overlay", ["unpack", ref, os.path.join(tmp, "b2"), "--mode", "overlay"])):
+            raw = os.path.join(tmp, label + ".raw")
+            H.run([py_spy, "record", "--rate", "200", "--format", "raw", "-o", raw, "--",
+                   pyimg, "--root", store, *argv], timeout=1800)
+            total, incl, selfc = aggregate([raw])
+            out = [f"# py-spy of pyimg {' '.join(argv[:1])} ({label}) of debian minbase: {total} samples at 200 Hz\n",
+                   "## inclusive (function (file))\n"]
+            out += [f"{100 * c / max(total, 1):5.1f}%  {k}" for k, c in incl.most_common(45)]
+            out.append("\n## self (innermost frame, with line)\n")
+            out += [f"{100 * c / max(total, 1):5.1f}%  {k}" for k, c in selfc.most_common(25)]
+            path = os.path.join(OUT, f"profile-pyimg-{label}.txt")
+            with open(path, "w") as f:
+                f.write("\n".join(out) + "\n")
+            print(f"pyimg {label}: {path}")
+        H.run([pyimg, "--root", store, "rm-bundle", "--force", os.path.join(tmp, "b2")])
+        H.run([pyimg, "--root", store, "rm-bundle", "--force", os.path.join(tmp, "b1")])
+    finally:
+        with open("/proc/self/mounts") as f:
+            for m in sorted((l.split()[1] for l in f if l.split()[1].startswith(tmp)), key=len, reverse=True):
+                H.run(["umount", "-l", m])
+        H.CLEANUP.run()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--py-spy", default=shutil.which("py-spy"))
     ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--pyimg", action="store_true", help="profile pyimg pull/unpack of debian instead")
     a = ap.parse_args()
+    if a.pyimg:
+        os.makedirs(OUT, exist_ok=True)
+        return profile_pyimg(a.py_spy)
     os.makedirs(OUT, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="pyrunc-bench-prof-")
     root = os.path.join(tmp, "root")

@@ -184,6 +184,12 @@ class _Builder:
                                            systemd=opts.systemd_cgroup)
         # Parent directories this create makes are ours to remove on delete.
         self.cgroup_parents = _missing_parents(_container_dirs(self.cgroup.to_state()))
+        # Saved before the cgroup or any process exists, so `delete --force`
+        # can clean up after a create that was killed at any point.
+        early = {"id": opts.cid, "pid": 0, "bundle": opts.bundle, "rootfs": cfg["_rootfs"],
+                 "created": _now_rfc3339(), "cgroup": self.cgroup.to_state(),
+                 "cgroup_parents": self.cgroup_parents}
+        st.save(self.cdir, early)
         try:
             for w in self.cgroup.create() or ():
                 _warn(w)
@@ -194,11 +200,7 @@ class _Builder:
             from runtime import log
             log.debug(f"rootless: running without a cgroup ({e})")
             self.cgroup = _NoCgroup()
-        # Saved before any process exists, so `delete --force` can clean up
-        # after a create that was killed half-way.
-        st.save(self.cdir, {"id": opts.cid, "pid": 0, "bundle": opts.bundle,
-                            "rootfs": cfg["_rootfs"], "created": _now_rfc3339(),
-                            "cgroup": self.cgroup.to_state(), "cgroup_parents": self.cgroup_parents})
+            st.save(self.cdir, dict(early, cgroup=None))
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.

@@ -401,3 +401,25 @@ def test_events_reports_oom(rt):
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.parametrize("delay_ms", [0, 5, 15, 30, 60])
+def test_create_killed_at_any_point_is_cleaned_by_force_delete(rt, delay_ms):
+    """SIGKILL `create` after a delay; `delete --force` leaves no state dir,
+    cgroup or process behind, wherever create was."""
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    p = subprocess.Popen([PYRUNC, "--root", rt.root, "create", "--bundle", b, cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay_ms / 1000)
+    p.kill()
+    p.wait()
+    time.sleep(0.05)
+    dirs = []
+    if os.path.exists(os.path.join(rt.root, cid, "state.json")):
+        dirs = _cgroup_dirs(rt, cid) if json.load(open(os.path.join(rt.root, cid, "state.json"))).get("cgroup") else []
+    rt("delete", "--force", cid, check=True)
+    assert not os.path.exists(os.path.join(rt.root, cid))
+    assert not any(os.path.exists(d) for d in dirs)
+    left = subprocess.run(["pgrep", "-f", f"create --bundle {b} {cid}"], capture_output=True, text=True).stdout
+    assert left.strip() == ""
