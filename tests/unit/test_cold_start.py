@@ -1,0 +1,37 @@
+"""Guard the verbs containerd runs on every container against heavy imports
+(each costs milliseconds on a cold interpreter; see bench/RESULTS.md)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HEAVY = {"re", "enum", "json", "socket", "signal", "typing", "dataclasses", "subprocess",
+         "selectors", "shutil", "typer", "jsonschema", "psutil", "inspect", "pathlib"}
+
+
+def _loaded(code: str) -> set[str]:
+    # The snapshot is taken before `json` is imported to report it.
+    prog = (f"import sys; sys.path.insert(0, {REPO!r})\n" + code +
+            "\nmods = sorted(sys.modules)\nimport json as _j; sys.stdout.write(_j.dumps(mods))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("verb", ["state", "start", "kill", "delete"])
+def test_verbs_import_nothing_heavy(verb, tmp_path):
+    code = (f"from runtime import cli\n"
+            f"cli._dispatch(['--root', {str(tmp_path)!r}, {verb!r}, 'nosuchcontainer'])")
+    assert not (_loaded(code) & HEAVY), _loaded(code) & HEAVY
+
+
+def test_create_path_imports_nothing_heavy():
+    code = ("from runtime import cli, container, init, sync, state, cgroups, validate, rootfs, caps\n"
+            "from runtime.specgen import default_spec\n"
+            "validate.validate_config(default_spec())\n"
+            "cgroups.open_manager(None, 'x', root='/sys/fs/cgroup') if __import__('os').path.isdir("
+            "'/sys/fs/cgroup') else None")
+    loaded = _loaded(code)
+    assert not (loaded & HEAVY), loaded & HEAVY
