@@ -134,6 +134,8 @@ def run(
     ref: str = typer.Argument(..., help="Image reference."),
     cmd: Optional[List[str]] = typer.Argument(None, help="Command replacing the image's Cmd."),
     rm: bool = typer.Option(False, "--rm", help="Remove the container and its bundle when it exits."),
+    detach: bool = typer.Option(False, "-d", "--detach",
+                                help="Run in the background; print the container id (output goes to BUNDLE/container.log)."),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
     name: Optional[str] = typer.Option(None, "--name", help="Container name (default: random id)."),
@@ -148,13 +150,15 @@ def run(
 ):
     """Run a command in a new container, pulling the image if needed (like docker run)."""
     root, config = _ctx(ctx)
-    raise typer.Exit(_run(ref, cmd or [], rm=rm, interactive=interactive, tty=tty, name=name, env=env,
+    if detach and (rm or interactive or tty):
+        _fail("-d cannot be combined with --rm, -i or -t", 125)
+    raise typer.Exit(_run(ref, cmd or [], rm=rm, detach=detach, interactive=interactive, tty=tty, name=name, env=env,
                           workdir=workdir, user=user, entrypoint=entrypoint, network=network, mode=mode,
                           platform=platform, runtime=runtime, root=root, config=config))
 
 
 def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint, network, mode, platform,
-         runtime, root, config=None) -> int:
+         runtime, root, config=None, detach=False) -> int:
     import re
     import secrets
     import signal
@@ -189,6 +193,19 @@ def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint
         create_bundle(root, ref, bundle, mode=mode, platform=platform, run=opts)
     except BundleError as e:
         _fail(str(e), 125)
+    if detach:
+        # The container keeps the stdio it is given: a log file, not our terminal.
+        with open(os.path.join(bundle, "container.log"), "ab") as log, open(os.devnull, "rb") as null:
+            rc = subprocess.run([runtime_bin, "run", "-d", "--bundle", bundle, cid],
+                                stdin=null, stdout=log, stderr=log).returncode
+        if rc == 0:
+            print(cid)
+            return 0
+        try:
+            remove_bundle(root, bundle)
+        except BundleError:
+            pass
+        _fail(f"{ref}: the runtime could not start the container (exit {rc})", 125)
     # The runtime forwards signals to the container; a Ctrl-C reaches it
     # (same process group) so pyimg itself must outlive it to clean up.
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,5 +1,6 @@
 """Bundles from `pyimg unpack` run by runc, and `pyimg run` end to end."""
 import json
+import time
 import os
 import shutil
 import socket
@@ -188,6 +189,30 @@ def test_pyimg_run_with_pyrunc(store):
     assert r.returncode == 3, r.stderr
     assert r.stdout == "from-image\n"
     assert bundlemod.list_bundles(store.root) == []
+
+
+def test_pyimg_run_detached(store):
+    if not os.access(PYRUNC, os.X_OK):
+        pytest.skip("pyrunc is not installed")
+    name = f"pyimg-run-d-{os.getpid()}"
+    try:
+        r = run_pyimg(store.root, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; sleep 30",
+                      env={"PYIMG_RUNTIME": ""}, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == name
+        st = json.loads(subprocess.run([PYRUNC, "state", name], capture_output=True, text=True, check=True).stdout)
+        assert st["status"] == "running"
+        log = os.path.join(st["bundle"], "container.log")
+        for _ in range(100):
+            if os.path.exists(log) and "started" in open(log).read():
+                break
+            time.sleep(0.05)
+        assert "started" in open(log).read()
+    finally:
+        subprocess.run([PYRUNC, "delete", "--force", name], capture_output=True)
+        for b in bundlemod.list_bundles(store.root):
+            bundlemod.remove_bundle(store.root, b["bundle"])
+    assert run_pyimg(store.root, "run", "-d", "--rm", "busybox", "true").returncode == 125
 
 
 def test_rm_bundle_refuses_while_a_container_runs(store, tmp_path):
