@@ -423,3 +423,14 @@ def test_create_killed_at_any_point_is_cleaned_by_force_delete(rt, delay_ms):
     assert not any(os.path.exists(d) for d in dirs)
     left = subprocess.run(["pgrep", "-f", f"create --bundle {b} {cid}"], capture_output=True, text=True).stdout
     assert left.strip() == ""
+
+
+def test_systemd_cgroup_without_systemd_is_a_clear_error(rt):
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs here")
+    b = rt.bundle(["true"])
+    cid = rt.new_id()
+    p = rt("--systemd-cgroup", "create", "--bundle", b, cid)
+    assert p.returncode == 1
+    assert "systemd" in p.stderr and len(p.stderr.strip().split("\n")) == 1
+    assert not os.path.exists(os.path.join(rt.root, cid))
