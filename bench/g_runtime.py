@@ -191,7 +191,6 @@ def bench_verbs(ctx: Ctx):
         _force_delete(rt, *standing[n])
 
     # exec, if pyrunc has it
-    ex_rows = []
     probe = H.run([PYRUNC, "exec"])
     has_exec = b"No help topic" not in probe.err
     notes = []

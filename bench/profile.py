@@ -173,9 +173,9 @@ def main():
         for verb, mk in verbs.items():
             report = [f"# pyrunc {verb}: strace -c (runtime process only) and py-spy ({a.reps} runs)\n"]
             argv = mk()
-            p = subprocess.run(["strace", "-c", "-o", os.path.join(tmp, "strace.txt"), *PY, PYRUNC, "--root", root,
-                                *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+            subprocess.run(["strace", "-c", "-o", os.path.join(tmp, "strace.txt"), *PY, PYRUNC, "--root", root,
+                            *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
             with open(os.path.join(tmp, "strace.txt")) as f:
                 st = f.read()
             report.append("## strace -c\n" + st)
