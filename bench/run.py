@@ -94,6 +94,11 @@ def main(argv=None) -> int:
     H.CLEANUP.push(__import__("shutil").rmtree, wrapdir, ignore_errors=True)
     H.build_wrapper(wrapdir)
     report = H.Report()
+    with open(os.path.join(REPO, ".venv", "bin", "pyrunc"), "rb") as f:
+        first = f.readline().decode(errors="replace").strip()
+    if not any(flag in first.split()[1:] for flag in ("-I", "-S", "-IS", "-SI")):
+        report.note(f"the installed pyrunc launcher runs without -I/-S ({first!r}): site-packages "
+                    "processing (~17 ms per call here) is included; ./setup.sh writes the fast launcher")
     t0 = time.time()
     failed = []
     try:
