@@ -43,11 +43,12 @@ def test_joins_namespace_by_path(rt):
     host = subprocess.Popen(["unshare", "--uts", "sh", "-c", "hostname shared-uts; sleep 30"])
     try:
         import time
-        for _ in range(100):
-            if os.readlink(f"/proc/{host.pid}/ns/uts") != os.readlink("/proc/self/ns/uts"):
+        for _ in range(500):
+            seen = subprocess.run(["nsenter", "-t", str(host.pid), "-u", "hostname"],
+                                  capture_output=True, text=True).stdout.strip()
+            if seen == "shared-uts":
                 break
             time.sleep(0.02)
-        time.sleep(0.1)
 
         def m(c):
             c["linux"]["namespaces"] = [n if n["type"] != "uts" else {"type": "uts", "path": f"/proc/{host.pid}/ns/uts"}

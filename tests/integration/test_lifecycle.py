@@ -60,13 +60,12 @@ def test_run_killed_by_signal_exit_code(rt):
 
 
 def test_run_forwards_signals(rt):
-    b = rt.bundle(["sh", "-c", "trap 'echo got-term; exit 4' TERM; while :; do sleep 0.05; done"])
+    b = rt.bundle(["sh", "-c", "trap 'echo got-term; exit 4' TERM; echo ready; while :; do sleep 0.05; done"])
     cid = rt.new_id()
     p = subprocess.Popen([PYRUNC, "--root", rt.root, "run", "--bundle", b, cid],
                          stdout=subprocess.PIPE, text=True)
     try:
-        _wait_status(rt, cid, "running")
-        time.sleep(0.2)
+        assert p.stdout.readline() == "ready\n"  # the trap is in place
         p.send_signal(signal.SIGTERM)
         out, _ = p.communicate(timeout=10)
         assert p.returncode == 4
@@ -121,10 +120,14 @@ def test_user_process_replaces_runtime(rt):
 @pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15"])
 def test_kill_signal_forms(rt, sig):
     # pid 1 of a namespace ignores signals it has no handler for: trap it.
-    b = rt.bundle(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"])
+    b = rt.bundle(["sh", "-c", "trap 'exit 0' TERM; touch /dev/shm/ready; while :; do sleep 0.05; done"])
     cid = rt.new_id()
     rt("run", "-d", "--bundle", b, cid, check=True)
     assert rt.state(cid)["status"] == "running"
+    for _ in range(250):  # until the trap is in place
+        if rt("exec", cid, "test", "-e", "/dev/shm/ready").returncode == 0:
+            break
+        time.sleep(0.02)
     rt("kill", cid, sig, check=True)
     _wait_status(rt, cid, "stopped")
     p = rt("kill", cid, "TERM")
@@ -145,8 +148,11 @@ def test_kill_all(rt):
     b = rt.bundle(["sh", "-c", "sleep 30 & sleep 30 & wait"])
     cid = rt.new_id()
     rt("run", "-d", "--bundle", b, cid, check=True)
-    time.sleep(0.2)
-    pids = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
+    for _ in range(200):
+        pids = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
+        if len(pids) == 3:
+            break
+        time.sleep(0.02)
     assert len(pids) == 3
     rt("kill", "--all", cid, "KILL", check=True)
     _wait_status(rt, cid, "stopped")
