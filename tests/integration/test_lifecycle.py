@@ -440,3 +440,30 @@ def test_systemd_cgroup_without_systemd_is_a_clear_error(rt):
     assert p.returncode == 1
     assert "systemd" in p.stderr and len(p.stderr.strip().split("\n")) == 1
     assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_exec_command_line_options(rt, tmp_path):
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("exec", "-e", "FOO=bar", "--cwd", "/tmp", "-u", "1000:1000", "-g", "5",
+           "--no-new-privs", cid, "sh", "-c",
+           "echo $FOO; pwd; id -u; id -g; id -G; grep NoNewPrivs /proc/self/status | tr -d '\\t'")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.split("\n")
+    assert lines[:4] == ["bar", "/tmp", "1000", "1000"]
+    assert "5" in lines[4].split()
+    assert lines[5] == "NoNewPrivs:1"
+    p = rt("exec", "--cap", "CAP_SYS_ADMIN", cid, "sh", "-c", "grep CapEff /proc/self/status")
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout.split()[1], 16) >> 21 & 1
+    f = tmp_path / "fd3"
+    f.write_text("via fd 3")
+    fd = os.open(str(f), os.O_RDONLY)
+    try:
+        p = rt("exec", "--preserve-fds", "1", cid, "sh", "-c", "cat <&3",
+               pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3))
+    finally:
+        os.close(fd)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "via fd 3"
