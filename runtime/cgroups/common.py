@@ -87,18 +87,54 @@ def read_uint(dirpath: str, name: str) -> int:
     return v if v >= 0 else 0
 
 
-def read_kv(dirpath: str, name: str) -> dict[str, int]:
-    """Parse a flat-keyed file ("key value" per line) into a dict."""
+def read_kv(dirpath: str, name: str, *, max_value: int | None = (1 << 64) - 1) -> dict[str, int]:
+    """Parse a flat-keyed file ("key value" per line) into a dict. A "max"
+    value becomes `max_value` (dropped when that is None), as do other
+    non-integers."""
     out: dict[str, int] = {}
     for line in read_file(dirpath, name).splitlines():
         parts = line.split()
         if len(parts) != 2:
             continue
+        if parts[1] == "max":
+            if max_value is not None:
+                out[parts[0]] = max_value
+            continue
         try:
-            out[parts[0]] = int(parts[1]) if parts[1] != "max" else (1 << 64) - 1
+            out[parts[0]] = int(parts[1])
         except ValueError:
             continue
     return out
+
+
+def exists(dirpath: str, name: str) -> bool:
+    return os.path.exists(os.path.join(dirpath, name))
+
+
+# Writers whose files are the same on v1 and v2 ------------------------------
+
+def set_cpuset(d: str, res: dict) -> list[str]:
+    cpu = res.get("cpu") or {}
+    if cpu.get("cpus"):
+        write_file(d, "cpuset.cpus", str(cpu["cpus"]), what="linux.resources.cpu.cpus")
+    if cpu.get("mems"):
+        write_file(d, "cpuset.mems", str(cpu["mems"]), what="linux.resources.cpu.mems")
+    return []
+
+
+def rdma_line(device: str, limits: dict) -> str:
+    s = device
+    if limits.get("hcaHandles") is not None:
+        s += f" hca_handle={int(limits['hcaHandles'])}"
+    if limits.get("hcaObjects") is not None:
+        s += f" hca_object={int(limits['hcaObjects'])}"
+    return s
+
+
+def set_rdma(d: str, res: dict) -> list[str]:
+    for dev, lim in (res.get("rdma") or {}).items():
+        write_file(d, "rdma.max", rdma_line(dev, lim or {}), what=f"linux.resources.rdma.{dev}")
+    return []
 
 
 def read_procs(dirpath: str) -> list[int]:
@@ -382,7 +418,7 @@ def write_hugetlb(d: str, res: dict, limit_suffix: str, rsvd_suffix: str) -> lis
         write_file(d, prefix + limit_suffix, val, what=f"linux.resources.hugepageLimits[{i}]")
         if skip_rsvd:
             continue
-        if os.path.exists(os.path.join(d, prefix + rsvd_suffix)):
+        if exists(d, prefix + rsvd_suffix):
             write_file(d, prefix + rsvd_suffix, val, what=f"linux.resources.hugepageLimits[{i}]")
         else:
             skip_rsvd = True

@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 import os
 
-from .common import CgroupError, read_file, read_uint, write_file
+from .common import CgroupError, read_file, read_kv, read_uint, write_file
+from .common import exists as _exists
+from .common import rdma_line, set_cpuset, set_rdma  # noqa: F401  (same files on v1 and v2)
 
 # Which v1 controller each OCI linux.resources key needs.
 NEEDS = {
@@ -20,9 +22,6 @@ NEEDS = {
     "hugepageLimits": "hugetlb", "rdma": "rdma", "devices": "devices",
 }
 
-
-def _exists(d: str, name: str) -> bool:
-    return os.path.exists(os.path.join(d, name))
 
 
 def network_needs(res: dict) -> list[str]:
@@ -196,14 +195,6 @@ def set_rt(d: str, res: dict) -> None:
                    what="linux.resources.cpu.realtimeRuntime")
 
 
-def set_cpuset(d: str, res: dict) -> list[str]:
-    cpu = res.get("cpu") or {}
-    if cpu.get("cpus"):
-        write_file(d, "cpuset.cpus", str(cpu["cpus"]), what="linux.resources.cpu.cpus")
-    if cpu.get("mems"):
-        write_file(d, "cpuset.mems", str(cpu["mems"]), what="linux.resources.cpu.mems")
-    return []
-
 
 def cpuset_copy_if_needed(cur: str, parent: str) -> None:
     """A new v1 cpuset starts with empty cpus/mems and refuses tasks;
@@ -308,19 +299,6 @@ def set_net_prio(d: str, res: dict) -> list[str]:
 
 # --------------------------------------------------------------- rdma
 
-def rdma_line(device: str, limits: dict) -> str:
-    s = device
-    if limits.get("hcaHandles") is not None:
-        s += f" hca_handle={int(limits['hcaHandles'])}"
-    if limits.get("hcaObjects") is not None:
-        s += f" hca_object={int(limits['hcaObjects'])}"
-    return s
-
-
-def set_rdma(d: str, res: dict) -> list[str]:
-    for dev, lim in (res.get("rdma") or {}).items():
-        write_file(d, "rdma.max", rdma_line(dev, lim or {}), what=f"linux.resources.rdma.{dev}")
-    return []
 
 
 # ------------------------------------------------------------ devices
@@ -349,7 +327,7 @@ def set_devices(d: str, res: dict) -> list[str]:
 
 def stat_cpu(d: str, st: dict) -> None:
     try:
-        kv = _kv(d, "cpu.stat")
+        kv = read_kv(d, "cpu.stat", max_value=None)
     except FileNotFoundError:
         return
     th = st["cpu"]["throttling"]
@@ -402,7 +380,7 @@ def _mem_entry(d: str, module: str, optional: bool) -> dict:
 
 def stat_memory(d: str, st: dict) -> None:
     try:
-        raw = _kv(d, "memory.stat")
+        raw = read_kv(d, "memory.stat", max_value=None)
     except FileNotFoundError:
         return
     m = st["memory"]
@@ -520,16 +498,4 @@ def parse_list(text: str) -> list[int]:
             out.extend(range(int(a), int(b) + 1))
         else:
             out.append(int(part))
-    return out
-
-
-def _kv(d: str, name: str) -> dict[str, int]:
-    out = {}
-    for line in read_file(d, name).splitlines():
-        p = line.split()
-        if len(p) == 2:
-            try:
-                out[p[0]] = int(p[1])
-            except ValueError:
-                pass
     return out

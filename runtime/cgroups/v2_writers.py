@@ -12,12 +12,11 @@ from __future__ import annotations
 import errno
 import os
 
-from .common import (CgroupError, blkio_weight_to_io_weight, cpu_max, num_to_v2, read_file,
+from .common import (CgroupError, blkio_weight_to_io_weight, cpu_max, num_to_v2, read_file, read_kv,
                      read_uint, shares_to_weight, swap_to_v2, write_file)
+from .common import exists as _exists
+from .common import set_cpuset, set_rdma  # noqa: F401  (same files on v1 and v2)
 
-
-def _exists(d: str, name: str) -> bool:
-    return os.path.exists(os.path.join(d, name))
 
 
 # Which v2 controller each writer needs (for the hybrid split and for
@@ -142,14 +141,6 @@ def set_cpu(d: str, res: dict) -> list[str]:
     return []
 
 
-def set_cpuset(d: str, res: dict) -> list[str]:
-    cpu = res.get("cpu") or {}
-    if cpu.get("cpus"):
-        write_file(d, "cpuset.cpus", str(cpu["cpus"]), what="linux.resources.cpu.cpus")
-    if cpu.get("mems"):
-        write_file(d, "cpuset.mems", str(cpu["mems"]), what="linux.resources.cpu.mems")
-    return []
-
 
 # ------------------------------------------------------------------ io
 
@@ -205,12 +196,6 @@ def set_hugetlb(d: str, res: dict) -> list[str]:
     return write_hugetlb(d, res, ".max", ".rsvd.max")
 
 
-def set_rdma(d: str, res: dict) -> list[str]:
-    from .v1_writers import rdma_line
-    for dev, lim in (res.get("rdma") or {}).items():
-        write_file(d, "rdma.max", rdma_line(dev, lim or {}), what=f"linux.resources.rdma.{dev}")
-    return []
-
 
 def set_network(d: str, res: dict) -> list[str]:
     net = res.get("network") or {}
@@ -264,7 +249,7 @@ def set_devices(d: str, res: dict) -> list[str]:
 
 def stat_cpu(d: str, st: dict) -> None:
     try:
-        kv = _kv(d, "cpu.stat")
+        kv = read_kv(d, "cpu.stat", max_value=None)
     except FileNotFoundError:
         return
     u, th = st["cpu"]["usage"], st["cpu"]["throttling"]
@@ -278,7 +263,7 @@ def stat_cpu(d: str, st: dict) -> None:
 
 def stat_memory(d: str, st: dict) -> None:
     try:
-        raw = _kv(d, "memory.stat")
+        raw = read_kv(d, "memory.stat", max_value=None)
     except FileNotFoundError:
         return
     m = st["memory"]
@@ -290,7 +275,7 @@ def stat_memory(d: str, st: dict) -> None:
     except FileNotFoundError:
         pass
     try:
-        usage["failcnt"] = _kv(d, "memory.events").get("max", 0)
+        usage["failcnt"] = read_kv(d, "memory.events", max_value=None).get("max", 0)
     except FileNotFoundError:
         pass
     m["usage"] = usage
@@ -353,19 +338,7 @@ def stat_hugetlb(d: str, st: dict, sizes) -> None:
         except FileNotFoundError:
             return
         try:
-            fail = _kv(d, p + ".events").get("max", 0)
+            fail = read_kv(d, p + ".events", max_value=None).get("max", 0)
         except FileNotFoundError:
             fail = 0
         st["hugetlb"][ps] = {"usage": usage, "failcnt": fail}
-
-
-def _kv(d: str, name: str) -> dict[str, int]:
-    out = {}
-    for line in read_file(d, name).splitlines():
-        p = line.split()
-        if len(p) == 2:
-            try:
-                out[p[0]] = int(p[1]) if p[1] != "max" else (1 << 64) - 1
-            except ValueError:
-                pass
-    return out
