@@ -341,12 +341,16 @@ class _Applier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-            try:
-                for child in os.listdir(dfd):
-                    self._remove_lower(dfd, child, f"{rel}/{child}")
-            finally:
-                os.close(dfd)
+            self._remove_lower_children(pfd, name, rel)
+
+    def _remove_lower_children(self, pfd: int, name: str, rel: str) -> None:
+        """_remove_lower for every entry of the directory `name` (at `rel`)."""
+        dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        try:
+            for child in os.listdir(dfd):
+                self._remove_lower(dfd, child, f"{rel}/{child}")
+        finally:
+            os.close(dfd)
 
     def _opaque(self, parts: list[str], entry: str):
         rel = "/".join(parts)
@@ -386,12 +390,7 @@ class _Applier:
                 os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
                 self._mark(rel)
                 return
-            dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-            try:
-                for child in os.listdir(dfd):
-                    self._remove_lower(dfd, child, f"{rel}/{child}")
-            finally:
-                os.close(dfd)
+            self._remove_lower_children(pfd, name, rel)
         finally:
             os.close(pfd)
 
