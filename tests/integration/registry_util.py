@@ -840,3 +840,20 @@ def tree_snapshot(root) -> dict:
             with open(p, "rb") as f:
                 snap[rel] = hashlib.sha256(f.read()).hexdigest()
     return snap
+
+
+def ok(p):
+    """Assert a pyimg run succeeded; return it."""
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+def fail_one_line(p, *fragments):
+    """Assert a pyimg run failed with exactly one stderr line containing
+    every fragment; return that line."""
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]

@@ -9,25 +9,12 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from registry_util import ok as _ok, fail_one_line as _fail_one_line  # noqa: E402
 from registry_util import (FaultProxy, busybox_layer, make_layer, push_image,  # noqa: E402
-                           run_pyimg, start_registry, start_token_server, tree_snapshot,
+                           run_pyimg, start_registry, start_token_server,
                            write_pyimg_config)
 
 from imagetool.store import Store  # noqa: E402
-
-
-def _ok(p):
-    assert p.returncode == 0, p.stderr
-    return p
-
-
-def _fail_one_line(p, *fragments):
-    assert p.returncode == 1, (p.stdout, p.stderr)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from registry_util import (FaultProxy, busybox_layer, compress, make_layer,  # noqa: E402
+from registry_util import (FaultProxy, busybox_layer, make_layer,  # noqa: E402
                            push_image, run_pyimg, sha256, start_registry, tree_snapshot,
                            write_pyimg_config)
 

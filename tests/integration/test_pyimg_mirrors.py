@@ -6,15 +6,11 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from registry_util import ok as _ok  # noqa: E402
 from registry_util import (FaultProxy, busybox_layer, free_port, make_layer,  # noqa: E402
                            push_image, run_pyimg, start_registry, write_pyimg_config)
 
 from imagetool.store import Store  # noqa: E402
-
-
-def _ok(p):
-    assert p.returncode == 0, p.stderr
-    return p
 
 
 def _pyimg_requests(reg):

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from registry_util import ok as _ok, fail_one_line as _fail_one_line  # noqa: E402
 from registry_util import (busybox_layer, make_config, make_layer, push_image,  # noqa: E402
                            push_multiarch, run_pyimg, start_registry, tree_snapshot,
                            write_pyimg_config)
@@ -29,20 +30,6 @@ def registry(tmp_path):
 def env(tmp_path):
     root = tmp_path / "store"
     return root, write_pyimg_config(tmp_path)
-
-
-def _ok(p):
-    assert p.returncode == 0, p.stderr
-    return p
-
-
-def _fail_one_line(p, *fragments):
-    assert p.returncode == 1, (p.stdout, p.stderr)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def test_pull_by_tag_stores_verified_blobs(registry, env):
