@@ -92,3 +92,36 @@ class Runtime:
             self("delete", "--force", cid)
         left = os.listdir(self.root) if os.path.isdir(self.root) else []
         assert not left, f"containers left in {self.root}: {left}"
+
+
+def run_in_pty(argv: list[str], *, env: dict | None = None, timeout: float = 30,
+               answer: tuple[bytes, bytes] | None = None) -> tuple[int, bytes]:
+    """Run argv with a new pty as its controlling terminal; return (exit code,
+    everything it wrote). `answer` = (prompt, reply): write reply once the
+    output contains prompt."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        if env:
+            os.environ.update(env)
+        os.execv(argv[0], argv)
+    out = b""
+    pending = answer
+    while True:
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if pending and pending[0] in out:
+            os.write(fd, pending[1])
+            pending = None
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out

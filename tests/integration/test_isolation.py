@@ -264,7 +264,7 @@ def test_runtime_not_dumpable_during_setup(rt, tmp_path):
     # The mm dumpable flag shows as "dumpable" in coredump_filter access: check via prctl from inside is
     # not possible, so check through a sibling process in the container's namespaces as nobody.
     probe = subprocess.run(["nsenter", "-t", str(pid), "-p", "-m", "--setuid", "65534", "--setgid", "65534",
-                            "cat", f"/proc/1/environ"], capture_output=True, text=True)
+                            "cat", "/proc/1/environ"], capture_output=True, text=True)
     assert probe.returncode != 0
     del status
 
@@ -517,31 +517,11 @@ def test_no_pivot(rt):
 
 def test_foreground_run_owns_the_terminal(rt):
     """`pyrunc run` with process.terminal and no console socket proxies a pty."""
-    import pty
+    from bundles import run_in_pty
     b = rt.bundle(["sh", "-c", "tty; read line; echo got:$line"], terminal=True)
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(rt.binary, [rt.binary, "--root", rt.root, "run", "--bundle", b, rt.new_id()])
-    out = b""
-    import select
-    sent = False
-    while True:
-        r, _, _ = select.select([fd], [], [], 10)
-        if not r:
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-        if not sent and b"/dev/pts/" in out:
-            os.write(fd, b"hello\n")
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.WEXITSTATUS(status) == 0, out
+    code, out = run_in_pty([rt.binary, "--root", rt.root, "run", "--bundle", b, rt.new_id()],
+                           timeout=10, answer=(b"/dev/pts/", b"hello\n"))
+    assert code == 0, out
     assert b"/dev/pts/0" in out
     assert b"got:hello" in out
 

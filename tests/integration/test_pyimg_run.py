@@ -238,31 +238,13 @@ def test_rm_bundle_refuses_while_a_container_runs(store, tmp_path):
 
 
 def test_pyimg_run_tty(store, runtime_env):
-    import pty
-    import select
-
+    from bundles import run_in_pty
     name = f"pyimg-run-tty-{os.getpid()}"
-    pid, fd = pty.fork()
-    if pid == 0:  # child: becomes pyimg with the pty as its terminal
-        os.environ.update(runtime_env)
-        os.execv(os.path.join(os.path.dirname(sys.executable), "pyimg"),
-                 ["pyimg", "--root", store.root, "run", "--rm", "-it", "--name", name, "busybox",
-                  "sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; echo $TERM"])
-    out = b""
-    while True:
-        r, _, _ = select.select([fd], [], [], 60)
-        if not r:
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, out
+    code, out = run_in_pty([os.path.join(os.path.dirname(sys.executable), "pyimg"), "--root", store.root,
+                            "run", "--rm", "-it", "--name", name, "busybox",
+                            "sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; echo $TERM"],
+                           env=runtime_env, timeout=60)
+    assert code == 0, out
     assert b"is-a-tty\r\nxterm\r\n" in out
     assert bundlemod.list_bundles(store.root) == []
 
