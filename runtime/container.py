@@ -751,22 +751,9 @@ def _container_dirs(cgroup_state: dict | None) -> list[str]:
 
 def _host_hierarchies() -> list[tuple[str, str, str, str]]:
     """(mountpoint, fstype, controller options, name under /sys/fs/cgroup)."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _src, sopts = post.split()[:3]
-            if fstype not in ("cgroup", "cgroup2"):
-                continue
-            mnt = pre.split()[4]
-            if not mnt.startswith("/sys/fs/cgroup"):
-                continue
-            if fstype == "cgroup":
-                ctrl = ",".join(o for o in sopts.split(",") if o not in ("rw", "ro") and not o.startswith(("release_agent", "clone_children", "noprefix", "xattr", "cpuset_v2_mode")))
-            else:
-                ctrl = ""
-            out.append((mnt, fstype, ctrl, os.path.basename(mnt)))
-    return out
+    from runtime.cgroups.common import read_mountinfo
+    return [(m["mountpoint"], m["fstype"], ",".join(m["controllers"]), os.path.basename(m["mountpoint"]))
+            for m in read_mountinfo() if m["mountpoint"].startswith("/sys/fs/cgroup")]
 
 
 def _host_cgroup_links() -> list[tuple[str, str]]:
