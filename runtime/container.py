@@ -251,11 +251,11 @@ class _Builder:
         try:
             self.cgroup.add_task(pid)
             chan.send(sync.GO)
-            msg = self._next(chan)
+            msg = chan.next()
             if msg["type"] == sync.USERNS_CREATED:
                 _write_id_maps(pid, linux)
                 chan.send(sync.USERNS_MAPPED)
-                msg = self._next(chan)
+                msg = chan.next()
             if msg["type"] != sync.INIT_PID:
                 raise InitFailure(f"sync: unexpected {msg['type']!r}")
             self.init_pid = msg["pid"]
@@ -293,7 +293,7 @@ class _Builder:
                 run_hooks("createRuntime", hooks.get("createRuntime"), s)
             chan.send(sync.PRESTART_DONE, pid=self.init_pid)
             while True:
-                msg = self._next(chan, keep_fds=True)
+                msg = chan.next(keep_fds=True)
                 if msg["type"] == sync.SECCOMP_FD:
                     _send_seccomp_fd(cfg, data, msg["_fds"])
                     chan.send(sync.SECCOMP_DONE)
@@ -307,20 +307,6 @@ class _Builder:
             _write_pid_file(self.opts.pid_file, self.init_pid)
         data["_dir"] = self.cdir
         return data
-
-    def _next(self, chan, keep_fds=False) -> dict:
-        from runtime import sync
-        msg, fds = chan.recv()
-        if msg["type"] == sync.ERROR:
-            for fd in fds:
-                os.close(fd)
-            raise InitFailure(msg.get("msg", "unknown error"))
-        if keep_fds:
-            msg["_fds"] = fds
-        else:
-            for fd in fds:
-                os.close(fd)
-        return msg
 
     def abort(self) -> None:
         """Undo a failed create: kill our processes, remove cgroup and state."""

@@ -97,13 +97,23 @@ class Channel:
             raise InitFailure("container init exited unexpectedly during setup")
         return json.loads(data), fds
 
-    def expect(self, mtype: str) -> dict:
-        """Receive a message that must be `mtype`; an ERROR message is raised."""
+    def next(self, keep_fds: bool = False) -> dict:
+        """The next message; an ERROR message is raised as InitFailure. Fds it
+        carried are closed, or with `keep_fds` returned under "_fds" for the
+        caller to close."""
         msg, fds = self.recv()
-        for fd in fds:
-            os.close(fd)
+        if msg["type"] == ERROR or not keep_fds:
+            for fd in fds:
+                os.close(fd)
         if msg["type"] == ERROR:
             raise InitFailure(msg.get("msg", "unknown error"))
+        if keep_fds:
+            msg["_fds"] = fds
+        return msg
+
+    def expect(self, mtype: str) -> dict:
+        """Receive a message that must be `mtype`; an ERROR message is raised."""
+        msg = self.next()
         if msg["type"] != mtype:
             raise InitFailure(f"sync: expected {mtype!r}, got {msg['type']!r}")
         return msg
