@@ -24,6 +24,18 @@ def last_cap() -> int:
         return len(NAMES) - 1
 
 
+def unknown_name(capsets: dict | None) -> tuple[str, int, str] | None:
+    """The first (set, index, name) in `capsets` that is not a capability of
+    capabilities(7) at all (a typo such as CAP_TEST), or None. Such a value
+    is an invalid configuration and is refused; a real capability the host
+    cannot grant is only a warning (see to_mask)."""
+    for k, names in (capsets or {}).items():
+        for i, n in enumerate(names or ()):
+            if n not in NUMBERS:
+                return k, i, n
+    return None
+
+
 def to_mask(names: list[str] | None, unknown: list[str]) -> int:
     """Mask for `names`; names this kernel does not know are appended to
     `unknown` and ignored, as runc does (it only warns)."""

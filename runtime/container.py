@@ -140,18 +140,39 @@ def _check_config(cfg: dict) -> None:
                 if not stat.S_ISREG(mode) or not os.access(p, os.X_OK):
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} is not executable")
     proc = cfg.get("process") or {}
-    selinux = os.path.isdir("/sys/fs/selinux") and os.path.exists("/sys/fs/selinux/enforce")
+    bad = _unknown_cap(proc.get("capabilities"))
+    if bad:
+        raise RuntimeFailure(f"config.json: {bad}")
+    selinux = selinux_enabled()
     if proc.get("selinuxLabel") and not selinux:
         raise RuntimeFailure("config.json: process.selinuxLabel: a label is set but SELinux is disabled "
                              "or not supported on this host")
     if linux.get("mountLabel") and not selinux:
-        raise RuntimeFailure("config.json: linux.mountLabel: a label is set but SELinux is disabled "
-                             "or not supported on this host")
+        # A mount label only means something to SELinux; without it there is
+        # nothing to label and the mounts are the same (crun also goes on).
+        # The process label above is different: it confines the process.
+        _warn("linux.mountLabel: SELinux is disabled on this host; mounts are not labelled")
+        del linux["mountLabel"]
     if proc.get("apparmorProfile") and not apparmor_enabled():
         raise RuntimeFailure(f"config.json: process.apparmorProfile: cannot apply profile "
                              f"{proc['apparmorProfile']!r}: AppArmor is not enabled on this host")
     if linux.get("intelRdt") and not os.path.isdir("/sys/fs/resctrl/info"):
         raise RuntimeFailure("config.json: linux.intelRdt: resctrl is not mounted on this host")
+
+
+def _unknown_cap(capsets: dict | None) -> str | None:
+    """'process.capabilities.SET[i]: ...' for a name that is no capability
+    at all (config.md: values are those of capabilities(7)), else None."""
+    from runtime import caps
+    bad = caps.unknown_name(capsets)
+    if bad is None:
+        return None
+    k, i, n = bad
+    return f"process.capabilities.{k}[{i}]: unknown capability {n!r}"
+
+
+def selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
 
 
 def apparmor_enabled() -> bool:
@@ -605,7 +626,7 @@ def _exec_defaults(cfg: dict) -> dict:
     linux = cfg["linux"]
     return {"process": {k: cfg["process"].get(k) for k in ("env", "user", "capabilities",
                                                            "noNewPrivileges", "apparmorProfile",
-                                                           "rlimits", "cwd")},
+                                                           "rlimits", "cwd", "execCPUAffinity")},
             "seccomp": linux.get("seccomp"), "rootfs": cfg["_rootfs"]}
 
 

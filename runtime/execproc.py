@@ -75,7 +75,44 @@ def build_process(data: dict, o: ExecOptions) -> dict:
         proc["noNewPrivileges"] = True
     if not proc.get("args"):
         raise RuntimeFailure("process.args: must not be empty")
+    from runtime import caps
+    bad = caps.unknown_name(proc.get("capabilities"))
+    if bad:
+        k, i, n = bad
+        where = "--cap" if o.caps and n in o.caps else f"process.capabilities.{k}[{i}]"
+        raise RuntimeFailure(f"{where}: unknown capability {n!r}")
     return proc
+
+
+def parse_cpu_list(text: str, field: str) -> set[int]:
+    """'0-3,7' -> {0, 1, 2, 3, 7} (the kernel's cpu list format); errors name
+    `field`."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if dash else a
+        except ValueError:
+            raise RuntimeFailure(f"{field}: {text!r} is not a CPU list such as 0-3,7") from None
+        if a < 0 or b < a:
+            raise RuntimeFailure(f"{field}: {text!r} is not a CPU list such as 0-3,7")
+        cpus.update(range(a, b + 1))
+    return cpus
+
+
+def _cpu_affinity(proc: dict) -> tuple[set[int] | None, set[int] | None]:
+    """(initial, final) of process.execCPUAffinity; None where not set."""
+    aff = proc.get("execCPUAffinity") or {}
+    return tuple(parse_cpu_list(aff[k], f"process.execCPUAffinity.{k}") if aff.get(k) else None
+                 for k in ("initial", "final"))
+
+
+def _set_affinity(pid: int, cpus: set[int], field: str) -> None:
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except OSError as e:
+        raise RuntimeFailure(f"{field}: cannot set CPU affinity {sorted(cpus)}: {e.strerror}") from None
 
 
 def exec_process(root: str, cid: str, o: ExecOptions) -> int:
@@ -94,6 +131,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
         raise RuntimeFailure("cannot allocate tty if runc will detach without setting console socket")
     if not proc.get("terminal") and o.console_socket:
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
+    initial_cpus, final_cpus = _cpu_affinity(proc)
     pid = data["pid"]
     low = 3 + o.preserve_fds
     from runtime.container import _connect_console, _dup_above, _move_sock_above
@@ -134,10 +172,17 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
         os.close(console_fd)
     from runtime.container import _reap
     try:
+        # execCPUAffinity: the new process runs on `initial` until it is in
+        # the container's cgroup (entering a cpuset resets its affinity),
+        # then on `final` if given, else on what the kernel chose.
+        if initial_cpus is not None:
+            _set_affinity(child, initial_cpus, "process.execCPUAffinity.initial")
         from runtime import cgroups
         m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
         if m is not None:
             m.add_task(child)
+        if final_cpus is not None:
+            _set_affinity(child, final_cpus, "process.execCPUAffinity.final")
         parent_chan.send(sync.GO)
         exec_pid = 0
         while True:

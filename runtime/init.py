@@ -151,8 +151,9 @@ def init(ctx: Context) -> None:
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
             _prepare_root(ctx, linux)
+            # (create dropped mountLabel already where SELinux is off)
             rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
-                             ctx.idmap_fds)
+                             ctx.idmap_fds, linux.get("mountLabel"))
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
         # 4. prestart/createRuntime hooks run in the runtime namespace (parent).

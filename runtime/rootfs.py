@@ -159,21 +159,36 @@ def _path_in_root(rootfd: int, fd: int) -> str:
     return "/" + os.path.relpath(here, root)
 
 
+# Filesystems that take an SELinux context= at mount time. proc, sysfs,
+# mqueue and cgroup keep their own labels (runc labels the same set).
+NO_CONTEXT = frozenset(("proc", "sysfs", "mqueue", "cgroup", "cgroup2", "bind"))
+
+
+def mount_data(mtype: str, data: list[str], mount_label: str | None) -> str | None:
+    """The data argument of mount(2) for a non-bind mount: the fs options,
+    plus the SELinux context when a mount label applies to this fs type."""
+    if mount_label and mtype not in NO_CONTEXT:
+        data = [*data, f'context="{mount_label}"']
+    return ",".join(data) or None
+
+
 def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
-              idmap_fds: dict[int, int] | None = None) -> None:
+              idmap_fds: dict[int, int] | None = None, mount_label: str | None = None) -> None:
     """Mount every entry of config `mounts` under rootfs, in order.
     `idmap_fds` maps a mount's index to its detached id-mapped tree
-    (prepared by the parent); this function closes none."""
+    (prepared by the parent); this function closes none. `mount_label`
+    (linux.mountLabel, only passed where SELinux is enabled) labels the
+    filesystems mounted here."""
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, m in enumerate(mounts):
-            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i))
+            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label)
     finally:
         os.close(rootfd)
 
 
 def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
-              idmapped: int | None = None) -> None:
+              idmapped: int | None = None, mount_label: str | None = None) -> None:
     """Mount one config entry. `idmapped` is a detached id-mapped tree to
     attach instead of a plain bind (see idmapped_tree)."""
     dest = m["destination"]
@@ -204,7 +219,7 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
         elif is_bind:
             sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
         else:
-            sc.mount(src or mtype, target, mtype, flags, ",".join(data) or None, label=label)
+            sc.mount(src or mtype, target, mtype, flags, mount_data(mtype, data, mount_label), label=label)
     finally:
         os.close(fd)
     rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)

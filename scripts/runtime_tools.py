@@ -75,11 +75,12 @@ class Result:
         self.exit_code = None
         self.duration = 0.0
         self.leftovers: list[str] = []
+        self.host_changes: list[str] = []
         self.log = ""
 
     def as_dict(self):
         return {k: getattr(self, k) for k in ("name", "passed", "failed", "skipped", "todo", "planned",
-                                               "status", "first_failure", "exit_code", "duration",
+                                               "status", "first_failure", "exit_code", "duration", "host_changes",
                                                "leftovers", "log")}
 
 
@@ -198,9 +199,44 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# Host device nodes a runtime must never touch. crun 1.8 chowns the
+# container's stdio to the container user even when it is /dev/null (the
+# programs run with stdin on /dev/null), which changes the host's /dev/null;
+# the runner puts owner and mode back and says so, so that one runtime's
+# run cannot break the next.
+HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+
+def node_modes() -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for p in HOST_NODES:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        out[p] = (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+    return out
+
+
+def restore_nodes(before: dict[str, tuple[int, int, int]]) -> list[str]:
+    """Put back owner/mode of HOST_NODES that changed; returns what changed."""
+    changed = []
+    for p, (uid, gid, mode) in before.items():
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode):
+            changed.append(f"{p} {st.st_uid}:{st.st_gid} {st.st_mode & 0o7777:o}")
+            os.chown(p, uid, gid)
+            os.chmod(p, mode)
+    return changed
+
+
 def run_program(prog: str, runtime: str, support: str, timeout: float, tmp_root: str) -> Result:
     name = os.path.basename(prog)[:-2]
     res = Result(name)
+    nodes = node_modes()
     tmpdir = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)
     os.chmod(tmpdir, 0o755)  # user-namespace tests: mapped ids must reach the bundles
     env = dict(os.environ, RUNTIME=runtime, TMPDIR=tmpdir)
@@ -227,6 +263,7 @@ def run_program(prog: str, runtime: str, support: str, timeout: float, tmp_root:
         res.leftovers.append(cid)
         subprocess.run([runtime, "delete", "--force", cid], capture_output=True, timeout=60)
     remove_tree(tmpdir)
+    res.host_changes = restore_nodes(nodes)
     if res.status != "TIMEOUT":
         ran = res.passed + res.failed + res.todo
         if res.failed:
@@ -263,7 +300,8 @@ def print_table(results: list[Result], runtime: str) -> None:
     headers = ("program", "pass", "fail", "skip", "status", "first failure")
     rows = [(r.name, str(r.passed), str(r.failed), str(r.skipped), r.status,
              (r.first_failure[:90] + ("…" if len(r.first_failure) > 90 else ""))
-             + (f" [left {len(r.leftovers)} container(s)]" if r.leftovers else ""))
+             + (f" [left {len(r.leftovers)} container(s)]" if r.leftovers else "")
+             + (f" [changed host {', '.join(r.host_changes)}; restored]" if r.host_changes else ""))
             for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     print(f"runtime-tools validation against {runtime}")

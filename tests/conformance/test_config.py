@@ -292,6 +292,19 @@ def test_process_capability_not_grantable_is_a_warning(crt):
     assert int(d["status"]["CapEff"], 16) == caps_to_mask(["CAP_KILL"])
 
 
+def test_process_capability_unknown_name_is_an_error(crt):
+    """config.md#linux-process: capabilities "Valid values are defined in the
+    capabilities(7) man page". A name that is no capability at all (a typo)
+    is an invalid value, not a restriction of the host: create fails naming
+    the field and the value (crun does the same; runtime-tools'
+    process_capabilities_fail expects it), and no container is left."""
+    caps = {k: ["CAP_KILL", "CAP_TEST"] for k in ("bounding", "permitted", "effective")}
+    cid, p = crt.create(crt.bundle(args=["true"], capabilities=caps))
+    assert p.returncode != 0, "an unknown capability name was accepted"
+    assert "CAP_TEST" in p.stderr and "capabilities" in p.stderr, p.stderr
+    assert crt("state", cid).returncode != 0
+
+
 @pytest.mark.parametrize("nnp", [True, False])
 def test_process_no_new_privileges(crt, nnp):
     """config.md#linux-process: noNewPrivileges "setting noNewPrivileges to true

@@ -467,3 +467,33 @@ def test_exec_command_line_options(rt, tmp_path):
         os.close(fd)
     assert p.returncode == 0, p.stderr
     assert p.stdout == "via fd 3"
+
+
+def test_exec_cpu_affinity(rt, tmp_path):
+    """process.execCPUAffinity (runtime-spec 1.2+): `final` is the exec'd
+    process's affinity once it is in the container's cgroup; from config.json
+    it applies to later execs (not to init); bad lists name the field."""
+    ncpu = len(os.sched_getaffinity(0))
+    last = max(os.sched_getaffinity(0))
+    b = rt.bundle(["sleep", "30"], mutate=lambda c: c["process"].__setitem__(
+        "execCPUAffinity", {"initial": str(last), "final": str(last)}))
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    init_pid = rt.state(cid)["pid"]
+    # not for init
+    assert len(os.sched_getaffinity(init_pid)) == ncpu
+    p = rt("exec", cid, "grep", "Cpus_allowed_list", "/proc/self/status")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["Cpus_allowed_list:", str(last)]
+    proc = {"args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/",
+            "execCPUAffinity": {"final": "0"}}
+    pf = tmp_path / "proc.json"
+    pf.write_text(json.dumps(proc))
+    p = rt("exec", "--process", str(pf), cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["Cpus_allowed_list:", "0"]
+    proc["execCPUAffinity"] = {"initial": "1-0"}
+    pf.write_text(json.dumps(proc))
+    p = rt("exec", "--process", str(pf), cid)
+    assert p.returncode == 1
+    assert "process.execCPUAffinity.initial" in p.stderr and len(p.stderr.strip().splitlines()) == 1

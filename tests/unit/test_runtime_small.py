@@ -1,0 +1,29 @@
+"""Small pure functions of the runtime: mount data with SELinux labels and
+capability name checks."""
+from runtime import caps, rootfs
+
+
+def test_mount_data_without_label():
+    assert rootfs.mount_data("tmpfs", ["mode=755", "size=65536k"], None) == "mode=755,size=65536k"
+    assert rootfs.mount_data("tmpfs", [], None) is None
+
+
+def test_mount_data_label_on_labelable_fs():
+    lab = "system_u:object_r:container_file_t:s0:c1,c2"
+    # the label holds a comma, so it is quoted as mount(8) and runc do
+    assert rootfs.mount_data("tmpfs", ["mode=755"], lab) == f'mode=755,context="{lab}"'
+    assert rootfs.mount_data("devpts", [], lab) == f'context="{lab}"'
+
+
+def test_mount_data_label_skips_self_labelled_fs():
+    for t in ("proc", "sysfs", "mqueue", "cgroup", "cgroup2"):
+        assert rootfs.mount_data(t, ["nosuid"], "x:y:z:s0") == "nosuid"
+
+
+def test_unknown_capability_name():
+    assert caps.unknown_name(None) is None
+    assert caps.unknown_name({"bounding": ["CAP_KILL", "CAP_CHECKPOINT_RESTORE"]}) is None
+    assert caps.unknown_name({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL", "CAP_TEST"]}) == \
+        ("effective", 1, "CAP_TEST")
+    # names are case-sensitive, as in capabilities(7) and the spec's examples
+    assert caps.unknown_name({"ambient": ["cap_kill"]}) == ("ambient", 0, "cap_kill")
