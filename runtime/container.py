@@ -222,6 +222,10 @@ class _Builder:
             log.debug(f"rootless: running without a cgroup ({e})")
             self.cgroup = _NoCgroup()
             st.save(self.cdir, dict(early, cgroup=None))
+        if not isinstance(self.cgroup, _NoCgroup):
+            # Limits go on while the cgroup is empty (see the join below).
+            for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
+                _warn(w)
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.
@@ -269,9 +273,21 @@ class _Builder:
         if console_fd is not None:
             os.close(console_fd)
         chan = parent_chan
+        # Joining a v1 cgroup costs the first cgroup.procs write an RCU grace
+        # period (5-20 ms here), so stage1 is moved while it unshares and
+        # init prepares the rootfs. Without a cgroup namespace, stage1 goes
+        # ahead at once: init may be forked before the move completes, so
+        # init is moved too (then a fast write). A new cgroup namespace must
+        # be rooted at the container's cgroup, so then stage1 waits until it
+        # is in. Limits were applied before, to the empty cgroup, so no task
+        # of ours ever sees half-written device rules.
+        cgroupns = any(n["type"] == "cgroup" and not n.get("path") for n in linux.get("namespaces") or ())
         try:
+            if not cgroupns:
+                chan.send(sync.GO)
             self.cgroup.add_task(pid)
-            chan.send(sync.GO)
+            if cgroupns:
+                chan.send(sync.GO)
             msg = chan.next()
             if msg["type"] == sync.USERNS_CREATED:
                 _write_id_maps(pid, linux)
@@ -282,13 +298,12 @@ class _Builder:
             self.init_pid = msg["pid"]
             _reap(pid)
             self.stage1 = 0
-            if not isinstance(self.cgroup, _NoCgroup):
-                for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
-                    _warn(w)
+            if not cgroupns:
+                self.cgroup.add_task(self.init_pid)
             if linux.get("netDevices"):
                 _move_net_devices(linux["netDevices"], self.init_pid)
-            # init waits for this: device rules are rewritten while they are
-            # applied, and its mknods must not race with that.
+            # init waits for this before its hooks and pivot_root: it is in
+            # its cgroup, under its limits, with its network devices.
             chan.send(sync.APPLIED)
             data = {
                 "id": opts.cid, "pid": self.init_pid, "start_time": st.proc_start_time(self.init_pid),

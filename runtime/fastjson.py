@@ -26,7 +26,8 @@ _scan = _json.make_scanner(_Ctx())
 def loads(s: str | bytes):
     """Parse one JSON document; raises ValueError (naming the offset) if malformed."""
     if isinstance(s, (bytes, bytearray)):
-        s = s.decode("utf-8-sig")
+        # (not the utf-8-sig codec: loading it is an import on every call)
+        s = (s[3:] if s[:3] == b"\xef\xbb\xbf" else s).decode("utf-8")
     i = 0
     n = len(s)
     while i < n and s[i] in _WS:

@@ -143,8 +143,6 @@ def init(ctx: Context) -> None:
     nstypes = {n["type"] for n in _namespaces(cfg)}
     ready = False
     try:
-        # 0. Start only once the parent has put our cgroup limits in force.
-        ctx.chan.expect(sync.APPLIED)
         # 1. Only stdio and the preserved fds reach the user process; default
         #    signal dispositions; our own session (needed for a pty).
         clean_process_state(ctx.preserve_fds)
@@ -156,6 +154,10 @@ def init(ctx: Context) -> None:
                              ctx.idmap_fds, linux.get("mountLabel"))
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
+        # 3b. From here on we are in the container's cgroup, under its limits
+        #     (the parent moved us while we mounted; devices were made with
+        #     the runtime's device permissions, access is checked on open).
+        ctx.chan.expect(sync.APPLIED)
         # 4. prestart/createRuntime hooks run in the runtime namespace (parent).
         ctx.chan.send(sync.PRESTART)
         ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]

@@ -15,7 +15,6 @@ Conventions:
   the header.
 """
 
-from __future__ import annotations
 
 import os
 

@@ -30,7 +30,6 @@ Behaviour follows runc where the spec is silent:
 Importing this module is cheap: libseccomp is loaded on first use.
 """
 
-from __future__ import annotations
 
 import errno as _errno
 

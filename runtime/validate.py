@@ -16,7 +16,6 @@ the JSON text (an ``int`` after json.loads).  ``1000.0`` or ``1e3`` is refused,
 as runc (Go's encoding/json) refuses it, so a valid config's integer fields
 are always Python ints; ``true`` is never an integer.
 """
-from __future__ import annotations
 
 from runtime import _config_validator as _gen
 

@@ -22,7 +22,6 @@ as a relative path.
 Only this module and .common load at import: the managers, writers and
 bpf code are imported when first used.
 """
-from __future__ import annotations
 
 import os
 

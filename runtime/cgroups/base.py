@@ -1,6 +1,5 @@
 """Pieces shared by the v1 and v2 managers: the runc `events --stats`
 schema and the Manager protocol."""
-from __future__ import annotations
 
 U64_MAX = (1 << 64) - 1
 

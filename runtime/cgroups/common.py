@@ -3,7 +3,6 @@
 Everything here is stdlib-only and cheap to import: the runtime is a
 short-lived CLI, so nothing heavy is loaded at module level.
 """
-from __future__ import annotations
 
 import errno
 import os

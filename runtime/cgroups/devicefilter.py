@@ -15,7 +15,6 @@ The rule list is first reduced with devices.Emulator (later rules override
 earlier ones, exactly as the v1 controller would end up), so the first
 matching block decides and the blocks never contradict each other.
 """
-from __future__ import annotations
 
 import struct
 

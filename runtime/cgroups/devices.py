@@ -8,7 +8,6 @@ exceptions are denied devices). Writing a wildcard "a" rule resets the
 mode; other rules add to / remove from the exception set. Applying an OCI
 rule list in order therefore means later rules override earlier ones.
 """
-from __future__ import annotations
 
 from .common import CgroupError
 

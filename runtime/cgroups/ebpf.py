@@ -8,7 +8,6 @@ command (and the target, where there is one).
 fd ownership: functions returning an fd hand it to the caller, who must
 os.close() it. Functions taking fds never close them.
 """
-from __future__ import annotations
 
 import ctypes
 import os

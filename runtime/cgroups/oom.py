@@ -15,7 +15,6 @@ eventfd (each OOM event bumps the eventfd counter).
 v2: inotify IN_MODIFY on memory.events, comparing the oom_kill counter.
 The watcher owns its fds; the caller must close() it.
 """
-from __future__ import annotations
 
 import ctypes
 import os

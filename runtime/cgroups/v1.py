@@ -1,6 +1,5 @@
 """cgroup v1 manager, including hybrid mode (v1 controllers plus a cgroup2
 'unified' hierarchy holding whatever controllers live only there)."""
-from __future__ import annotations
 
 import errno
 import os
@@ -94,7 +93,6 @@ class V1Manager(Manager):
         controller; on hybrid, controllers only present in the unified
         hierarchy are written there with the v2 writers. Returns warnings."""
         from . import v1_writers as w1
-        from . import v2_writers as w2
         res = resources or {}
         warnings: list[str] = []
         if res.get("unified"):
@@ -105,17 +103,19 @@ class V1Manager(Manager):
         cpu_needs = w1.cpu_needs(res)
         b = res.get("blockIO") or {}
         steps = [
-            # (v1 controller, is the value set?, v1 writer, v2 controller, v2 writer)
-            ("cpuset", "cpuset" in cpu_needs, w1.set_cpuset, "cpuset", w2.set_cpuset),
-            ("devices", res.get("devices") is not None, w1.set_devices, None, w2.set_devices),
-            ("memory", bool(mem_set), w1.set_memory, "memory", w2.set_memory),
-            ("cpu", "cpu" in cpu_needs, w1.set_cpu, "cpu", w2.set_cpu),
-            ("pids", bool((res.get("pids") or {}).get("limit")), w1.set_pids, "pids", w2.set_pids),
-            ("blkio", any(b.get(k) for k in b), w1.set_blkio, "io", w2.set_io),
-            ("hugetlb", bool(res.get("hugepageLimits")), w1.set_hugetlb, "hugetlb", w2.set_hugetlb),
+            # (v1 controller, is the value set?, v1 writer, v2 controller,
+            #  v2 writer's name: v2_writers is imported only on hybrid hosts
+            #  that need it)
+            ("cpuset", "cpuset" in cpu_needs, w1.set_cpuset, "cpuset", "set_cpuset"),
+            ("devices", res.get("devices") is not None, w1.set_devices, None, "set_devices"),
+            ("memory", bool(mem_set), w1.set_memory, "memory", "set_memory"),
+            ("cpu", "cpu" in cpu_needs, w1.set_cpu, "cpu", "set_cpu"),
+            ("pids", bool((res.get("pids") or {}).get("limit")), w1.set_pids, "pids", "set_pids"),
+            ("blkio", any(b.get(k) for k in b), w1.set_blkio, "io", "set_io"),
+            ("hugetlb", bool(res.get("hugepageLimits")), w1.set_hugetlb, "hugetlb", "set_hugetlb"),
             ("net_cls", "net_cls" in w1.network_needs(res), w1.set_net_cls, None, None),
             ("net_prio", "net_prio" in w1.network_needs(res), w1.set_net_prio, None, None),
-            ("rdma", bool(res.get("rdma")), w1.set_rdma, "rdma", w2.set_rdma),
+            ("rdma", bool(res.get("rdma")), w1.set_rdma, "rdma", "set_rdma"),
         ]
         for ctrl, is_set, v1w, v2ctrl, v2w in steps:
             d = self.paths.get(ctrl)
@@ -127,12 +127,14 @@ class V1Manager(Manager):
                 continue
             if self.unified and v2w is not None and (v2ctrl in self.unified_controllers or ctrl == "devices"):
                 # Hybrid: this controller exists only on the cgroup2 side.
-                warnings += v2w(self.unified, res)
+                from . import v2_writers as w2
+                warnings += getattr(w2, v2w)(self.unified, res)
                 continue
             raise CgroupError(f"cannot set {ctrl} limits: the {ctrl} cgroup controller is not mounted "
                               f"(no v1 hierarchy{' and not in the unified hierarchy' if self.unified else ''})")
         if res.get("unified"):
             # Last, as on v2: raw unified values override converted ones.
+            from . import v2_writers as w2
             warnings += w2.set_unified(self.unified, res)
         return warnings
 

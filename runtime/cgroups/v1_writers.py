@@ -7,7 +7,6 @@ so, zero). Writers return a list of warning strings (usually empty) and
 raise CgroupError naming the OCI field and the file on failure. They take
 a plain directory so tests can aim them at a synthetic tree.
 """
-from __future__ import annotations
 
 import errno
 import os

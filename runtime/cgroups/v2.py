@@ -1,5 +1,4 @@
 """cgroup v2 (unified hierarchy) manager."""
-from __future__ import annotations
 
 import errno
 import os

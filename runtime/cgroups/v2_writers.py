@@ -7,7 +7,6 @@ OCI values are v1-shaped, so the runc conversions live here: cpu.shares
 -> cpu.weight, blkio weight -> io.weight, memory+swap -> swap only,
 quota/period -> cpu.max.
 """
-from __future__ import annotations
 
 import errno
 import os
