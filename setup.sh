@@ -47,17 +47,25 @@ fi
 # the sources on each call (e.g. with PYTHONDONTWRITEBYTECODE set) costs more
 # than running them.
 .venv/bin/python -m compileall -q -j 0 runtime imagetool
-# pyrunc's own launcher: -I -S skips site-packages processing (the editable
-# install's path finder alone costs ~15 ms per call); runtime/ is found by
-# path, and typer's site-packages are added only when help is shown.
-cat > .venv/bin/pyrunc <<LAUNCHER
+# pyrunc's and pyimg's own launchers: -I -S skips site-packages processing
+# (the editable install's path finder alone costs ~15 ms per call); the
+# project is found by path, and site runs only when typer shows help.
+SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+for prog in "pyrunc runtime.cli" "pyimg imagetool.cli"; do
+    set -- $prog
+    # site-packages goes last on the path: third-party modules a verb
+    # imports (zstandard for zstd layers) are found there without running
+    # site.py and the editable install's .pth hooks on every call.
+    cat > ".venv/bin/$1" <<LAUNCHER
 #!$PWD/.venv/bin/python3 -IS
 import sys
 sys.path.insert(0, "$PWD")
-from runtime.cli import main
+sys.path.append("$SITE")
+from $2 import main
 main()
 LAUNCHER
-chmod 755 .venv/bin/pyrunc
+    chmod 755 ".venv/bin/$1"
+done
 for b in pyrunc pyimg just; do
     ln -sf "$PWD/.venv/bin/$b" "/usr/local/bin/$b"
 done

@@ -32,15 +32,18 @@ Contracts:
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import shutil
 import stat
 import time
 
+from imagetool._lazy import LazyModule, sha256
 from imagetool.layer import IdMap, LayerError, apply_layer, open_in_root
+from runtime import fastjson as json
+
+# Loaded when first used: a second bundle of an unpacked image needs none.
+contextlib = LazyModule("contextlib")
+hashlib = LazyModule("hashlib")
+shutil = LazyModule("shutil")
 
 DEFAULT_ROOT = "/var/lib/pyimg"
 RECORD = "bundle.json"
@@ -150,15 +153,38 @@ def umount(target: str) -> None:
 _overlay_ok: dict[str, bool] = {}
 
 
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def overlay_supported(root: str) -> bool:
-    """True when overlay mounts with upper dirs under ROOT/layers work here (probed once)."""
+    """True when overlay mounts with upper dirs under ROOT/layers work here.
+
+    Probed once per boot and filesystem: the answer is kept in
+    ROOT/layers/.overlay-probe with the boot id and the device of the layers
+    directory (a probe is a mount, an unmount and a few directories, which a
+    second bundle of an image should not pay for)."""
     if os.geteuid() != 0:
         return False
     layers = os.path.join(root, "layers")
     if layers in _overlay_ok:
         return _overlay_ok[layers]
-    ok = False
     os.makedirs(os.path.join(layers, "tmp"), exist_ok=True)
+    key = f"{_boot_id()} {os.stat(layers).st_dev}"
+    record = os.path.join(layers, ".overlay-probe")
+    try:
+        with open(record) as f:
+            k, _, answer = f.read().rpartition(" ")
+        if k == key and answer in ("yes", "no"):
+            _overlay_ok[layers] = answer == "yes"
+            return _overlay_ok[layers]
+    except OSError:
+        pass
+    ok = False
     import tempfile
 
     probe = tempfile.mkdtemp(prefix="probe-", dir=os.path.join(layers, "tmp"))
@@ -175,6 +201,13 @@ def overlay_supported(root: str) -> bool:
     finally:
         shutil.rmtree(probe, ignore_errors=True)
     _overlay_ok[layers] = ok
+    tmp = f"{record}.{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{key} {'yes' if ok else 'no'}")
+        os.replace(tmp, record)
+    except OSError:
+        pass  # only a cache
     return ok
 
 
@@ -189,13 +222,13 @@ def _chain_ids(diff_ids: list[str]) -> list[str]:
         if not out:
             out.append(d)
         else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+            out.append("sha256:" + sha256(f"{out[-1]} {d}".encode()).hexdigest())
     return out
 
 
 def layer_key(chain_id: str, uid_map: IdMap, gid_map: IdMap) -> str:
     """The short directory name of an applied layer."""
-    return hashlib.sha256(f"{chain_id}|{uid_map}|{gid_map}".encode()).hexdigest()[:12]
+    return sha256(f"{chain_id}|{uid_map}|{gid_map}".encode()).hexdigest()[:12]
 
 
 def _copy_root_meta(src: str, dst: str) -> None:
@@ -210,16 +243,10 @@ def _copy_root_meta(src: str, dst: str) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-@contextlib.contextmanager
 def _lock(path: str):
-    import fcntl
+    from imagetool.store import Flock
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return Flock(path)
 
 
 def planned_keys(image: "Image", uid_map: IdMap, gid_map: IdMap) -> list[str]:
@@ -514,7 +541,7 @@ def generate_config(image_config: dict, rootfs: str, *, cmd: list[str] | None = 
 
 def bundle_id(bundle: str) -> str:
     """The record id of a bundle directory (stable for its real path)."""
-    return hashlib.sha256(os.path.realpath(bundle).encode()).hexdigest()[:16]
+    return sha256(os.path.realpath(bundle).encode()).hexdigest()[:16]
 
 
 def _bundles_dir(root: str) -> str:
@@ -659,7 +686,7 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
         for path in sorted((image.config.get("config") or {}).get("Volumes") or {}):
             if not path.startswith("/"):
                 raise BundleError(f"{ref}: volume path {path!r} is not absolute")
-            dest = os.path.join(wdir, "volumes", hashlib.sha256(path.encode()).hexdigest()[:12])
+            dest = os.path.join(wdir, "volumes", sha256(path.encode()).hexdigest()[:12])
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             _seed_volume(rootfs, path, dest)
             volumes[path] = dest

@@ -1,72 +1,65 @@
-"""pyimg command line. Owned by the pull/store work; bundle verbs are
-registered from imagetool.cli_bundle so the two halves stay in their files.
+"""pyimg command line.
+
+Every verb is declared once, in the table T (runtime.cmdtable): its
+options, positionals and the function it maps to. Real calls go through the
+table's small parser (pyimg is a fresh interpreter per call, and typer
+costs ~40-60 ms to import); --help, and pyimg without a verb, get typer
+built from the same table. The bundle verbs are registered from
+imagetool.cli_bundle, so the two halves stay in their files.
 
 Global options (before the verb): --root DIR (default /var/lib/pyimg, or
 $PYIMG_ROOT) and --config FILE (default /etc/pyimg/config.json, or
-$PYIMG_CONFIG). Both are in ctx.obj["root"] / ctx.obj["config"] for every
-verb, including the bundle ones.
+$PYIMG_CONFIG). Verbs get them as the dict `g`.
 
-Errors print one line "pyimg: error: ..." on stderr and exit 1. Heavy
-modules are imported inside the verbs so `pyimg --help` stays fast.
+Errors print one line "pyimg: error: ..." on stderr and exit 1; main() is
+the one place that maps exceptions to exit codes. Heavy modules are
+imported inside the verbs.
 """
 import os
 import sys
-from typing import List, Optional
 
-import typer
+from runtime.cmdtable import Arg, CommandExit, Opt, Table, UsageError, finish
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Pull images and unpack them into OCI bundles.")
-
-
-@app.callback()
-def _global(ctx: typer.Context,
-            root: str = typer.Option(os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"), "--root",
-                                     help="Content store (an OCI image layout)."),
-            config: Optional[str] = typer.Option(None, "--config",
-                                                 help="Settings file (default /etc/pyimg/config.json).")):
-    ctx.obj = {"root": root, "config": config}
+T = Table("pyimg", "Pull images and unpack them into OCI bundles.", [
+    Opt("--root", "root", str, lambda: os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"),
+        "Content store (an OCI image layout)."),
+    Opt("--config", "config", str, None, "Settings file (default /etc/pyimg/config.json)."),
+])
 
 
 def _die(msg: str) -> None:
     sys.stderr.write(f"pyimg: error: {msg}\n")
     sys.stderr.flush()
-    raise typer.Exit(1)
+    raise CommandExit(1)
 
 
-def _obj(ctx: typer.Context) -> dict:
-    return ctx.obj or {"root": os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"), "config": None}
-
-
-def _config(ctx):
+def _config(g: dict):
     from imagetool.config import Config, ConfigError
     try:
-        return Config.load(_obj(ctx)["config"])
+        return Config.load(g["config"])
     except ConfigError as e:
         _die(str(e))
 
 
 from imagetool import cli_bundle  # noqa: E402  (registers unpack/run/bundles)
 
-cli_bundle.register(app)
+cli_bundle.register(T)
 
 
-@app.command()
-def pull(ctx: typer.Context, ref: str = typer.Argument(..., help="Image reference."),
-         platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant]"),
-         quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the reference.")):
+@T.verb("pull", Arg("ref", "Image reference."),
+        Opt("--platform", "platform", str, None, "os/arch[/variant]"),
+        Opt("-q,--quiet", "quiet", bool, False, "Print only the reference."))
+def pull(g, ref, platform, quiet):
     """Pull an image from a registry into the store."""
     import signal
 
     from imagetool.pull import PullError, pull_image
-    o = _obj(ctx)
-
     def _term(signum, _frame):
         # unwind normally so partial downloads are removed from ingest/
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _term)
     try:
-        pull_image(ref, root=o["root"], config_path=o["config"], platform=platform, quiet=quiet)
+        pull_image(ref, root=g["root"], config_path=g["config"], platform=platform, quiet=quiet)
     except PullError as e:
         _die(str(e))
     except KeyboardInterrupt:
@@ -104,19 +97,18 @@ def _size(n: int) -> str:
         n /= 1000.0
 
 
-@app.command()
-def images(ctx: typer.Context,
-           fmt: str = typer.Option("table", "--format", help="table or json"),
-           no_trunc: bool = typer.Option(False, "--no-trunc", help="Full image ids."),
-           quiet: bool = typer.Option(False, "-q", "--quiet", help="Only image ids.")):
+@T.verb("images", Opt("--format", "fmt", str, "table", "table or json"),
+        Opt("--no-trunc", "no_trunc", bool, False, "Full image ids."),
+        Opt("-q,--quiet", "quiet", bool, False, "Only image ids."))
+def images(g, fmt, no_trunc, quiet):
     """List stored images (REPOSITORY TAG IMAGE ID CREATED SIZE)."""
     from imagetool.store import Store, StoreError
     try:
-        rows = Store(_obj(ctx)["root"]).images()
+        rows = Store(g["root"]).images()
     except StoreError as e:
         _die(f"images: {e}")
     if fmt == "json":
-        import json
+        from runtime import fastjson as json
         print(json.dumps(rows, indent=2))
         return
     if fmt != "table":
@@ -141,13 +133,13 @@ def images(ctx: typer.Context,
         print("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
 
 
-@app.command()
-def inspect(ctx: typer.Context, refs: List[str] = typer.Argument(..., help="Image references or ids."),
-            platform: Optional[str] = typer.Option(None, "--platform")):
+@T.verb("inspect", Arg("refs", "Image references or ids.", many=True),
+        Opt("--platform", "platform", str, None, "os/arch[/variant]"))
+def inspect(g, refs, platform):
     """Show a stored image as JSON: digests, platform, config, layers."""
-    import json
+    from runtime import fastjson as json
     from imagetool.store import Store, StoreError
-    store = Store(_obj(ctx)["root"])
+    store = Store(g["root"])
     out = []
     for ref in refs:
         try:
@@ -176,23 +168,23 @@ def inspect(ctx: typer.Context, refs: List[str] = typer.Argument(..., help="Imag
     print(json.dumps(out, indent=2))
 
 
-@app.command()
-def tag(ctx: typer.Context, src: str, dst: str):
+@T.verb("tag", Arg("src", "Stored image."), Arg("dst", "New reference."))
+def tag(g, src, dst):
     """Give a stored image another reference."""
     from imagetool.reference import ReferenceError_
     from imagetool.store import Store, StoreError
     try:
-        Store(_obj(ctx)["root"]).tag(src, dst)
+        Store(g["root"]).tag(src, dst)
     except (StoreError, ReferenceError_) as e:
         _die(f"tag {src} {dst}: {e}")
 
 
-@app.command()
-def rmi(ctx: typer.Context, refs: List[str] = typer.Argument(...),
-        no_prune: bool = typer.Option(False, "--no-prune", help="Keep unreferenced blobs.")):
+@T.verb("rmi", Arg("refs", "Image references or ids.", many=True),
+        Opt("--no-prune", "no_prune", bool, False, "Keep unreferenced blobs."))
+def rmi(g, refs, no_prune):
     """Remove references; then delete blobs nothing references (unless --no-prune)."""
     from imagetool.store import Store, StoreError
-    store = Store(_obj(ctx)["root"])
+    store = Store(g["root"])
     failed = False
     for ref in refs:
         try:
@@ -206,15 +198,15 @@ def rmi(ctx: typer.Context, refs: List[str] = typer.Argument(...),
         if n:
             print(f"Deleted: {n} blobs, {_size(freed)}")
     if failed:
-        raise typer.Exit(1)
+        raise CommandExit(1)
 
 
-@app.command()
-def gc(ctx: typer.Context):
+@T.verb("gc")
+def gc(g):
     """Delete blobs no stored reference reaches."""
     from imagetool.store import Store, StoreError
     try:
-        n, freed = _gc(Store(_obj(ctx)["root"]))
+        n, freed = _gc(Store(g["root"]))
     except (StoreError, OSError) as e:
         _die(f"gc: {e}")
     print(f"Deleted {n} blobs, reclaimed {_size(freed)}")
@@ -228,22 +220,21 @@ def _gc(store) -> tuple[int, int]:
     return n, freed
 
 
-@app.command()
-def push(ctx: typer.Context, ref: str):
+@T.verb("push", Arg("ref", "Stored image to push."))
+def push(g, ref):
     """Push a stored image to its registry."""
     from imagetool.push import PushError, push_image
-    o = _obj(ctx)
     try:
-        push_image(ref, root=o["root"], config_path=o["config"])
+        push_image(ref, root=g["root"], config_path=g["config"])
     except PushError as e:
         _die(str(e))
 
 
-@app.command()
-def login(ctx: typer.Context, registry: Optional[str] = typer.Argument(None),
-          username: str = typer.Option(..., "-u", "--username"),
-          password_stdin: bool = typer.Option(False, "--password-stdin"),
-          password: Optional[str] = typer.Option(None, "-p", "--password")):
+@T.verb("login", Arg("registry", "Registry (default docker.io).", required=False),
+        Opt("-u,--username", "username", str, None, "User name.", required=True),
+        Opt("--password-stdin", "password_stdin", bool, False, "Read the password from stdin."),
+        Opt("-p,--password", "password", str, None, "Password."))
+def login(g, registry, username, password_stdin, password):
     """Check credentials against a registry and store them (Docker's config.json)."""
     from imagetool.auth_cmds import login as do_login
     if password_stdin:
@@ -251,70 +242,91 @@ def login(ctx: typer.Context, registry: Optional[str] = typer.Argument(None),
     if password is None:
         _die("login: give the password with --password-stdin")
     try:
-        msg = do_login(registry or "docker.io", username, password, _config(ctx))
+        msg = do_login(registry or "docker.io", username, password, _config(g))
     except Exception as e:  # one line, whatever failed
         _die(f"login {registry or 'docker.io'}: {e}")
     print(msg)
 
 
-@app.command()
-def logout(ctx: typer.Context, registry: Optional[str] = typer.Argument(None)):
+@T.verb("logout", Arg("registry", "Registry (default docker.io).", required=False))
+def logout(g, registry):
     """Forget stored credentials for a registry."""
     from imagetool.auth_cmds import logout as do_logout
     try:
-        print(do_logout(registry or "docker.io", _config(ctx)))
+        print(do_logout(registry or "docker.io", _config(g)))
     except Exception as e:
         _die(f"logout {registry or 'docker.io'}: {e}")
 
 
-@app.command()
-def search(ctx: typer.Context, term: str,
-           registry: Optional[str] = typer.Option(None, "--registry", help="HOST[:PORT]"),
-           limit: int = typer.Option(25, "--limit")):
+@T.verb("search", Arg("term", "What to look for."),
+        Opt("--registry", "registry", str, None, "HOST[:PORT]"),
+        Opt("--limit", "limit", int, 25, "Most results to show."))
+def search(g, term, registry, limit):
     """Search Docker Hub, or another registry's catalog."""
     from imagetool.auth_cmds import search as do_search
     try:
-        lines = do_search(term, registry or "docker.io", _config(ctx), limit)
+        lines = do_search(term, registry or "docker.io", _config(g), limit)
     except Exception as e:
         _die(f"search {term} on {registry or 'docker.io'}: {e}")
     for ln in lines:
         print(ln)
 
 
-@app.command()
-def save(ctx: typer.Context, refs: List[str] = typer.Argument(...),
-         output: str = typer.Option(..., "-o", "--output"),
-         fmt: str = typer.Option("docker-archive", "--format", help="docker-archive or oci-archive")):
+@T.verb("save", Arg("refs", "Images to write.", many=True),
+        Opt("-o,--output", "output", str, None, "Archive to write.", required=True),
+        Opt("--format", "fmt", str, "docker-archive", "docker-archive or oci-archive"))
+def save(g, refs, output, fmt):
     """Write stored images to a tar archive."""
     from imagetool.archive import ArchiveError, save as do_save
     try:
-        do_save(_obj(ctx)["root"], refs, output, fmt)
+        do_save(g["root"], refs, output, fmt)
     except ArchiveError as e:
         _die(str(e))
 
 
-@app.command()
-def load(ctx: typer.Context, input: str = typer.Option(..., "-i", "--input")):
+@T.verb("load", Opt("-i,--input", "input", str, None, "Archive to read.", required=True))
+def load(g, input):
     """Load images from a docker-archive or oci-archive tar."""
     from imagetool.archive import ArchiveError, load as do_load
     try:
-        for name in do_load(_obj(ctx)["root"], input):
+        for name in do_load(g["root"], input):
             print(f"Loaded image: {name}")
     except ArchiveError as e:
         _die(str(e))
 
 
-def main() -> None:
-    """Entry point. An unexpected exception becomes one error line and exit 1
-    (PYIMG_DEBUG=1 shows the traceback instead)."""
+def _version() -> None:
+    from runtime.cli import VERSION
+    print(f"pyimg version {VERSION}")
+
+
+def _dispatch(argv: list[str]) -> int:
     try:
-        app()
+        g, v, a = T.parse(argv)
+    except UsageError as e:
+        sys.stderr.write(f"pyimg: error: {e}\n")
+        return 2
+    if v in ("--version", "-v"):
+        _version()
+        return 0
+    if v is None or v == "--help":
+        return T.typer_main(argv, _dispatch)
+    try:
+        rc = v.func(g, **a)
+        return rc if isinstance(rc, int) else 0
+    except CommandExit as e:
+        return e.code
     except KeyboardInterrupt:
         sys.stderr.write("pyimg: error: interrupted\n")
-        sys.exit(130)
+        return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if os.environ.get("PYIMG_DEBUG"):
             raise
-        sys.stderr.write(f"pyimg: error: {' '.join(sys.argv[1:])[:200]}: "
-                         f"{type(e).__name__}: {e}\n")
-        sys.exit(1)
+        sys.stderr.write(f"pyimg: error: {' '.join(argv)[:200]}: {type(e).__name__}: {e}\n")
+        return 1
+
+
+def main() -> None:
+    """Entry point: one verb, then exit. An unexpected exception becomes one
+    error line and exit 1 (PYIMG_DEBUG=1 shows the traceback instead)."""
+    finish(_dispatch(sys.argv[1:]))

@@ -3,26 +3,22 @@
 Imports of the heavy modules happen inside the commands, so `pyimg --help`
 and the other verbs do not pay for them.
 """
-from __future__ import annotations
-
 import os
 import sys
-from typing import List, Optional
 
-import typer
+from runtime.cmdtable import Arg, CommandExit, Opt
 
 DEFAULT_ROOT = "/var/lib/pyimg"
 
 
-def _ctx(ctx: typer.Context) -> tuple[str, str | None]:
+def _ctx(g: dict) -> tuple[str, str | None]:
     """(store root, settings file) from pyimg's global options."""
-    obj = ctx.obj or {}
-    return obj.get("root") or os.environ.get("PYIMG_ROOT", DEFAULT_ROOT), obj.get("config")
+    return g.get("root") or os.environ.get("PYIMG_ROOT", DEFAULT_ROOT), g.get("config")
 
 
 def _fail(msg: str, code: int = 1):
     print(f"pyimg: error: {msg}", file=sys.stderr)
-    raise typer.Exit(code)
+    raise CommandExit(code)
 
 
 def _maps(uid_map, gid_map):
@@ -49,15 +45,17 @@ def _find_runtime(explicit: str | None) -> str:
     _fail("cannot find the pyrunc runtime on PATH (set PYIMG_RUNTIME)", 125)
 
 
-def unpack(
-    ctx: typer.Context,
-    ref: str = typer.Argument(..., help="Image reference in the store."),
-    bundle: str = typer.Argument(..., help="Bundle directory to create (config.json + rootfs)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="overlay (default where overlayfs works) or copy."),
-    uid_map: List[str] = typer.Option([], "--uid-map", help="CONTAINER:HOST:SIZE uid mapping (repeatable)."),
-    gid_map: List[str] = typer.Option([], "--gid-map", help="CONTAINER:HOST:SIZE gid mapping (repeatable)."),
-    platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
-):
+UNPACK = (
+    Arg("ref", "Image reference in the store."),
+    Arg("bundle", "Bundle directory to create (config.json + rootfs)."),
+    Opt("--mode", "mode", str, None, "overlay (default where overlayfs works) or copy."),
+    Opt("--uid-map", "uid_map", list, None, "CONTAINER:HOST:SIZE uid mapping (repeatable)."),
+    Opt("--gid-map", "gid_map", list, None, "CONTAINER:HOST:SIZE gid mapping (repeatable)."),
+    Opt("--platform", "platform", str, None, "os/arch[/variant] for multi-platform images."),
+)
+
+
+def unpack(ctx, ref, bundle, mode, uid_map, gid_map, platform):
     """Unpack an image into an OCI runtime bundle."""
     root, config = _ctx(ctx)
     from imagetool.bundle import BundleError, create_bundle
@@ -69,11 +67,13 @@ def unpack(
         _fail(str(e))
 
 
-def rm_bundle(
-    ctx: typer.Context,
-    bundles: List[str] = typer.Argument(..., help="Bundle directories to remove."),
-    force: bool = typer.Option(False, "-f", "--force", help="Remove even if a container still runs from it."),
-):
+RM_BUNDLE = (
+    Arg("bundles", "Bundle directories to remove.", many=True),
+    Opt("-f,--force", "force", bool, False, "Remove even if a container still runs from it."),
+)
+
+
+def rm_bundle(ctx, bundles, force):
     """Unmount bundles and delete their writable layer (shared layers stay)."""
     root, config = _ctx(ctx)
     from imagetool.bundle import BundleError, remove_bundle
@@ -86,14 +86,16 @@ def rm_bundle(
             print(f"pyimg: error: {e}", file=sys.stderr)
             failed = True
     if failed:
-        raise typer.Exit(1)
+        raise CommandExit(1)
 
 
-def bundles_cmd(
-    ctx: typer.Context,
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print bundle paths only."),
-    remount: bool = typer.Option(False, "--remount", help="Mount overlay bundles that are not mounted (after a reboot)."),
-):
+BUNDLES = (
+    Opt("-q,--quiet", "quiet", bool, False, "Print bundle paths only."),
+    Opt("--remount", "remount", bool, False, "Mount overlay bundles that are not mounted (after a reboot)."),
+)
+
+
+def bundles_cmd(ctx, quiet, remount):
     """List bundles created by pyimg."""
     root, config = _ctx(ctx)
     from imagetool.bundle import BundleError, list_bundles, remount_bundles
@@ -114,10 +116,10 @@ def bundles_cmd(
         print(f"{r['id']:<16}  {r['mode']:<7}  {r.get('state', ''):<8}  {mounted:<7}  {r['ref']:<40}  {r['bundle']}")
 
 
-def remount(
-    ctx: typer.Context,
-    bundle: Optional[str] = typer.Argument(None, help="Bundle to mount (default: every overlay bundle)."),
-):
+REMOUNT = (Arg("bundle", "Bundle to mount (default: every overlay bundle).", required=False),)
+
+
+def remount(ctx, bundle):
     """Re-mount overlay bundle rootfs (e.g. after a reboot)."""
     root, config = _ctx(ctx)
     from imagetool.bundle import BundleError, remount_bundles
@@ -129,30 +131,34 @@ def remount(
         _fail(str(e))
 
 
-def run(
-    ctx: typer.Context,
-    ref: str = typer.Argument(..., help="Image reference."),
-    cmd: Optional[List[str]] = typer.Argument(None, help="Command replacing the image's Cmd."),
-    rm: bool = typer.Option(False, "--rm", help="Remove the container and its bundle when it exits."),
-    detach: bool = typer.Option(False, "-d", "--detach",
-                                help="Run in the background; print the container id (output goes to BUNDLE/container.log)."),
-    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
-    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
-    name: Optional[str] = typer.Option(None, "--name", help="Container name (default: random id)."),
-    env: List[str] = typer.Option([], "-e", "--env", help="K=V environment variable (repeatable)."),
-    workdir: Optional[str] = typer.Option(None, "-w", "--workdir", help="Working directory in the container."),
-    user: Optional[str] = typer.Option(None, "-u", "--user", help="user[:group] (names or ids)."),
-    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Replace the image's Entrypoint."),
-    network: str = typer.Option("host", "--network", help="host (share the host's network) or none."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="Bundle mode: overlay or copy."),
-    platform: Optional[str] = typer.Option(None, "--platform"),
-    runtime: Optional[str] = typer.Option(None, "--runtime", envvar="PYIMG_RUNTIME", help="OCI runtime binary (default pyrunc)."),
-):
+RUN = (
+    Arg("ref", "Image reference."),
+    Arg("cmd", "Command replacing the image's Cmd.", required=False, many=True),
+    Opt("--rm", "rm", bool, False, "Remove the container and its bundle when it exits."),
+    Opt("-d,--detach", "detach", bool, False,
+        "Run in the background; print the container id (output goes to BUNDLE/container.log)."),
+    Opt("-i,--interactive", "interactive", bool, False, "Keep stdin attached."),
+    Opt("-t,--tty", "tty", bool, False, "Allocate a terminal."),
+    Opt("--name", "name", str, None, "Container name (default: random id)."),
+    Opt("-e,--env", "env", list, None, "K=V environment variable (repeatable)."),
+    Opt("-w,--workdir", "workdir", str, None, "Working directory in the container."),
+    Opt("-u,--user", "user", str, None, "user[:group] (names or ids)."),
+    Opt("--entrypoint", "entrypoint", str, None, "Replace the image's Entrypoint."),
+    Opt("--network", "network", str, "host", "host (share the host's network) or none."),
+    Opt("--mode", "mode", str, None, "Bundle mode: overlay or copy."),
+    Opt("--platform", "platform", str, None, "os/arch[/variant]"),
+    Opt("--runtime", "runtime", str, lambda: os.environ.get("PYIMG_RUNTIME"),
+        "OCI runtime binary (default pyrunc; or $PYIMG_RUNTIME)."),
+)
+
+
+def run(ctx, ref, cmd, rm, detach, interactive, tty, name, env, workdir, user, entrypoint, network, mode,
+        platform, runtime):
     """Run a command in a new container, pulling the image if needed (like docker run)."""
     root, config = _ctx(ctx)
     if detach and (rm or interactive or tty):
         _fail("-d cannot be combined with --rm, -i or -t", 125)
-    raise typer.Exit(_run(ref, cmd or [], rm=rm, detach=detach, interactive=interactive, tty=tty, name=name, env=env,
+    return (_run(ref, cmd or [], rm=rm, detach=detach, interactive=interactive, tty=tty, name=name, env=env,
                           workdir=workdir, user=user, entrypoint=entrypoint, network=network, mode=mode,
                           platform=platform, runtime=runtime, root=root, config=config))
 
@@ -237,10 +243,11 @@ def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint
     return rc
 
 
-def register(app) -> None:
-    """Add the bundle verbs to the pyimg typer app."""
-    app.command("unpack")(unpack)
-    app.command("rm-bundle")(rm_bundle)
-    app.command("bundles")(bundles_cmd)
-    app.command("remount")(remount)
-    app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(run)
+def register(table) -> None:
+    """Add the bundle verbs to pyimg's command table."""
+    table.verb("unpack", *UNPACK)(unpack)
+    table.verb("rm-bundle", *RM_BUNDLE)(rm_bundle)
+    table.verb("bundles", *BUNDLES)(bundles_cmd)
+    table.verb("remount", *REMOUNT)(remount)
+    # options after the image belong to the command (docker run IMAGE sh -c ...)
+    table.verb("run", *RUN, raw_rest=True)(run)

@@ -27,10 +27,14 @@ Contract of :func:`apply_layer`:
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
-import tarfile
+
+from imagetool._lazy import LazyModule
+
+# Loaded when a layer is actually applied or hashed.
+hashlib = LazyModule("hashlib")
+tarfile = LazyModule("tarfile")
 
 __all__ = ["LayerError", "IdMap", "apply_layer", "open_layer_stream", "open_in_root", "resolve_in_root"]
 

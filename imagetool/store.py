@@ -31,15 +31,20 @@ may itself contain ':' and '/').
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import re
-import tempfile
 import time
+
+from imagetool._lazy import LazyModule
+from runtime import fastjson as json
+
+# Loaded when first used (bulk hashing, temporary files, error paths): a
+# call that only reads the store does not pay for them.
+contextlib = LazyModule("contextlib")
+hashlib = LazyModule("hashlib")
+tempfile = LazyModule("tempfile")
 
 REF_NAME = "org.opencontainers.image.ref.name"
 REPO_DIGEST = "io.pyimg.repo.digest"      # digest the registry served for the ref
@@ -277,15 +282,9 @@ class Store:
                     self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX,
                                        "manifests": []})
 
-    @contextlib.contextmanager
-    def _flock(self, name: str, mode: int):
+    def _flock(self, name: str, mode: int) -> "Flock":
         os.makedirs(self.root, exist_ok=True)
-        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+        return Flock(os.path.join(self.root, name), mode)
 
     def _index_lock(self):
         return self._flock("index.lock", fcntl.LOCK_EX)
@@ -369,14 +368,11 @@ class Store:
     def _write_index(self, idx: dict) -> None:
         atomic_write(self.index_path, json.dumps(idx, indent=2).encode() + b"\n")
 
-    @contextlib.contextmanager
-    def _update_index(self):
-        """Read-modify-write index.json under index.lock; yields the dict."""
+    def _update_index(self) -> "_IndexUpdate":
+        """Read-modify-write index.json under index.lock: the with block gets
+        the dict, which is written back unless the block raised."""
         self._ensure_layout()
-        with self._index_lock():
-            idx = self._read_index()
-            yield idx
-            self._write_index(idx)
+        return _IndexUpdate(self)
 
     def entries(self) -> list[dict]:
         """The descriptors in index.json (copies)."""
@@ -611,3 +607,46 @@ class Store:
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(self.ingest_dir, name))
         return removed, freed
+
+
+class Flock:
+    """flock(2) on a lock file (created if missing) for the length of a with
+    block; the lock goes with the fd when the block ends, however it ends."""
+
+    def __init__(self, path: str, mode: int = fcntl.LOCK_EX):
+        self.path, self.mode, self.fd = path, mode, -1
+
+    def __enter__(self) -> "Flock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, self.mode)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+class _IndexUpdate:
+    def __init__(self, store: "Store"):
+        self.store = store
+        self.lock = store._index_lock()
+        self.idx: dict = {}
+
+    def __enter__(self) -> dict:
+        self.lock.__enter__()
+        try:
+            self.idx = self.store._read_index()
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        return self.idx
+
+    def __exit__(self, et, e, tb) -> None:
+        try:
+            if et is None:
+                self.store._write_index(self.idx)
+        finally:
+            self.lock.__exit__(et, e, tb)

@@ -1,12 +1,9 @@
 """pyrunc's command line, compatible with runc's.
 
-Each verb is declared once, in VERBS: its options, arguments and the one
-library call it maps to. Two front ends read that table:
-
-* a small parser for the calls tools make (containerd runs us 4-5 times
-  per container, so a call must not pay for importing typer, ~35 ms);
-* typer, built from the same table, for people: `--help` and no-argument
-  calls go there.
+Each verb is declared once, in the table T (runtime.cmdtable, shared with
+pyimg): its options, arguments and the one library call it maps to. Real
+calls go through the table's small parser, in runc's (Go flag) style;
+`--help` and calls without a verb get typer built from the same table.
 
 main() is the single place that maps exceptions to exit codes and to
 runc-style log lines.
@@ -14,22 +11,10 @@ runc-style log lines.
 import os
 import sys
 
+from runtime.cmdtable import Arg, Opt, Table, UsageError, finish
+
 VERSION = "0.1.0"
 SPEC_VERSION = "1.3.0"
-
-
-class Opt:
-    def __init__(self, names: str, dest: str, kind: type = str, default=None, help: str = ""):
-        self.names = tuple(n.strip() for n in names.split(","))
-        self.dest = dest
-        self.kind = kind          # str, int, bool or list (repeatable str)
-        self.default = default if default is not None or kind is not list else None
-        self.help = help
-
-
-class Verb:
-    def __init__(self, name, func, opts, args, rest, help):
-        self.name, self.func, self.opts, self.args, self.rest, self.help = name, func, opts, args, rest, help
 
 
 GLOBAL_OPTS = [
@@ -41,15 +26,17 @@ GLOBAL_OPTS = [
     Opt("--rootless", "rootless", str, "auto", "ignored, for compatibility with runc"),
     Opt("--criu", "criu", str, "criu", "ignored, for compatibility with runc"),
 ]
-VERBS: dict[str, Verb] = {}
+T = Table("pyrunc", "pyrunc: an OCI runtime compatible with runc's command line.", GLOBAL_OPTS, style="go")
+VERBS = T.verbs
 
 
 def verb(name: str, *opts: Opt, args: tuple[str, ...] = ("id",), rest: str | None = None, help: str = ""):
-    """Register a verb. `args` are required positionals; `rest` collects the remainder."""
-    def deco(func):
-        VERBS[name] = Verb(name, func, list(opts), args, rest, help or (func.__doc__ or "").strip())
-        return func
-    return deco
+    """Register a verb. `args` are required positionals; `rest` collects the
+    remainder, options included (exec's command, kill's signal)."""
+    items = [*opts, *(Arg(n) for n in args)]
+    if rest:
+        items.append(Arg(rest, required=False, many=True))
+    return T.verb(name, *items, help=help, raw_rest=bool(rest))
 
 
 _CREATE_OPTS = (
@@ -256,98 +243,11 @@ def _restore(g, a):
     raise RuntimeFailure("restore is not supported by pyrunc")
 
 
-class UsageError(Exception):
-    pass
-
-
 def _usage(msg: str) -> UsageError:
     return UsageError(msg)
 
 
-def _opt_index(opts: list[Opt]) -> dict[str, Opt]:
-    idx = {}
-    for o in opts:
-        for n in o.names:
-            idx[n] = o
-            if n.startswith("--"):
-                idx[n[1:]] = o  # Go's flag package also takes -name
-    return idx
-
-
-def _take(opts_idx, argv, i, values) -> int:
-    """Parse the option at argv[i] into values; return the next index."""
-    arg = argv[i]
-    name, eq, inline = arg.partition("=")
-    o = opts_idx.get(name)
-    if o is None:
-        raise _usage(f"flag provided but not defined: {name}")
-    if o.kind is bool:
-        values[o.dest] = inline.lower() not in ("false", "0") if eq else True
-        return i + 1
-    if eq:
-        val = inline
-        i += 1
-    else:
-        if i + 1 >= len(argv):
-            raise _usage(f"flag needs an argument: {name}")
-        val = argv[i + 1]
-        i += 2
-    if o.kind is int:
-        try:
-            val = int(val)
-        except ValueError:
-            raise _usage(f"invalid value {val!r} for flag {name}") from None
-    if o.kind is list:
-        values.setdefault(o.dest, []).append(val)
-    else:
-        values[o.dest] = val
-    return i
-
-
-def parse(argv: list[str]):
-    """Parse runc-style argv into (globals, verb, verb args). Raises UsageError.
-    Returns verb None when typer should handle the call (help, no verb)."""
-    gidx = _opt_index(GLOBAL_OPTS)
-    g = {o.dest: o.default for o in GLOBAL_OPTS}
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        if argv[i] in ("--help", "-h", "--version", "-v"):
-            return g, argv[i], None
-        i = _take(gidx, argv, i, g)
-    if i >= len(argv):
-        return g, None, None
-    v = VERBS.get(argv[i])
-    if v is None:
-        raise _usage(f"No help topic for '{argv[i]}'")
-    i += 1
-    idx = _opt_index(v.opts)
-    a = {o.dest: (o.default if o.kind is not list else []) for o in v.opts}
-    pos = []
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("--help", "-h"):
-            return g, "--help", None
-        if arg == "--":
-            pos.extend(argv[i + 1:])
-            break
-        if arg.startswith("-") and len(arg) > 1 and not (v.rest and len(pos) >= len(v.args)):
-            i = _take(idx, argv, i, a)
-            continue
-        pos.append(arg)
-        i += 1
-        if v.rest and len(pos) >= len(v.args):
-            # Everything after the positionals belongs to `rest` (exec's command).
-            pos.extend(argv[i:])
-            break
-    if len(pos) < len(v.args):
-        raise _usage(f"{v.name}: \"{v.name}\" requires {len(v.args)} argument(s): {' '.join(x.upper() for x in v.args)}")
-    if len(pos) > len(v.args) and not v.rest:
-        raise _usage(f"{v.name}: unexpected argument {pos[len(v.args)]!r}")
-    for name, val in zip(v.args, pos):
-        a[name] = val
-    if v.rest:
-        a[v.rest] = pos[len(v.args):]
-    return g, v, a
+parse = T.parse
 
 
 def _version() -> None:
@@ -366,48 +266,6 @@ def _version() -> None:
     print(f"pyrunc version {VERSION}\ncommit: {commit}\nspec: {SPEC_VERSION}")
 
 
-def _typer_main(argv: list[str]) -> int:
-    """The people's front end: typer built from VERBS (help, usage)."""
-    import inspect
-    if sys.flags.no_site:
-        # The fast launcher skipped site-packages; typer lives there.
-        import site
-        site.main()
-    import typer
-    app = typer.Typer(add_completion=False, no_args_is_help=True,
-                      help="pyrunc: an OCI runtime compatible with runc's command line.",
-                      context_settings={"help_option_names": ["-h", "--help"]})
-
-    def callback(**kw):
-        pass
-    gparams = [inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY,
-                                 default=typer.Option(o.default, *o.names, help=o.help), annotation=o.kind)
-               for o in GLOBAL_OPTS]
-    callback.__signature__ = inspect.Signature(gparams)
-    app.callback()(callback)
-    for v in VERBS.values():
-        params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=typer.Argument(..., metavar=n.upper()),
-                                    annotation=str) for n in v.args]
-        if v.rest:
-            params.append(inspect.Parameter(v.rest, inspect.Parameter.KEYWORD_ONLY,
-                                            default=typer.Argument(None), annotation=list[str]))
-        for o in v.opts:
-            ann = list[str] if o.kind is list else o.kind
-            params.append(inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY,
-                                            default=typer.Option(o.default, *o.names, help=o.help), annotation=ann))
-
-        def cmd(**kw):
-            # typer only shows help here; real calls go through the fast parser.
-            raise typer.Exit(_dispatch(sys.argv[1:]))
-        cmd.__signature__ = inspect.Signature(params)
-        app.command(v.name, help=v.help)(cmd)
-    try:
-        app(argv, prog_name="pyrunc", standalone_mode=True)
-    except SystemExit as e:
-        return e.code or 0
-    return 0
-
-
 def _dispatch(argv: list[str]) -> int:
     from runtime import log
     try:
@@ -419,7 +277,7 @@ def _dispatch(argv: list[str]) -> int:
         _version()
         return 0
     if v is None or v == "--help":
-        return _typer_main(argv)
+        return T.typer_main(argv, _dispatch)
     if g["root"] == "/run/pyrunc" and "--root" not in argv and os.geteuid() != 0:
         # Rootless: state goes where the user can write, as runc does.
         xdg = os.environ.get("XDG_RUNTIME_DIR")
@@ -432,7 +290,7 @@ def _dispatch(argv: list[str]) -> int:
     return _call(v, g, a)
 
 
-def _call(v: Verb, g: dict, a: dict) -> int:
+def _call(v, g: dict, a: dict) -> int:
     from runtime import log
     from runtime.errors import RuntimeFailure
     try:
@@ -462,16 +320,5 @@ def _call(v: Verb, g: dict, a: dict) -> int:
 
 
 def main() -> None:
-    """Run one verb and exit. The process ends with os._exit once stdout and
-    stderr are flushed: nothing of ours needs the interpreter's teardown
-    (the log writes through its own fds), and it costs every call ~1 ms."""
-    code = _dispatch(sys.argv[1:])
-    try:
-        sys.stdout.flush()
-    except OSError:
-        code = code or 1
-    try:
-        sys.stderr.flush()
-    except OSError:
-        pass
-    os._exit(code if isinstance(code, int) else 1)
+    """Run one verb and exit (cmdtable.finish: flush, then os._exit)."""
+    finish(_dispatch(sys.argv[1:]))

@@ -68,3 +68,13 @@ def dumps(obj, indent: int | None = None) -> str:
     if indent is not None:
         return _pretty(obj, "", " " * indent)
     return "".join(_COMPACT(obj, 0))
+
+
+def load(f):
+    """json.load: parse the whole of file object `f`."""
+    return loads(f.read())
+
+
+def dump(obj, f, indent: int | None = None) -> None:
+    """json.dump: write dumps(obj, indent) to file object `f`."""
+    f.write(dumps(obj, indent=indent))

@@ -275,7 +275,8 @@ def test_diff_id_mismatch_leaves_no_cached_layer(store, tmp_path):
         assert r.returncode == 1 and "does not match diff_id" in r.stderr
         assert not b.exists()
     layers = os.path.join(store.root, "layers")
-    assert [n for n in os.listdir(layers) if n not in ("tmp", ".lock")] == []
+    # (.overlay-probe: the remembered answer of the overlay probe, no layer)
+    assert [n for n in os.listdir(layers) if n not in ("tmp", ".lock", ".overlay-probe")] == []
 
 
 def test_uid_map_shifts_owners_and_config(store, tmp_path):

@@ -35,3 +35,26 @@ def test_create_path_imports_nothing_heavy():
             "'/sys/fs/cgroup') else None")
     loaded = _loaded(code)
     assert not (loaded & HEAVY), loaded & HEAVY
+
+
+def test_create_path_has_no_array_or_collections():
+    # array registers with collections.abc, which imports collections (~1.5 ms)
+    code = "from runtime import container, init, sync"
+    loaded = _loaded(code)
+    assert not (loaded & {"array", "collections"}), loaded & {"array", "collections"}
+
+
+# pyimg: a second bundle of an unpacked image must not pay for typer, tar,
+# OpenSSL or the dataclass machinery.
+PYIMG_HEAVY = {"typer", "click", "tarfile", "shutil", "tempfile", "hashlib", "_hashlib", "json",
+               "dataclasses", "inspect", "contextlib", "zstandard", "urllib", "http", "ssl"}
+
+
+def test_pyimg_unpack_path_imports_nothing_heavy(tmp_path):
+    code = ("from imagetool import cli, bundle, store, reference, layer\n"
+            f"cli.T.parse(['--root', {str(tmp_path)!r}, 'unpack', 'busybox', {str(tmp_path / 'b')!r}])\n"
+            "bundle.layer_key(bundle._chain_ids(['sha256:' + '0' * 64, 'sha256:' + '1' * 64])[-1], "
+            "layer.IdMap.parse([]), layer.IdMap.parse([]))\n"
+            "reference.parse('busybox')")
+    loaded = _loaded(code)
+    assert not (loaded & PYIMG_HEAVY), loaded & PYIMG_HEAVY

@@ -1,0 +1,71 @@
+"""runtime.cmdtable: the table-driven parser both command lines use."""
+import pytest
+
+from runtime.cmdtable import Arg, Opt, Table, UsageError
+
+
+def _table(style="posix"):
+    t = Table("prog", "help", [Opt("--root", "root", str, lambda: "/default")], style=style)
+    t.verb("run", Arg("ref"), Arg("cmd", required=False, many=True),
+           Opt("-i,--interactive", "interactive", bool, False), Opt("-t,--tty", "tty", bool, False),
+           Opt("-e,--env", "env", list), Opt("--limit", "limit", int, 25), raw_rest=True)(lambda g, a: 0)
+    t.verb("login", Arg("registry", required=False),
+           Opt("-u,--username", "username", str, None, required=True))(lambda g, a: 0)
+    t.verb("rm", Arg("items", many=True), Opt("-f,--force", "force", bool, False))(lambda g, a: 0)
+    return t
+
+
+def test_globals_defaults_and_callable_default():
+    g, v, a = _table().parse(["rm", "x"])
+    assert g == {"root": "/default"} and v.name == "rm" and a == {"force": False, "items": ["x"]}
+    g, _, _ = _table().parse(["--root=/r", "rm", "x"])
+    assert g["root"] == "/r"
+
+
+def test_bundled_short_flags_and_attached_value():
+    _, _, a = _table().parse(["run", "-it", "-eA=1", "--env", "B=2", "img"])
+    assert a["interactive"] and a["tty"] and a["env"] == ["A=1", "B=2"] and a["ref"] == "img"
+
+
+def test_raw_rest_keeps_the_command_s_options():
+    _, _, a = _table().parse(["run", "-i", "img", "sh", "-c", "echo -n hi", "--limit"])
+    assert a["cmd"] == ["sh", "-c", "echo -n hi", "--limit"] and a["interactive"] and not a["tty"]
+
+
+def test_optional_and_many_positionals():
+    _, _, a = _table().parse(["login", "-u", "bob"])
+    assert a == {"username": "bob", "registry": None}
+    with pytest.raises(UsageError, match="at least 1 ITEMS"):
+        _table().parse(["rm", "-f"])
+    _, _, a = _table().parse(["rm", "a", "-f", "b"])
+    assert a["items"] == ["a", "b"] and a["force"]
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["run"], "requires 1 argument"),
+    (["login"], "required flag --username"),
+    (["run", "--limit", "x", "img"], "invalid value 'x' for flag --limit"),
+    (["run", "--nope", "img"], "unknown flag: --nope"),
+    (["run", "img", "--limit"], None),            # raw rest: not an option any more
+    (["nosuch"], "unknown command 'nosuch'"),
+    (["rm", "--force=false", "a", "extra"], None),
+])
+def test_usage_errors_name_the_problem(argv, msg):
+    if msg is None:
+        _table().parse(argv)
+        return
+    with pytest.raises(UsageError, match=msg):
+        _table().parse(argv)
+
+
+def test_go_style_takes_single_dash_long_names():
+    g, v, a = _table("go").parse(["-root", "/x", "rm", "-force", "a"])
+    assert g["root"] == "/x" and a["force"]
+    with pytest.raises(UsageError, match="flag provided but not defined: -nope"):
+        _table("go").parse(["rm", "-nope", "a"])
+
+
+def test_help_and_version_requests():
+    assert _table().parse(["--help"])[1] == "--help"
+    assert _table().parse(["rm", "x", "-h"])[1] == "--help"
+    assert _table().parse([])[1] is None
