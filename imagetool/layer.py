@@ -158,6 +158,29 @@ def _split_entry_name(name: str, entry: str) -> list[str]:
     return parts
 
 
+_openat2_ok = True
+
+
+def _parent_in_root(root_fd: int, parts: list[str]) -> int | None:
+    """The parent directory of ``parts`` in one openat2(RESOLVE_IN_ROOT)
+    call: symlinks are followed with the root as "/", exactly as the walk in
+    _resolve does, but by the kernel, in one syscall instead of one open per
+    component. None when that is not possible (a component is missing or is
+    no directory, or no openat2 here): the caller walks instead, which
+    creates what is missing and names what is wrong."""
+    global _openat2_ok
+    if not _openat2_ok:
+        return None
+    from runtime import syscalls as sc
+    try:
+        return sc.openat2(root_fd, "/".join(parts[:-1]), os.O_RDONLY | os.O_DIRECTORY,
+                          sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        if e.errno in (errno.ENOSYS, errno.EPERM):  # old kernel, or a seccomp filter
+            _openat2_ok = False
+        return None
+
+
 def _resolve(root_fd: int, parts: list[str], *, create: bool, entry: str, follow_last: bool = False):
     """Walk ``parts`` below ``root_fd`` and return ``(parent_fd, last_name)``.
 
@@ -166,6 +189,10 @@ def _resolve(root_fd: int, parts: list[str], *, create: bool, entry: str, follow
     returned fd is new and owned by the caller.  ``last_name`` is ``None``
     when the path resolves to the root itself.
     """
+    if len(parts) > 1 and not follow_last and ".." not in parts:
+        fd = _parent_in_root(root_fd, parts)
+        if fd is not None:
+            return fd, parts[-1]
     stack = [os.dup(root_fd)]
     todo = list(reversed(parts))  # pop() from the end = next component
     links = 0
@@ -582,7 +609,9 @@ def apply_layer(
             stream = open_layer_stream(raw, media_type)
             reader = _HashingReader(stream, algo)
             try:
-                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
+                # 1 MiB reads: the default 10 KiB record means ~15,000
+                # decompress/read calls for a 100 MB layer.
+                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=1 << 20) as tar:
                     for ti in tar:
                         try:
                             applier.entry(tar, ti)
