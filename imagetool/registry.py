@@ -197,10 +197,14 @@ class RegistryClient:
             ctx = self._ctx_cache.get(key)
         if ctx is not None:
             return ctx
-        ctx = ssl.create_default_context()
         if insecure:
+            # Nothing is verified, so the system's CA bundle is not loaded
+            # (that alone was ~10% of a small pull).
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context()
         d = os.path.join(self.config.certs_dir, hostport)
         if os.path.isdir(d):
             names = sorted(os.listdir(d))

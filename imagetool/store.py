@@ -183,17 +183,34 @@ class BlobWriter:
         self.f = os.fdopen(fd, "w+b")
         self.offset = 0
         self._done = False
+        # Hashed as it is written, so verify() need not read the blob back.
+        self._hash = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
         if self.size is not None and self.offset + len(data) > self.size:
             raise DigestMismatch(f"blob {self.digest}: more data than the expected {self.size} bytes")
         self.f.write(data)
+        self._hash.update(data)
         self.offset += len(data)
 
     def truncate(self, offset: int = 0) -> None:
+        """Keep only the first `offset` bytes (a resumed download restarts
+        there); the running hash is rebuilt from what is kept."""
         self.f.seek(offset)
         self.f.truncate(offset)
         self.offset = offset
+        self._hash = hashlib.sha256()
+        if offset:
+            self.f.flush()
+            self.f.seek(0)
+            left = offset
+            while left:
+                chunk = self.f.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                self._hash.update(chunk)
+                left -= len(chunk)
+            self.f.seek(offset)
 
     def verify(self) -> None:
         """Check size and digest of what was written (raises DigestMismatch,
@@ -203,14 +220,7 @@ class BlobWriter:
             if self.size is not None and self.offset != self.size:
                 raise DigestMismatch(
                     f"blob {self.digest}: size {self.offset} bytes, expected {self.size}")
-            h = hashlib.sha256()
-            self.f.seek(0)
-            while True:
-                chunk = self.f.read(1 << 20)
-                if not chunk:
-                    break
-                h.update(chunk)
-            got = "sha256:" + h.hexdigest()
+            got = "sha256:" + self._hash.hexdigest()
             if got != self.digest:
                 raise DigestMismatch(f"blob {self.digest}: content has digest {got}")
             self._verified = True

@@ -54,10 +54,26 @@ def rt(tmp_path, busybox_rootfs):
 def no_leftovers_after_suite():
     """After the whole session: no cgroup named like a test container (ids
     from bundles.Runtime.new_id) in any hierarchy, and no mount under the
-    test temp dirs."""
+    test temp dirs; and the host's device nodes (/dev/null and friends,
+    which containers bind-mount or get as stdio) keep their owner and mode:
+    a runtime that chowns the container's stdio to the container user must
+    not reach the host's /dev/null."""
+    nodes = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+    def node_modes():
+        out = {}
+        for p in nodes:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            out[p] = (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+        return out
+    before = node_modes()
     yield
     if os.geteuid() != 0:
         return
+    assert node_modes() == before, f"host device nodes changed: {before} -> {node_modes()}"
     import glob
     import re
     pat = re.compile(r"^t[0-9a-f]{10}$")

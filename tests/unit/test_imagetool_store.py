@@ -69,6 +69,18 @@ def test_writer_verifies_digest_and_size(tmp_path):
     assert os.listdir(tmp_path / "ingest") == []
     with pytest.raises(DigestMismatch):
         s.put_blob(b"x", _digest(b"y"))
+    # a download resumed in the middle: the kept prefix counts, the rest not
+    w = s.writer(_digest(data), len(data))
+    w.write(b"hello XXXXX")
+    w.truncate(6)
+    w.write(b"world")
+    assert open(w.commit(), "rb").read() == data
+    w = s.writer(_digest(data), len(data))
+    w.write(b"hello")
+    w.truncate(2)
+    w.write(b"XXo world")  # what is written after the cut is what is hashed
+    with pytest.raises(DigestMismatch):
+        w.commit()
 
 
 def test_layout_is_valid_oci(tmp_path):
