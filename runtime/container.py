@@ -283,11 +283,13 @@ class _Builder:
         # of ours ever sees half-written device rules.
         cgroupns = any(n["type"] == "cgroup" and not n.get("path") for n in linux.get("namespaces") or ())
         try:
-            if not cgroupns:
-                chan.send(sync.GO)
-            self.cgroup.add_task(pid)
             if cgroupns:
+                self.cgroup.add_task(pid)
                 chan.send(sync.GO)
+            else:
+                chan.send(sync.GO)
+                # stage1 may already be gone (it exits once init is forked)
+                self.cgroup.join_if_alive(pid)
             msg = chan.next()
             if msg["type"] == sync.USERNS_CREATED:
                 _write_id_maps(pid, linux)
@@ -299,7 +301,8 @@ class _Builder:
             _reap(pid)
             self.stage1 = 0
             if not cgroupns:
-                self.cgroup.add_task(self.init_pid)
+                # init gone: the error it sent is raised by the send below
+                self.cgroup.join_if_alive(self.init_pid)
             if linux.get("netDevices"):
                 _move_net_devices(linux["netDevices"], self.init_pid)
             # init waits for this before its hooks and pivot_root: it is in
@@ -510,6 +513,9 @@ class _NoCgroup:
 
     def add_task(self, pid):
         pass
+
+    def join_if_alive(self, pid):
+        return True
 
     def destroy(self):
         pass

@@ -111,6 +111,8 @@ def _cpu_affinity(proc: dict) -> tuple[set[int] | None, set[int] | None]:
 def _set_affinity(pid: int, cpus: set[int], field: str) -> None:
     try:
         os.sched_setaffinity(pid, cpus)
+    except ProcessLookupError:
+        pass  # the process is gone; its reason comes through the error pipe
     except OSError as e:
         raise RuntimeFailure(f"{field}: cannot set CPU affinity {sorted(cpus)}: {e.strerror}") from None
 
@@ -179,11 +181,13 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
             _set_affinity(child, initial_cpus, "process.execCPUAffinity.initial")
         from runtime import cgroups
         m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
-        if m is not None:
-            m.add_task(child)
-        if final_cpus is not None:
-            _set_affinity(child, final_cpus, "process.execCPUAffinity.final")
+        # The first cgroup.procs write costs an RCU grace period (5-20 ms):
+        # stage1 joins the namespaces and the process sets itself up while
+        # it runs. The process may be forked before stage1 is moved, so it
+        # is moved too (a fast write then), and it execs only after APPLIED.
         parent_chan.send(sync.GO)
+        if m is not None:
+            m.join_if_alive(child)  # stage1 exits once the process is forked
         exec_pid = 0
         while True:
             # Until both children closed the channel: the process itself may
@@ -200,6 +204,13 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
                 continue
             if msg["type"] == sync.INIT_PID:
                 exec_pid = msg["pid"]
+                # gone already: its reason comes through the error pipe
+                if (m is None or m.join_if_alive(exec_pid)) and final_cpus is not None:
+                    _set_affinity(exec_pid, final_cpus, "process.execCPUAffinity.final")
+                try:
+                    parent_chan.send(sync.APPLIED)
+                except InitFailure:
+                    pass  # the process is gone; its reason comes through the error pipe
     except BaseException:
         try:
             os.kill(child, signal.SIGKILL)
@@ -271,7 +282,7 @@ def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data)
 
 def _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
     """The process itself, inside every namespace of the container."""
-    from runtime import init
+    from runtime import init, sync
     try:
         init.clean_process_state(preserve_fds)
         ctx = init.Context(cid=cid, config=cfg, bundle=data["bundle"], rootfs="/", chan=chan,
@@ -282,6 +293,8 @@ def _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
         init.setup_process(ctx, proc, {"seccomp": cfg["linux"].get("seccomp")})
         env = list(proc.get("env") or [])
         path = init.lookup(proc["args"][0], env)
+        # In the container's cgroup (and on its final CPUs) before exec.
+        chan.expect(sync.APPLIED)
         chan.close()
         os.execve(path, proc["args"], init.env_dict(env))
     except BaseException as e:  # noqa: BLE001

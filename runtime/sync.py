@@ -75,8 +75,14 @@ ERROR = "error"                    # either way: {"msg": ...}; the sender then e
 class Channel:
     """One end of the channel. Not thread-safe; closes its fd on close()."""
 
+    # Messages the parent may send before the one being waited for: exec's
+    # parent sends APPLIED as soon as the process is in its cgroup, which
+    # can overtake the seccomp exchange. They are kept for a later expect().
+    EARLY_OK = frozenset(("applied",))
+
     def __init__(self, sock):
         self.sock = sock
+        self._early: list[dict] = []
 
     @classmethod
     def pair(cls) -> tuple["Channel", "Channel"]:
@@ -103,6 +109,8 @@ class Channel:
                 self.next()  # raises the peer's ERROR, if it sent one
             except BlockingIOError:
                 pass
+            finally:
+                self.sock.setblocking(True)
             raise InitFailure("container init exited unexpectedly during setup") from None
 
     def recv(self, eof_ok: bool = False) -> tuple[dict | None, list[int]]:
@@ -131,11 +139,18 @@ class Channel:
         return msg
 
     def expect(self, mtype: str) -> dict:
-        """Receive a message that must be `mtype`; an ERROR message is raised."""
-        msg = self.next()
-        if msg["type"] != mtype:
-            raise InitFailure(f"sync: expected {mtype!r}, got {msg['type']!r}")
-        return msg
+        """Receive a message that must be `mtype`; an ERROR message is raised.
+        A message of EARLY_OK that comes first is kept for its own expect()."""
+        for i, msg in enumerate(self._early):
+            if msg["type"] == mtype:
+                return self._early.pop(i)
+        while True:
+            msg = self.next()
+            if msg["type"] == mtype:
+                return msg
+            if msg["type"] not in self.EARLY_OK:
+                raise InitFailure(f"sync: expected {mtype!r}, got {msg['type']!r}")
+            self._early.append(msg)
 
     def close(self) -> None:
         self.sock.close()

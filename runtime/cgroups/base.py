@@ -73,7 +73,22 @@ class Manager:
     version = "?"
 
     def create(self) -> list[str]: raise NotImplementedError
-    def add_task(self, pid: int) -> None: raise NotImplementedError
+    def add_task(self, pid: int) -> None:
+        """Move process `pid` in. Raises CgroupError; its errno is ESRCH when
+        the process no longer exists (see join_if_alive)."""
+        raise NotImplementedError
+
+    def join_if_alive(self, pid: int) -> bool:
+        """add_task, but a process that has already exited (ESRCH) is not an
+        error: False. For a stage that may exit while it is being moved."""
+        from .common import CgroupError
+        try:
+            self.add_task(pid)
+            return True
+        except CgroupError as e:
+            if getattr(e, "errno", None) == 3:  # ESRCH
+                return False
+            raise
     def apply(self, resources: dict) -> list[str]: raise NotImplementedError
     def freeze(self) -> None: raise NotImplementedError
     def thaw(self) -> None: raise NotImplementedError

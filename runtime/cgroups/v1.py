@@ -308,4 +308,6 @@ def _write_procs(d: str, pid: int) -> None:
     try:
         write_file(d, "cgroup.procs", str(pid))
     except CgroupError as e:
-        raise CgroupError(f"cannot add pid {pid} to {d}: {str(e).split(': ')[-1]}") from None
+        err = CgroupError(f"cannot add pid {pid} to {d}: {str(e).split(': ')[-1]}")
+        err.errno = getattr(e, "errno", None)  # ESRCH: the process is gone
+        raise err from None

@@ -109,7 +109,9 @@ class V2Manager(Manager):
         try:
             write_file(self.path_, "cgroup.procs", str(pid))
         except CgroupError as e:
-            raise CgroupError(f"cannot add pid {pid} to {self.path_}: {str(e).split(': ')[-1]}") from None
+            err = CgroupError(f"cannot add pid {pid} to {self.path_}: {str(e).split(': ')[-1]}")
+            err.errno = getattr(e, "errno", None)  # ESRCH: the process is gone
+            raise err from None
 
     def apply(self, resources: dict) -> list[str]:
         """Write OCI linux.resources with runc's v1->v2 conversions.

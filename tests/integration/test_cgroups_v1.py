@@ -316,3 +316,21 @@ def test_realtime_budget(mgr):
         pytest.skip("kernel without RT group scheduling")
     m.apply({"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 1000}})
     assert rd(m, "cpu", "cpu.rt_runtime_us") == "1000"
+
+
+def test_join_if_alive_tells_a_gone_process_from_an_error(mgr, children):
+    """create/exec move a stage that may exit meanwhile: an exited process is
+    False, not an error; a live one joins; other failures still raise."""
+    from runtime.cgroups.common import CgroupError
+    m = mgr()
+    m.create()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert m.join_if_alive(pid) is False
+    p = children.start("import time; time.sleep(60)")
+    assert m.join_if_alive(p.pid) is True
+    assert m.pids() == [p.pid]
+    with pytest.raises(CgroupError, match="cannot add pid"):
+        m.join_if_alive(-5)
