@@ -18,7 +18,7 @@ imported inside the verbs.
 import os
 import sys
 
-from runtime.cmdtable import Arg, CommandExit, Opt, Table, UsageError, finish
+from runtime.cmdtable import Arg, CommandExit, Opt, Table, finish
 
 T = Table("pyimg", "Pull images and unpack them into OCI bundles.", [
     Opt("--root", "root", str, lambda: os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"),
@@ -300,17 +300,16 @@ def _version() -> None:
     print(f"pyimg version {VERSION}")
 
 
+def _usage_error(msg: str) -> int:
+    sys.stderr.write(f"pyimg: error: {msg}\n")
+    return 2
+
+
 def _dispatch(argv: list[str]) -> int:
-    try:
-        g, v, a = T.parse(argv)
-    except UsageError as e:
-        sys.stderr.write(f"pyimg: error: {e}\n")
-        return 2
-    if v in ("--version", "-v"):
-        _version()
-        return 0
-    if v is None or v == "--help":
-        return T.typer_main(argv, _dispatch)
+    routed = T.route(argv, _dispatch, _version, _usage_error)
+    if isinstance(routed, int):
+        return routed
+    g, v, a = routed
     try:
         rc = v.func(g, **a)
         return rc if isinstance(rc, int) else 0

@@ -266,18 +266,18 @@ def _version() -> None:
     print(f"pyrunc version {VERSION}\ncommit: {commit}\nspec: {SPEC_VERSION}")
 
 
+def _usage_error(msg: str) -> int:
+    from runtime import log
+    log.error(msg)
+    return 1
+
+
 def _dispatch(argv: list[str]) -> int:
     from runtime import log
-    try:
-        g, v, a = parse(argv)
-    except UsageError as e:
-        log.error(str(e))
-        return 1
-    if v in ("--version", "-v"):
-        _version()
-        return 0
-    if v is None or v == "--help":
-        return T.typer_main(argv, _dispatch)
+    routed = T.route(argv, _dispatch, _version, _usage_error)
+    if isinstance(routed, int):
+        return routed
+    g, v, a = routed
     if g["root"] == "/run/pyrunc" and "--root" not in argv and os.geteuid() != 0:
         # Rootless: state goes where the user can write, as runc does.
         xdg = os.environ.get("XDG_RUNTIME_DIR")

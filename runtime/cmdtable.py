@@ -197,6 +197,21 @@ class Table:
         if rest:
             raise UsageError(f"{v.name}: unexpected argument {rest[0]!r}")
 
+    def route(self, argv: list[str], dispatch, version, usage_error):
+        """Parse argv and answer what needs no verb: returns an exit code
+        (usage error via usage_error(msg) -> code, --version via version(),
+        help through typer) or (globals, verb, values) to run."""
+        try:
+            g, v, a = self.parse(argv)
+        except UsageError as e:
+            return usage_error(str(e))
+        if v in ("--version", "-v"):
+            version()
+            return 0
+        if v is None or v == "--help":
+            return self.typer_main(argv, dispatch)
+        return g, v, a
+
     # --------------------------------------------------------------- typer
     def typer_main(self, argv: list[str], dispatch) -> int:
         """typer built from the table, for help and usage; a real call that
