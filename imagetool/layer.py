@@ -609,9 +609,9 @@ def apply_layer(
             stream = open_layer_stream(raw, media_type)
             reader = _HashingReader(stream, algo)
             try:
-                # 1 MiB reads: the default 10 KiB record means ~15,000
-                # decompress/read calls for a 100 MB layer.
-                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=1 << 20) as tar:
+                # (tarfile's default 10 KiB reads: its stream copies the rest
+                # of its buffer on every read, so larger ones cost more)
+                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
                     for ti in tar:
                         try:
                             applier.entry(tar, ti)
