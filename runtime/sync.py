@@ -107,8 +107,8 @@ class Channel:
             self.sock.setblocking(False)
             try:
                 self.next()  # raises the peer's ERROR, if it sent one
-            except BlockingIOError:
-                pass
+            except OSError:
+                pass  # nothing queued (EAGAIN), or the connection is gone too
             finally:
                 self.sock.setblocking(True)
             raise InitFailure("container init exited unexpectedly during setup") from None
@@ -117,7 +117,12 @@ class Channel:
         """Next message and any fds it carried (caller closes them).
         On EOF (every peer closed its end) return (None, []) if `eof_ok`,
         else raise InitFailure."""
-        data, fds = recv_fds(self.sock, 65536, 4)
+        try:
+            data, fds = recv_fds(self.sock, 65536, 4)
+        except ConnectionResetError:
+            # The peer exited with a message of ours unread (unix sockets
+            # then report ECONNRESET instead of EOF): it is gone all the same.
+            data, fds = b"", []
         if not data:
             if eof_ok:
                 return None, []
