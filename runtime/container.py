@@ -78,15 +78,6 @@ def create(opts: Options, *, foreground_console=None) -> dict:
     `foreground_console` is a connected socket to use as the console socket
     (the foreground `run` with a terminal passes one end of a socketpair)."""
     st.validate_id(opts.cid)
-    from runtime.cgroups.primer import AttachPrimer
-    primer = AttachPrimer().start()
-    try:
-        return _create(opts, foreground_console, primer)
-    finally:
-        primer.stop()
-
-
-def _create(opts: Options, foreground_console, primer) -> dict:
     cfg = load_bundle(opts.bundle)
     proc = cfg.get("process")
     if not proc:
@@ -100,7 +91,7 @@ def _create(opts: Options, foreground_console, primer) -> dict:
     _check_config(cfg)
     cdir = st.make_dir(opts.root, opts.cid)
     lock = st.Lock(cdir, opts.cid)
-    b = _Builder(opts, cfg, cdir, lock, primer)
+    b = _Builder(opts, cfg, cdir, lock)
     try:
         data = b.build(foreground_console)
     except BaseException:
@@ -195,9 +186,8 @@ def apparmor_enabled() -> bool:
 class _Builder:
     """State of one `create` while it runs; abort() undoes all of it."""
 
-    def __init__(self, opts: Options, cfg: dict, cdir: str, lock, primer):
+    def __init__(self, opts: Options, cfg: dict, cdir: str, lock):
         self.lock = lock
-        self.primer = primer
         self.opts = opts
         self.cfg = cfg
         self.cdir = cdir
@@ -254,9 +244,6 @@ class _Builder:
             console_fd = _connect_console(opts.console_socket, low)
         elif foreground_console is not None:
             console_fd = _dup_above(os.dup(foreground_console.fileno()), low)
-        # No thread of ours may run across a fork (idmap user namespaces
-        # and stage1 are forked from here on).
-        self.primer.stop()
         idmap_fds = _idmap_userns_fds(cfg, low)
         ctx = init.Context(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
                            idmap_fds=idmap_fds,

@@ -120,15 +120,6 @@ def _set_affinity(pid: int, cpus: set[int], field: str) -> None:
 def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     """Run the process; with --detach return once it execs (0), else wait and
     return its exit code."""
-    from runtime.cgroups.primer import AttachPrimer
-    primer = AttachPrimer().start()  # see there; stopped before the fork
-    try:
-        return _exec(root, cid, o, primer)
-    finally:
-        primer.stop()
-
-
-def _exec(root: str, cid: str, o: ExecOptions, primer) -> int:
     from runtime import init, sync
     from runtime import syscalls as sc
     data = st.load(root, cid)
@@ -170,7 +161,6 @@ def _exec(root: str, cid: str, o: ExecOptions, primer) -> int:
     # The container's seccomp profile applies to every process in it.
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
-    primer.stop()  # no thread of ours may run across fork
     child = os.fork()
     if child == 0:
         parent_chan.close()

@@ -335,22 +335,3 @@ def test_join_if_alive_tells_a_gone_process_from_an_error(mgr, children):
     with pytest.raises(CgroupError, match="cannot add pid"):
         m.join_if_alive(-5)
 
-
-def test_attach_primer_leaves_our_cgroups_alone():
-    """The primer writes our own pid to the cgroup we are in (to start the
-    kernel's attach-lock switch early): afterwards we are where we were,
-    and stop() is idempotent and ends its thread before returning."""
-    from runtime.cgroups.primer import AttachPrimer, _own_procs_file
-    path = _own_procs_file()
-    assert path and path.startswith("/sys/fs/cgroup/") and os.path.exists(path)
-    with open("/proc/self/cgroup") as f:
-        before = f.read()
-    p = AttachPrimer().start()
-    assert p._running
-    import time
-    time.sleep(0.02)
-    p.stop()
-    p.stop()
-    assert not p._running and not p._done.locked()
-    with open("/proc/self/cgroup") as f:
-        assert f.read() == before
