@@ -154,15 +154,23 @@ def init(ctx: Context) -> None:
                              ctx.idmap_fds, linux.get("mountLabel"))
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
-        # 3b. From here on we are in the container's cgroup, under its limits
-        #     (the parent moved us while we mounted; devices were made with
-        #     the runtime's device permissions, access is checked on open).
-        ctx.chan.expect(sync.APPLIED)
+        # 3b. The parent moves us into the container's cgroup while we mount
+        #     (devices were made with the runtime's device permissions;
+        #     access is checked on open). Hooks must find us there, and
+        #     network devices must be in our namespace before sysctls; with
+        #     neither, nothing before step 12 depends on it, and we wait
+        #     there instead: the kernel's move (an RCU grace period) then
+        #     overlaps with pivot_root and the rest of the rootfs.
+        hooks = cfg.get("hooks") or {}
+        wait_late = not (hooks.get("prestart") or hooks.get("createRuntime")
+                         or hooks.get("createContainer") or linux.get("netDevices"))
+        if not wait_late:
+            ctx.chan.expect(sync.APPLIED)
         # 4. prestart/createRuntime hooks run in the runtime namespace (parent).
         ctx.chan.send(sync.PRESTART)
-        ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
+        if not wait_late:
+            ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
         # 5. createContainer hooks: container namespaces, before pivot_root.
-        hooks = cfg.get("hooks") or {}
         if hooks.get("createContainer"):
             from runtime.hooks import run_hooks
             run_hooks("createContainer", hooks["createContainer"], _hook_state(ctx, "created"))
@@ -205,6 +213,11 @@ def init(ctx: Context) -> None:
             except OSError as e:
                 if e.errno not in (38,):  # ENOSYS: kernel without keys
                     raise
+        # 11b. In the container's cgroup before the process is set up (its
+        #      seccomp profile may not allow reading the socket later).
+        if wait_late:
+            ctx.chan.expect(sync.APPLIED)
+            ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
         # 12. Process attributes that need privileges we are about to drop.
         setup_process(ctx, proc, linux)
         # 13. The executable must exist now, so `create` reports it, not `start`.
