@@ -166,9 +166,10 @@ def init(ctx: Context) -> None:
                          or hooks.get("createContainer") or linux.get("netDevices"))
         if not wait_late:
             ctx.chan.expect(sync.APPLIED)
-        # 4. prestart/createRuntime hooks run in the runtime namespace (parent).
-        ctx.chan.send(sync.PRESTART)
-        if not wait_late:
+            # 4. prestart/createRuntime hooks run in the runtime namespace (parent).
+            #    (We send nothing before APPLIED: stage1's INIT_PID must reach
+            #    the parent first, and shares our channel.)
+            ctx.chan.send(sync.PRESTART)
             ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
         # 5. createContainer hooks: container namespaces, before pivot_root.
         if hooks.get("createContainer"):
@@ -217,6 +218,7 @@ def init(ctx: Context) -> None:
         #      seccomp profile may not allow reading the socket later).
         if wait_late:
             ctx.chan.expect(sync.APPLIED)
+            ctx.chan.send(sync.PRESTART)  # step 4 without hooks: the parent's state
             ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
         # 12. Process attributes that need privileges we are about to drop.
         setup_process(ctx, proc, linux)
