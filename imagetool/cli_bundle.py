@@ -8,12 +8,10 @@ import sys
 
 from runtime.cmdtable import Arg, CommandExit, Opt
 
-DEFAULT_ROOT = "/var/lib/pyimg"
-
-
 def _ctx(g: dict) -> tuple[str, str | None]:
-    """(store root, settings file) from pyimg's global options."""
-    return g.get("root") or os.environ.get("PYIMG_ROOT", DEFAULT_ROOT), g.get("config")
+    """(store root, settings file) from pyimg's global options (the table's
+    --root default already reads $PYIMG_ROOT)."""
+    return g["root"], g.get("config")
 
 
 def _fail(msg: str, code: int = 1):

@@ -36,6 +36,17 @@ def unknown_name(capsets: dict | None) -> tuple[str, int, str] | None:
     return None
 
 
+def unknown_error(capsets: dict | None, cli_names=()) -> str | None:
+    """The one-line error for the first unknown name in `capsets` (naming
+    the field, or --cap when the name came from `cli_names`), or None."""
+    bad = unknown_name(capsets)
+    if bad is None:
+        return None
+    k, i, n = bad
+    where = "--cap" if n in cli_names else f"process.capabilities.{k}[{i}]"
+    return f"{where}: unknown capability {n!r}"
+
+
 def to_mask(names: list[str] | None, unknown: list[str]) -> int:
     """Mask for `names`; names this kernel does not know are appended to
     `unknown` and ignored, as runc does (it only warns)."""

@@ -140,7 +140,8 @@ def _check_config(cfg: dict) -> None:
                 if not stat.S_ISREG(mode) or not os.access(p, os.X_OK):
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} is not executable")
     proc = cfg.get("process") or {}
-    bad = _unknown_cap(proc.get("capabilities"))
+    from runtime import caps
+    bad = caps.unknown_error(proc.get("capabilities"))
     if bad:
         raise RuntimeFailure(f"config.json: {bad}")
     selinux = selinux_enabled()
@@ -158,17 +159,6 @@ def _check_config(cfg: dict) -> None:
                              f"{proc['apparmorProfile']!r}: AppArmor is not enabled on this host")
     if linux.get("intelRdt") and not os.path.isdir("/sys/fs/resctrl/info"):
         raise RuntimeFailure("config.json: linux.intelRdt: resctrl is not mounted on this host")
-
-
-def _unknown_cap(capsets: dict | None) -> str | None:
-    """'process.capabilities.SET[i]: ...' for a name that is no capability
-    at all (config.md: values are those of capabilities(7)), else None."""
-    from runtime import caps
-    bad = caps.unknown_name(capsets)
-    if bad is None:
-        return None
-    k, i, n = bad
-    return f"process.capabilities.{k}[{i}]: unknown capability {n!r}"
 
 
 def selinux_enabled() -> bool:

@@ -76,11 +76,9 @@ def build_process(data: dict, o: ExecOptions) -> dict:
     if not proc.get("args"):
         raise RuntimeFailure("process.args: must not be empty")
     from runtime import caps
-    bad = caps.unknown_name(proc.get("capabilities"))
+    bad = caps.unknown_error(proc.get("capabilities"), o.caps or ())
     if bad:
-        k, i, n = bad
-        where = "--cap" if o.caps and n in o.caps else f"process.capabilities.{k}[{i}]"
-        raise RuntimeFailure(f"{where}: unknown capability {n!r}")
+        raise RuntimeFailure(bad)
     return proc
 
 

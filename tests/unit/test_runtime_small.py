@@ -27,3 +27,10 @@ def test_unknown_capability_name():
         ("effective", 1, "CAP_TEST")
     # names are case-sensitive, as in capabilities(7) and the spec's examples
     assert caps.unknown_name({"ambient": ["cap_kill"]}) == ("ambient", 0, "cap_kill")
+
+
+def test_unknown_capability_error_names_the_field_or_flag():
+    assert caps.unknown_error({"bounding": ["CAP_KILL"]}) is None
+    assert caps.unknown_error({"permitted": ["CAP_KILL", "CAP_TEST"]}) == \
+        "process.capabilities.permitted[1]: unknown capability 'CAP_TEST'"
+    assert caps.unknown_error({"bounding": ["CAP_NOPE"]}, ["CAP_NOPE"]) == "--cap: unknown capability 'CAP_NOPE'"
