@@ -5,7 +5,7 @@ file to explain a failure, so errors always reach the log file in the chosen
 format; the plain message also goes to stderr for people.
 """
 from runtime import fastjson as json
-import os
+from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 import time
 

@@ -1,7 +1,7 @@
 """Verbs that manage a running container through its cgroup: ps, pause,
 resume, update, events; and `features`, which describes this build."""
 from runtime import fastjson as json
-import os
+from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 import time
 

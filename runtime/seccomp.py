@@ -138,7 +138,7 @@ class Filter:
     def export_bpf(self) -> bytes:
         """The BPF program libseccomp generates (host-endian struct
         sock_filter array), without the -ENOSYS stub."""
-        import os
+        from runtime import _os as os
         # a memfd, not a pipe: libseccomp writes the whole program before we
         # read, and a pipe could fill up
         fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
@@ -533,7 +533,7 @@ def _load_patched(f: Filter) -> int | None:
     """load() for filters with an -ENOSYS stub: install stub + libseccomp's
     program with seccomp(2) ourselves (as runc does), with the requested
     flags, plus NEW_LISTENER for NOTIFY rules. No no_new_privs is set."""
-    import ctypes
+    from runtime import _ffi as ctypes
     code = f.program()
     ninsn = len(code) // 8
     if ninsn > 4096:  # BPF_MAXINSNS
@@ -544,7 +544,7 @@ def _load_patched(f: Filter) -> int | None:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
     buf = ctypes.create_string_buffer(code, len(code))
-    fprog = SockFprog(ninsn, ctypes.cast(buf, ctypes.c_void_p))
+    fprog = SockFprog(ninsn, ctypes.addressof(buf))
     flags = f._flag_bits
     if f.uses_notify:
         flags |= _FILTER_FLAG_NEW_LISTENER
@@ -553,7 +553,7 @@ def _load_patched(f: Filter) -> int | None:
             # listener fd; TSYNC_ESRCH makes it -ESRCH instead
             flags |= _FILTER_FLAG_TSYNC_ESRCH
     nr = _L.syscall_resolve_name("seccomp")
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.Library(None)
     sysc = libc.syscall
     sysc.restype = ctypes.c_long
     args = (ctypes.c_long(nr), ctypes.c_ulong(_SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags),
@@ -574,19 +574,19 @@ def _load_patched(f: Filter) -> int | None:
 
 
 def _os_strerror(err: int) -> str:
-    import os
-    return os.strerror(err)
+    import posix  # a builtin module: importable after pivot_root too
+    return posix.strerror(err)
 
 
 def _kernel_flag_supported(bit: int) -> bool:
     """seccomp(SECCOMP_SET_MODE_FILTER, bit, NULL) fails with EFAULT when the
     kernel knows the flag (it got as far as reading the NULL program) and with
     EINVAL when it does not. Nothing is installed either way."""
-    import ctypes
+    from runtime import _ffi as ctypes
     nr = _L.syscall_resolve_name("seccomp")
     if nr < 0:
         return False
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.Library(None)
     libc.syscall.restype = ctypes.c_long
     rc = libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(1), ctypes.c_ulong(bit),
                       ctypes.c_void_p(None))

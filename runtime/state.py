@@ -13,7 +13,7 @@ on one container are serialised.
 import errno
 import fcntl
 from runtime import fastjson as json
-import os
+from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
 from runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
 

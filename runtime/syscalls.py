@@ -1,14 +1,16 @@
 """Raw Linux system calls the runtime needs and Python 3.11 lacks.
 
-This is the one module that talks to the kernel through ctypes. Every
+This is the one module that talks to the kernel through ctypes (the slice
+of it in runtime._ffi, which skips ctypes/__init__.py's import cost). Every
 wrapper raises ``OSError`` carrying errno, the call's name and the path it
 worked on, so callers can let it propagate and the CLI prints one line
 such as ``mount /proc (proc): Operation not permitted``.
 """
-import ctypes
-import os
+from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+from runtime import _ffi as ctypes
+
+_libc = ctypes.Library(None)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 

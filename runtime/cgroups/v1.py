@@ -2,7 +2,7 @@
 'unified' hierarchy holding whatever controllers live only there)."""
 
 import errno
-import os
+from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import time
 
 # The writers are imported inside the methods that need them: delete,

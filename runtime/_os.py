@@ -1,0 +1,223 @@
+"""`os` for the verbs containerd runs most, without importing `os`.
+
+`import os` runs os.py and `_collections_abc` (some thirty ABCs): 4.4
+million instructions, about 1.8 ms here, in every pyrunc call; that is
+more than `pyrunc state` does with everything else it loads (callgrind,
+tests/unit/test_os_lite.py keeps the import free of it). The functions are
+the `posix` C module's, which os re-exports; what os adds in Python and the
+hot paths use is rewritten below: the lexical os.path helpers, walk and
+makedirs. Modules on those paths write `from runtime import _os as os` and
+keep reading like ordinary code.
+
+Differences from os, on purpose: there is no `environ` (a copy here would
+not follow os.environ; the one caller that reads the environment imports
+os); `path` is a namespace of the functions listed in it, all for str
+paths.
+"""
+import posix
+from posix import *  # noqa: F401,F403 - the same functions os exports
+
+_exit = posix._exit
+error = OSError
+sep = "/"
+curdir = "."
+pardir = ".."
+devnull = "/dev/null"
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+
+def _isdir(p: str) -> bool:
+    try:
+        return posix.stat(p).st_mode & 0o170000 == 0o040000
+    except (OSError, ValueError):
+        return False
+
+
+class path:
+    """The lexical parts of posixpath (same results for str paths)."""
+
+    sep = "/"
+
+    @staticmethod
+    def join(a: str, *p: str) -> str:
+        out = a
+        for b in p:
+            if b.startswith("/"):
+                out = b
+            elif not out or out.endswith("/"):
+                out += b
+            else:
+                out += "/" + b
+        return out
+
+    @staticmethod
+    def split(p: str) -> tuple[str, str]:
+        i = p.rfind("/") + 1
+        head, tail = p[:i], p[i:]
+        if head and head != "/" * len(head):
+            head = head.rstrip("/")
+        return head, tail
+
+    @staticmethod
+    def dirname(p: str) -> str:
+        return path.split(p)[0]
+
+    @staticmethod
+    def basename(p: str) -> str:
+        return p[p.rfind("/") + 1:]
+
+    @staticmethod
+    def isabs(p: str) -> bool:
+        return p.startswith("/")
+
+    @staticmethod
+    def normpath(p: str) -> str:
+        if not p:
+            return "."
+        # POSIX keeps exactly two leading slashes; one or three+ become one.
+        initial = 2 if p.startswith("//") and not p.startswith("///") else (1 if p.startswith("/") else 0)
+        parts: list[str] = []
+        for c in p.split("/"):
+            if c in ("", "."):
+                continue
+            if c != ".." or (not initial and not parts) or (parts and parts[-1] == ".."):
+                parts.append(c)
+            elif parts:
+                parts.pop()
+        out = "/" * initial + "/".join(parts)
+        return out or "."
+
+    @staticmethod
+    def abspath(p: str) -> str:
+        if not p.startswith("/"):
+            p = path.join(posix.getcwd(), p)
+        return path.normpath(p)
+
+    @staticmethod
+    def relpath(p: str, start: str = ".") -> str:
+        if not p:
+            raise ValueError("no path specified")
+        a = [x for x in path.abspath(start).split("/") if x]
+        b = [x for x in path.abspath(p).split("/") if x]
+        n = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            n += 1
+        rel = [".."] * (len(a) - n) + b[n:]
+        return "/".join(rel) if rel else "."
+
+    @staticmethod
+    def realpath(p: str) -> str:
+        """posixpath.realpath (not strict): `p` absolute, with every symlink
+        resolved; a missing component ends resolution there, a loop leaves
+        the looping link in place."""
+        resolved, _ = _resolve("", p, {})
+        return path.abspath(resolved)
+
+    @staticmethod
+    def exists(p: str) -> bool:
+        try:
+            posix.stat(p)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    @staticmethod
+    def lexists(p: str) -> bool:
+        try:
+            posix.lstat(p)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    isdir = staticmethod(_isdir)
+
+    @staticmethod
+    def isfile(p: str) -> bool:
+        try:
+            return posix.stat(p).st_mode & 0o170000 == 0o100000
+        except (OSError, ValueError):
+            return False
+
+    @staticmethod
+    def islink(p: str) -> bool:
+        try:
+            return posix.lstat(p).st_mode & 0o170000 == 0o120000
+        except (OSError, ValueError):
+            return False
+
+
+def _resolve(done: str, rest: str, links: dict) -> tuple[str, bool]:
+    # Walk `rest` below the already resolved `done`. `links` maps each link
+    # met to what it resolved to (None while being resolved: a loop).
+    if rest.startswith("/"):
+        done, rest = "/", rest[1:]
+    parts = rest.split("/")
+    for i, name in enumerate(parts):
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if not done:
+                done = ".."
+            else:
+                head, last = path.split(done)
+                done = path.join(head, "..", "..") if last == ".." else head
+            continue
+        cand = path.join(done, name)
+        if not path.islink(cand):
+            done = cand
+            continue
+        if cand in links:
+            if links[cand] is not None:
+                done = links[cand]
+                continue
+            return path.join(cand, *parts[i + 1:]), False  # a loop: leave the rest as it is
+        links[cand] = None
+        done, ok = _resolve(done, posix.readlink(cand), links)
+        if not ok:
+            return path.join(done, *parts[i + 1:]), False
+        links[cand] = done
+    return done, True
+
+
+def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:
+    """os.makedirs: create `name` and missing parents (parents with `mode`
+    too, as since Python 3.7)."""
+    head, tail = path.split(name)
+    if not tail:
+        head, tail = path.split(head)
+    if head and tail and not path.exists(head):
+        try:
+            makedirs(head, mode, exist_ok=True)
+        except FileExistsError:
+            pass
+    try:
+        posix.mkdir(name, mode)
+    except OSError:
+        if not exist_ok or not _isdir(name):
+            raise
+
+
+def walk(top: str, topdown: bool = True):
+    """os.walk without followlinks or onerror: yields (dir, subdirs, files);
+    a symlink to a directory is listed in subdirs but not entered, and
+    unreadable directories are skipped, as os.walk does by default."""
+    try:
+        entries = list(posix.scandir(top))
+    except OSError:
+        return
+    dirs, files = [], []
+    for e in entries:
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            is_dir = False
+        (dirs if is_dir else files).append(e.name)
+    if topdown:
+        yield top, dirs, files
+    for d in dirs:
+        sub = path.join(top, d)
+        if not path.islink(sub):
+            yield from walk(sub, topdown)
+    if not topdown:
+        yield top, dirs, files
