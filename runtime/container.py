@@ -252,12 +252,13 @@ class _Builder:
         init.preload(cfg)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        pid, cloned = fork_into(self.cgroup.cgroup2_dir())
         if pid == 0:
             # The flock belongs to this create; a forked copy would hold it
             # until exec and block `start`.
             self.lock.close()
             parent_chan.close()
+            ctx.join_cgroup = lambda: self.cgroup.join_self(cloned)
             init.stage1(ctx)  # never returns
         self.stage1 = pid
         child_chan.close()
@@ -267,23 +268,13 @@ class _Builder:
         if console_fd is not None:
             os.close(console_fd)
         chan = parent_chan
-        # Joining a v1 cgroup costs the first cgroup.procs write an RCU grace
-        # period (5-20 ms here), so stage1 is moved while it unshares and
-        # init prepares the rootfs. Without a cgroup namespace, stage1 goes
-        # ahead at once: init may be forked before the move completes, so
-        # init is moved too (then a fast write). A new cgroup namespace must
-        # be rooted at the container's cgroup, so then stage1 waits until it
-        # is in. Limits were applied before, to the empty cgroup, so no task
-        # of ours ever sees half-written device rules.
-        cgroupns = any(n["type"] == "cgroup" and not n.get("path") for n in linux.get("namespaces") or ())
+        # stage1 joins the cgroup itself, first thing after GO and before it
+        # makes any namespace or forks init (see join_self and fork_into:
+        # neither waits for the RCU grace period a cgroup.procs write from
+        # here would, 5-20 ms). Limits were applied before, to the empty
+        # cgroup, so no task of ours ever sees half-written device rules.
         try:
-            if cgroupns:
-                self.cgroup.add_task(pid)
-                chan.send(sync.GO)
-            else:
-                chan.send(sync.GO)
-                # stage1 may already be gone (it exits once init is forked)
-                self.cgroup.join_if_alive(pid)
+            chan.send(sync.GO)
             msg = chan.next()
             if msg["type"] == sync.USERNS_CREATED:
                 _write_id_maps(pid, linux)
@@ -294,9 +285,6 @@ class _Builder:
             self.init_pid = msg["pid"]
             _reap(pid)
             self.stage1 = 0
-            if not cgroupns:
-                # init gone: the error it sent is raised by the send below
-                self.cgroup.join_if_alive(self.init_pid)
             if linux.get("netDevices"):
                 _move_net_devices(linux["netDevices"], self.init_pid)
             # init waits for this before its hooks and pivot_root: it is in
@@ -508,14 +496,41 @@ class _NoCgroup:
     def add_task(self, pid):
         pass
 
-    def join_if_alive(self, pid):
-        return True
+    def cgroup2_dir(self):
+        return None
+
+    def join_self(self, in_cgroup2=False):
+        pass
 
     def destroy(self):
         pass
 
     def to_state(self):
         return None
+
+
+def fork_into(cgroup2_dir: str | None) -> tuple[int, bool]:
+    """os.fork, but the child is born in the cgroup2 directory `cgroup2_dir`
+    when the kernel can do that (clone3 CLONE_INTO_CGROUP); returns (pid,
+    cloned_into_it), pid 0 in the child. Falls back to a plain fork (and
+    cloned False) for v1, an old kernel, a seccomp filter that refuses
+    clone3, or a second thread in this process."""
+    threading = sys.modules.get("threading")
+    if cgroup2_dir and (threading is None or threading.active_count() == 1):
+        try:
+            fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            from runtime import syscalls as sc
+            try:
+                pid = sc.clone_into_cgroup(fd)
+            except OSError:
+                pid = -1
+            os.close(fd)
+            if pid >= 0:
+                return pid, True
+    return os.fork(), False
 
 
 def _wants_limits(linux: dict) -> bool:

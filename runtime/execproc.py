@@ -159,33 +159,30 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     # The container's seccomp profile applies to every process in it.
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
-    child = os.fork()
+    from runtime import cgroups
+    from runtime.container import _reap, fork_into
+    m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
+    child, cloned = fork_into(m.cgroup2_dir() if m is not None else None)
     if child == 0:
         parent_chan.close()
         os.close(err_r)
-        _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data)
+        join = (lambda: m.join_self(cloned)) if m is not None else None
+        _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data, join)
     child_chan.close()
     os.close(err_w)
     for _, fd in ns_fds:
         os.close(fd)
     if console_fd is not None:
         os.close(console_fd)
-    from runtime.container import _reap
     try:
         # execCPUAffinity: the new process runs on `initial` until it is in
         # the container's cgroup (entering a cpuset resets its affinity),
-        # then on `final` if given, else on what the kernel chose.
+        # then on `final` if given, else on what the kernel chose. stage1
+        # joins the cgroup itself after GO (join_self: no RCU grace period),
+        # before the namespaces and before it forks the process.
         if initial_cpus is not None:
             _set_affinity(child, initial_cpus, "process.execCPUAffinity.initial")
-        from runtime import cgroups
-        m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
-        # The first cgroup.procs write costs an RCU grace period (5-20 ms):
-        # stage1 joins the namespaces and the process sets itself up while
-        # it runs. The process may be forked before stage1 is moved, so it
-        # is moved too (a fast write then), and it execs only after APPLIED.
         parent_chan.send(sync.GO)
-        if m is not None:
-            m.join_if_alive(child)  # stage1 exits once the process is forked
         exec_pid = 0
         while True:
             # Until both children closed the channel: the process itself may
@@ -202,8 +199,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
                 continue
             if msg["type"] == sync.INIT_PID:
                 exec_pid = msg["pid"]
-                # gone already: its reason comes through the error pipe
-                if (m is None or m.join_if_alive(exec_pid)) and final_cpus is not None:
+                if final_cpus is not None:
                     _set_affinity(exec_pid, final_cpus, "process.execCPUAffinity.final")
                 try:
                     parent_chan.send(sync.APPLIED)
@@ -253,7 +249,7 @@ def _wait(pid: int) -> int:
     return _wait_init(pid)
 
 
-def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
+def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data, join_cgroup) -> None:
     """First child: join the container, fork the process. Never returns."""
     from runtime import init, sync
     from runtime import syscalls as sc
@@ -261,6 +257,8 @@ def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data)
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         chan.expect(sync.GO)
+        if join_cgroup is not None:
+            join_cgroup()  # before setns: the cgroup namespace is rooted in the container's
         for t, fd in ns_fds:
             sc.setns(fd, sc.NAMESPACE_FLAGS[t], label=f"{t} namespace of container {cid}")
             os.close(fd)

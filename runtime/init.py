@@ -37,6 +37,9 @@ class Context:
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
         self.cgroup_mount = kw["cgroup_mount"]    # callable(rootfd, dest, target, flags, label)
         self.idmap_fds: dict[int, int] = kw.get("idmap_fds") or {}
+        # callable() that moves stage1 into the container's cgroup (set by
+        # the parent in the child, once it knows how the child was forked)
+        self.join_cgroup = kw.get("join_cgroup")
         self.host_pid = 0
         self.exec_args: list[str] = []
         self.exec_env: list[str] = []
@@ -59,6 +62,11 @@ def stage1(ctx: Context) -> None:
             # out of our own /proc files and id maps.
             sc.prctl(sc.PR_SET_DUMPABLE, 0)
         ctx.chan.expect(sync.GO)
+        # Into the container's cgroup before any namespace exists (a new
+        # cgroup namespace is rooted where we are) and before init is
+        # forked (it inherits the cgroup).
+        if ctx.join_cgroup is not None:
+            ctx.join_cgroup()
         # The user namespace comes first: every namespace created after it is
         # owned by it, and joining others may need its capabilities.
         user = next((n for n in nss if n["type"] == "user"), None)

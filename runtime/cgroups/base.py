@@ -75,20 +75,20 @@ class Manager:
     def create(self) -> list[str]: raise NotImplementedError
     def add_task(self, pid: int) -> None:
         """Move process `pid` in. Raises CgroupError; its errno is ESRCH when
-        the process no longer exists (see join_if_alive)."""
+        the process no longer exists."""
         raise NotImplementedError
 
-    def join_if_alive(self, pid: int) -> bool:
-        """add_task, but a process that has already exited (ESRCH) is not an
-        error: False. For a stage that may exit while it is being moved."""
-        from .common import CgroupError
-        try:
-            self.add_task(pid)
-            return True
-        except CgroupError as e:
-            if getattr(e, "errno", None) == 3:  # ESRCH
-                return False
-            raise
+    def cgroup2_dir(self) -> str | None:
+        """The cgroup2 directory a process can be cloned into (sc.clone_into_cgroup):
+        the container's cgroup on v2, its unified part on hybrid, None on v1."""
+        return None
+
+    def join_self(self, in_cgroup2: bool = False) -> None:
+        """Move the calling process into the container's cgroup; with
+        in_cgroup2 it was cloned into cgroup2_dir() already. The caller must
+        be single-threaded (v1 moves the calling thread)."""
+        raise NotImplementedError
+
     def apply(self, resources: dict) -> list[str]: raise NotImplementedError
     def freeze(self) -> None: raise NotImplementedError
     def thaw(self) -> None: raise NotImplementedError

@@ -87,6 +87,24 @@ class V1Manager(Manager):
         for d in self._dirs():
             _write_procs(d, pid)
 
+    def cgroup2_dir(self) -> str | None:
+        return self.unified
+
+    def join_self(self, in_cgroup2: bool = False) -> None:
+        """Move the calling, single-threaded process into every hierarchy.
+
+        v1 hierarchies are joined by writing "0" (this thread) to `tasks`:
+        for a thread moving itself the kernel skips the threadgroup lock
+        and with it the RCU grace period a cgroup.procs write waits for
+        (0.3 ms instead of 5-15 ms here). With one thread, the thread is the
+        process. The unified dir is joined through cgroup.procs, unless the
+        process was cloned into it (in_cgroup2)."""
+        pid = os.getpid()
+        for d in dict.fromkeys(self.paths.values()):
+            _write_procs(d, pid, "tasks", "0")
+        if self.unified and not in_cgroup2:
+            _write_procs(self.unified, pid)
+
     # -------------------------------------------------------------- apply
     def apply(self, resources: dict) -> list[str]:
         """Write OCI linux.resources to every hierarchy that has the
@@ -303,10 +321,10 @@ class V1Manager(Manager):
                    d.get("unified_controllers") or ())
 
 
-def _write_procs(d: str, pid: int) -> None:
+def _write_procs(d: str, pid: int, name: str = "cgroup.procs", value: str | None = None) -> None:
     # EINTR/EAGAIN-free in practice; ESRCH means the pid is gone.
     try:
-        write_file(d, "cgroup.procs", str(pid))
+        write_file(d, name, value or str(pid))
     except CgroupError as e:
         err = CgroupError(f"cannot add pid {pid} to {d}: {str(e).split(': ')[-1]}")
         err.errno = getattr(e, "errno", None)  # ESRCH: the process is gone

@@ -113,6 +113,13 @@ class V2Manager(Manager):
             err.errno = getattr(e, "errno", None)  # ESRCH: the process is gone
             raise err from None
 
+    def cgroup2_dir(self) -> str | None:
+        return self.path_
+
+    def join_self(self, in_cgroup2: bool = False) -> None:
+        if not in_cgroup2:
+            self.add_task(os.getpid())
+
     def apply(self, resources: dict) -> list[str]:
         """Write OCI linux.resources with runc's v1->v2 conversions.
         Returns warnings for values with no v2 equivalent."""

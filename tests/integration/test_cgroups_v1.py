@@ -318,20 +318,71 @@ def test_realtime_budget(mgr):
     assert rd(m, "cpu", "cpu.rt_runtime_us") == "1000"
 
 
-def test_join_if_alive_tells_a_gone_process_from_an_error(mgr, children):
-    """create/exec move a stage that may exit meanwhile: an exited process is
-    False, not an error; a live one joins; other failures still raise."""
-    from runtime.cgroups.common import CgroupError
-    m = mgr()
-    m.create()
+def _in_child(fn) -> int:
+    """Run fn() in a forked child; its exit status (0: fn returned True)."""
     pid = os.fork()
     if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    assert m.join_if_alive(pid) is False
-    p = children.start("import time; time.sleep(60)")
-    assert m.join_if_alive(p.pid) is True
-    assert m.pids() == [p.pid]
-    with pytest.raises(CgroupError, match="cannot add pid"):
-        m.join_if_alive(-5)
+        code = 1
+        try:
+            code = 0 if fn() else 3
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_join_self_moves_the_calling_process_everywhere(mgr):
+    """join_self (create's and exec's stage1): the v1 hierarchies through
+    `tasks` ("0": this thread), the unified one through cgroup.procs."""
+    from runtime.cgroups.common import own_cgroups
+    m = mgr()
+    m.create()
+
+    def joined():
+        m.join_self()
+        own = own_cgroups()
+        v1 = all(own.get(c) and d.endswith(own[c]) for c, d in m.paths.items())
+        return v1 and (not m.unified or m.unified.endswith(own[""]))
+    assert _in_child(joined) == 0
+    assert m.pids() == []  # the child has exited; nothing else moved in
+
+
+def test_join_self_after_a_clone_into_the_unified_dir(mgr):
+    """On hybrid, a child cloned into the unified part (fork_into) joins only
+    the v1 hierarchies; it is in all of them afterwards."""
+    from runtime.cgroups.common import own_cgroups
+    from runtime.container import fork_into
+    m = mgr()
+    m.create()
+    if not m.cgroup2_dir():
+        pytest.skip("pure v1: nothing to clone into")
+    pid, cloned = fork_into(m.cgroup2_dir())
+    if pid == 0:
+        code = 1
+        try:
+            before = own_cgroups()[""]
+            m.join_self(cloned)
+            own = own_cgroups()
+            ok = (m.unified.endswith(before) and
+                  all(own.get(c) and d.endswith(own[c]) for c, d in m.paths.items()))
+            code = 0 if ok else 3
+        finally:
+            os._exit(code)
+    assert cloned is True
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_join_self_names_the_cgroup_that_refused(mgr):
+    m = mgr()
+    m.create()
+    d = m.paths["cpu"]
+    os.rmdir(d)
+
+    def join():
+        try:
+            m.join_self()
+        except CgroupError as e:
+            os.write(2, str(e).encode())
+            return d in str(e) and "cannot add pid" in str(e)
+        return False
+    assert _in_child(join) == 0
 
