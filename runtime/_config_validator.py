@@ -21,21 +21,21 @@ _config_stringList = _arr(_s4)
 _s5 = _int(0, 4294967295, 'must fit in uint32 (0..4294967295)')
 _config_idMapping = _obj(
     props=(
-        ('containerID', _s5),
-        ('hostID', _s5),
-        ('size', _s5),
+        ('containerID', '.containerID', _s5),
+        ('hostID', '.hostID', _s5),
+        ('size', '.size', _s5),
     ),
     required=('containerID', 'hostID', 'size')
 )
 _config_idMappingList = _arr(_config_idMapping)
 _config_mount = _obj(
     props=(
-        ('destination', _s4),
-        ('source', _s4),
-        ('options', _config_stringList),
-        ('type', _s4),
-        ('uidMappings', _config_idMappingList),
-        ('gidMappings', _config_idMappingList),
+        ('destination', '.destination', _s4),
+        ('source', '.source', _s4),
+        ('options', '.options', _config_stringList),
+        ('type', '.type', _s4),
+        ('uidMappings', '.uidMappings', _config_idMappingList),
+        ('gidMappings', '.gidMappings', _config_idMappingList),
     ),
     required=('destination',),
     deps=(('uidMappings', ('gidMappings',)), ('gidMappings', ('uidMappings',)))
@@ -45,9 +45,9 @@ _s7 = _str(0, prefix='/', msg='must be an absolute path')
 _s8 = _enum(['RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE', 'RLIMIT_LOCKS', 'RLIMIT_MEMLOCK', 'RLIMIT_MSGQUEUE', 'RLIMIT_NICE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_RSS', 'RLIMIT_RTPRIO', 'RLIMIT_RTTIME', 'RLIMIT_SIGPENDING', 'RLIMIT_STACK'], 'must be one of RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE, RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING, RLIMIT_STACK')
 _config_rlimit = _obj(
     props=(
-        ('type', _s8),
-        ('soft', _s6),
-        ('hard', _s6),
+        ('type', '.type', _s8),
+        ('soft', '.soft', _s6),
+        ('hard', '.hard', _s6),
     ),
     required=('type', 'soft', 'hard')
 )
@@ -57,13 +57,13 @@ _s11 = _int(-2147483648, 2147483647, 'must fit in int32 (-2147483648..2147483647
 _s12 = _enum(['SCHED_FLAG_DL_OVERRUN', 'SCHED_FLAG_KEEP_PARAMS', 'SCHED_FLAG_KEEP_POLICY', 'SCHED_FLAG_RECLAIM', 'SCHED_FLAG_RESET_ON_FORK', 'SCHED_FLAG_UTIL_CLAMP_MAX', 'SCHED_FLAG_UTIL_CLAMP_MIN'], 'must be one of SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN, SCHED_FLAG_KEEP_POLICY, SCHED_FLAG_KEEP_PARAMS, SCHED_FLAG_UTIL_CLAMP_MIN, SCHED_FLAG_UTIL_CLAMP_MAX')
 _config_scheduler = _obj(
     props=(
-        ('policy', _s10),
-        ('nice', _s11),
-        ('priority', _s11),
-        ('flags', _arr(_s12)),
-        ('runtime', _s6),
-        ('deadline', _s6),
-        ('period', _s6),
+        ('policy', '.policy', _s10),
+        ('nice', '.nice', _s11),
+        ('priority', '.priority', _s11),
+        ('flags', '.flags', _arr(_s12)),
+        ('runtime', '.runtime', _s6),
+        ('deadline', '.deadline', _s6),
+        ('period', '.period', _s6),
     ),
     required=('policy',)
 )
@@ -71,53 +71,53 @@ _s13 = _enum(['IOPRIO_CLASS_BE', 'IOPRIO_CLASS_IDLE', 'IOPRIO_CLASS_RT'], 'must 
 _s14 = _int(0, 7, 'must be between 0 and 7')
 _config_process = _obj(
     props=(
-        ('terminal', _s3),
-        ('consoleSize', _obj(
+        ('terminal', '.terminal', _s3),
+        ('consoleSize', '.consoleSize', _obj(
             props=(
-                ('height', _s6),
-                ('width', _s6),
+                ('height', '.height', _s6),
+                ('width', '.width', _s6),
             ),
             required=('height', 'width')
         )),
-        ('cwd', _s7),
-        ('env', _config_stringList),
-        ('args', _arr(_s4, min_items=1)),
-        ('commandLine', _s4),
-        ('user', _obj(
+        ('cwd', '.cwd', _s7),
+        ('env', '.env', _config_stringList),
+        ('args', '.args', _arr(_s4, min_items=1)),
+        ('commandLine', '.commandLine', _s4),
+        ('user', '.user', _obj(
             props=(
-                ('uid', _s5),
-                ('gid', _s5),
-                ('umask', _s5),
-                ('additionalGids', _arr(_s5)),
+                ('uid', '.uid', _s5),
+                ('gid', '.gid', _s5),
+                ('umask', '.umask', _s5),
+                ('additionalGids', '.additionalGids', _arr(_s5)),
             ),
             required=('uid', 'gid')
         )),
-        ('capabilities', _obj(
+        ('capabilities', '.capabilities', _obj(
             props=(
-                ('bounding', _config_stringList),
-                ('effective', _config_stringList),
-                ('inheritable', _config_stringList),
-                ('permitted', _config_stringList),
-                ('ambient', _config_stringList),
+                ('bounding', '.bounding', _config_stringList),
+                ('effective', '.effective', _config_stringList),
+                ('inheritable', '.inheritable', _config_stringList),
+                ('permitted', '.permitted', _config_stringList),
+                ('ambient', '.ambient', _config_stringList),
             )
         )),
-        ('rlimits', _arr(_config_rlimit)),
-        ('apparmorProfile', _s4),
-        ('oomScoreAdj', _s9),
-        ('selinuxLabel', _s4),
-        ('noNewPrivileges', _s3),
-        ('scheduler', _config_scheduler),
-        ('ioPriority', _obj(
+        ('rlimits', '.rlimits', _arr(_config_rlimit)),
+        ('apparmorProfile', '.apparmorProfile', _s4),
+        ('oomScoreAdj', '.oomScoreAdj', _s9),
+        ('selinuxLabel', '.selinuxLabel', _s4),
+        ('noNewPrivileges', '.noNewPrivileges', _s3),
+        ('scheduler', '.scheduler', _config_scheduler),
+        ('ioPriority', '.ioPriority', _obj(
             props=(
-                ('class', _s13),
-                ('priority', _s14),
+                ('class', '.class', _s13),
+                ('priority', '.priority', _s14),
             ),
             required=('class', 'priority')
         )),
-        ('execCPUAffinity', _obj(
+        ('execCPUAffinity', '.execCPUAffinity', _obj(
             props=(
-                ('initial', _s4),
-                ('final', _s4),
+                ('initial', '.initial', _s4),
+                ('final', '.final', _s4),
             )
         )),
     ),
@@ -126,10 +126,10 @@ _config_process = _obj(
 _s15 = _int(1, 9223372036854775807, 'must be between 1 and 9223372036854775807')
 _config_hook = _obj(
     props=(
-        ('path', _s7),
-        ('args', _config_stringList),
-        ('env', _config_stringList),
-        ('timeout', _s15),
+        ('path', '.path', _s7),
+        ('args', '.args', _config_stringList),
+        ('env', '.env', _config_stringList),
+        ('timeout', '.timeout', _s15),
     ),
     required=('path',)
 )
@@ -141,8 +141,8 @@ _config_annotations = _obj(
 _s16 = _enum(['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'], 'must be one of pid, network, mount, ipc, uts, user, cgroup, time')
 _config_namespace = _obj(
     props=(
-        ('type', _s16),
-        ('path', _s7),
+        ('type', '.type', _s16),
+        ('path', '.path', _s7),
     ),
     required=('type',)
 )
@@ -151,18 +151,18 @@ _s18 = _enum(['b', 'c', 'p', 'u'], 'must be one of c, b, u, p')
 _s19 = _enum(['b', 'c', 'u'], 'must be one of c, b, u')
 _config_device = _obj(
     props=(
-        ('type', _s18),
-        ('path', _s7),
-        ('major', _s17),
-        ('minor', _s17),
-        ('fileMode', _s5),
-        ('uid', _s5),
-        ('gid', _s5),
+        ('type', '.type', _s18),
+        ('path', '.path', _s7),
+        ('major', '.major', _s17),
+        ('minor', '.minor', _s17),
+        ('fileMode', '.fileMode', _s5),
+        ('uid', '.uid', _s5),
+        ('gid', '.gid', _s5),
     ),
     required=('type', 'path'),
     cond=_obj(
         props=(
-            ('type', _s19),
+            ('type', '.type', _s19),
         ),
         typed=False
     ),
@@ -175,11 +175,11 @@ _s20 = _enum(['a', 'b', 'c'], 'must be one of a, c, b')
 _s21 = _str(0, pattern='^[rwm]*(?!\\n)$', msg='must be a combination of the letters r, w and m')
 _config_deviceRule = _obj(
     props=(
-        ('allow', _s3),
-        ('type', _s20),
-        ('major', _s17),
-        ('minor', _s17),
-        ('access', _s21),
+        ('allow', '.allow', _s3),
+        ('type', '.type', _s20),
+        ('major', '.major', _s17),
+        ('minor', '.minor', _s17),
+        ('access', '.access', _s21),
     ),
     required=('allow',)
 )
@@ -188,10 +188,10 @@ _s23 = _int(0, 100, 'must be between 0 and 100')
 _s24 = _int(0, 65535, 'must fit in uint16 (0..65535)')
 _config_weightDevice = _obj(
     props=(
-        ('major', _s17),
-        ('minor', _s17),
-        ('weight', _s24),
-        ('leafWeight', _s24),
+        ('major', '.major', _s17),
+        ('minor', '.minor', _s17),
+        ('weight', '.weight', _s24),
+        ('leafWeight', '.leafWeight', _s24),
     ),
     required=('major', 'minor'),
     any_of=(_obj(
@@ -205,9 +205,9 @@ _config_weightDevice = _obj(
 )
 _config_throttleDevice = _obj(
     props=(
-        ('major', _s17),
-        ('minor', _s17),
-        ('rate', _s6),
+        ('major', '.major', _s17),
+        ('minor', '.minor', _s17),
+        ('rate', '.rate', _s6),
     ),
     required=('major', 'minor', 'rate')
 )
@@ -217,73 +217,73 @@ _config_stringMap = _obj(
 )
 _config_resources = _obj(
     props=(
-        ('devices', _arr(_config_deviceRule)),
-        ('memory', _obj(
+        ('devices', '.devices', _arr(_config_deviceRule)),
+        ('memory', '.memory', _obj(
             props=(
-                ('limit', _s22),
-                ('reservation', _s22),
-                ('swap', _s22),
-                ('kernel', _s22),
-                ('kernelTCP', _s22),
-                ('swappiness', _s23),
-                ('disableOOMKiller', _s3),
-                ('useHierarchy', _s3),
-                ('checkBeforeUpdate', _s3),
+                ('limit', '.limit', _s22),
+                ('reservation', '.reservation', _s22),
+                ('swap', '.swap', _s22),
+                ('kernel', '.kernel', _s22),
+                ('kernelTCP', '.kernelTCP', _s22),
+                ('swappiness', '.swappiness', _s23),
+                ('disableOOMKiller', '.disableOOMKiller', _s3),
+                ('useHierarchy', '.useHierarchy', _s3),
+                ('checkBeforeUpdate', '.checkBeforeUpdate', _s3),
             )
         )),
-        ('cpu', _obj(
+        ('cpu', '.cpu', _obj(
             props=(
-                ('shares', _s6),
-                ('quota', _s17),
-                ('burst', _s6),
-                ('period', _s6),
-                ('realtimeRuntime', _s17),
-                ('realtimePeriod', _s6),
-                ('cpus', _s4),
-                ('mems', _s4),
-                ('idle', _s17),
+                ('shares', '.shares', _s6),
+                ('quota', '.quota', _s17),
+                ('burst', '.burst', _s6),
+                ('period', '.period', _s6),
+                ('realtimeRuntime', '.realtimeRuntime', _s17),
+                ('realtimePeriod', '.realtimePeriod', _s6),
+                ('cpus', '.cpus', _s4),
+                ('mems', '.mems', _s4),
+                ('idle', '.idle', _s17),
             )
         )),
-        ('blockIO', _obj(
+        ('blockIO', '.blockIO', _obj(
             props=(
-                ('weight', _s24),
-                ('leafWeight', _s24),
-                ('weightDevice', _arr(_config_weightDevice)),
-                ('throttleReadBpsDevice', _arr(_config_throttleDevice)),
-                ('throttleWriteBpsDevice', _arr(_config_throttleDevice)),
-                ('throttleReadIOPSDevice', _arr(_config_throttleDevice)),
-                ('throttleWriteIOPSDevice', _arr(_config_throttleDevice)),
+                ('weight', '.weight', _s24),
+                ('leafWeight', '.leafWeight', _s24),
+                ('weightDevice', '.weightDevice', _arr(_config_weightDevice)),
+                ('throttleReadBpsDevice', '.throttleReadBpsDevice', _arr(_config_throttleDevice)),
+                ('throttleWriteBpsDevice', '.throttleWriteBpsDevice', _arr(_config_throttleDevice)),
+                ('throttleReadIOPSDevice', '.throttleReadIOPSDevice', _arr(_config_throttleDevice)),
+                ('throttleWriteIOPSDevice', '.throttleWriteIOPSDevice', _arr(_config_throttleDevice)),
             )
         )),
-        ('hugepageLimits', _arr(_obj(
+        ('hugepageLimits', '.hugepageLimits', _arr(_obj(
                 props=(
-                    ('pageSize', _s25),
-                    ('limit', _s6),
+                    ('pageSize', '.pageSize', _s25),
+                    ('limit', '.limit', _s6),
                 ),
                 required=('pageSize', 'limit')
             ))),
-        ('network', _obj(
+        ('network', '.network', _obj(
             props=(
-                ('classID', _s5),
-                ('priorities', _arr(_obj(
+                ('classID', '.classID', _s5),
+                ('priorities', '.priorities', _arr(_obj(
                         props=(
-                            ('name', _s4),
-                            ('priority', _s5),
+                            ('name', '.name', _s4),
+                            ('priority', '.priority', _s5),
                         ),
                         required=('name', 'priority')
                     ))),
             )
         )),
-        ('pids', _obj(
+        ('pids', '.pids', _obj(
             props=(
-                ('limit', _s22),
+                ('limit', '.limit', _s22),
             )
         )),
-        ('rdma', _obj(
+        ('rdma', '.rdma', _obj(
             extra=_obj(
                 props=(
-                    ('hcaHandles', _s5),
-                    ('hcaObjects', _s5),
+                    ('hcaHandles', '.hcaHandles', _s5),
+                    ('hcaObjects', '.hcaObjects', _s5),
                 ),
                 any_of=(_obj(
                     required=('hcaHandles',),
@@ -295,7 +295,7 @@ _config_resources = _obj(
                 any_msg='must set at least one of hcaHandles, hcaObjects'
             )
         )),
-        ('unified', _config_stringMap),
+        ('unified', '.unified', _config_stringMap),
     )
 )
 _s26 = _str(0, pattern='^MB:[^\\n]*(?!\\n)$', msg='must be a single line starting with MB:')
@@ -306,31 +306,31 @@ _s30 = _enum(['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECC
 _s31 = _enum(['SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE'], 'must be one of SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ')
 _config_syscallArg = _obj(
     props=(
-        ('index', _s5),
-        ('value', _s6),
-        ('valueTwo', _s6),
-        ('op', _s31),
+        ('index', '.index', _s5),
+        ('value', '.value', _s6),
+        ('valueTwo', '.valueTwo', _s6),
+        ('op', '.op', _s31),
     ),
     required=('index', 'value', 'op')
 )
 _config_syscall = _obj(
     props=(
-        ('names', _arr(_s4, min_items=1)),
-        ('action', _s28),
-        ('errnoRet', _s5),
-        ('args', _arr(_config_syscallArg)),
+        ('names', '.names', _arr(_s4, min_items=1)),
+        ('action', '.action', _s28),
+        ('errnoRet', '.errnoRet', _s5),
+        ('args', '.args', _arr(_config_syscallArg)),
     ),
     required=('names', 'action')
 )
 _config_seccomp = _obj(
     props=(
-        ('defaultAction', _s28),
-        ('defaultErrnoRet', _s5),
-        ('architectures', _arr(_s29)),
-        ('flags', _arr(_s30)),
-        ('listenerPath', _s4),
-        ('listenerMetadata', _s4),
-        ('syscalls', _arr(_config_syscall)),
+        ('defaultAction', '.defaultAction', _s28),
+        ('defaultErrnoRet', '.defaultErrnoRet', _s5),
+        ('architectures', '.architectures', _arr(_s29)),
+        ('flags', '.flags', _arr(_s30)),
+        ('listenerPath', '.listenerPath', _s4),
+        ('listenerMetadata', '.listenerMetadata', _s4),
+        ('syscalls', '.syscalls', _arr(_config_syscall)),
     ),
     required=('defaultAction',),
     deps=(('listenerMetadata', ('listenerPath',)),)
@@ -341,57 +341,57 @@ _s34 = _enum(['MPOL_BIND', 'MPOL_DEFAULT', 'MPOL_INTERLEAVE', 'MPOL_LOCAL', 'MPO
 _s35 = _enum(['MPOL_F_NUMA_BALANCING', 'MPOL_F_RELATIVE_NODES', 'MPOL_F_STATIC_NODES'], 'must be one of MPOL_F_NUMA_BALANCING, MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES')
 _config_linux = _obj(
     props=(
-        ('namespaces', _arr(_config_namespace)),
-        ('uidMappings', _config_idMappingList),
-        ('gidMappings', _config_idMappingList),
-        ('timeOffsets', _obj(
+        ('namespaces', '.namespaces', _arr(_config_namespace)),
+        ('uidMappings', '.uidMappings', _config_idMappingList),
+        ('gidMappings', '.gidMappings', _config_idMappingList),
+        ('timeOffsets', '.timeOffsets', _obj(
             extra=_obj(
                 props=(
-                    ('secs', _s17),
-                    ('nanosecs', _s5),
+                    ('secs', '.secs', _s17),
+                    ('nanosecs', '.nanosecs', _s5),
                 )
             )
         )),
-        ('devices', _arr(_config_device)),
-        ('netDevices', _obj(
+        ('devices', '.devices', _arr(_config_device)),
+        ('netDevices', '.netDevices', _obj(
             extra=_obj(
                 props=(
-                    ('name', _s4),
+                    ('name', '.name', _s4),
                 )
             ),
             names_min=1
         )),
-        ('cgroupsPath', _s4),
-        ('resources', _config_resources),
-        ('intelRdt', _obj(
+        ('cgroupsPath', '.cgroupsPath', _s4),
+        ('resources', '.resources', _config_resources),
+        ('intelRdt', '.intelRdt', _obj(
             props=(
-                ('closID', _s4),
-                ('l3CacheSchema', _s4),
-                ('memBwSchema', _s26),
-                ('schemata', _arr(_s27)),
-                ('enableMonitoring', _s3),
-                ('enableCMT', _s3),
-                ('enableMBM', _s3),
+                ('closID', '.closID', _s4),
+                ('l3CacheSchema', '.l3CacheSchema', _s4),
+                ('memBwSchema', '.memBwSchema', _s26),
+                ('schemata', '.schemata', _arr(_s27)),
+                ('enableMonitoring', '.enableMonitoring', _s3),
+                ('enableCMT', '.enableCMT', _s3),
+                ('enableMBM', '.enableMBM', _s3),
             )
         )),
-        ('sysctl', _config_stringMap),
-        ('seccomp', _config_seccomp),
-        ('rootfsPropagation', _s32),
-        ('maskedPaths', _arr(_s7)),
-        ('readonlyPaths', _arr(_s7)),
-        ('mountLabel', _s4),
-        ('personality', _obj(
+        ('sysctl', '.sysctl', _config_stringMap),
+        ('seccomp', '.seccomp', _config_seccomp),
+        ('rootfsPropagation', '.rootfsPropagation', _s32),
+        ('maskedPaths', '.maskedPaths', _arr(_s7)),
+        ('readonlyPaths', '.readonlyPaths', _arr(_s7)),
+        ('mountLabel', '.mountLabel', _s4),
+        ('personality', '.personality', _obj(
             props=(
-                ('domain', _s33),
-                ('flags', _config_stringList),
+                ('domain', '.domain', _s33),
+                ('flags', '.flags', _config_stringList),
             ),
             required=('domain',)
         )),
-        ('memoryPolicy', _obj(
+        ('memoryPolicy', '.memoryPolicy', _obj(
             props=(
-                ('mode', _s34),
-                ('nodes', _s4),
-                ('flags', _arr(_s35)),
+                ('mode', '.mode', _s34),
+                ('nodes', '.nodes', _s4),
+                ('flags', '.flags', _arr(_s35)),
             ),
             required=('mode',)
         )),
@@ -399,30 +399,30 @@ _config_linux = _obj(
 )
 _config = _obj(
     props=(
-        ('ociVersion', _s1),
-        ('root', _obj(
+        ('ociVersion', '.ociVersion', _s1),
+        ('root', '.root', _obj(
             props=(
-                ('path', _s2),
-                ('readonly', _s3),
+                ('path', '.path', _s2),
+                ('readonly', '.readonly', _s3),
             ),
             required=('path',)
         )),
-        ('mounts', _arr(_config_mount)),
-        ('process', _config_process),
-        ('hostname', _s4),
-        ('domainname', _s4),
-        ('hooks', _obj(
+        ('mounts', '.mounts', _arr(_config_mount)),
+        ('process', '.process', _config_process),
+        ('hostname', '.hostname', _s4),
+        ('domainname', '.domainname', _s4),
+        ('hooks', '.hooks', _obj(
             props=(
-                ('prestart', _config_hookList),
-                ('createRuntime', _config_hookList),
-                ('createContainer', _config_hookList),
-                ('startContainer', _config_hookList),
-                ('poststart', _config_hookList),
-                ('poststop', _config_hookList),
+                ('prestart', '.prestart', _config_hookList),
+                ('createRuntime', '.createRuntime', _config_hookList),
+                ('createContainer', '.createContainer', _config_hookList),
+                ('startContainer', '.startContainer', _config_hookList),
+                ('poststart', '.poststart', _config_hookList),
+                ('poststop', '.poststop', _config_hookList),
             )
         )),
-        ('annotations', _config_annotations),
-        ('linux', _config_linux),
+        ('annotations', '.annotations', _config_annotations),
+        ('linux', '.linux', _config_linux),
     ),
     required=('ociVersion', 'root')
 )
@@ -442,12 +442,12 @@ _s37 = _int(0, 2147483647, 'must be between 0 and 2147483647')
 _s38 = _enum(['created', 'paused', 'running'], 'must be one of created, running, paused')
 _state = _obj(
     props=(
-        ('ociVersion', _s1),
-        ('id', _s2),
-        ('status', _s36),
-        ('pid', _s37),
-        ('bundle', _s7),
-        ('annotations', _obj(
+        ('ociVersion', '.ociVersion', _s1),
+        ('id', '.id', _s2),
+        ('status', '.status', _s36),
+        ('pid', '.pid', _s37),
+        ('bundle', '.bundle', _s7),
+        ('annotations', '.annotations', _obj(
             extra=_s4,
             names_min=1
         )),
@@ -455,7 +455,7 @@ _state = _obj(
     required=('ociVersion', 'id', 'status', 'bundle'),
     cond=_obj(
         props=(
-            ('status', _s38),
+            ('status', '.status', _s38),
         ),
         required=('status',),
         typed=False
@@ -480,77 +480,77 @@ _features_nullableStrings = _arr(_s4, nullable=True)
 _s39 = _types(('boolean', 'null'))
 _features_enabledOnly = _obj(
     props=(
-        ('enabled', _s39),
+        ('enabled', '.enabled', _s39),
     ),
     closed=True,
     nullable=True
 )
 _features = _obj(
     props=(
-        ('ociVersionMin', _s1),
-        ('ociVersionMax', _s1),
-        ('hooks', _features_nullableStrings),
-        ('mountOptions', _features_nullableStrings),
-        ('annotations', _obj(
+        ('ociVersionMin', '.ociVersionMin', _s1),
+        ('ociVersionMax', '.ociVersionMax', _s1),
+        ('hooks', '.hooks', _features_nullableStrings),
+        ('mountOptions', '.mountOptions', _features_nullableStrings),
+        ('annotations', '.annotations', _obj(
             extra=_s4,
             names_min=1,
             nullable=True
         )),
-        ('potentiallyUnsafeConfigAnnotations', _features_nullableStrings),
-        ('linux', _obj(
+        ('potentiallyUnsafeConfigAnnotations', '.potentiallyUnsafeConfigAnnotations', _features_nullableStrings),
+        ('linux', '.linux', _obj(
             props=(
-                ('namespaces', _features_nullableStrings),
-                ('capabilities', _features_nullableStrings),
-                ('cgroup', _obj(
+                ('namespaces', '.namespaces', _features_nullableStrings),
+                ('capabilities', '.capabilities', _features_nullableStrings),
+                ('cgroup', '.cgroup', _obj(
                     props=(
-                        ('v1', _s39),
-                        ('v2', _s39),
-                        ('systemd', _s39),
-                        ('systemdUser', _s39),
-                        ('rdma', _s39),
+                        ('v1', '.v1', _s39),
+                        ('v2', '.v2', _s39),
+                        ('systemd', '.systemd', _s39),
+                        ('systemdUser', '.systemdUser', _s39),
+                        ('rdma', '.rdma', _s39),
                     ),
                     closed=True,
                     nullable=True
                 )),
-                ('seccomp', _obj(
+                ('seccomp', '.seccomp', _obj(
                     props=(
-                        ('enabled', _s39),
-                        ('actions', _features_nullableStrings),
-                        ('operators', _features_nullableStrings),
-                        ('archs', _features_nullableStrings),
-                        ('knownFlags', _features_nullableStrings),
-                        ('supportedFlags', _features_nullableStrings),
+                        ('enabled', '.enabled', _s39),
+                        ('actions', '.actions', _features_nullableStrings),
+                        ('operators', '.operators', _features_nullableStrings),
+                        ('archs', '.archs', _features_nullableStrings),
+                        ('knownFlags', '.knownFlags', _features_nullableStrings),
+                        ('supportedFlags', '.supportedFlags', _features_nullableStrings),
                     ),
                     closed=True,
                     nullable=True
                 )),
-                ('apparmor', _features_enabledOnly),
-                ('selinux', _features_enabledOnly),
-                ('intelRdt', _obj(
+                ('apparmor', '.apparmor', _features_enabledOnly),
+                ('selinux', '.selinux', _features_enabledOnly),
+                ('intelRdt', '.intelRdt', _obj(
                     props=(
-                        ('enabled', _s39),
-                        ('schemata', _s39),
-                        ('monitoring', _s39),
+                        ('enabled', '.enabled', _s39),
+                        ('schemata', '.schemata', _s39),
+                        ('monitoring', '.monitoring', _s39),
                     ),
                     closed=True,
                     nullable=True
                 )),
-                ('memoryPolicy', _obj(
+                ('memoryPolicy', '.memoryPolicy', _obj(
                     props=(
-                        ('modes', _features_nullableStrings),
-                        ('flags', _features_nullableStrings),
+                        ('modes', '.modes', _features_nullableStrings),
+                        ('flags', '.flags', _features_nullableStrings),
                     ),
                     closed=True,
                     nullable=True
                 )),
-                ('mountExtensions', _obj(
+                ('mountExtensions', '.mountExtensions', _obj(
                     props=(
-                        ('idmap', _features_enabledOnly),
+                        ('idmap', '.idmap', _features_enabledOnly),
                     ),
                     closed=True,
                     nullable=True
                 )),
-                ('netDevices', _features_enabledOnly),
+                ('netDevices', '.netDevices', _features_enabledOnly),
             ),
             closed=True,
             nullable=True

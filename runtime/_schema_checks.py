@@ -206,8 +206,10 @@ def _arr(item, min_items=0, typed=True, nullable=False):
 
 def _obj(props=(), required=(), extra=None, closed=False, names_min=0, deps=(),
          any_of=(), any_msg=None, cond=None, then=None, typed=True, nullable=False):
-    table = tuple((name, _k(name), fn) for name, fn in props)
-    known = frozenset(name for name, _ in props)
+    # props: (name, _k(name), check) triples, the middle one precomputed by
+    # the generator (this runs for every schema object at every import).
+    table = props
+    known = frozenset(p[0] for p in props) if extra is not None or closed else None
 
     def check(x):
         if not isinstance(x, dict):

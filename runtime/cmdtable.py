@@ -34,9 +34,12 @@ class Opt:
     """An option. kind: str, int, bool or list (repeatable str). `default`
     may be a callable, called at parse time (e.g. to read the environment)."""
 
+    __slots__ = ("names", "dest", "kind", "default", "help", "required")
+
     def __init__(self, names: str, dest: str, kind: type = str, default=None, help: str = "",
                  required: bool = False):
-        self.names = tuple(n.strip() for n in names.split(","))
+        # (every verb's options are built at each call: kept cheap)
+        self.names = tuple(names.replace(" ", "").split(","))
         self.dest = dest
         self.kind = kind
         self.default = default
@@ -53,11 +56,15 @@ class Arg:
     """A positional. many: takes every remaining positional (a list);
     required with many means at least one."""
 
+    __slots__ = ("name", "help", "required", "many")
+
     def __init__(self, name: str, help: str = "", required: bool = True, many: bool = False):
         self.name, self.help, self.required, self.many = name, help, required, many
 
 
 class Verb:
+    __slots__ = ("name", "func", "opts", "args", "help", "raw_rest")
+
     def __init__(self, name, func, opts, args, help, raw_rest=False):
         self.name, self.func, self.opts, self.args, self.help = name, func, opts, args, help
         # raw_rest: once the last (many) positional starts, everything after

@@ -48,6 +48,8 @@ import re
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from runtime._schema_checks import _k as field_part  # noqa: E402 - one definition of the path syntax
 OUTPUT = REPO / "runtime" / "_config_validator.py"
 # (entry point name, schema file relative to the repo, prefix for generated names)
 DOCUMENTS = [
@@ -280,7 +282,9 @@ class Compiler:
             items = []
             for name, sub in props.items():
                 sub_expr = self.expr(sub, f"{where}/properties/{name}", depth + 2)
-                items.append(f"{ind}    ({name!r}, {sub_expr}),")
+                # (name, its part of an error's field path, check): the path
+                # part is computed here, not at every import of the module.
+                items.append(f"{ind}    ({name!r}, {field_part(name)!r}, {sub_expr}),")
             args.append("props=(\n" + "\n".join(items) + f"\n{ind})")
         if s.get("required"):
             args.append(f"required={tuple(s['required'])!r}")
