@@ -8,7 +8,7 @@ import time
 # The writers are imported inside the methods that need them: delete,
 # pause and ps only reopen a manager and never pay for parsing them.
 from .base import Manager, empty_stats, runc_shape
-from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, remove_paths,
+from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, remove_if_empty, remove_paths,
                      wait_empty, write_file)
 
 
@@ -287,7 +287,7 @@ class V1Manager(Manager):
     def destroy(self) -> None:
         """Kill everything left (thawing first), then rmdir every
         hierarchy's dir. Idempotent; succeeds when already gone."""
-        if not self.exists():
+        if remove_if_empty(self._dirs()):
             return
         if self.is_frozen():
             self.thaw()

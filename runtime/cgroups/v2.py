@@ -5,7 +5,7 @@ from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import time
 
 from .base import Manager, empty_stats, runc_shape
-from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, read_kv,
+from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, read_kv, remove_if_empty,
                      remove_paths, wait_empty, write_file)
 
 
@@ -210,7 +210,7 @@ class V2Manager(Manager):
     def destroy(self) -> None:
         """Kill everything (cgroup.kill where the kernel has it), wait until
         empty, rmdir the tree. Idempotent."""
-        if not self.exists():
+        if remove_if_empty([self.path_]):
             return
         if self.is_frozen():
             # SIGKILL is delivered to frozen tasks on v2, but thaw anyway

@@ -386,3 +386,23 @@ def test_join_self_names_the_cgroup_that_refused(mgr):
         return False
     assert _in_child(join) == 0
 
+
+
+def test_remove_if_empty_stops_at_a_cgroup_in_use(mgr, children):
+    """delete's fast path: empty (or missing) dirs go with one rmdir each; a
+    dir with a task is left alone (False), and destroy() then kills and
+    removes as before."""
+    from runtime.cgroups.common import remove_if_empty
+    m = mgr()
+    m.create()
+    p = children.start("import time; time.sleep(60)")
+    m.add_task(p.pid)
+    assert remove_if_empty(m._dirs()) is False
+    assert all(os.path.isdir(d) for d in m._dirs())
+    m.destroy()
+    assert p.wait(timeout=30) == -9
+    assert not any(os.path.isdir(d) for d in m._dirs())
+    m2 = mgr()
+    m2.create()
+    assert remove_if_empty(m2._dirs() + ["/sys/fs/cgroup/pids/pyrunc-test-never-made"]) is True
+    assert not any(os.path.isdir(d) for d in m2._dirs())
