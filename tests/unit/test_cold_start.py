@@ -37,6 +37,18 @@ def test_create_path_imports_nothing_heavy():
     assert not (loaded & HEAVY), loaded & HEAVY
 
 
+def test_create_and_exec_paths_import_neither_os_nor_ctypes():
+    # os.py (+ _collections_abc) and ctypes/__init__.py cost ~4.4 M and ~5.5 M
+    # instructions per call; runtime._os and runtime._ffi stand in for them.
+    code = ("from runtime import cli, container, execproc, init, sync, state, cgroups, validate, rootfs, caps\n"
+            "from runtime import syscalls, seccomp, libseccomp, lifecycle, manage\n"
+            "from runtime.cgroups import v1, v2, v1_writers, v2_writers, devices, devicefilter, ebpf, oom\n"
+            "from runtime.specgen import default_spec\n"
+            "validate.validate_config(default_spec())")
+    loaded = _loaded(code)
+    assert not (loaded & {"os", "ctypes", "posixpath"}), loaded & {"os", "ctypes", "posixpath"}
+
+
 def test_create_path_has_no_array_or_collections():
     # array registers with collections.abc, which imports collections (~1.5 ms)
     code = "from runtime import container, init, sync"
