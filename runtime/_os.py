@@ -180,6 +180,20 @@ def _resolve(done: str, rest: str, links: dict) -> tuple[str, bool]:
     return done, True
 
 
+def rmdir_all(paths) -> bool:
+    """One rmdir per path: True when every path is gone afterwards (removed
+    or already missing); False at the first one that could not be removed
+    (still in use or not empty; the paths after it are left alone)."""
+    for p in dict.fromkeys(p for p in paths if p):
+        try:
+            posix.rmdir(p)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
 def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:
     """os.makedirs: create `name` and missing parents (parents with `mode`
     too, as since Python 3.7)."""

@@ -15,8 +15,8 @@ import time
 
 from runtime import state as st
 from runtime.errors import InitFailure, RuntimeFailure
-from runtime.lifecycle import (_remove_parents, _rmtree, _short_dir, _wait_gone, _warn, delete,  # noqa: F401
-                               exit_code, kill, list_containers, parse_signal, start, state)
+from runtime.lifecycle import (_container_dirs, _remove_parents, _rmtree, _short_dir, _wait_gone,  # noqa: F401
+                               _warn, delete, exit_code, kill, list_containers, parse_signal, start, state)
 
 
 class Options:
@@ -730,17 +730,6 @@ def _missing_parents(dirs: list[str]) -> list[str]:
                 out.append(p)
             p = os.path.dirname(p)
     return sorted(out, key=lambda x: -x.count("/"))
-
-
-def _container_dirs(cgroup_state: dict | None) -> list[str]:
-    """Absolute cgroup directories of the container, from its manager's state."""
-    out = []
-    for k, v in (cgroup_state or {}).items():
-        if "mount" in k:
-            continue
-        vals = v.values() if isinstance(v, dict) else [v]
-        out += [x for x in vals if isinstance(x, str) and x.startswith("/")]
-    return out
 
 
 def _host_hierarchies() -> list[tuple[str, str, str, str]]:

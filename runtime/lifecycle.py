@@ -172,10 +172,15 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 
 
 def _destroy(data: dict, status: str) -> None:
+    cg = data.get("cgroup")
+    # A stopped container's cgroups are empty when init took its pid
+    # namespace down with it: then one rmdir each, and the cgroup managers
+    # are not even loaded. Anything still in use goes the long way.
+    gone = bool(cg) and status == "stopped" and os.rmdir_all(_container_dirs(cg))
     m = None
-    if data.get("cgroup"):
+    if cg and not gone:
         from runtime import cgroups
-        m = cgroups.manager_from_state(data["cgroup"])
+        m = cgroups.manager_from_state(cg)
     if status != "stopped":
         if m is not None and status == "paused":
             m.thaw()
@@ -186,6 +191,7 @@ def _destroy(data: dict, status: str) -> None:
         _wait_gone(data["pid"])
     if m is not None:
         m.destroy()
+    if cg:
         _remove_parents(data.get("cgroup_parents") or [])
     hooks = (data.get("hooks") or {}).get("poststop")
     if hooks:
@@ -226,6 +232,17 @@ def _rmtree(path: str) -> None:
         os.rmdir(path)
     except FileNotFoundError:
         pass
+
+
+def _container_dirs(cgroup_state: dict | None) -> list[str]:
+    """Absolute cgroup directories of the container, from its manager's state."""
+    out = []
+    for k, v in (cgroup_state or {}).items():
+        if "mount" in k:
+            continue
+        vals = v.values() if isinstance(v, dict) else [v]
+        out += [x for x in vals if isinstance(x, str) and x.startswith("/")]
+    return out
 
 
 def _remove_parents(parents: list[str]) -> None:

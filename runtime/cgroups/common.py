@@ -180,20 +180,9 @@ def rmdir_tree(path: str) -> None:
         pass
 
 
-def remove_if_empty(paths) -> bool:
-    """One rmdir per path: True when every path is gone afterwards (removed
-    or already missing), False at the first one still in use (tasks or
-    sub-cgroups; later paths are then left for the caller). The usual
-    delete of a stopped container ends here: its pid namespace died with
-    init, so its cgroups are empty, and nothing needs listing or killing."""
-    for p in dict.fromkeys(p for p in paths if p):
-        try:
-            os.rmdir(p)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return False
-    return True
+# One rmdir per cgroup directory; False at the first one still in use (tasks
+# or sub-cgroups). Most destroys end here: see lifecycle._destroy.
+remove_if_empty = os.rmdir_all
 
 
 def remove_paths(paths, *, attempts: int = 6) -> None:

@@ -497,3 +497,55 @@ def test_exec_cpu_affinity(rt, tmp_path):
     p = rt("exec", "--process", str(pf), cid)
     assert p.returncode == 1
     assert "process.execCPUAffinity.initial" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_delete_of_a_stopped_container_removes_its_cgroups_without_the_managers(rt):
+    """init's pid namespace takes every process down with it, so delete's
+    fast path (one rmdir per cgroup, no cgroup manager loaded) ends there."""
+    import sys
+    b = rt.bundle(["true"])
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    dirs = _cgroup_dirs(rt, cid)
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    rt("start", cid, check=True)
+    _wait_status(rt, cid, "stopped")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {repo!r})\n"
+            "from runtime import cli\n"
+            f"rc = cli._dispatch(['--root', {rt.root!r}, 'delete', {cid!r}])\n"
+            "print(rc, 'runtime.cgroups' in sys.modules)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["0", "False"], out.stderr
+    assert not any(os.path.exists(d) for d in dirs)
+    assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_delete_force_of_a_running_container_still_kills_and_removes(rt):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    dirs = _cgroup_dirs(rt, cid)
+    rt("exec", "-d", cid, "sleep", "60", check=True)
+    rt("delete", "--force", cid, check=True)
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_delete_of_a_stopped_container_kills_what_outlived_init(rt):
+    """Without its own pid namespace a container's processes survive init:
+    the fast path finds the cgroup in use, and delete kills and removes."""
+    def host_pids(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+    b = rt.bundle(["sh", "-c", "sleep 60 >/dev/null 2>&1 </dev/null & exit 0"], mutate=host_pids)
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    dirs = _cgroup_dirs(rt, cid)
+    rt("start", cid, check=True)
+    _wait_status(rt, cid, "stopped")
+    with open(os.path.join(dirs[0], "cgroup.procs")) as f:
+        left = [int(x) for x in f.read().split()]
+    assert left, "the background sleep should still be in the cgroup"
+    rt("delete", cid, check=True)
+    assert not any(os.path.exists(d) for d in dirs)
+    for pid in left:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
