@@ -216,10 +216,6 @@ class _Builder:
             log.debug(f"rootless: running without a cgroup ({e})")
             self.cgroup = _NoCgroup()
             st.save(self.cdir, dict(early, cgroup=None))
-        if not isinstance(self.cgroup, _NoCgroup):
-            # Limits go on while the cgroup is empty (see the join below).
-            for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
-                _warn(w)
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.
@@ -268,12 +264,17 @@ class _Builder:
         if console_fd is not None:
             os.close(console_fd)
         chan = parent_chan
-        # stage1 joins the cgroup itself, first thing after GO and before it
-        # makes any namespace or forks init (see join_self and fork_into:
-        # neither waits for the RCU grace period a cgroup.procs write from
-        # here would, 5-20 ms). Limits were applied before, to the empty
-        # cgroup, so no task of ours ever sees half-written device rules.
         try:
+            # Limits go on while stage1 makes its namespaces (on the other
+            # CPU) and before it joins the cgroup, which it does itself,
+            # first thing after GO and before it forks init (see join_self
+            # and fork_into: neither waits for the RCU grace period a
+            # cgroup.procs write from here would, 5-20 ms). On v1 no task of
+            # ours is in the cgroup yet; on v2 stage1 was born in it, and
+            # does nothing there but wait for GO.
+            if not isinstance(self.cgroup, _NoCgroup):
+                for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
+                    _warn(w)
             chan.send(sync.GO)
             msg = chan.next()
             if msg["type"] == sync.USERNS_CREATED:

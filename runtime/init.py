@@ -61,15 +61,25 @@ def stage1(ctx: Context) -> None:
             # root, so host files stay out of its reach) and would lock us
             # out of our own /proc files and id maps.
             sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        user = next((n for n in nss if n["type"] == "user"), None)
+        # Without a user namespace, the new namespaces that do not depend on
+        # the cgroup are made while the parent is still applying the
+        # cgroup's limits (it sends GO when done). A cgroup namespace is
+        # rooted where we stand, so it waits for the join.
+        early = 0
+        if user is None:
+            for n in nss:
+                if not n.get("path") and n["type"] != "cgroup":
+                    early |= sc.NAMESPACE_FLAGS[n["type"]]
+            if early:
+                sc.unshare(early)
         ctx.chan.expect(sync.GO)
-        # Into the container's cgroup before any namespace exists (a new
-        # cgroup namespace is rooted where we are) and before init is
-        # forked (it inherits the cgroup).
+        # Into the container's cgroup before a cgroup namespace exists and
+        # before init is forked (it inherits the cgroup).
         if ctx.join_cgroup is not None:
             ctx.join_cgroup()
         # The user namespace comes first: every namespace created after it is
         # owned by it, and joining others may need its capabilities.
-        user = next((n for n in nss if n["type"] == "user"), None)
         if user is not None:
             if user.get("path"):
                 _join(user)
@@ -88,8 +98,8 @@ def stage1(ctx: Context) -> None:
                 _join(n)
             else:
                 flags |= sc.NAMESPACE_FLAGS[n["type"]]
-        if flags:
-            sc.unshare(flags)
+        if flags & ~early:
+            sc.unshare(flags & ~early)
         offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
         if offsets and flags & sc.CLONE_NEWTIME:
             _write_time_offsets(offsets)
