@@ -67,3 +67,20 @@ def test_pause_resume_on_pure_v2(rt):
     assert '"paused"' in out[1] and '"running"' in out[2]
     assert len(json.loads(out[3])) == 1
     assert out[4] == "gone"
+
+
+def test_exec_joins_the_container_cgroup_on_pure_v2(rt):
+    """exec's stage1 is cloned into the container's cgroup (CLONE_INTO_CGROUP)
+    on v2: the process it forks is in it too."""
+    b = rt.bundle(["sleep", "30"], mutate=lambda c: c["linux"].update(cgroupsPath="/pyrunc-v2-exec"))
+    cid = rt.new_id()
+    P = f"{PYRUNC} --root {rt.root}"
+    d = "/sys/fs/cgroup/pyrunc-v2-exec"
+    p = in_v2_view(f"{P} run -d --bundle {b} {cid}; {P} exec {cid} grep ^0:: /proc/self/cgroup; "
+                   f"{P} exec -d {cid} sleep 30; wc -l < {d}/cgroup.procs; "
+                   f"{P} delete --force {cid}; test ! -e {d} && echo gone")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.split("\n")
+    assert out[0] == "0::/"          # inside its cgroup namespace: the root
+    assert out[1].strip() == "2"     # init and the exec'd sleep
+    assert out[2] == "gone"
