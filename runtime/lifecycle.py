@@ -133,7 +133,9 @@ def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> 
     if status == "stopped":
         raise InvalidState("container not running")
     m = None
-    if data.get("cgroup"):
+    # The cgroup manager only for what needs it (--all, thawing a paused
+    # container): a plain signal to init is the common call.
+    if data.get("cgroup") and (all_procs or (status == "paused" and signum == signal.SIGKILL)):
         from runtime import cgroups
         m = cgroups.manager_from_state(data["cgroup"])
     if all_procs and m is not None:

@@ -549,3 +549,26 @@ def test_delete_of_a_stopped_container_kills_what_outlived_init(rt):
     assert not any(os.path.exists(d) for d in dirs)
     for pid in left:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_kill_signals_init_without_loading_the_cgroup_managers(rt):
+    """A plain signal to init (containerd's stop) needs no cgroup manager;
+    --all does."""
+    import sys
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def kill(*args):
+        code = (f"import sys; sys.path.insert(0, {repo!r})\n"
+                "from runtime import cli\n"
+                f"rc = cli._dispatch(['--root', {rt.root!r}, 'kill', *{list(args)!r}])\n"
+                "print(rc, 'runtime.cgroups' in sys.modules)")
+        return subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    out = kill(cid, "CONT")
+    assert out.stdout.split() == ["0", "False"], out.stderr
+    out = kill("--all", cid, "KILL")
+    assert out.stdout.split() == ["0", "True"], out.stderr
+    _wait_status(rt, cid, "stopped")
+    rt("delete", cid, check=True)
