@@ -572,3 +572,27 @@ def test_kill_signals_init_without_loading_the_cgroup_managers(rt):
     assert out.stdout.split() == ["0", "True"], out.stderr
     _wait_status(rt, cid, "stopped")
     rt("delete", cid, check=True)
+
+
+def test_status_of_a_running_or_paused_container_reads_the_freezer(rt):
+    """`state`/`kill` of a running container read its freezer file without
+    the cgroup managers; a paused one is still reported paused."""
+    import sys
+    b = rt.bundle(["sleep", "30"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {repo!r})\n"
+            "from runtime import lifecycle\n"
+            f"s = lifecycle.state({rt.root!r}, {cid!r})['status']\n"
+            "print(s, 'runtime.cgroups' in sys.modules)")
+
+    def status():
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+        return out.stdout.split()
+    assert status() == ["running", "False"]
+    rt("pause", cid, check=True)
+    assert status() == ["paused", "True"]
+    rt("resume", cid, check=True)
+    assert status() == ["running", "False"]
+    rt("delete", "--force", cid, check=True)
