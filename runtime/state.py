@@ -10,7 +10,6 @@ Writes are atomic (temporary file + rename). Every verb that changes a
 container holds an exclusive flock on its directory, so concurrent commands
 on one container are serialised.
 """
-import errno
 import fcntl
 from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
@@ -173,6 +172,7 @@ def list_ids(root: str) -> list[str]:
     except FileNotFoundError:
         return []
     except OSError as e:
+        import errno  # only on this error path: the hot verbs never load it
         if e.errno == errno.ENOTDIR:
             raise RuntimeFailure(f"--root {root} is not a directory") from None
         raise
