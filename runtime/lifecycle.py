@@ -108,7 +108,7 @@ def parse_signal(sig: str) -> int:
     s = sig.strip().upper()
     if s.isdigit():
         n = int(s)
-        if 0 < n < 65:
+        if 0 <= n < 65:  # 0: only checks that init exists, as kill(2) does (runc passes it on too)
             return n
         raise RuntimeFailure(f"invalid signal {sig!r}")
     if not s.startswith("SIG"):

@@ -58,7 +58,7 @@ def test_help_goes_to_typer():
     assert cli.parse([])[1] is None
 
 
-@pytest.mark.parametrize("s,n", [("TERM", 15), ("SIGKILL", 9), ("9", 9), ("hup", 1), ("SIGRTMIN+1", 35)])
+@pytest.mark.parametrize("s,n", [("TERM", 15), ("SIGKILL", 9), ("9", 9), ("0", 0), ("hup", 1), ("SIGRTMIN+1", 35)])
 def test_parse_signal(s, n):
     assert parse_signal(s) == n
 
