@@ -25,11 +25,16 @@ pardir = ".."
 devnull = "/dev/null"
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 
-def _isdir(p: str) -> bool:
+def _type(p: str, follow: bool = True) -> int | None:
+    # The file type bits of p's mode (S_IFMT), None if p cannot be stat'ed.
     try:
-        return posix.stat(p).st_mode & 0o170000 == 0o040000
+        return (posix.stat(p) if follow else posix.lstat(p)).st_mode & 0o170000
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def _isdir(p: str) -> bool:
+    return _type(p) == 0o040000
 
 
 class path:
@@ -116,35 +121,21 @@ class path:
 
     @staticmethod
     def exists(p: str) -> bool:
-        try:
-            posix.stat(p)
-        except (OSError, ValueError):
-            return False
-        return True
+        return _type(p) is not None
 
     @staticmethod
     def lexists(p: str) -> bool:
-        try:
-            posix.lstat(p)
-        except (OSError, ValueError):
-            return False
-        return True
+        return _type(p, follow=False) is not None
 
     isdir = staticmethod(_isdir)
 
     @staticmethod
     def isfile(p: str) -> bool:
-        try:
-            return posix.stat(p).st_mode & 0o170000 == 0o100000
-        except (OSError, ValueError):
-            return False
+        return _type(p) == 0o100000
 
     @staticmethod
     def islink(p: str) -> bool:
-        try:
-            return posix.lstat(p).st_mode & 0o170000 == 0o120000
-        except (OSError, ValueError):
-            return False
+        return _type(p, follow=False) == 0o120000
 
 
 def _resolve(done: str, rest: str, links: dict) -> tuple[str, bool]:
