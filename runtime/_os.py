@@ -17,6 +17,8 @@ paths.
 import posix
 from posix import *  # noqa: F401,F403 - the same functions os exports
 
+del environ  # noqa: F821 - posix's is bytes-keyed; see the docstring
+
 _exit = posix._exit
 error = OSError
 sep = "/"
@@ -186,14 +188,14 @@ def rmdir_all(paths) -> bool:
 
 
 def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:
-    """os.makedirs: create `name` and missing parents (parents with `mode`
-    too, as since Python 3.7)."""
+    """os.makedirs: create `name` with `mode` and missing parents with the
+    default mode (0o777 less the umask), as os.makedirs does since 3.7."""
     head, tail = path.split(name)
     if not tail:
         head, tail = path.split(head)
     if head and tail and not path.exists(head):
         try:
-            makedirs(head, mode, exist_ok=True)
+            makedirs(head, exist_ok=True)
         except FileExistsError:
             pass
     try:

@@ -162,7 +162,11 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     from runtime import cgroups
     from runtime.container import _reap, fork_into
     m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
-    child, cloned = fork_into(m.cgroup2_dir() if m is not None else None)
+    # execCPUAffinity.initial applies before the process enters the
+    # container's cgroup: a stage1 born in it (v2: its cpuset) would get
+    # `initial` inside the cpuset instead, so it is forked plainly then.
+    target = m.cgroup2_dir() if m is not None and initial_cpus is None else None
+    child, cloned = fork_into(target)
     if child == 0:
         parent_chan.close()
         os.close(err_r)

@@ -172,13 +172,12 @@ def init(ctx: Context) -> None:
                              ctx.idmap_fds, linux.get("mountLabel"))
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
-        # 3b. The parent moves us into the container's cgroup while we mount
-        #     (devices were made with the runtime's device permissions;
-        #     access is checked on open). Hooks must find us there, and
-        #     network devices must be in our namespace before sysctls; with
+        # 3b. APPLIED: we are in the container's cgroup already (stage1
+        #     joined it before forking us), and this says the parent is done
+        #     with what it does for us meanwhile (network devices into our
+        #     namespace, the state file). Hooks and sysctls need that; with
         #     neither, nothing before step 12 depends on it, and we wait
-        #     there instead: the kernel's move (an RCU grace period) then
-        #     overlaps with pivot_root and the rest of the rootfs.
+        #     there instead, after pivot_root and the rest of the rootfs.
         hooks = cfg.get("hooks") or {}
         wait_late = not (hooks.get("prestart") or hooks.get("createRuntime")
                          or hooks.get("createContainer") or linux.get("netDevices"))

@@ -58,8 +58,8 @@ def recv_fds(sock, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
     return msg, fds
 
 # Message names, in the order they normally flow.
-GO = "go"                          # parent -> stage1: proceed (already in the cgroup
-                                   #   if it is to unshare a cgroup namespace)
+GO = "go"                          # parent -> stage1: the cgroup's limits are on:
+                                   #   join it, then fork init
 USERNS_CREATED = "userns-created"  # stage1 -> parent: write my uid/gid maps
 USERNS_MAPPED = "userns-mapped"    # parent -> stage1
 INIT_PID = "init-pid"              # stage1 -> parent: {"pid": host pid of init}

@@ -33,6 +33,11 @@ def test_join_matches_posixpath(parts):
     assert _os.path.join(*parts) == posixpath.join(*parts)
 
 
+def test_no_bytes_environ_to_trip_over():
+    # posix.environ has bytes keys: .get("PATH") would quietly be None
+    assert not hasattr(_os, "environ")
+
+
 def test_relpath_refuses_empty():
     with pytest.raises(ValueError):
         _os.path.relpath("")
@@ -78,6 +83,8 @@ def test_makedirs(tmp_path):
     _os.makedirs(str(target), 0o711)
     assert target.is_dir()
     assert (target.stat().st_mode & 0o777) == 0o711 & ~_umask()
+    # parents get the default mode, as with os.makedirs
+    assert ((tmp_path / "a").stat().st_mode & 0o777) == 0o777 & ~_umask()
     _os.makedirs(str(target), exist_ok=True)
     with pytest.raises(FileExistsError):
         _os.makedirs(str(target))
