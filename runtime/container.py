@@ -4,7 +4,7 @@ Each public function is one CLI verb's library call. They raise
 RuntimeFailure (or OSError) with a one-line message; the CLI maps those to
 exit codes and log lines. The verbs on an existing container (state, list,
 start, kill, delete) live in runtime.lifecycle, which stays light to
-import; they are re-exported here for callers of this module.
+import.
 """
 from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
@@ -15,8 +15,8 @@ import time
 
 from runtime import state as st
 from runtime.errors import InitFailure, RuntimeFailure
-from runtime.lifecycle import (_container_dirs, _remove_parents, _rmtree, _short_dir, _wait_gone,  # noqa: F401
-                               _warn, delete, exit_code, kill, list_containers, parse_signal, start, state)
+from runtime.lifecycle import (_container_dirs, _remove_parents, _rmtree, _short_dir, _wait_gone, _warn, delete,
+                               exit_code, start)
 
 
 class Options:
@@ -493,9 +493,6 @@ def _connect_console(path: str, low: int) -> int:
 
 class _NoCgroup:
     """Stands in for a cgroup manager when a rootless container has none."""
-
-    def add_task(self, pid):
-        pass
 
     def cgroup2_dir(self):
         return None

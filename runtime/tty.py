@@ -11,7 +11,7 @@ def proxy(master: int, init_pid: int, forward) -> int:
     import fcntl
     import termios
     import tty
-    from runtime.container import exit_code
+    from runtime.lifecycle import exit_code
     stdin_tty = os.isatty(0)
     saved = termios.tcgetattr(0) if stdin_tty else None
     rd, wr = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -8,9 +8,9 @@ Entry points:
     features()                               -> runtime-spec features linux.cgroup
     resolve_paths(...)                       -> where a container's cgroup lives
 
-Manager methods: create, add_task, apply, freeze, thaw, is_frozen, pids,
-stats, oom_watcher/oom_eventfd, oom_kill_count, destroy, exists,
-to_state. All raise CgroupError (one line naming the path/field).
+Manager methods: create, add_task, cgroup2_dir, join_self, apply, freeze,
+thaw, is_frozen, pids, stats, oom_watcher/oom_eventfd, oom_kill_count,
+destroy, exists, to_state. All raise CgroupError (one line naming the path/field).
 
 cgroupsPath semantics follow runc 1.1 (cgroupfs driver): the path is
 cleaned so '..' cannot escape; an absolute path is taken below each

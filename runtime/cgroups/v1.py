@@ -57,9 +57,10 @@ class V1Manager(Manager):
         that already holds processes only yields a warning, as in runc 1.1.
         Returns the warnings.
 
-        Usual order: create(), apply(resources), add_task(pid), so limits
-        hold before the process runs (a realtime task can only join a cgroup
-        that already has an RT budget). On error, destroy() rolls back."""
+        Usual order: create(), apply(resources), then the process joins
+        (join_self, or add_task(pid) from outside), so limits hold before it
+        runs (a realtime task can only join a cgroup that already has an RT
+        budget). On error, destroy() rolls back."""
         from . import v1_writers as w1
         warnings: list[str] = []
         if self.exists():

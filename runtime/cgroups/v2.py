@@ -92,9 +92,10 @@ class V2Manager(Manager):
         """mkdir (idempotent). Refuses an existing frozen cgroup; an
         existing one with processes yields a warning (runc 1.1).
 
-        Usual order: create(), apply(resources), add_task(pid), so limits
-        hold before the process runs (a realtime task can only join a cgroup
-        that already has an RT budget). On error, destroy() rolls back."""
+        Usual order: create(), apply(resources), then the process joins
+        (join_self, or add_task(pid) from outside), so limits hold before it
+        runs (a realtime task can only join a cgroup that already has an RT
+        budget). On error, destroy() rolls back."""
         warnings = []
         if self.exists():
             pids = self.pids()

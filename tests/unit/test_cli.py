@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from runtime import cli  # noqa: E402
-from runtime.container import parse_signal  # noqa: E402
+from runtime.lifecycle import parse_signal  # noqa: E402
 
 
 def test_containerd_create_call():
