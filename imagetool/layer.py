@@ -30,13 +30,9 @@ import errno
 import os
 import stat
 
-from imagetool._lazy import LazyModule
+from imagetool import tarstream as ts
 
-# Loaded when a layer is actually applied or hashed.
-hashlib = LazyModule("hashlib")
-tarfile = LazyModule("tarfile")
-
-__all__ = ["LayerError", "IdMap", "apply_layer", "open_layer_stream", "open_in_root", "resolve_in_root"]
+__all__ = ["LayerError", "IdMap", "apply_layer", "open_in_root", "resolve_in_root"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -84,62 +80,6 @@ class IdMap:
 
     def __str__(self):
         return ",".join(f"{c}:{h}:{n}" for c, h, n in self.ranges)
-
-
-# --------------------------------------------------------------------------
-# decompression + digest
-
-
-class _HashingReader:
-    """File-like reader that hashes everything read through it."""
-
-    def __init__(self, raw, algo: str):
-        self._raw = raw
-        self.hash = hashlib.new(algo)
-        self.size = 0
-
-    def read(self, n=-1):
-        data = self._raw.read(n)
-        if data:
-            self.hash.update(data)
-            self.size += len(data)
-        return data
-
-    def drain(self):
-        while self.read(1 << 20):
-            pass
-
-
-def _compression(media_type: str | None, head: bytes) -> str:
-    mt = (media_type or "").lower()
-    if mt.endswith("+gzip") or mt.endswith(".tar.gzip") or mt.endswith("gzip"):
-        return "gzip"
-    if mt.endswith("+zstd") or mt.endswith("zstd"):
-        return "zstd"
-    if mt.endswith(".tar") or mt.endswith("+tar"):
-        return "none"
-    # Unknown or missing media type: fall back to the magic numbers.
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd"
-    return "none"
-
-
-def open_layer_stream(fileobj, media_type: str | None = None):
-    """Return a reader of the uncompressed tar stream of a layer blob file."""
-    head = fileobj.read(4)
-    fileobj.seek(0)
-    kind = _compression(media_type, head)
-    if kind == "gzip":
-        import gzip
-
-        return gzip.GzipFile(fileobj=fileobj, mode="rb")
-    if kind == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True)
-    return fileobj
 
 
 # --------------------------------------------------------------------------
@@ -286,6 +226,15 @@ def _remove(pfd: int, name: str):
 
 
 class _Applier:
+    """Applies entries one at a time; owns root_fd and the cached parent fd.
+
+    The parent directory of the previous entry is kept open: tar streams
+    list a directory's files together, and the parent of the next entry is
+    then the same one, without resolving it again.  The cache is emptied by
+    anything that removes or replaces an entry (whiteouts, opaque markers,
+    an entry replacing another), since only a removal can change what a
+    path that resolved before resolves to."""
+
     def __init__(self, root: str, *, rootless: bool, uid_map: IdMap, gid_map: IdMap):
         self.root = root
         self.root_fd = os.open(root, _DIR_FLAGS)
@@ -297,69 +246,105 @@ class _Applier:
         self.touched: set[str] = set()
         self.dir_times: list[tuple[str, int, int]] = []
         self.skipped: list[str] = []
+        self._pkey: str | None = None  # parent path of the cached fd
+        self._pfd: int | None = None
 
     def close(self):
-        os.close(self.root_fd)
+        """Close root_fd and the cached fd. Idempotent."""
+        if self._pfd is not None:
+            os.close(self._pfd)
+            self._pfd = self._pkey = None
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
 
     # -- helpers
+    def _parent(self, parts: list[str], entry: str, create: bool = True) -> int:
+        """The directory that holds (or will hold) parts[-1], its missing
+        ancestors created when ``create``. The fd belongs to the applier
+        (callers do not close it)."""
+        key = "/".join(parts[:-1])
+        if key == self._pkey:
+            return self._pfd
+        fd, _ = _resolve(self.root_fd, parts, create=create, entry=entry)
+        if self._pfd is not None:
+            os.close(self._pfd)
+        self._pkey, self._pfd = key, fd
+        return fd
+
+    def _invalidate(self):
+        # An entry that removes something has a parent other than the
+        # entries below what it removes, so the cached key has already
+        # moved on by then; this keeps the cache safe should that change.
+        # The fd stays open (a caller may be using it) until the next _parent.
+        self._pkey = None
+
+    def _clear(self, pfd: int, name: str) -> None:
+        """Remove whatever is at name (an entry of this layer replaces it)."""
+        self._invalidate()
+        st = os.lstat(name, dir_fd=pfd)
+        if stat.S_ISDIR(st.st_mode):
+            import shutil
+
+            shutil.rmtree(name, dir_fd=pfd)
+        else:
+            os.unlink(name, dir_fd=pfd)
+
     def _mark(self, rel: str):
         while rel and rel not in self.touched:
             self.touched.add(rel)
             rel = rel.rpartition("/")[0]
 
-    def _ids(self, ti: tarfile.TarInfo, entry: str):
+    def _ids(self, e: ts.Entry, entry: str):
         try:
-            return self.uid_map.to_host(ti.uid), self.gid_map.to_host(ti.gid)
-        except KeyError as e:
-            raise LayerError(f"layer entry {entry!r}: owner id {e.args[0]} is not in the id map") from None
+            return self.uid_map.to_host(e.uid), self.gid_map.to_host(e.gid)
+        except KeyError as err:
+            raise LayerError(f"layer entry {entry!r}: owner id {err.args[0]} is not in the id map") from None
 
-    def _xattrs(self, ti: tarfile.TarInfo):
-        out = []
-        for k, v in ti.pax_headers.items():
-            if k.startswith("SCHILY.xattr."):
-                name = k[len("SCHILY.xattr."):]
-                if name.startswith("trusted.overlay."):
-                    continue
-                out.append((name, v.encode("utf-8", "surrogateescape")))
-        return out
-
-    def _metadata(self, pfd: int, name: str | None, ti: tarfile.TarInfo, entry: str, *, fd: int | None = None):
-        """chown, then xattrs, then chmod (chown clears set-id bits), then times."""
-        uid, gid = self._ids(ti, entry)
-        is_link = ti.issym()
-        path = _proc(fd) if fd is not None else _proc(pfd, name)
-        if not self.rootless:
-            if fd is not None:
-                os.fchown(fd, uid, gid)
-            else:
-                os.chown(path, uid, gid, follow_symlinks=False)
-        for xname, value in self._xattrs(ti):
+    def _set_xattrs(self, e: ts.Entry, entry: str, fd: int | None, path: str | None):
+        for xname, value in e.xattrs.items():
+            if xname.startswith("trusted.overlay."):
+                continue  # would let an image forge overlayfs metadata
             try:
                 if fd is not None:
                     os.setxattr(fd, xname, value)
                 else:
                     os.setxattr(path, xname, value, follow_symlinks=False)
-            except OSError as e:
+            except OSError as err:
                 # user.* xattrs cannot exist on symlinks; a layer carrying
                 # them there is tolerated (the attribute is dropped).
-                if is_link and e.errno in (errno.EPERM, errno.ENOTSUP):
+                if e.type == ts.SYM and err.errno in (errno.EPERM, errno.ENOTSUP):
                     continue
-                raise LayerError(f"layer entry {entry!r}: cannot set xattr {xname}: {e.strerror}") from None
-        if not is_link:
-            mode = ti.mode & 0o7777
-            if fd is not None:
-                os.fchmod(fd, mode)
-            else:
-                os.chmod(path, mode)
-        mtime_ns = int(float(ti.mtime) * 1e9)
-        atime = ti.pax_headers.get("atime")
-        atime_ns = int(float(atime) * 1e9) if atime else mtime_ns
-        if ti.isdir():
-            return (atime_ns, mtime_ns)
+                raise LayerError(f"layer entry {entry!r}: cannot set xattr {xname}: {err.strerror}") from None
+
+    def _metadata(self, pfd: int, name: str | None, e: ts.Entry, entry: str, *, fd: int | None = None):
+        """chown, then xattrs, then chmod (chown clears set-id bits), then
+        times; a directory's times are returned, to be set by finish().
+
+        With fd, the calls go to the open file.  Otherwise to name in pfd:
+        without following a symlink where the call can (chown, utime); chmod
+        never meets one, because the entry was just made (or found to be)
+        a directory, device or fifo and nothing else writes to the tree."""
+        uid, gid = self._ids(e, entry)
         if fd is not None:
-            os.utime(fd, ns=(atime_ns, mtime_ns))
-        else:
-            os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+            if not self.rootless:
+                os.fchown(fd, uid, gid)
+            if e.xattrs:
+                self._set_xattrs(e, entry, fd, None)
+            os.fchmod(fd, e.mode & 0o7777)
+            if e.type == ts.DIR:
+                return (e.atime_ns, e.mtime_ns)
+            os.utime(fd, ns=(e.atime_ns, e.mtime_ns))
+            return None
+        if not self.rootless:
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        if e.xattrs:
+            self._set_xattrs(e, entry, None, _proc(pfd, name))
+        if e.type != ts.SYM:
+            os.chmod(name, e.mode & 0o7777, dir_fd=pfd)
+        if e.type == ts.DIR:
+            return (e.atime_ns, e.mtime_ns)
+        os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         return None
 
     def _remove_lower(self, pfd: int, name: str, rel: str):
@@ -384,6 +369,7 @@ class _Applier:
             os.close(dfd)
 
     def _opaque(self, parts: list[str], entry: str):
+        self._invalidate()
         rel = "/".join(parts)
         pfd, name = _resolve(self.root_fd, parts, create=True, entry=entry)
         try:
@@ -426,6 +412,7 @@ class _Applier:
             os.close(pfd)
 
     def _whiteout(self, parts: list[str], entry: str):
+        self._invalidate()
         try:
             pfd, name = _resolve(self.root_fd, parts, create=False, entry=entry)
         except FileNotFoundError:
@@ -440,112 +427,107 @@ class _Applier:
             os.close(pfd)
 
     # -- entries
-    def entry(self, tar: tarfile.TarFile, ti: tarfile.TarInfo):
-        entry = ti.name
-        parts = _split_entry_name(ti.name, entry)
+    def entry(self, reader: ts.TarReader, e: ts.Entry):
+        entry = e.name
+        parts = _split_entry_name(entry, entry)
         if parts:
             base = parts[-1]
-            if base == OPAQUE:
-                self._opaque(parts[:-1], entry)
-                return
             if base.startswith(WHITEOUT_PREFIX):
+                if base == OPAQUE:
+                    self._opaque(parts[:-1], entry)
+                    return
                 target = base[len(WHITEOUT_PREFIX):]
                 if not target or target in (".", ".."):
                     raise LayerError(f"layer entry {entry!r}: invalid whiteout name")
                 self._whiteout(parts[:-1] + [target], entry)
                 return
-        if (ti.ischr() or ti.isblk()) and self.rootless:
+        elif e.type != ts.DIR:
+            raise LayerError(f"layer entry {entry!r}: the root can only be a directory")
+        else:  # the root directory itself ("./")
+            times = self._metadata(self.root_fd, None, e, entry, fd=self.root_fd)
+            self.dir_times.append(("", *times))
+            return
+        if e.type in (ts.CHR, ts.BLK) and self.rootless:
             # An unprivileged user cannot create device nodes (and must not
             # get them from an image); like rootless Docker, skip them.
             self.skipped.append(entry)
             return
+        pfd = self._parent(parts, entry)
         rel = "/".join(parts)
-        pfd, name = _resolve(self.root_fd, parts, create=True, entry=entry)
         try:
-            self._write(tar, ti, pfd, name, rel, entry)
-        except FileExistsError as e:
-            raise LayerError(f"layer entry {entry!r}: {e.strerror}") from None
-        finally:
-            os.close(pfd)
+            self._write(reader, e, pfd, parts[-1], rel, entry)
+        except FileExistsError as err:
+            raise LayerError(f"layer entry {entry!r}: {err.strerror}") from None
         self._mark(rel)
 
-    def _write(self, tar, ti, pfd, name, rel, entry):
-        if name is None:  # the root directory itself ("./")
-            if not ti.isdir():
-                raise LayerError(f"layer entry {entry!r}: the root can only be a directory")
-            times = self._metadata(pfd, None, ti, entry, fd=pfd)
-            self.dir_times.append(("", *times))
-            return
-        try:
-            st = os.lstat(name, dir_fd=pfd)
-        except FileNotFoundError:
-            st = None
-        if ti.isdir():
-            if st is not None and not stat.S_ISDIR(st.st_mode):
-                os.unlink(name, dir_fd=pfd)  # a file replaced by a directory
-                st = None
-            if st is None:
-                os.mkdir(name, 0o700, dir_fd=pfd)
-            times = self._metadata(pfd, name, ti, entry)
-            self.dir_times.append((rel, *times))
-            return
-        if ti.islnk():
-            self._hardlink(ti, pfd, name, st, entry)
-            return
-        if st is not None:
-            if stat.S_ISDIR(st.st_mode):
-                import shutil  # a directory replaced by a non-directory
-
-                shutil.rmtree(name, dir_fd=pfd)
-            else:
-                os.unlink(name, dir_fd=pfd)
-        if ti.isreg():
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+    def _write(self, reader, e, pfd, name, rel, entry):
+        t = e.type
+        if t == ts.REG:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
-                src = tar.extractfile(ti)
-                while True:
-                    chunk = src.read(1 << 20)
-                    if not chunk:
-                        break
-                    _write_all(fd, chunk)
-                self._metadata(pfd, name, ti, entry, fd=fd)
+                fd = os.open(name, flags, 0o600, dir_fd=pfd)
+            except FileExistsError:
+                self._clear(pfd, name)
+                fd = os.open(name, flags, 0o600, dir_fd=pfd)
+            try:
+                if e.size:
+                    reader.copy_to(fd, e.size)
+                self._metadata(pfd, name, e, entry, fd=fd)
             finally:
                 os.close(fd)
-        elif ti.issym():
-            os.symlink(ti.linkname, name, dir_fd=pfd)
-            self._metadata(pfd, name, ti, entry)
-        elif ti.ischr() or ti.isblk() or ti.isfifo():
-            kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK if ti.isblk() else stat.S_IFIFO
-            dev = os.makedev(ti.devmajor, ti.devminor) if not ti.isfifo() else 0
-            os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
-            self._metadata(pfd, name, ti, entry)
+        elif t == ts.DIR:
+            try:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
+                    self._clear(pfd, name)  # a file replaced by a directory
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+            times = self._metadata(pfd, name, e, entry)
+            self.dir_times.append((rel, *times))
+        elif t == ts.SYM:
+            try:
+                os.symlink(e.linkname, name, dir_fd=pfd)
+            except FileExistsError:
+                self._clear(pfd, name)
+                os.symlink(e.linkname, name, dir_fd=pfd)
+            self._metadata(pfd, name, e, entry)
+        elif t == ts.LNK:
+            self._hardlink(e, pfd, name, entry)
+        elif t in (ts.CHR, ts.BLK, ts.FIFO):
+            kind = stat.S_IFCHR if t == ts.CHR else stat.S_IFBLK if t == ts.BLK else stat.S_IFIFO
+            dev = os.makedev(e.devmajor, e.devminor) if t != ts.FIFO else 0
+            try:
+                os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
+            except FileExistsError:
+                self._clear(pfd, name)
+                os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
+            self._metadata(pfd, name, e, entry)
         else:
-            raise LayerError(f"layer entry {entry!r}: unsupported tar entry type {ti.type!r}")
+            raise LayerError(f"layer entry {entry!r}: unsupported tar entry type {t!r}")
 
-    def _hardlink(self, ti, pfd, name, st, entry):
-        tparts = _split_entry_name(ti.linkname, entry)
+    def _hardlink(self, e, pfd, name, entry):
+        tparts = _split_entry_name(e.linkname, entry)
         if not tparts:
             raise LayerError(f"layer entry {entry!r}: hardlink to the root directory")
         try:
             tfd, tname = _resolve(self.root_fd, tparts, create=False, entry=entry)
         except (FileNotFoundError, NotADirectoryError):
-            raise LayerError(f"layer entry {entry!r}: hardlink target {ti.linkname!r} does not exist") from None
+            raise LayerError(f"layer entry {entry!r}: hardlink target {e.linkname!r} does not exist") from None
         try:
             try:
                 tst = os.lstat(tname, dir_fd=tfd)
             except FileNotFoundError:
-                raise LayerError(f"layer entry {entry!r}: hardlink target {ti.linkname!r} does not exist") from None
+                raise LayerError(f"layer entry {entry!r}: hardlink target {e.linkname!r} does not exist") from None
             if stat.S_ISDIR(tst.st_mode):
-                raise LayerError(f"layer entry {entry!r}: hardlink target {ti.linkname!r} is a directory")
+                raise LayerError(f"layer entry {entry!r}: hardlink target {e.linkname!r} is a directory")
+            try:
+                st = os.lstat(name, dir_fd=pfd)
+            except FileNotFoundError:
+                st = None
             if st is not None:
                 if (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino):
                     return
-                if stat.S_ISDIR(st.st_mode):
-                    import shutil
-
-                    shutil.rmtree(name, dir_fd=pfd)
-                else:
-                    os.unlink(name, dir_fd=pfd)
+                self._clear(pfd, name)
             # linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the
             # symlink itself, never what it points at (possibly outside).
             os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
@@ -555,30 +537,21 @@ class _Applier:
     def finish(self):
         # Deepest directories first, so setting a child's time cannot be
         # undone by later work in it; every entry is written by now.
-        depth = lambda t: len([p for p in t[0].split("/") if p])  # noqa: E731
+        self._invalidate()
+        depth = lambda t: t[0].count("/") + (1 if t[0] else 0)  # noqa: E731
         for rel, atime_ns, mtime_ns in sorted(self.dir_times, key=depth, reverse=True):
-            parts = [p for p in rel.split("/") if p]
+            if not rel:
+                os.utime(self.root_fd, ns=(atime_ns, mtime_ns))
+                continue
+            parts = rel.split("/")
             try:
-                pfd, name = _resolve(self.root_fd, parts, create=False, entry=rel or ".")
+                pfd = self._parent(parts, rel, create=False)
             except (FileNotFoundError, LayerError):
                 continue  # removed again later in the same layer
             try:
-                if name is None:
-                    os.utime(pfd, ns=(atime_ns, mtime_ns))
-                else:
-                    try:
-                        os.utime(_proc(pfd, name), ns=(atime_ns, mtime_ns), follow_symlinks=False)
-                    except FileNotFoundError:
-                        pass
-            finally:
-                os.close(pfd)
-
-
-def _write_all(fd: int, data: bytes):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+                os.utime(parts[-1], ns=(atime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
 
 
 def apply_layer(
@@ -597,49 +570,40 @@ def apply_layer(
     ``rootless`` defaults to "not running as root".  Returns a small report
     ``{"diff_id": ..., "size": uncompressed bytes, "skipped": [entries]}``.
     Raises :class:`LayerError` naming the entry or the blob on any refusal.
+    The blob is read once, decompressed and hashed on a helper thread
+    (imagetool.tarstream) that has ended when this returns or raises.
     """
     if rootless is None:
         rootless = os.geteuid() != 0
     algo = diff_id.split(":", 1)[0] if diff_id else "sha256"
     if algo not in ("sha256", "sha384", "sha512"):
         raise LayerError(f"layer {blob_path}: unsupported digest algorithm in {diff_id!r}")
-    applier = _Applier(root, rootless=rootless, uid_map=uid_map or IdMap(), gid_map=gid_map or IdMap())
     try:
-        with open(blob_path, "rb") as raw:
-            stream = open_layer_stream(raw, media_type)
-            reader = _HashingReader(stream, algo)
-            try:
-                # (tarfile's default 10 KiB reads: its stream copies the rest
-                # of its buffer on every read, so larger ones cost more)
-                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
-                    for ti in tar:
-                        try:
-                            applier.entry(tar, ti)
-                        except (LayerError, tarfile.TarError, EOFError):
-                            raise
-                        except OSError as e:
-                            if e.errno is None:
-                                raise  # a decompression error, reported below
-                            raise LayerError(f"layer entry {ti.name!r}: {e.strerror}") from None
-            except tarfile.TarError as e:
-                raise LayerError(f"layer {blob_path}: corrupt tar stream: {e}") from None
-            except (EOFError, OSError) as e:
-                if isinstance(e, OSError) and e.errno is not None:
-                    raise LayerError(f"layer {blob_path}: {e.strerror}: {e.filename or ''}".rstrip(": ")) from None
-                raise LayerError(f"layer {blob_path}: corrupt or truncated stream: {e}") from None
-            except Exception as e:
-                if type(e).__name__ == "ZstdError":
-                    raise LayerError(f"layer {blob_path}: corrupt zstd stream: {e}") from None
-                raise
-            # The tar end marker may be followed by padding: hash it too.
-            try:
-                reader.drain()
-            except (EOFError, OSError) as e:
-                raise LayerError(f"layer {blob_path}: corrupt or truncated stream: {e}") from None
+        stream = ts.LayerStream(blob_path, media_type, algo)
+    except OSError as e:
+        raise LayerError(f"layer {blob_path}: {e.strerror}") from None
+    applier = None
+    try:
+        applier = _Applier(root, rootless=rootless, uid_map=uid_map or IdMap(), gid_map=gid_map or IdMap())
+        reader = ts.TarReader(stream)
+        e = None
+        try:
+            for e in ts.entries(reader):
+                applier.entry(reader, e)
+            hexdigest, size = stream.finish()
+        except ts.StreamError as err:
+            raise LayerError(f"layer {blob_path}: {err}") from None
+        except ts.TarError as err:
+            raise LayerError(f"layer {blob_path}: corrupt tar stream: {err}") from None
+        except OSError as err:
+            what = f"layer entry {e.name!r}" if e is not None else f"layer {blob_path}"
+            raise LayerError(f"{what}: {err.strerror}") from None
         applier.finish()
     finally:
-        applier.close()
-    got = f"{algo}:{reader.hash.hexdigest()}"
+        stream.close()
+        if applier is not None:
+            applier.close()
+    got = f"{algo}:{hexdigest}"
     if diff_id and got != diff_id:
         raise LayerError(f"layer {blob_path}: uncompressed digest {got} does not match diff_id {diff_id}")
-    return {"diff_id": got, "size": reader.size, "skipped": applier.skipped}
+    return {"diff_id": got, "size": size, "skipped": applier.skipped}

@@ -263,3 +263,31 @@ def test_layer_cannot_forge_overlay_xattrs(env):
     assert "trusted.overlay.opaque" not in os.listxattr(root / "d")
     assert os.getxattr(root / "d", "trusted.other") == b"kept"
     assert os.listxattr(root / "f") == []
+
+
+def test_replaced_parent_is_resolved_again(env):
+    """A directory replaced by a symlink within one layer: later entries
+    below that name go where the symlink leads (inside the rootfs), not into
+    the directory that was removed (the applier keeps the previous entry's
+    parent open and must not reuse it here)."""
+    root, _, apply = env
+    apply(tar(
+        E("b", "dir"),
+        E("a", "dir"),
+        E("a/x", data=b"x"),
+        E("a", "sym", link="/b"),
+        E("a/y", data=b"y"),
+    ))
+    assert os.readlink(root / "a") == "/b"
+    assert (root / "b/y").read_bytes() == b"y"
+    assert sorted(os.listdir(root / "b")) == ["y"]
+
+
+def test_error_midway_stops_the_reader_thread(env):
+    import threading
+    _, _, apply = env
+    before = threading.active_count()
+    many = [E(f"d/f{i}", data=os.urandom(50_000)) for i in range(100)]
+    with pytest.raises(LayerError, match=r"'\.\./evil'"):
+        apply(tar(E("d", "dir"), *many[:10], E("../evil", data=b"x"), *many[10:]), compress="gzip")
+    assert threading.active_count() == before
