@@ -27,39 +27,66 @@ def _rmtree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _scratch_fs(size_gb: int) -> str:
+    """A fresh ext4 (mkfs defaults, with a journal) on a sparse file on a
+    loop device, mounted on a new directory; unmounted and removed when the
+    group ends. Returns the mount point."""
+    img = tempfile.mktemp(prefix="pyrunc-bench-fs-", suffix=".img", dir="/var/tmp")
+    with open(img, "wb") as f:
+        f.truncate(size_gb << 30)
+    H.CLEANUP.push(os.unlink, img)
+    H.run(["mkfs.ext4", "-q", "-F", img]).check()
+    mnt = tempfile.mkdtemp(prefix="pyrunc-bench-fs-", dir="/var/tmp")
+    H.CLEANUP.push(os.rmdir, mnt)
+    H.run(["mount", "-o", "loop", img, mnt]).check()
+    H.CLEANUP.push(lambda: H.run(["umount", "-l", mnt]))
+    return mnt
+
+
 class Ctx:
+    """Where the group's registry, stores and bundles live.
+
+    --image-fs loop (the default): on a fresh ext4 with a journal, made for
+    the group, and every measured run's store and bundle is deleted (then
+    synced) right after it.  --image-fs root: under /var/tmp on the root
+    filesystem; there, on this machine's ext4 without a journal, the kernel
+    skips inodes freed in the last 60-360 s when it allocates new ones, and
+    looks each one up in the buffer cache to do so (fs/ext4/ialloc.c,
+    find_inode_bit -> recently_deleted; only without a journal).  Deleting a
+    6,700-file rootfs made every file creation after it slower for minutes
+    (perf: half of `tar -x`'s profile in recently_deleted; `tar -xzf` of the
+    debian layer 1.1 s before, 3.2 s after deleting earlier copies), a cost
+    of the harness and of whatever ran before, not of the tool measured.
+    So on root the measured runs' trees are only moved aside, and deleted
+    when the group ends."""
+
     def __init__(self, args, report):
         self.args, self.report = args, report
-        self.tmp = tempfile.mkdtemp(prefix="pyrunc-bench-img-", dir="/var/tmp")
+        base = "/var/tmp"
+        if args.image_fs == "loop":
+            base = _scratch_fs(32)
+        self.tmp = tempfile.mkdtemp(prefix="pyrunc-bench-img-", dir=base)
         H.CLEANUP.push(_rmtree, self.tmp)
         self.trash = os.path.join(self.tmp, "trash")
         os.mkdir(self.trash)
         self.n = 0
-        self.defer = args.image_cleanup == "defer"
+        self.defer = args.image_fs == "root"
 
     def d(self, name):
         self.n += 1
         return os.path.join(self.tmp, f"{name}-{self.n}")
 
     def discard(self, path):
-        """Done with a store or bundle of a measured run.
-
-        With --image-cleanup defer (the default) it is moved aside and only
-        deleted when the group ends.  On an ext4 without a journal (this
-        machine's root) the kernel skips inodes freed in the last 60-300 s
-        when it allocates new ones (fs/ext4/ialloc.c, recently_deleted) and
-        looks each one up to do so: deleting a 6,700-file tree right before
-        the next tool runs made that tool's file creation 2-4x slower (perf:
-        find_inode_bit -> recently_deleted, 50% of its profile), a cost of
-        the harness, not of the tool.  A sync afterwards starts every run
-        with nothing dirty."""
+        """Done with a store or bundle of a measured run: deleted (loop) or
+        moved aside (root, see the class); then a sync, so that every run
+        starts with nothing dirty."""
         if not self.defer:
             _rmtree(path)
-            return
-        _umount_under(path)
-        if os.path.lexists(path):
-            self.n += 1
-            os.rename(path, os.path.join(self.trash, f"{self.n}"))
+        else:
+            _umount_under(path)
+            if os.path.lexists(path):
+                self.n += 1
+                os.rename(path, os.path.join(self.trash, f"{self.n}"))
         os.sync()
 
 
@@ -93,7 +120,7 @@ def um_unpack(store, img, bundle):
 
 
 def py_rm_bundle(ctx, store, bundle):
-    if not ctx.defer:  # (rm-bundle deletes a copy-mode rootfs: see Ctx.discard)
+    if not ctx.defer:  # (rm-bundle deletes a copy-mode rootfs: see Ctx)
         H.run([PYIMG, "--root", store, "rm-bundle", "--force", bundle])
     ctx.discard(bundle)
 
@@ -342,10 +369,12 @@ def run(args, report: H.Report):
     if ctx.defer and not args.no_debian and free < 30e9:
         ctx.defer = False
         report.note(f"only {free / 1e9:.0f} GB free under /var/tmp: stores and bundles are deleted after "
-                    "each run (--image-cleanup each)")
-    report.note("stores and bundles of measured runs: "
-                + ("kept until the group ends (--image-cleanup defer)" if ctx.defer
-                   else "deleted right after each run (--image-cleanup each)"))
+                    "each run")
+    report.note("filesystem: " + ("a fresh ext4 with a journal on a loop device (--image-fs loop); each "
+                                  "measured run's store and bundle deleted right after it"
+                                  if args.image_fs == "loop" else
+                                  "the root filesystem (--image-fs root); measured runs' stores and bundles "
+                                  + ("kept until the group ends" if ctx.defer else "deleted after each run")))
     has_pull = _pyimg_has("pull")
     has_unpack = _pyimg_has("unpack")
     if not has_pull:

@@ -32,8 +32,9 @@ sys.path.insert(0, HERE)
 import harness as H  # noqa: E402
 
 REPO = os.path.dirname(HERE)
-# image last: its clean-up deletes tens of thousands of files, which slows
-# file creation on this machine's journal-less ext4 for minutes (g_image.Ctx.discard)
+# image last: with --image-fs root its clean-up deletes tens of thousands of
+# files, which slows file creation on this machine's journal-less ext4 for
+# minutes (g_image.Ctx)
 GROUPS = ("runtime", "importtime", "containerd", "image")
 
 
@@ -54,10 +55,9 @@ def parse_args(argv):
     p.add_argument("--state-on-disk", action="store_true",
                    help="keep the runtimes' --root in a plain directory under /run instead of a private tmpfs")
     p.add_argument("--no-debian", action="store_true", help="image group: busybox only (no debootstrap)")
-    p.add_argument("--image-cleanup", choices=("defer", "each"), default="defer",
-                   help="image group: delete each run's store/bundle when the group ends (defer, default; "
-                        "needs ~30 GB free) or right after the run (each: the next run then pays for the "
-                        "deletion on a journal-less ext4)")
+    p.add_argument("--image-fs", choices=("loop", "root"), default="loop",
+                   help="image group: run on a fresh ext4 with a journal on a loop device (loop, default) "
+                        "or under /var/tmp on the root filesystem (root; see g_image.Ctx)")
     p.add_argument("--markdown", default=os.path.join(HERE, "results", "latest.md"),
                    help="write the tables here as markdown (default bench/results/latest.md)")
     p.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"),
