@@ -21,7 +21,8 @@ from runtime import syscalls as sc
 
 
 class Context:
-    """Everything init needs, prepared by the parent before fork.
+    """Everything init needs, prepared by the parent before fork (the child
+    builds the Context from it: container._stage1).
     All fds are close-on-exec and numbered above the preserved-fd range."""
 
     def __init__(self, **kw):

@@ -34,3 +34,28 @@ def test_unknown_capability_error_names_the_field_or_flag():
     assert caps.unknown_error({"permitted": ["CAP_KILL", "CAP_TEST"]}) == \
         "process.capabilities.permitted[1]: unknown capability 'CAP_TEST'"
     assert caps.unknown_error({"bounding": ["CAP_NOPE"]}, ["CAP_NOPE"]) == "--cap: unknown capability 'CAP_NOPE'"
+
+
+def test_stage1_that_cannot_load_init_reports_an_error():
+    """container._stage1 loads init in the child; if that fails the parent
+    gets an error message on the channel (not a hang), naming the cause."""
+    import os
+
+    import pytest
+
+    from runtime import container, sync
+    from runtime.errors import InitFailure
+    parent, child = sync.Channel.pair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.close()
+            container._stage1({"chan": child}, {}, None)  # no "cid": Context() fails
+        finally:
+            os._exit(99)  # not reached: _stage1 exits 1 itself
+    child.close()
+    with pytest.raises(InitFailure, match=r"cannot load pyrunc's init: 'cid'"):
+        parent.next()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    parent.close()
