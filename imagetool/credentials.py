@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
@@ -79,6 +78,8 @@ class Credentials:
 
     @staticmethod
     def _run_helper(name: str, action: str, payload: str) -> str:
+        import subprocess  # only credential helpers need it (~2.5 ms to import)
+
         prog = f"docker-credential-{name}"
         try:
             p = subprocess.run([prog, action], input=payload.encode(), capture_output=True,

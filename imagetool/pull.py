@@ -327,7 +327,6 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
 def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
     """Download and verify every descriptor in missing concurrently. Returns
     {digest: verified BlobWriter}; on any failure aborts all and raises."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
     from imagetool.registry import NotFoundError
 
     writers: dict = {}
@@ -357,28 +356,46 @@ def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
         if is_layer:
             prog.status(ident, "Download complete")
 
+    # A few plain threads taking descriptors from a list (concurrent.futures
+    # would import logging, ~3 ms on every pull).
+    todo = list(missing)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker():
+        while not cancel.is_set():
+            with lock:
+                if not todo:
+                    return
+                d = todo.pop(0)
+            try:
+                one(d)
+            except _Cancelled:
+                return
+            except BaseException as e:  # noqa: BLE001 - the first one is raised below
+                with lock:
+                    errors.append(e)
+                cancel.set()
+                return
+
     ok = False
     try:
-        with ThreadPoolExecutor(max_workers=cfg.max_concurrent_downloads,
-                                thread_name_prefix="pyimg-dl") as ex:
-            futs = [ex.submit(one, d) for d in missing]
-            first_exc = None
-            try:
-                for f in as_completed(futs):
-                    exc = f.exception()
-                    if exc is not None and not isinstance(exc, _Cancelled) and first_exc is None:
-                        first_exc = exc
-                        cancel.set()
-                        for other in futs:
-                            other.cancel()
-            except BaseException:
-                # e.g. Ctrl-C: stop the workers at their next chunk, then unwind
-                cancel.set()
-                for other in futs:
-                    other.cancel()
-                raise
-            if first_exc is not None:
-                raise first_exc
+        threads = [threading.Thread(target=worker, name=f"pyimg-dl-{i}", daemon=True)
+                   for i in range(max(1, min(cfg.max_concurrent_downloads, len(todo))))]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.25)  # with a timeout, so that Ctrl-C reaches us
+        except BaseException:
+            # e.g. Ctrl-C: stop the workers at their next chunk, then unwind
+            cancel.set()
+            for t in threads:
+                t.join()
+            raise
+        if errors:
+            raise errors[0]
         ok = True
         return writers
     finally:
