@@ -103,3 +103,14 @@ def test_cred_helpers_per_registry_win_over_auths(tmp_path, monkeypatch):
     c = Credentials(str(d))
     assert c.get("reg.example:5000") == ("helper-user", "helper-pw")
     assert c.get("other.example") == ("o", "p")  # no helper for it: the file
+
+
+def test_config_defaults_are_per_instance_and_names_are_checked():
+    a, b = Config(), Config()
+    a.registry_mirrors.append("https://m.example")
+    a.mirrors["x"] = ["y"]
+    assert b.registry_mirrors == [] and b.mirrors == {}
+    assert Config(retries=2).retries == 2 and Config().retries == 5
+    assert Config(timeout=5) == Config(timeout=5) != Config()
+    with pytest.raises(TypeError, match="unknown setting.*retry"):
+        Config(retry=3)
