@@ -306,12 +306,19 @@ def _apply_cached(layers_dir, key, lower_keys, blob, media_type, diff_id, chain,
             _copy_root_meta(os.path.join(layers_dir, lower_keys[-1]), upper)
             # index/metacopy off: the upperdir must be a complete, standalone
             # layer (no metadata-only copies pointing into the lowers).
+            # volatile: no syncfs of the upper filesystem at umount (150-180 ms
+            # for a 10 MB layer here); like a layer applied without an
+            # overlay, the files reach the disk with normal writeback.
             lowers = list(reversed(lower_keys))
-            try:
-                mount_overlay(layers_dir, lowers, f"{rel}/fs", f"{rel}/w", mnt, ",index=off,metacopy=off,redirect_dir=off")
-            except BundleError:
-                # a kernel without these features cannot have them on either
-                mount_overlay(layers_dir, lowers, f"{rel}/fs", f"{rel}/w", mnt)
+            for extra in (",index=off,metacopy=off,redirect_dir=off,volatile",  # 5.10+
+                          ",index=off,metacopy=off,redirect_dir=off", ""):
+                try:
+                    mount_overlay(layers_dir, lowers, f"{rel}/fs", f"{rel}/w", mnt, extra)
+                    break
+                except BundleError:
+                    # a kernel without these features cannot have them on either
+                    if not extra:
+                        raise
             try:
                 apply_layer(mnt, blob, media_type=media_type, diff_id=diff_id, uid_map=uid_map, gid_map=gid_map)
             finally:
