@@ -598,6 +598,10 @@ def apply_layer(
         except OSError as err:
             what = f"layer entry {e.name!r}" if e is not None else f"layer {blob_path}"
             raise LayerError(f"{what}: {err.strerror}") from None
+        except (ValueError, OverflowError) as err:
+            # a value the system calls refuse (the reader checks the usual ones)
+            what = f"layer entry {e.name!r}" if e is not None else f"layer {blob_path}"
+            raise LayerError(f"{what}: {err}") from None
         applier.finish()
     finally:
         stream.close()

@@ -19,8 +19,9 @@ Contract of :class:`LayerStream`:
   idempotent and is what a ``with`` block calls.  The blob's file is opened
   and closed by the helper thread.
 
-:func:`entries` parses the tar format itself (ustar, POSIX pax with global
-and per-entry headers, GNU long names and base-256 numbers, v7) instead of
+:func:`entries` parses the tar format itself (ustar, POSIX pax, GNU long
+names and base-256 numbers, v7; global pax headers are ignored, as Docker
+and containerd do) instead of
 ``tarfile``, whose stream reader copies its buffer on every read and builds
 a rich object per entry; a layer applier needs a handful of fields.  It
 yields one :class:`Entry` at a time and the caller either copies its data
@@ -36,6 +37,9 @@ __all__ = ["Entry", "LayerStream", "StreamError", "TarError", "entries",
 _CHUNK = 1 << 20          # largest uncompressed chunk handed over
 _READ = 256 << 10         # compressed bytes read per call
 _QUEUE = 8                # chunks in flight
+_MAX_EXT = 1 << 20        # largest pax / GNU long-name header (Go's archive/tar has the same cap)
+_MAX_ID = 1 << 32         # uids, gids and device numbers are 32-bit
+_MAX_NS = 1 << 63         # times must fit utimensat's signed 64-bit nanoseconds
 
 REG, LNK, SYM, CHR, BLK, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
 _HEADER_ONLY = frozenset((LNK, SYM, CHR, BLK, DIR, FIFO))  # no data blocks follow
@@ -195,10 +199,19 @@ class LayerStream:
 
     def close(self) -> None:
         """Stop the helper and wait for it. Idempotent."""
+        import queue
+
         if not self._done:
             self._stop = True
             while True:  # unblock its put(); it ends at its next check
-                item = self._q.get()
+                try:
+                    item = self._q.get(timeout=0.1)
+                except queue.Empty:
+                    # (its end marker may have been taken by a read_chunk
+                    # that was interrupted before it could note it)
+                    if not self._thread.is_alive():
+                        break
+                    continue
                 if item is None or isinstance(item, BaseException):
                     break
             self._done = True
@@ -262,6 +275,8 @@ class TarReader:
 
     def copy_to(self, fd: int, n: int) -> None:
         """Write the next n bytes of the stream to fd (the caller owns fd)."""
+        if n < 0:
+            raise TarError(f"corrupt tar stream at byte {self.offset}: negative length {n}")
         write = os.write
         while n:
             avail = len(self._buf) - self._pos
@@ -278,6 +293,8 @@ class TarReader:
             n -= m
 
     def skip(self, n: int) -> None:
+        if n < 0:
+            raise TarError(f"corrupt tar stream at byte {self.offset}: negative length {n}")
         while n:
             avail = len(self._buf) - self._pos
             if not avail:
@@ -317,6 +334,23 @@ def _num(field: bytes, what: str, at: int) -> int:
         raise TarError(f"corrupt tar header at byte {at}: invalid {what} field {field[:16]!r}") from None
 
 
+def _pax_uint(v: bytes, key: str, at: int, limit: int | None = None) -> int:
+    """A pax number: plain ASCII digits (no sign, spaces or underscores, which
+    int() would take), below limit."""
+    if not v.isdigit() or not v.isascii():
+        raise TarError(f"corrupt pax header at byte {at}: invalid {key} {v[:24]!r}")
+    n = int(v)
+    if limit is not None and n >= limit:
+        raise TarError(f"corrupt pax header at byte {at}: {key} {n} out of range")
+    return n
+
+
+def _pax_str(v: bytes, key: str, at: int) -> str:
+    if b"\0" in v:
+        raise TarError(f"corrupt pax header at byte {at}: NUL byte in {key}")
+    return v.decode("utf-8", "surrogateescape")
+
+
 def _time_ns(text: str, what: str) -> int:
     """A pax time ("1600000000.123456789", possibly negative) in integer ns."""
     neg = text.startswith("-")
@@ -324,6 +358,8 @@ def _time_ns(text: str, what: str) -> int:
     if not (whole.isdigit() or (whole == "" and frac)) or (frac and not frac.isdigit()):
         raise TarError(f"corrupt pax header: invalid {what} {text!r}")
     ns = int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9])
+    if ns >= _MAX_NS:
+        raise TarError(f"corrupt pax header: {what} {text!r} out of range")
     return -ns if neg else ns
 
 
@@ -362,14 +398,17 @@ def _checksum_ok(block: bytes) -> bool:
 def entries(r: TarReader):
     """Yield the members of the tar stream behind ``r``.
 
-    Extension headers (pax 'x'/'g', GNU 'L'/'K') are applied to the entry
-    they describe and not yielded.  The caller may consume an entry's data
-    with ``r.copy_to(fd, entry.size)`` before asking for the next entry;
-    whatever it left is skipped.  Stops at the first zero block (or at the
-    end of the stream on a block boundary); a bad checksum, a header cut
-    short or data cut short raise :class:`TarError`.
+    Extension headers (pax 'x', GNU 'L'/'K') are applied to the entry they
+    describe and not yielded; of several 'x' headers in a row the last one
+    counts.  Global pax headers ('g') are skipped and change nothing, as in
+    Go's archive/tar under Docker and containerd: a layer must not read
+    differently here than there.  Extension headers above 1 MiB are refused.
+    The caller may consume an entry's data with ``r.copy_to(fd,
+    entry.size)`` before asking for the next entry; whatever it left is
+    skipped.  Stops at the first zero block (or at the end of the stream on
+    a block boundary); a bad checksum, a header or data cut short, or a
+    value out of range raise :class:`TarError`.
     """
-    glob: dict[str, bytes] = {}
     local: dict[str, bytes] = {}
     long_name = long_link = None
     index = 0
@@ -391,14 +430,17 @@ def entries(r: TarReader):
         padded = (size + 511) & ~511
 
         if typ in ("x", "g", "L", "K"):
+            if size > _MAX_EXT:
+                raise TarError(f"corrupt tar header at byte {at}: extension header of {size} bytes "
+                               f"(at most {_MAX_EXT})")
             data = r.read(padded)
             if len(data) < padded:
                 raise TarError(f"truncated tar stream at byte {at}: extension header cut short")
             data = data[:size]
             if typ == "x":
-                local.update(_pax(data, at))
+                local = _pax(data, at)
             elif typ == "g":
-                glob.update(_pax(data, at))
+                _pax(data, at)  # checked, then ignored
             elif typ == "L":
                 long_name = _str(data)
             else:
@@ -428,31 +470,22 @@ def entries(r: TarReader):
             name, long_name = long_name, None
         if long_link is not None:
             linkname, long_link = long_link, None
-        pax = {**glob, **local} if glob else local
-        if pax:
-            local = {}
+        if local:
+            pax, local = local, {}
             for k, v in pax.items():
                 if k == "path":
-                    name = v.decode("utf-8", "surrogateescape")
+                    name = _pax_str(v, k, at)
                 elif k == "linkpath":
-                    linkname = v.decode("utf-8", "surrogateescape")
+                    linkname = _pax_str(v, k, at)
                 elif k == "size":
-                    try:
-                        size = int(v)
-                    except ValueError:
-                        raise TarError(f"corrupt pax header at byte {at}: invalid size {v[:24]!r}") from None
+                    size = _pax_uint(v, k, at)
                     if typ in _HEADER_ONLY:
                         size = 0
                     padded = (size + 511) & ~511
-                elif k in ("uid", "gid"):
-                    try:
-                        n = int(v)
-                    except ValueError:
-                        raise TarError(f"corrupt pax header at byte {at}: invalid {k} {v[:24]!r}") from None
-                    if k == "uid":
-                        uid = n
-                    else:
-                        gid = n
+                elif k == "uid":
+                    uid = _pax_uint(v, k, at, _MAX_ID)
+                elif k == "gid":
+                    gid = _pax_uint(v, k, at, _MAX_ID)
                 elif k == "mtime":
                     mtime_ns = _time_ns(v.decode("ascii", "replace"), "mtime")
                 elif k == "atime":
@@ -460,11 +493,15 @@ def entries(r: TarReader):
                 elif k.startswith("SCHILY.xattr."):
                     if xattrs is None:
                         xattrs = {}
-                    xattrs[k[13:]] = v
+                    xattrs[_pax_str(k[13:].encode("utf-8", "surrogateescape"), "xattr name", at)] = v
                 elif k.startswith("GNU.sparse."):
                     raise TarError(f"layer entry {name!r}: sparse files are not supported")
         if typ == "S":
             raise TarError(f"layer entry {name!r}: sparse files are not supported")
+        if not (0 <= uid < _MAX_ID and 0 <= gid < _MAX_ID):
+            raise TarError(f"layer entry {name!r}: owner {uid}:{gid} out of range")
+        if not -_MAX_NS < mtime_ns < _MAX_NS:
+            raise TarError(f"layer entry {name!r}: mtime out of range")
         if typ == DIR:
             name = name.rstrip("/") or "."
         e.name, e.type, e.size, e.linkname = name, typ, size, linkname
@@ -474,6 +511,8 @@ def entries(r: TarReader):
         if typ in (CHR, BLK):
             e.devmajor = _num(block[329:337], "devmajor", at)
             e.devminor = _num(block[337:345], "devminor", at)
+            if not (0 <= e.devmajor < _MAX_ID and 0 <= e.devminor < _MAX_ID):
+                raise TarError(f"layer entry {name!r}: device {e.devmajor}:{e.devminor} out of range")
         else:
             e.devmajor = e.devminor = 0
         e.xattrs = xattrs

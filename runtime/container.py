@@ -242,6 +242,13 @@ class _Builder:
                       no_new_keyring=opts.no_new_keyring,
                       cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state()))
         _drop_ungrantable_caps(cfg, "user" in nstypes)
+        if linux.get("seccomp"):
+            # Compiled here: a profile that libseccomp or this kernel refuses
+            # is a config error, raised before any process exists; the child
+            # inherits the loaded library (init.preload).
+            import struct  # noqa: F401 - the -ENOSYS stub is assembled at load time
+            from runtime import seccomp
+            seccomp.compile(linux["seccomp"])
         sys.stdout.flush()
         sys.stderr.flush()
         pid, cloned = fork_into(self.cgroup.cgroup2_dir())
@@ -537,7 +544,7 @@ def _stage1(ctx_kw: dict, cfg: dict, join_cgroup) -> None:
     pivot_root it is out of reach (init.preload)."""
     try:
         from runtime import init
-        init.preload(cfg)
+        init.preload(cfg, check_seccomp=False)
         ctx = init.Context(join_cgroup=join_cgroup, **ctx_kw)
     except BaseException as e:  # noqa: BLE001 - must reach the parent as an error
         from runtime import sync

@@ -289,7 +289,11 @@ def clean_process_state(preserve_fds: int) -> None:
     os.setsid()
 
 
-def preload(cfg: dict) -> None:
+def preload(cfg: dict, check_seccomp: bool = True) -> None:
+    """Import what init will need later (see container._stage1). With
+    check_seccomp, also compile linux.seccomp once, which validates it and
+    loads libseccomp (create does that in the parent instead, so that a bad
+    profile is a config error raised before any process exists)."""
     import resource  # noqa: F401
     from runtime import caps  # noqa: F401
     if (cfg.get("process") or {}).get("terminal"):
@@ -300,7 +304,8 @@ def preload(cfg: dict) -> None:
     if (cfg.get("linux") or {}).get("seccomp"):
         import struct  # noqa: F401 - the -ENOSYS stub is assembled at load time
         from runtime import seccomp
-        seccomp.compile((cfg.get("linux") or {})["seccomp"])
+        if check_seccomp:
+            seccomp.compile((cfg.get("linux") or {})["seccomp"])
 
 
 def _prepare_root(ctx: Context, linux: dict) -> None:

@@ -596,3 +596,18 @@ def test_status_of_a_running_or_paused_container_reads_the_freezer(rt):
     rt("resume", cid, check=True)
     assert status() == ["running", "False"]
     rt("delete", "--force", cid, check=True)
+
+
+def test_seccomp_profile_libseccomp_refuses_is_a_config_error(rt):
+    """Checked by compiling it before any process exists: a one-line error
+    naming the field, and nothing left behind (no state dir, no cgroup)."""
+    def bad(cfg):
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "errnoRet": 5}]}
+    b = rt.bundle(["true"], mutate=bad)
+    cid = rt.new_id()
+    p = rt("create", "--bundle", b, cid)
+    assert p.returncode == 1
+    assert p.stderr.strip() == ('linux.seccomp.syscalls[0].errnoRet: only valid with SCMP_ACT_ERRNO or '
+                                'SCMP_ACT_TRACE, not "SCMP_ACT_ALLOW"')
+    assert not os.path.exists(os.path.join(rt.root, cid))

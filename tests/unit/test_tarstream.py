@@ -115,17 +115,72 @@ def test_entries_match_tarfile(fmt, sizes):
         assert (e.xattrs or {}) == wx
 
 
-def test_global_pax_header_applies_to_later_entries():
+def test_global_pax_header_changes_nothing():
+    """As in Go's archive/tar under Docker and containerd: a global header
+    (even one with a size) must not make the layer read differently."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT,
-                      pax_headers={"uid": "4242", "SCHILY.xattr.user.g": "global"}) as t:
+                      pax_headers={"uid": "4242", "size": "0", "path": "evil",
+                                   "SCHILY.xattr.user.g": "global"}) as t:
         for n in ("a", "b"):
             ti = tarfile.TarInfo(n)
-            ti.size = 1
-            t.addfile(ti, io.BytesIO(b"z"))
+            ti.size = 600
+            t.addfile(ti, io.BytesIO(b"z" * 600))
     got = _parse(buf.getvalue())
-    assert [e.name for e, _ in got] == ["a", "b"]
-    assert all(e.uid == 4242 and e.xattrs == {"user.g": b"global"} for e, _ in got)
+    assert [(e.name, e.uid, e.xattrs, body) for e, body in got] == [("a", 0, None, b"z" * 600),
+                                                                      ("b", 0, None, b"z" * 600)]
+
+
+def _pax_header(records: dict):
+    body = b""
+    for k, v in records.items():
+        rec = k.encode() + b"=" + v + b"\n"
+        n = len(rec) + 2
+        while len(str(n)) + 1 + len(rec) != n:
+            n += 1
+        body += str(n).encode() + b" " + rec
+    return _header(b"././@PaxHeader", typ=b"x", size=len(body)) + body + bytes(-len(body) % 512)
+
+
+def _pax_entry(records: dict, name=b"f", data=b"x"):
+    return _pax_header(records) + _header(name, size=len(data)) + data + bytes(-len(data) % 512)
+
+
+def test_last_of_consecutive_pax_headers_counts():
+    data = _pax_header({"uid": b"7"}) + _pax_entry({"gid": b"9"})
+    got = _parse(data + bytes(1024))
+    assert [(e.name, e.uid, e.gid) for e, _ in got] == [("f", 0, 9)]
+
+
+@pytest.mark.parametrize("records, what", [
+    ({"size": b"-1536"}, "invalid size"),               # once looped forever
+    ({"size": b"+7"}, "invalid size"),
+    ({"uid": b"1_0"}, "invalid uid"),
+    ({"uid": b" 1"}, "invalid uid"),
+    ({"uid": b"4294967296"}, "uid 4294967296 out of range"),
+    ({"mtime": b"99999999999999999999"}, "mtime .* out of range"),
+    ({"path": b"a\0b"}, "NUL byte in path"),
+    ({"linkpath": b"a\0b"}, "NUL byte in linkpath"),
+    ({"SCHILY.xattr.user.a\0b": b"v"}, "NUL byte in xattr name"),
+])
+def test_bad_pax_values_are_errors(records, what):
+    with pytest.raises(ts.TarError, match=what):
+        _parse(_pax_entry(records) + bytes(1024))
+
+
+def test_huge_extension_header_is_refused_before_reading_it():
+    h = _header(b"././@PaxHeader", typ=b"x", size=300 << 20)
+    with pytest.raises(ts.TarError, match="extension header of 314572800 bytes"):
+        _parse(h + bytes(4096))
+
+
+def test_base256_ids_out_of_range_are_errors():
+    h = bytearray(_header(b"neg", magic=b"ustar  \0"))
+    h[108:116] = b"\xff" * 8  # base-256 -1
+    h[148:156] = b"        "
+    h[148:156] = b"%06o\0 " % sum(h)
+    with pytest.raises(ts.TarError, match="'neg': owner -1:0 out of range"):
+        _parse(bytes(h) + bytes(1024))
 
 
 def _header(name=b"f", typ=b"0", size=0, prefix=b"", magic=b"ustar\x0000", mode=b"0000644\0"):
