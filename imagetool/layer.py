@@ -23,6 +23,9 @@ Contract of :func:`apply_layer`:
   mtimes after their contents.  ``trusted.overlay.*`` xattrs from a layer are
   dropped: they would let an image forge overlayfs metadata.
 * In ``rootless`` mode ownership is not changed and device nodes are skipped.
+* The tar reader (imagetool.tarstream) ignores global pax headers, as
+  Docker and containerd do, and refuses sparse entries, which no image
+  builder writes, naming them.
 """
 from __future__ import annotations
 
