@@ -273,8 +273,9 @@ class TarReader:
         self.offset += len(out)
         return out
 
-    def copy_to(self, fd: int, n: int) -> None:
-        """Write the next n bytes of the stream to fd (the caller owns fd)."""
+    def copy_to(self, fd: int | None, n: int) -> None:
+        """Write the next n bytes of the stream to fd (the caller owns fd),
+        or drop them when fd is None."""
         if n < 0:
             raise TarError(f"corrupt tar stream at byte {self.offset}: negative length {n}")
         write = os.write
@@ -282,29 +283,19 @@ class TarReader:
             avail = len(self._buf) - self._pos
             if not avail:
                 if not self._refill():
-                    raise TarError(f"truncated tar stream at byte {self.offset}: {n} bytes of file data missing")
+                    raise TarError(f"truncated tar stream at byte {self.offset}: {n} bytes of data missing")
                 continue
             m = avail if avail < n else n
-            view = self._mv[self._pos:self._pos + m]
-            while view:
-                view = view[write(fd, view):]
+            if fd is not None:
+                view = self._mv[self._pos:self._pos + m]
+                while view:
+                    view = view[write(fd, view):]
             self._pos += m
             self.offset += m
             n -= m
 
     def skip(self, n: int) -> None:
-        if n < 0:
-            raise TarError(f"corrupt tar stream at byte {self.offset}: negative length {n}")
-        while n:
-            avail = len(self._buf) - self._pos
-            if not avail:
-                if not self._refill():
-                    raise TarError(f"truncated tar stream at byte {self.offset}: {n} bytes missing")
-                continue
-            m = avail if avail < n else n
-            self._pos += m
-            self.offset += m
-            n -= m
+        self.copy_to(None, n)
 
 
 def _str(field: bytes) -> str:

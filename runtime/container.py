@@ -245,8 +245,7 @@ class _Builder:
         if linux.get("seccomp"):
             # Compiled here: a profile that libseccomp or this kernel refuses
             # is a config error, raised before any process exists; the child
-            # inherits the loaded library (init.preload).
-            import struct  # noqa: F401 - the -ENOSYS stub is assembled at load time
+            # inherits the loaded library (init.preload imports the rest).
             from runtime import seccomp
             seccomp.compile(linux["seccomp"])
         sys.stdout.flush()

@@ -218,7 +218,7 @@ def test_end_marker_stops_and_missing_marker_is_accepted():
     assert [e.name for e, _ in _parse(one)] == ["a"]  # no end blocks at all, as Go's reader
 
 
-@pytest.mark.parametrize("cut, what", [(300, "header cut short"), (512 + 100, "bytes of file data missing")])
+@pytest.mark.parametrize("cut, what", [(300, "header cut short"), (512 + 100, "bytes of data missing")])
 def test_truncated_tar_is_an_error(cut, what):
     data = _header(b"f", size=1000) + b"x" * 1024 + bytes(1024)
     with pytest.raises(ts.TarError, match=what):
