@@ -14,8 +14,6 @@ the images it loads; names in docker-archives are normalised.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
 import json
 import os
@@ -24,6 +22,7 @@ import tarfile
 import tempfile
 
 from imagetool import reference as refmod
+from imagetool.tarstream import LayerStream, StreamError
 from imagetool.store import (DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, REF_NAME, Store,
                              StoreError)
 
@@ -34,19 +33,6 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 class ArchiveError(Exception):
     pass
-
-
-def _decompressed(path: str):
-    """A readable binary stream of the uncompressed layer at path."""
-    f = open(path, "rb")
-    magic = f.read(4)
-    f.seek(0)
-    if magic[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    if magic == b"\x28\xb5\x2f\xfd":
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
-    return f
 
 
 def _add_file(tf: tarfile.TarFile, name: str, path: str | None = None, data: bytes | None = None,
@@ -93,7 +79,7 @@ def save(root: str, refs: list[str], output: str, fmt: str = "docker-archive") -
     except ArchiveError:
         os.unlink(tmp)
         raise
-    except (OSError, StoreError, tarfile.TarError) as e:
+    except (OSError, StoreError, tarfile.TarError, StreamError) as e:
         os.unlink(tmp)
         raise ArchiveError(f"save {' '.join(refs)}: {e}") from None
 
@@ -147,15 +133,14 @@ def _save_docker(store, chosen, tf):
             added.add(name)
             # uncompress to a temp file: the tar header needs the size first,
             # and the diff id must be checked before the layer is written
-            with tempfile.TemporaryFile() as tmp, _decompressed(store.blob_path(l["digest"])) as src:
-                h = hashlib.sha256()
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    h.update(chunk)
+            # (compression told by the blob's magic bytes, as for the layers of a load)
+            with tempfile.TemporaryFile() as tmp, LayerStream(store.blob_path(l["digest"]), None) as src:
+                while chunk := src.read_chunk():
                     tmp.write(chunk)
-                if "sha256:" + h.hexdigest() != diff_id:
+                hexdigest, size = src.finish()
+                if "sha256:" + hexdigest != diff_id:
                     raise ArchiveError(f"save {ref}: layer {l['digest']} does not uncompress "
                                        f"to its diff id {diff_id}")
-                size = tmp.tell()
                 tmp.seek(0)
                 _add_file(tf, name, stream=tmp, size=size)
         name = (desc.get("annotations") or {}).get(REF_NAME) or ref
@@ -188,7 +173,7 @@ def load(root: str, path: str) -> list[str]:
                 return _load_oci(store, tf, work, path)
             if "manifest.json" in names:
                 return _load_docker(store, tf, work, path)
-        except (OSError, StoreError, tarfile.TarError, ValueError, KeyError, TypeError) as e:
+        except (OSError, StoreError, tarfile.TarError, StreamError, ValueError, KeyError, TypeError) as e:
             raise ArchiveError(f"load {path}: {e}") from None
         raise ArchiveError(f"load {path}: neither a docker-archive (manifest.json) nor an "
                            "oci-archive (oci-layout, index.json)")
@@ -262,14 +247,11 @@ def _load_docker(store, tf, work, path) -> list[str]:
             layers = []
             for lname, diff_id in zip(e["Layers"], diff_ids):
                 lp = _extract(tf, lname, work)
-                with _decompressed(lp) as src:
-                    h = hashlib.sha256()
-                    for chunk in iter(lambda: src.read(1 << 20), b""):
-                        h.update(chunk)
-                if "sha256:" + h.hexdigest() != diff_id:
+                with LayerStream(lp, None) as src:
+                    hexdigest, _ = src.finish()
+                    gz = src.kind == "gzip"
+                if "sha256:" + hexdigest != diff_id:
                     raise ValueError(f"layer {lname} does not match its diff id {diff_id}")
-                with open(lp, "rb") as f:
-                    gz = f.read(2) == b"\x1f\x8b"
                 d, size = store.import_blob_file(lp)
                 os.unlink(lp)
                 layers.append({"mediaType": DOCKER_LAYER_GZIP if gz else DOCKER_LAYER_TAR,

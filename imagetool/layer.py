@@ -285,13 +285,7 @@ class _Applier:
     def _clear(self, pfd: int, name: str) -> None:
         """Remove whatever is at name (an entry of this layer replaces it)."""
         self._invalidate()
-        st = os.lstat(name, dir_fd=pfd)
-        if stat.S_ISDIR(st.st_mode):
-            import shutil
-
-            shutil.rmtree(name, dir_fd=pfd)
-        else:
-            os.unlink(name, dir_fd=pfd)
+        _remove(pfd, name)
 
     def _mark(self, rel: str):
         while rel and rel not in self.touched:

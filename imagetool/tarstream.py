@@ -236,7 +236,7 @@ class Entry:
     the raw bytes of their values; times are integer nanoseconds."""
 
     __slots__ = ("name", "type", "mode", "uid", "gid", "size", "mtime_ns", "atime_ns",
-                 "linkname", "devmajor", "devminor", "xattrs", "index")
+                 "linkname", "devmajor", "devminor", "xattrs")
 
     def __repr__(self):
         return f"Entry({self.name!r}, type={self.type!r}, size={self.size})"
@@ -373,10 +373,9 @@ def _pax(data: bytes, at: int) -> dict[str, bytes]:
 
 
 def _checksum_ok(block: bytes) -> bool:
-    want = block[148:156]
     try:
-        want = int(want.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
+        want = _num(block[148:156], "chksum", 0)
+    except TarError:
         return False
     unsigned = sum(block) - sum(block[148:156]) + 256  # the field counts as spaces
     if unsigned == want:
@@ -402,7 +401,6 @@ def entries(r: TarReader):
     """
     local: dict[str, bytes] = {}
     long_name = long_link = None
-    index = 0
     while True:
         at = r.offset
         block = r.read(512)
@@ -439,8 +437,6 @@ def entries(r: TarReader):
             continue
 
         e = Entry()
-        e.index = index
-        index += 1
         name = _str(block[0:100])
         if block[257:263] == b"ustar\0":  # POSIX ustar/pax: name may have a prefix
             prefix = _str(block[345:500])
