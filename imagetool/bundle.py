@@ -776,6 +776,7 @@ _STATE_ROOTS = ("/run/pyrunc", "/run/runc")
 
 def containers_using(bundle: str, state_roots=_STATE_ROOTS) -> list[str]:
     """Ids of live containers (pyrunc or runc state) whose bundle is ``bundle``."""
+    from runtime.state import read_file as read_state
     bundle = os.path.realpath(bundle)
     found = []
     for sroot in state_roots:
@@ -785,8 +786,7 @@ def containers_using(bundle: str, state_roots=_STATE_ROOTS) -> list[str]:
             continue
         for cid in names:
             try:
-                with open(os.path.join(sroot, cid, "state.json")) as f:
-                    st = json.load(f)
+                st = read_state(os.path.join(sroot, cid))  # pyrunc's state, or runc's state.json
             except (OSError, ValueError):
                 continue
             # pyrunc writes "bundle"/"pid"; runc keeps "bundle=..." in its config labels

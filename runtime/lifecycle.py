@@ -162,7 +162,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         data = st.load(root, cid)
     except RuntimeFailure:
         if force:
-            # Half-created (no state.json yet) or already gone: clear what may remain.
+            # Half-created (no state file yet) or already gone: clear what may remain.
             _rmtree(st.container_dir(root, cid))
             return
         raise

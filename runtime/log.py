@@ -4,7 +4,6 @@ containerd's shim reads the last {"level":"error","msg":...} line of the log
 file to explain a failure, so errors always reach the log file in the chosen
 format; the plain message also goes to stderr for people.
 """
-from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 import time
@@ -27,6 +26,8 @@ def _stamp() -> str:
 
 
 def _line(level: str, msg: str) -> str:
+    # (the JSON encoder loads here: most calls never log)
+    from runtime import fastjson as json
     if _format == "json":
         return json.dumps({"level": level, "msg": msg, "time": _stamp()}) + "\n"
     return f'time="{_stamp()}" level={level} msg={json.dumps(msg)}\n'

@@ -1,8 +1,13 @@
 """Per-container state under --root: one directory per container.
 
 Layout of ROOT/ID/:
-  state.json   what later verbs need (pid, start time, bundle, cgroup, hooks);
-               carries "version" so a newer pyrunc can read an older file.
+  state.marshal  what later verbs need (pid, start time, bundle, cgroup,
+               hooks): JSON's data model in marshal's format, which the
+               interpreter reads without loading a module (the JSON
+               accelerator is a shared library: ~0.3 ms of every `start`,
+               `kill` and `delete`). Carries "version" so a newer pyrunc can
+               read an older file; `pyrunc state` prints the OCI state as
+               JSON. A state.json (what pyrunc wrote before) is still read.
   exec.sock    exists from create until start: a listening unix socket on
                which the waiting init blocks in accept().
 
@@ -11,12 +16,14 @@ container holds an exclusive flock on its directory, so concurrent commands
 on one container are serialised.
 """
 import fcntl
-from runtime import fastjson as json
+import marshal
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
 from runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
 
 STATE_VERSION = 1
+STATE_FILE = "state.marshal"
+_LEGACY_FILE = "state.json"
 START_SOCK = "exec.sock"
 # runc's rule (letters, digits, _ + - .), checked without importing `re`.
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
@@ -68,23 +75,45 @@ class Lock:
 
 
 def save(cdir: str, data: dict) -> None:
-    """Atomically replace state.json."""
+    """Atomically replace the state file. `data` goes through JSON first, so
+    later verbs read exactly what a JSON file would give them (lists, not
+    tuples; str keys)."""
+    from runtime import fastjson as json  # create has it loaded already
     data["version"] = STATE_VERSION
-    tmp = os.path.join(cdir, ".state.json.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data))
-    os.rename(tmp, os.path.join(cdir, "state.json"))
+    tmp = os.path.join(cdir, "." + STATE_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(marshal.dumps(json.loads(json.dumps(data)), 4))
+    os.rename(tmp, os.path.join(cdir, STATE_FILE))
+
+
+def read_file(d: str) -> dict:
+    """The state saved in container directory `d`. Raises FileNotFoundError
+    when there is none, ValueError when it is not a state file."""
+    try:
+        with open(os.path.join(d, STATE_FILE), "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        from runtime import fastjson as json
+        with open(os.path.join(d, _LEGACY_FILE), "rb") as f:
+            data = json.loads(f.read())
+    else:
+        try:
+            data = marshal.loads(raw)
+        except (EOFError, TypeError) as e:
+            raise ValueError(str(e)) from None
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    return data
 
 
 def load(root: str, cid: str) -> dict:
     d = container_dir(root, cid)
     try:
-        with open(os.path.join(d, "state.json")) as f:
-            data = json.loads(f.read())
+        data = read_file(d)
     except FileNotFoundError:
         raise ContainerNotFound(cid) from None
     except ValueError:
-        raise RuntimeFailure(f"container {cid!r}: state file {d}/state.json is corrupt") from None
+        raise RuntimeFailure(f"container {cid!r}: state file in {d} is corrupt") from None
     if data.get("version", 0) > STATE_VERSION:
         raise RuntimeFailure(f"container {cid!r}: state written by a newer pyrunc (version {data['version']})")
     data["_dir"] = d
@@ -168,7 +197,8 @@ def oci_state(data: dict, st: str | None = None) -> dict:
 def list_ids(root: str) -> list[str]:
     try:
         return sorted(n for n in os.listdir(root)
-                      if os.path.isfile(os.path.join(root, n, "state.json")))
+                      if os.path.isfile(os.path.join(root, n, STATE_FILE))
+                      or os.path.isfile(os.path.join(root, n, _LEGACY_FILE)))
     except FileNotFoundError:
         return []
     except OSError as e:

@@ -15,14 +15,13 @@
                                  basename is name.
     kill_shims / unmount_all     last-resort cleanup.
     runtime_state(runc_root, ns, cid)
-                                 the state.json the runtime wrote for a task.
+                                 the state file the runtime wrote for a task.
 
 Everything is real: the containerd, shim, registry and pyrunc processes are
 the installed binaries; nothing is mocked.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -161,18 +160,18 @@ def _is_zombie(pid: int) -> bool:
 
 
 def runtime_state(runc_root: str, ns: str, cid: str) -> dict | None:
-    """The runtime's state.json for a task (the shim runs the runtime with
-    --root RUNC_ROOT/NAMESPACE), or None."""
-    p = os.path.join(runc_root, ns, cid, "state.json")
+    """The runtime's state file for a task (the shim runs the runtime with
+    --root RUNC_ROOT/NAMESPACE): pyrunc's, or runc's state.json; None if
+    there is none."""
+    from runtime.state import read_file
     try:
-        with open(p) as f:
-            return json.load(f)
+        return read_file(os.path.join(runc_root, ns, cid))
     except FileNotFoundError:
         return None
 
 
 def is_pyrunc_state(st: dict) -> bool:
-    """pyrunc's state.json: version/id/pid/start_time/bundle. runc's has
+    """pyrunc's state: version/id/pid/start_time/bundle. runc's has
     init_process_pid/config instead, so this tells them apart."""
     return (isinstance(st, dict) and st.get("version") == 1 and "start_time" in st
             and "bundle" in st and "init_process_pid" not in st)

@@ -383,7 +383,7 @@ def test_shim_runs_pyrunc_with_our_root(cd):
     cid = _run_detached(cd)
     pid = cd.tasks()[cid][0]
     st = runtime_state(cd.runc_root, NS, cid)
-    assert st is not None, "no state.json under --runc-root/NAMESPACE/ID"
+    assert st is not None, "no pyrunc state under --runc-root/NAMESPACE/ID"
     assert is_pyrunc_state(st), st
     assert st["pid"] == pid
     # pyrunc's own view of the container the shim created

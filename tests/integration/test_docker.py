@@ -32,7 +32,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from containerd_util import (PYRUNC, Containerd, cgroup_dirs_named, is_pyrunc_state,  # noqa: E402
+from containerd_util import (PYRUNC, Containerd, cgroup_dirs_named, is_pyrunc_state, runtime_state,  # noqa: E402
                              kill_pids, mounts_under, push_busybox,
                              shim_pids, short_tmpdir, unmount_all, wait_for)
 from registry_util import start_registry  # noqa: E402
@@ -261,10 +261,9 @@ def test_docker_detached_exec_stop(dk, track):
     assert info["HostConfig"]["Runtime"] == "pyrunc"
     assert info["State"]["Running"] is True
     pid = info["State"]["Pid"]
-    # the shim ran pyrunc: its state.json, under dockerd's runtime root
-    st_path = os.path.join(dk.exec_root, "runtime-runc", MOBY_NS, cid, "state.json")
-    with open(st_path) as f:
-        st = json.load(f)
+    # the shim ran pyrunc: its state, under dockerd's runtime root
+    state_dir = os.path.join(dk.exec_root, "runtime-runc", MOBY_NS, cid)
+    st = runtime_state(os.path.join(dk.exec_root, "runtime-runc"), MOBY_NS, cid)
     assert is_pyrunc_state(st), st
     assert st["pid"] == pid
     # --network none still gets its own network namespace (only lo)
@@ -281,7 +280,7 @@ def test_docker_detached_exec_stop(dk, track):
     assert info["State"]["Running"] is False
     assert info["State"]["ExitCode"] == 137
     dk.docker("rm", cid, check=True)
-    assert not os.path.exists(os.path.dirname(st_path))
+    assert not os.path.exists(state_dir)
 
 
 def test_docker_pause_unpause(dk, track):

@@ -8,6 +8,8 @@ import time
 import pytest
 
 from bundles import PYRUNC
+from runtime.state import STATE_FILE
+from runtime.state import read_file as read_state
 
 
 def _wait_status(rt, cid, want, timeout=10):
@@ -23,8 +25,7 @@ def _wait_status(rt, cid, want, timeout=10):
 
 
 def _cgroup_dirs(rt, cid):
-    with open(os.path.join(rt.root, cid, "state.json")) as f:
-        cg = json.load(f)["cgroup"]
+    cg = read_state(os.path.join(rt.root, cid))["cgroup"]
     dirs = []
     for k, v in cg.items():
         if "mount" in k:
@@ -422,8 +423,8 @@ def test_create_killed_at_any_point_is_cleaned_by_force_delete(rt, delay_ms):
     p.wait()
     time.sleep(0.05)
     dirs = []
-    if os.path.exists(os.path.join(rt.root, cid, "state.json")):
-        dirs = _cgroup_dirs(rt, cid) if json.load(open(os.path.join(rt.root, cid, "state.json"))).get("cgroup") else []
+    if os.path.exists(os.path.join(rt.root, cid, STATE_FILE)):
+        dirs = _cgroup_dirs(rt, cid) if read_state(os.path.join(rt.root, cid)).get("cgroup") else []
     rt("delete", "--force", cid, check=True)
     assert not os.path.exists(os.path.join(rt.root, cid))
     assert not any(os.path.exists(d) for d in dirs)

@@ -1,4 +1,5 @@
 """Container state: ids, atomic saves, and status robust to pid reuse."""
+import marshal
 import os
 import sys
 
@@ -29,17 +30,38 @@ def test_make_dir_refuses_duplicates(tmp_path):
 
 def test_save_is_atomic_and_versioned(tmp_path):
     d = st.make_dir(str(tmp_path), "c1")
-    st.save(d, {"id": "c1", "pid": 0, "bundle": "/b"})
+    st.save(d, {"id": "c1", "pid": 0, "bundle": "/b", "cg": {"paths": ("/a", "/b"), 3: None}})
     data = st.load(str(tmp_path), "c1")
     assert data["version"] == st.STATE_VERSION and data["id"] == "c1"
-    assert os.listdir(d) == ["state.json"]
+    # JSON's data model, as a JSON file would give it back
+    assert data["cg"] == {"paths": ["/a", "/b"], "3": None}
+    assert os.listdir(d) == [st.STATE_FILE]
+    with open(os.path.join(d, st.STATE_FILE), "rb") as f:
+        assert marshal.loads(f.read())["bundle"] == "/b"
 
 
 def test_state_from_newer_version_refused(tmp_path):
     d = st.make_dir(str(tmp_path), "c1")
-    with open(os.path.join(d, "state.json"), "w") as f:
-        f.write('{"version": 99, "id": "c1"}')
+    with open(os.path.join(d, st.STATE_FILE), "wb") as f:
+        f.write(marshal.dumps({"version": 99, "id": "c1"}))
     with pytest.raises(RuntimeFailure, match="newer"):
+        st.load(str(tmp_path), "c1")
+
+
+def test_state_json_of_an_older_pyrunc_is_still_read(tmp_path):
+    d = st.make_dir(str(tmp_path), "c1")
+    with open(os.path.join(d, "state.json"), "w") as f:
+        f.write('{"version": 1, "id": "c1", "pid": 0, "bundle": "/b"}')
+    assert st.load(str(tmp_path), "c1")["bundle"] == "/b"
+    assert st.list_ids(str(tmp_path)) == ["c1"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\x00garbage", marshal.dumps([1, 2])])
+def test_corrupt_state_file_is_one_error_naming_the_directory(tmp_path, content):
+    d = st.make_dir(str(tmp_path), "c1")
+    with open(os.path.join(d, st.STATE_FILE), "wb") as f:
+        f.write(content)
+    with pytest.raises(RuntimeFailure, match=f"state file in {d} is corrupt"):
         st.load(str(tmp_path), "c1")
 
 
