@@ -15,13 +15,20 @@ NAMES = [
 NUMBERS = {n: i for i, n in enumerate(NAMES)}
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    """Highest capability number the running kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(NAMES) - 1
+    """Highest capability number the running kernel knows. Read once per
+    process (init asks for every capability set it applies)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+                _last_cap = int(f.read())
+        except (OSError, ValueError):
+            _last_cap = len(NAMES) - 1
+    return _last_cap
 
 
 def unknown_name(capsets: dict | None) -> tuple[str, int, str] | None:

@@ -206,7 +206,12 @@ class _Builder:
                  "cgroup_parents": self.cgroup_parents}
         st.save(self.cdir, early)
         try:
-            for w in self.cgroup.create() or ():
+            # As root, only what stage1 is cloned into: the v1 hierarchies'
+            # directories are made after the fork, while it loads init
+            # (create_rest). Rootless needs to know now whether it has
+            # cgroups at all (the fallback below).
+            self.cgroup_rest = os.geteuid() == 0
+            for w in self.cgroup.create(cgroup2_only=self.cgroup_rest) or ():
                 _warn(w)
         except RuntimeFailure as e:
             # Rootless: cgroups are used only where they were delegated to us.
@@ -274,6 +279,8 @@ class _Builder:
             # ours is in the cgroup yet; on v2 stage1 was born in it, and
             # does nothing there but wait for GO.
             if not isinstance(self.cgroup, _NoCgroup):
+                if self.cgroup_rest:
+                    self.cgroup.create_rest()
                 for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
                     _warn(w)
             chan.send(sync.GO)

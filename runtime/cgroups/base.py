@@ -72,7 +72,16 @@ class Manager:
 
     version = "?"
 
-    def create(self) -> list[str]: raise NotImplementedError
+    def create(self, cgroup2_only: bool = False) -> list[str]:
+        """mkdir the container's cgroup (idempotent); returns warnings. With
+        cgroup2_only, only the checks and cgroup2_dir(), which a process is
+        cloned into, and create_rest() makes the rest later: `create` forks
+        stage1 in between, so the v1 directories are made while it loads."""
+        raise NotImplementedError
+
+    def create_rest(self) -> None:
+        """What create(cgroup2_only=True) left out (idempotent, no checks)."""
+
     def add_task(self, pid: int) -> None:
         """Move process `pid` in. Raises CgroupError; its errno is ESRCH when
         the process no longer exists."""

@@ -50,8 +50,9 @@ class V1Manager(Manager):
         return any(os.path.isdir(d) for d in self._dirs())
 
     # ------------------------------------------------------------- create
-    def create(self) -> list[str]:
-        """mkdir the container cgroup in every hierarchy (idempotent).
+    def create(self, cgroup2_only: bool = False) -> list[str]:
+        """mkdir the container cgroup in every hierarchy (idempotent); with
+        cgroup2_only, only the unified one (see Manager.create).
 
         Refuses (CgroupError) an existing frozen cgroup; an existing one
         that already holds processes only yields a warning, as in runc 1.1.
@@ -61,7 +62,6 @@ class V1Manager(Manager):
         (join_self, or add_task(pid) from outside), so limits hold before it
         runs (a realtime task can only join a cgroup that already has an RT
         budget). On error, destroy() rolls back."""
-        from . import v1_writers as w1
         warnings: list[str] = []
         if self.exists():
             pids = self.pids()
@@ -69,6 +69,15 @@ class V1Manager(Manager):
                 warnings.append(f"container's cgroup is not empty: {len(pids)} process(es) found")
             if self.is_frozen():
                 raise CgroupError(f"container's cgroup unexpectedly frozen: {self.paths.get('freezer')}")
+        if self.unified:
+            from .v2 import create_v2_path
+            create_v2_path(self.unified_mount, self.unified)
+        if not cgroup2_only:
+            self.create_rest()
+        return warnings
+
+    def create_rest(self) -> None:
+        from . import v1_writers as w1
         for ctrl, d in self.paths.items():
             try:
                 if ctrl == "cpuset":
@@ -78,10 +87,6 @@ class V1Manager(Manager):
                     os.makedirs(d, 0o755, exist_ok=True)
             except OSError as e:
                 raise CgroupError(f"mkdir {d}: {os.strerror(e.errno)}") from None
-        if self.unified:
-            from .v2 import create_v2_path
-            create_v2_path(self.unified_mount, self.unified)
-        return warnings
 
     def add_task(self, pid: int) -> None:
         """Move ``pid`` (the whole process) into every hierarchy."""

@@ -88,8 +88,8 @@ class V2Manager(Manager):
     def exists(self) -> bool:
         return os.path.isdir(self.path_)
 
-    def create(self) -> list[str]:
-        """mkdir (idempotent). Refuses an existing frozen cgroup; an
+    def create(self, cgroup2_only: bool = False) -> list[str]:
+        """mkdir (idempotent; all of it is cgroup2). Refuses an existing frozen cgroup; an
         existing one with processes yields a warning (runc 1.1).
 
         Usual order: create(), apply(resources), then the process joins
