@@ -34,6 +34,20 @@ def rd(m, ctrl, name):
         return f.read().strip()
 
 
+def test_create_in_two_steps_as_create_does_around_the_fork(mgr):
+    """create(cgroup2_only=True) makes only what a process is cloned into
+    (the unified dir on hybrid); create_rest() the v1 directories, without
+    repeating the checks (the cloned process would count as "not empty")."""
+    m = mgr()
+    assert m.create(cgroup2_only=True) == []
+    assert not any(os.path.isdir(d) for d in dict.fromkeys(m.paths.values()))
+    assert os.path.isdir(m.unified) if m.unified else m.cgroup2_dir() is None
+    m.create_rest()
+    for d in m._dirs():
+        assert os.path.isdir(d)
+    m.create_rest()  # idempotent
+
+
 def test_create_apply_add_task_readback(mgr, children):
     m = mgr()
     assert m.create() == []

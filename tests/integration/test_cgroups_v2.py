@@ -49,6 +49,15 @@ def controllers():
         return f.read().split()
 
 
+def test_cgroup2_only_create_is_the_whole_create(mgr):
+    # On v2 everything is cgroup2: what a process is cloned into is all there is.
+    m = mgr()
+    assert m.create(cgroup2_only=True) == []
+    assert os.path.isdir(m.path()) and m.cgroup2_dir() == m.path()
+    m.create_rest()
+    assert os.path.isdir(m.path())
+
+
 def test_create_add_task_pids_destroy(mgr, children):
     m = mgr()
     assert m.create() == []
