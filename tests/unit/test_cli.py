@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 from runtime import cli  # noqa: E402
 from runtime.lifecycle import parse_signal  # noqa: E402
@@ -77,3 +78,27 @@ def test_help_renders():
                         "from runtime.cli import main; main()"], capture_output=True, text=True, cwd=here)
     assert p.returncode == 0
     assert "--process" in p.stdout and "--console-socket" in p.stdout
+
+
+@pytest.mark.parametrize("argv,target,enabled", [
+    (["features"], "manage.features", False),
+    (["state", "x"], "lifecycle.state", False),
+    (["run", "-d", "x"], "container.run", False),
+    (["run", "x"], "container.run", True),
+    (["exec", "x", "true"], "execproc.exec_process", True),
+    (["exec", "-d", "x", "true"], "execproc.exec_process", False),
+    (["events", "x"], "manage.events", True),
+    (["events", "--stats", "x"], "manage.events", False),
+])
+def test_cyclic_gc_is_off_for_a_call_and_back_on_for_verbs_that_stay(argv, target, enabled):
+    mod, fn = target.split(".")
+    prog = (f"import gc, sys; sys.path.insert(0, {REPO!r})\n"
+            f"from runtime import cli, {mod}\n"
+            f"def probe(*a, **k):\n"
+            f"    sys.stdout.write('gc=%s' % gc.isenabled())\n"
+            f"    return {{}} if {fn!r} in ('features', 'state') else 0\n"
+            f"{mod}.{fn} = probe\n"
+            f"sys.argv = ['pyrunc', '--root', '/nonexistent'] + {argv!r}\n"
+            f"cli.main()\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.stdout.startswith(f"gc={enabled}"), (out.stdout, out.stderr)
