@@ -80,3 +80,45 @@ def test_importing_does_not_import_ctypes():
             "print('ctypes' in sys.modules)" % REPO)
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_packed_structs_match_ctypes_structures():
+    # syscalls._struct packs what ctypes.Structure would lay out, for the
+    # padding-free shapes it is used with (sched_attr here: mixed widths, a
+    # signed field).
+    from runtime import syscalls as sc
+
+    class SchedAttr(ctypes.Structure):
+        _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32), ("flags", ctypes.c_uint64),
+                    ("nice", ctypes.c_int32), ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                    ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+    vals = (48, 6, 1, -5, 7, 10**6, 2 * 10**6, 3 * 10**6)
+    ours = sc._struct(*zip(vals, (4, 4, 8, 4, 4, 8, 8, 8)))
+    assert ctypes.sizeof(SchedAttr) == _ffi.sizeof(ours) == 48
+    assert ours.raw == bytes(SchedAttr(*vals))
+    assert sc._field(ours, 8, 8) == 1 and sc._field(ours, 24, 8) == 10**6
+
+
+def test_capget_agrees_with_proc_status_and_capset_round_trips():
+    from runtime import syscalls as sc
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+    want = tuple(int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh"))
+    assert sc.capget() == want
+    assert sc.capget(os.getpid()) == want
+    # Setting the sets we already have needs no privilege and changes nothing.
+    sc.capset(*want)
+    assert sc.capget() == want
+
+
+def test_types_made_on_first_use_are_made_once():
+    out = subprocess.run([sys.executable, "-I", "-S", "-c",
+                          f"import sys; sys.path.insert(0, {REPO!r})\n"
+                          "from runtime import _ffi\n"
+                          "assert 'c_void_p' not in vars(_ffi)\n"
+                          "a = _ffi.c_void_p; b = _ffi.c_void_p\n"
+                          "buf = _ffi.create_string_buffer(b'hi')\n"
+                          "s1 = _ffi.string_at(_ffi.addressof(buf))\n"
+                          "c = _ffi.__getattr__('c_char_p'); d = _ffi.c_char_p\n"
+                          "print(a is b, c is d, s1, _ffi.sizeof(a))"],
+                         capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "True", "b'hi'", "8"], out.stderr
