@@ -76,8 +76,14 @@ def drop_bounding(keep: int) -> None:
     """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP)."""
     for i in range(last_cap() + 1):
         if not keep >> i & 1:
-            if sc.prctl(sc.PR_CAPBSET_READ, i) == 1:
+            # Dropping one that is not there is a no-op, so no
+            # PR_CAPBSET_READ first; without CAP_SETPCAP every drop fails,
+            # which only matters for a capability still in the set.
+            try:
                 sc.prctl(sc.PR_CAPBSET_DROP, i)
+            except PermissionError:
+                if sc.prctl(sc.PR_CAPBSET_READ, i) == 1:
+                    raise
 
 
 def apply_final(effective: int, permitted: int, inheritable: int, ambient: int) -> None:

@@ -2,14 +2,14 @@
 
 Layout of ROOT/ID/:
   state.marshal  what later verbs need (pid, start time, bundle, cgroup,
-               hooks): JSON's data model in marshal's format, which the
-               interpreter reads without loading a module (the JSON
-               accelerator is a shared library: ~0.3 ms of every `start`,
-               `kill` and `delete`). Carries "version" so a newer pyrunc can
-               read an older file; `pyrunc state` prints the OCI state as
-               JSON. A state.json (what pyrunc wrote before) is still read.
-  exec.sock    exists from create until start: a listening unix socket on
-               which the waiting init blocks in accept().
+                 hooks): JSON's data model in marshal's format, which the
+                 interpreter reads without loading a module (the JSON
+                 accelerator is a shared library: ~0.3 ms of every `start`,
+                 `kill` and `delete`). Carries "version" so a newer pyrunc
+                 can read an older file; `pyrunc state` prints the OCI state
+                 as JSON. A state.json (what pyrunc wrote before) is read.
+  exec.sock      exists from create until start: a listening unix socket on
+                 which the waiting init blocks in accept().
 
 Writes are atomic (temporary file + rename). Every verb that changes a
 container holds an exclusive flock on its directory, so concurrent commands

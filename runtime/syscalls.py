@@ -117,19 +117,20 @@ MOUNT_ATTR_IDMAP = 0x100000
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 
 
-def _struct(*fields: tuple[int, int]) -> "ctypes.Array":
-    """A C struct in a writable buffer: `fields` are (value, size in bytes),
-    packed one after another in native byte order. Each struct passed this
-    way has every field at a multiple of its size, so there is no padding
-    to add. (Not ctypes.Structure: defining one costs ~0.4 M instructions,
-    paid by every create that imports this module.)"""
-    raw = b"".join(v.to_bytes(n, sys.byteorder, signed=v < 0) for v, n in fields)
-    return ctypes.create_string_buffer(raw, len(raw))
+def _struct(*fields: tuple[int, int]) -> bytes:
+    """A C struct as bytes: `fields` are (value, size in bytes), packed one
+    after another in native byte order. Each struct made this way has every
+    field at a multiple of its size, so there is no padding to add. Passed
+    as is, it is read-only memory for the kernel; a struct the kernel writes
+    goes in ctypes.create_string_buffer(_struct(...)). (Not
+    ctypes.Structure: defining one costs ~0.4 M instructions, paid by every
+    create that imports this module.)"""
+    return b"".join(v.to_bytes(n, sys.byteorder, signed=v < 0) for v, n in fields)
 
 
-def _field(buf, offset: int, size: int) -> int:
-    """The unsigned field of `size` bytes at `offset` in a _struct buffer."""
-    return int.from_bytes(buf.raw[offset:offset + size], sys.byteorder)
+def _field(raw: bytes, offset: int, size: int) -> int:
+    """The unsigned field of `size` bytes at `offset` of a struct."""
+    return int.from_bytes(raw[offset:offset + size], sys.byteorder)
 
 
 def _err(name: str, what: str | None = None) -> OSError:
@@ -200,16 +201,18 @@ _CAP_V3 = 0x20080522
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) as 64-bit masks."""
-    hdr = _struct((_CAP_V3, 4), (pid, 4))
-    data = _struct(*[(0, 4)] * 6)
+    # (the kernel writes its preferred version into a header it refuses)
+    hdr = ctypes.create_string_buffer(_struct((_CAP_V3, 4), (pid, 4)), 8)
+    data = ctypes.create_string_buffer(24)
     if _syscall(_NR["capget"], hdr, data) != 0:
         raise _err("capget")
-    return tuple(_field(data, 12 + 4 * i, 4) << 32 | _field(data, 4 * i, 4) for i in range(3))
+    raw = data.raw
+    return tuple(_field(raw, 12 + 4 * i, 4) << 32 | _field(raw, 4 * i, 4) for i in range(3))
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set the calling thread's capability sets (64-bit masks)."""
-    hdr = _struct((_CAP_V3, 4), (0, 4))
+    hdr = ctypes.create_string_buffer(_struct((_CAP_V3, 4), (0, 4)), 8)
     data = _struct(*[(m >> sh & 0xFFFFFFFF, 4) for sh in (0, 32) for m in (effective, permitted, inheritable)])
     if _syscall(_NR["capset"], hdr, data) != 0:
         raise _err("capset")
@@ -225,7 +228,7 @@ def close_range_cloexec(first: int) -> None:
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2); the caller owns (and closes) the returned fd."""
     how = _struct((flags | os.O_CLOEXEC, 8), (mode, 8), (resolve, 8))  # struct open_how
-    fd = _syscall(_NR["openat2"], dirfd, _b(path), how, ctypes.sizeof(how))
+    fd = _syscall(_NR["openat2"], dirfd, _b(path), how, len(how))
     if fd < 0:
         raise _err("openat2", path)
     return fd
@@ -280,7 +283,7 @@ def clone_into_cgroup(cgroup_fd: int) -> int:
     # child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
     # set_tid_size, cgroup. No stack: the child runs on a copy, as with fork.
     args = _struct(*[(v, 8) for v in (CLONE_INTO_CGROUP, 0, 0, 0, sigchld, 0, 0, 0, 0, 0, cgroup_fd)])
-    pid = _syscall(_NR["clone3"], args, ctypes.c_ulong(ctypes.sizeof(args)))
+    pid = _syscall(_NR["clone3"], args, ctypes.c_ulong(len(args)))
     if pid < 0:
         raise _err("clone3", "CLONE_INTO_CGROUP")
     return pid
@@ -313,7 +316,7 @@ def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, userns_fd: i
     # struct mount_attr: u64 attr_set, attr_clr, propagation, userns_fd
     attr = _struct((attr_set, 8), (attr_clr, 8), (0, 8), (userns_fd, 8))
     if _syscall(_NR["mount_setattr"], dirfd, _b(path), ctypes.c_uint(flags),
-                attr, ctypes.sizeof(attr)) != 0:
+                attr, len(attr)) != 0:
         raise _err("mount_setattr", label or path)
 
 

@@ -94,8 +94,8 @@ def test_packed_structs_match_ctypes_structures():
                     ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
     vals = (48, 6, 1, -5, 7, 10**6, 2 * 10**6, 3 * 10**6)
     ours = sc._struct(*zip(vals, (4, 4, 8, 4, 4, 8, 8, 8)))
-    assert ctypes.sizeof(SchedAttr) == _ffi.sizeof(ours) == 48
-    assert ours.raw == bytes(SchedAttr(*vals))
+    assert ctypes.sizeof(SchedAttr) == len(ours) == 48
+    assert ours == bytes(SchedAttr(*vals))
     assert sc._field(ours, 8, 8) == 1 and sc._field(ours, 24, 8) == 10**6
 
 

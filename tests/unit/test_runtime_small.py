@@ -1,6 +1,12 @@
 """Small pure functions of the runtime: mount data with SELinux labels and
 capability name checks."""
+import os
+import subprocess
+import sys
+
 from runtime import caps, rootfs
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_mount_data_without_label():
@@ -39,8 +45,6 @@ def test_unknown_capability_error_names_the_field_or_flag():
 def test_stage1_that_cannot_load_init_reports_an_error():
     """container._stage1 loads init in the child; if that fails the parent
     gets an error message on the channel (not a hang), naming the cause."""
-    import os
-
     import pytest
 
     from runtime import container, sync
@@ -59,3 +63,22 @@ def test_stage1_that_cannot_load_init_reports_an_error():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 1
     parent.close()
+
+
+def test_drop_bounding_without_setpcap_fails_only_for_a_capability_still_there():
+    # A process without CAP_SETPCAP in its effective set cannot drop
+    # anything: asking to drop what the bounding set no longer has is fine,
+    # asking to drop one it has is an error.
+    prog = ("import sys; sys.path.insert(0, %r)\n"
+            "from runtime import caps, syscalls as sc\n"
+            "eff, prm, inh = sc.capget()\n"
+            "sc.capset(eff & ~(1 << 8), prm, inh)  # CAP_SETPCAP\n"
+            "have = sum(1 << i for i in range(caps.last_cap() + 1) if sc.prctl(sc.PR_CAPBSET_READ, i) == 1)\n"
+            "caps.drop_bounding(have)\n"
+            "print('absent ok')\n"
+            "try:\n"
+            "    caps.drop_bounding(have & ~1)  # CAP_CHOWN, still in the set\n"
+            "except PermissionError:\n"
+            "    print('present refused')\n" % REPO)
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.stdout.split("\n")[:2] == ["absent ok", "present refused"], out.stderr
