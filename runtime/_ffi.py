@@ -70,7 +70,7 @@ def create_string_buffer(init, size: int | None = None) -> _ctypes.Array:
 
 def string_at(address: int) -> bytes:
     """The NUL-terminated string at `address` (ctypes.string_at(address))."""
-    return __getattr__("c_char_p")(address).value  # (a global once made)
+    return __getattr__("c_char_p")(address).value  # made on first use, see _LATER
 
 
 class Library:

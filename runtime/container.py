@@ -186,6 +186,7 @@ class _Builder:
         self.cfg = cfg
         self.cdir = cdir
         self.cgroup = None
+        self.cgroup_rest = False  # create_rest() still to do, after the fork
         self.stage1 = 0
         self.init_pid = 0
         self.hooks_started = False
