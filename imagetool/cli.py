@@ -18,7 +18,7 @@ imported inside the verbs.
 import os
 import sys
 
-from runtime.cmdtable import Arg, CommandExit, Opt, Table, finish
+from runtime.cmdtable import Arg, CommandExit, Opt, Table, finish, short_lived
 
 T = Table("pyimg", "Pull images and unpack them into OCI bundles.", [
     Opt("--root", "root", str, lambda: os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"),
@@ -328,4 +328,5 @@ def _dispatch(argv: list[str]) -> int:
 def main() -> None:
     """Entry point: one verb, then exit. An unexpected exception becomes one
     error line and exit 1 (PYIMG_DEBUG=1 shows the traceback instead)."""
+    short_lived()  # run in the foreground calls stays()
     finish(_dispatch(sys.argv[1:]))

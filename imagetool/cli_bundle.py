@@ -6,7 +6,7 @@ and the other verbs do not pay for them.
 import os
 import sys
 
-from runtime.cmdtable import Arg, CommandExit, Opt
+from runtime.cmdtable import Arg, CommandExit, Opt, stays
 
 def _ctx(g: dict) -> tuple[str, str | None]:
     """(store root, settings file) from pyimg's global options (the table's
@@ -156,6 +156,8 @@ def run(ctx, ref, cmd, rm, detach, interactive, tty, name, env, workdir, user, e
     root, config = _ctx(ctx)
     if detach and (rm or interactive or tty):
         _fail("-d cannot be combined with --rm, -i or -t", 125)
+    if not detach:
+        stays()
     return (_run(ref, cmd or [], rm=rm, detach=detach, interactive=interactive, tty=tty, name=name, env=env,
                           workdir=workdir, user=user, entrypoint=entrypoint, network=network, mode=mode,
                           platform=platform, runtime=runtime, root=root, config=config))

@@ -11,7 +11,7 @@ runc-style log lines.
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 
-from runtime.cmdtable import Arg, Opt, Table, UsageError, finish
+from runtime.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived, stays
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.3.0"
@@ -73,7 +73,7 @@ def _start(g, a):
 def _run(g, a):
     from runtime import container
     if not a["detach"]:
-        _stays()
+        stays()
     return container.run(_options(g, a), detach=a["detach"])
 
 
@@ -165,7 +165,7 @@ def _exec(g, a):
                     no_new_privs=a["no_new_privs"], preserve_fds=a["preserve_fds"],
                     ignore_paused=a["ignore_paused"])
     if not a["detach"]:
-        _stays()
+        stays()
     return exec_process(g["root"], a["id"], o)
 
 
@@ -226,7 +226,7 @@ def _events(g, a):
     if secs <= 0:
         raise _usage("events: --interval: must be positive")
     if not a["stats"]:
-        _stays()
+        stays()
     manage.events(g["root"], a["id"], secs, a["stats"])
 
 
@@ -247,13 +247,6 @@ def _checkpoint(g, a):
 def _restore(g, a):
     from runtime.errors import RuntimeFailure
     raise RuntimeFailure("restore is not supported by pyrunc")
-
-
-def _stays() -> None:
-    """For a verb that runs as long as a container or a stream: the cyclic
-    collector main() turned off goes back on."""
-    import gc
-    gc.enable()
 
 
 def _usage(msg: str) -> UsageError:
@@ -335,10 +328,5 @@ def _call(v, g: dict, a: dict) -> int:
 
 def main() -> None:
     """Run one verb and exit (cmdtable.finish: flush, then os._exit)."""
-    # A call is a short-lived process whose memory goes back at exit: the
-    # cyclic collector's passes over the objects imports create (a full one
-    # included) are wasted work, ~1 ms of a create. The verbs that stay
-    # (run and exec in the foreground, events) turn it back on.
-    import gc
-    gc.disable()
+    short_lived()  # run and exec in the foreground and events call stays()
     finish(_dispatch(sys.argv[1:]))

@@ -69,3 +69,27 @@ def test_help_and_version_requests():
     assert _table().parse(["--help"])[1] == "--help"
     assert _table().parse(["rm", "x", "-h"])[1] == "--help"
     assert _table().parse([])[1] is None
+
+
+@pytest.mark.parametrize("argv,enabled", [
+    (["images"], False),
+    (["run", "-d", "busybox"], False),
+    (["run", "busybox"], True),
+])
+def test_pyimg_runs_without_the_cyclic_gc_except_a_foreground_run(argv, enabled):
+    # (pyrunc's side is in test_cli.py)
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    prog = (f"import gc, sys; sys.path.insert(0, {repo!r})\n"
+            "from imagetool import cli, cli_bundle\n"
+            "def probe(*a, **k):\n"
+            "    sys.stdout.write('gc=%s' % gc.isenabled())\n"
+            "    return 0\n"
+            "cli.T.verbs['images'].func = probe\n"
+            "cli_bundle._run = probe\n"
+            f"sys.argv = ['pyimg', '--root', '/nonexistent'] + {argv!r}\n"
+            "cli.main()\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.stdout.startswith(f"gc={enabled}"), (out.stdout, out.stderr)
