@@ -91,10 +91,6 @@ def install_finder(pkg: str, root: str) -> None:
                 return spec
             return None
 
-        @staticmethod
-        def invalidate_caches():
-            pass
-
     _sys.meta_path.insert(0, Finder())
 
 
