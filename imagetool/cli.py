@@ -311,7 +311,7 @@ def _dispatch(argv: list[str]) -> int:
         return routed
     g, v, a = routed
     try:
-        rc = v.func(g, **a)
+        rc = T.func(v)(g, **a)
         return rc if isinstance(rc, int) else 0
     except CommandExit as e:
         return e.code

@@ -33,25 +33,23 @@ def _simple(name: str, code: str) -> type:
     return type(name, (_ctypes._SimpleCData,), {"_type_": code})
 
 
-# The types every create uses; each costs ~0.17 M instructions to make (the
+# c_int is the default return type of every foreign function (_Function),
+# so it is made at import; each type costs ~0.17 M instructions to make (the
 # metaclass also builds its byte-swapped twin).
 c_int = _simple("c_int", "i")
-c_uint = _simple("c_uint", "I")
-c_long = _simple("c_long", "l")
-c_ulong = _simple("c_ulong", "L")
-c_char = _simple("c_char", "c")
+c_int32 = c_int  # LP64: int is 32 bits, long 64 (ctypes makes the same aliases)
 
-# LP64: int is 32 bits, long 64 (ctypes makes the same aliases on LP64).
-c_int32 = c_int
-c_uint32 = c_uint
-c_int64 = c_long
-c_uint64 = c_ulong
-
-# Made on first use (seccomp, eBPF): module attributes through __getattr__.
-_LATER = {"c_ushort": "H", "c_char_p": "z", "c_void_p": "P"}
+# The other types are made on first use, as module attributes through
+# __getattr__: `create` forks its first child before it needs any of them
+# (clone3 takes only ints and bytes), so the child makes them, on the other
+# CPU, while the parent sets up the cgroup.
+_LATER = {"c_uint": "I", "c_long": "l", "c_ulong": "L", "c_char": "c",
+          "c_ushort": "H", "c_char_p": "z", "c_void_p": "P"}
+_ALIASES = {"c_uint32": "c_uint", "c_int64": "c_long", "c_uint64": "c_ulong"}
 
 
 def __getattr__(name: str):
+    name = _ALIASES.get(name, name)
     code = _LATER.get(name)
     if code is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -61,6 +59,7 @@ def __getattr__(name: str):
 def create_string_buffer(init, size: int | None = None) -> _ctypes.Array:
     """A zero-filled char array: create_string_buffer(n), or a copy of the
     bytes `init` in an array of `size` (default len(init) + 1) bytes."""
+    c_char = __getattr__("c_char")
     if isinstance(init, int):
         return (c_char * init)()
     buf = (c_char * (len(init) + 1 if size is None else size))()

@@ -40,6 +40,7 @@ pardir = ".."
 devnull = "/dev/null"
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 
+
 def _type(p: str, follow: bool = True) -> int | None:
     # The file type bits of p's mode (S_IFMT), None if p cannot be stat'ed.
     try:
@@ -52,105 +53,106 @@ def _isdir(p: str) -> bool:
     return _type(p) == 0o040000
 
 
-class path:
-    """The lexical parts of posixpath (same results for str paths)."""
+def _join(a: str, *p: str) -> str:
+    out = a
+    for b in p:
+        if b.startswith("/"):
+            out = b
+        elif not out or out.endswith("/"):
+            out += b
+        else:
+            out += "/" + b
+    return out
 
-    sep = "/"
 
-    @staticmethod
-    def join(a: str, *p: str) -> str:
-        out = a
-        for b in p:
-            if b.startswith("/"):
-                out = b
-            elif not out or out.endswith("/"):
-                out += b
-            else:
-                out += "/" + b
-        return out
+def _split(p: str) -> tuple[str, str]:
+    i = p.rfind("/") + 1
+    head, tail = p[:i], p[i:]
+    if head and head != "/" * len(head):
+        head = head.rstrip("/")
+    return head, tail
 
-    @staticmethod
-    def split(p: str) -> tuple[str, str]:
-        i = p.rfind("/") + 1
-        head, tail = p[:i], p[i:]
-        if head and head != "/" * len(head):
-            head = head.rstrip("/")
-        return head, tail
 
-    @staticmethod
-    def dirname(p: str) -> str:
-        return path.split(p)[0]
+def _dirname(p: str) -> str:
+    return _split(p)[0]
 
-    @staticmethod
-    def basename(p: str) -> str:
-        return p[p.rfind("/") + 1:]
 
-    @staticmethod
-    def isabs(p: str) -> bool:
-        return p.startswith("/")
+def _basename(p: str) -> str:
+    return p[p.rfind("/") + 1:]
 
-    @staticmethod
-    def normpath(p: str) -> str:
-        if not p:
-            return "."
-        # POSIX keeps exactly two leading slashes; one or three+ become one.
-        initial = 2 if p.startswith("//") and not p.startswith("///") else (1 if p.startswith("/") else 0)
-        parts: list[str] = []
-        for c in p.split("/"):
-            if c in ("", "."):
-                continue
-            if c != ".." or (not initial and not parts) or (parts and parts[-1] == ".."):
-                parts.append(c)
-            elif parts:
-                parts.pop()
-        out = "/" * initial + "/".join(parts)
-        return out or "."
 
-    @staticmethod
-    def abspath(p: str) -> str:
-        if not p.startswith("/"):
-            p = path.join(posix.getcwd(), p)
-        return path.normpath(p)
+def _isabs(p: str) -> bool:
+    return p.startswith("/")
 
-    @staticmethod
-    def relpath(p: str, start: str = ".") -> str:
-        if not p:
-            raise ValueError("no path specified")
-        a = [x for x in path.abspath(start).split("/") if x]
-        b = [x for x in path.abspath(p).split("/") if x]
-        n = 0
-        for x, y in zip(a, b):
-            if x != y:
-                break
-            n += 1
-        rel = [".."] * (len(a) - n) + b[n:]
-        return "/".join(rel) if rel else "."
 
-    @staticmethod
-    def realpath(p: str) -> str:
-        """posixpath.realpath (not strict): `p` absolute, with every symlink
-        resolved; a missing component ends resolution there, a loop leaves
-        the looping link in place."""
-        resolved, _ = _resolve("", p, {})
-        return path.abspath(resolved)
+def _normpath(p: str) -> str:
+    if not p:
+        return "."
+    # POSIX keeps exactly two leading slashes; one or three+ become one.
+    initial = 2 if p.startswith("//") and not p.startswith("///") else (1 if p.startswith("/") else 0)
+    parts: list[str] = []
+    for c in p.split("/"):
+        if c in ("", "."):
+            continue
+        if c != ".." or (not initial and not parts) or (parts and parts[-1] == ".."):
+            parts.append(c)
+        elif parts:
+            parts.pop()
+    out = "/" * initial + "/".join(parts)
+    return out or "."
 
-    @staticmethod
-    def exists(p: str) -> bool:
-        return _type(p) is not None
 
-    @staticmethod
-    def lexists(p: str) -> bool:
-        return _type(p, follow=False) is not None
+def _abspath(p: str) -> str:
+    if not p.startswith("/"):
+        p = _join(posix.getcwd(), p)
+    return _normpath(p)
 
-    isdir = staticmethod(_isdir)
 
-    @staticmethod
-    def isfile(p: str) -> bool:
-        return _type(p) == 0o100000
+def _relpath(p: str, start: str = ".") -> str:
+    if not p:
+        raise ValueError("no path specified")
+    a = [x for x in _abspath(start).split("/") if x]
+    b = [x for x in _abspath(p).split("/") if x]
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    rel = [".."] * (len(a) - n) + b[n:]
+    return "/".join(rel) if rel else "."
 
-    @staticmethod
-    def islink(p: str) -> bool:
-        return _type(p, follow=False) == 0o120000
+
+def _realpath(p: str) -> str:
+    """posixpath.realpath (not strict): `p` absolute, with every symlink
+    resolved; a missing component ends resolution there, a loop leaves
+    the looping link in place."""
+    resolved, _ = _resolve("", p, {})
+    return _abspath(resolved)
+
+
+def _exists(p: str) -> bool:
+    return _type(p) is not None
+
+
+def _lexists(p: str) -> bool:
+    return _type(p, follow=False) is not None
+
+
+def _isfile(p: str) -> bool:
+    return _type(p) == 0o100000
+
+
+def _islink(p: str) -> bool:
+    return _type(p, follow=False) == 0o120000
+
+
+# os.path: a module object holding the functions above (a class of
+# staticmethods cost every call ~60 us to build).
+path = type(posix)("runtime._os.path", "The lexical parts of posixpath (same results for str paths).")
+path.__dict__.update(
+    sep="/", join=_join, split=_split, dirname=_dirname, basename=_basename, isabs=_isabs,
+    normpath=_normpath, abspath=_abspath, relpath=_relpath, realpath=_realpath, exists=_exists,
+    lexists=_lexists, isdir=_isdir, isfile=_isfile, islink=_islink)
 
 
 def _resolve(done: str, rest: str, links: dict) -> tuple[str, bool]:
@@ -166,22 +168,22 @@ def _resolve(done: str, rest: str, links: dict) -> tuple[str, bool]:
             if not done:
                 done = ".."
             else:
-                head, last = path.split(done)
-                done = path.join(head, "..", "..") if last == ".." else head
+                head, last = _split(done)
+                done = _join(head, "..", "..") if last == ".." else head
             continue
-        cand = path.join(done, name)
-        if not path.islink(cand):
+        cand = _join(done, name)
+        if not _islink(cand):
             done = cand
             continue
         if cand in links:
             if links[cand] is not None:
                 done = links[cand]
                 continue
-            return path.join(cand, *parts[i + 1:]), False  # a loop: leave the rest as it is
+            return _join(cand, *parts[i + 1:]), False  # a loop: leave the rest as it is
         links[cand] = None
         done, ok = _resolve(done, posix.readlink(cand), links)
         if not ok:
-            return path.join(done, *parts[i + 1:]), False
+            return _join(done, *parts[i + 1:]), False
         links[cand] = done
     return done, True
 
@@ -203,10 +205,10 @@ def rmdir_all(paths) -> bool:
 def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:
     """os.makedirs: create `name` with `mode` and missing parents with the
     default mode (0o777 less the umask), as os.makedirs does since 3.7."""
-    head, tail = path.split(name)
+    head, tail = _split(name)
     if not tail:
-        head, tail = path.split(head)
-    if head and tail and not path.exists(head):
+        head, tail = _split(head)
+    if head and tail and not _exists(head):
         try:
             makedirs(head, exist_ok=True)
         except FileExistsError:
@@ -236,8 +238,8 @@ def walk(top: str, topdown: bool = True):
     if topdown:
         yield top, dirs, files
     for d in dirs:
-        sub = path.join(top, d)
-        if not path.islink(sub):
+        sub = _join(top, d)
+        if not _islink(sub):
             yield from walk(sub, topdown)
     if not topdown:
         yield top, dirs, files

@@ -30,10 +30,12 @@ T = Table("pyrunc", "pyrunc: an OCI runtime compatible with runc's command line.
 VERBS = T.verbs
 
 
-def verb(name: str, *opts: Opt, args: tuple[str, ...] = ("id",), rest: str | None = None, help: str = ""):
+def verb(name: str, *opts: tuple, args: tuple[str, ...] = ("id",), rest: str | None = None, help: str = ""):
     """Register a verb. `args` are required positionals; `rest` collects the
     remainder, options included (exec's command, kill's signal)."""
-    items = [*opts, *(Arg(n) for n in args)]
+    items = [*opts]
+    for n in args:
+        items.append(Arg(n))
     if rest:
         items.append(Arg(rest, required=False, many=True))
     return T.verb(name, *items, help=help, raw_rest=bool(rest))
@@ -297,11 +299,11 @@ def _dispatch(argv: list[str]) -> int:
     return _call(v, g, a)
 
 
-def _call(v, g: dict, a: dict) -> int:
+def _call(v: str, g: dict, a: dict) -> int:
     from runtime import log
     from runtime.errors import RuntimeFailure
     try:
-        rc = v.func(g, a)
+        rc = T.func(v)(g, a)
         return rc if isinstance(rc, int) else 0
     except RuntimeFailure as e:
         log.error(str(e))

@@ -7,7 +7,7 @@ each program declares its verbs in a Table: options, positionals, and the
 one function a verb maps to. Two front ends read that table:
 
 * Table.parse, a small parser for every real call;
-* Table.typer_main, typer built from the same table, for people: --help,
+* runtime.cmdhelp, typer built from the same table, for people: --help,
   and a program called without a verb.
 
 Two parsing styles: "go" (runc's: options also as -name, errors worded like
@@ -22,79 +22,90 @@ class UsageError(Exception):
     """A command line that does not fit the table; str() is one line."""
 
 
-class CommandExit(Exception):
-    """Leave a verb with this exit code (its message is already printed)."""
+# Options, positionals and verbs are plain tuples and lists, not classes:
+# every call of either program declares its whole table at import, and a
+# class costs 50-70 K instructions to create (the table's classes were a
+# fifth of what `pyrunc start` runs above the bare interpreter).
 
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
-class Opt:
-    """An option. kind: str, int, bool or list (repeatable str). `default`
-    may be a callable, called at parse time (e.g. to read the environment)."""
-
-    __slots__ = ("names", "dest", "kind", "default", "help", "required")
-
-    def __init__(self, names: str, dest: str, kind: type = str, default=None, help: str = "",
-                 required: bool = False):
-        # (every verb's options are built at each call: kept cheap)
-        self.names = tuple(names.replace(" ", "").split(","))
-        self.dest = dest
-        self.kind = kind
-        self.default = default
-        self.help = help
-        self.required = required
-
-    def initial(self):
-        if self.kind is list:
-            return []
-        return self.default() if callable(self.default) else self.default
+def Opt(names: str, dest: str, kind: type = str, default=None, help: str = "",  # noqa: N802
+        required: bool = False) -> tuple:
+    """An option: (names, dest, kind, default, help, required). `names` is
+    comma-separated ("--all,-a"); every name starts with "-". kind: str,
+    int, bool or list (repeatable str). `default` may be a callable, called
+    at parse time (e.g. to read the environment)."""
+    return (names, dest, kind, default, help, required)
 
 
-class Arg:
-    """A positional. many: takes every remaining positional (a list);
-    required with many means at least one."""
-
-    __slots__ = ("name", "help", "required", "many")
-
-    def __init__(self, name: str, help: str = "", required: bool = True, many: bool = False):
-        self.name, self.help, self.required, self.many = name, help, required, many
+def Arg(name: str, help: str = "", required: bool = True, many: bool = False) -> tuple:  # noqa: N802
+    """A positional: (name, help, required, many). many: takes every
+    remaining positional (a list); required with many means at least one."""
+    return (name, help, required, many)
 
 
-class Verb:
-    __slots__ = ("name", "func", "opts", "args", "help", "raw_rest")
+def opt_names(o: tuple) -> tuple[str, ...]:
+    return tuple(o[0].replace(" ", "").split(","))
 
-    def __init__(self, name, func, opts, args, help, raw_rest=False):
-        self.name, self.func, self.opts, self.args, self.help = name, func, opts, args, help
-        # raw_rest: once the last (many) positional starts, everything after
-        # it is positional, options included (`exec ID CMD -x`, `run IMG sh -c`).
-        self.raw_rest = raw_rest
+
+def _initial(o: tuple):
+    kind, default = o[2], o[3]
+    if kind is list:
+        return []
+    return default() if callable(default) else default
+
+
+def split_items(items: tuple) -> tuple[list[tuple], list[tuple]]:
+    """A verb's (options, positionals), in declaration order."""
+    opts = [x for x in items if x[0].startswith("-")]
+    return opts, [x for x in items if not x[0].startswith("-")]
+
+
+def __getattr__(name: str):
+    # CommandExit is pyimg's alone; made on first use (see the note above).
+    if name != "CommandExit":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    class CommandExit(Exception):
+        """Leave a verb with this exit code (its message is already printed)."""
+
+        def __init__(self, code: int):
+            super().__init__(code)
+            self.code = code
+    globals()[name] = CommandExit
+    return CommandExit
 
 
 class Table:
-    def __init__(self, prog: str, help: str, global_opts: list[Opt], style: str = "posix"):
-        self.prog, self.help, self.global_opts, self.style = prog, help, global_opts, style
-        self.verbs: dict[str, Verb] = {}
+    """A program's verbs. `verbs` maps a name to [func, items, help,
+    raw_rest]: items are its Opts and Args in declaration order, split
+    only for the verb a call names."""
 
-    def verb(self, name: str, *items, help: str = "", raw_rest: bool = False):
+    def __init__(self, prog: str, help: str, global_opts: list[tuple], style: str = "posix"):
+        self.prog, self.help, self.global_opts, self.style = prog, help, global_opts, style
+        self.verbs: dict[str, list] = {}
+
+    def verb(self, name: str, *items: tuple, help: str = "", raw_rest: bool = False):
         """Register the decorated function as verb `name`; items are its Opts
         and Args in order. The function is called as func(g, a) with the
-        global and the verb's values as dicts keyed by dest / arg name."""
+        global and the verb's values as dicts keyed by dest / arg name.
+        raw_rest: once the last (many) positional starts, everything after
+        it is positional, options included (`exec ID CMD -x`, `run IMG sh -c`)."""
         def deco(func):
-            opts = [x for x in items if isinstance(x, Opt)]
-            args = [x for x in items if isinstance(x, Arg)]
-            self.verbs[name] = Verb(name, func, opts, args, help or (func.__doc__ or "").strip(), raw_rest)
+            self.verbs[name] = [func, items, help, raw_rest]
             return func
         return deco
 
+    def func(self, name: str):
+        """The function of verb `name`."""
+        return self.verbs[name][0]
+
     # ------------------------------------------------------------- parsing
-    def _index(self, opts: list[Opt]) -> dict[str, Opt]:
+    def _index(self, opts: list[tuple]) -> dict[str, tuple]:
         idx = {}
+        go = self.style == "go"
         for o in opts:
-            for n in o.names:
+            for n in opt_names(o):
                 idx[n] = o
-                if self.style == "go" and n.startswith("--"):
+                if go and n.startswith("--"):
                     idx[n[1:]] = o  # Go's flag package also takes -name
         return idx
 
@@ -103,7 +114,7 @@ class Table:
             return UsageError(f"flag provided but not defined: {name}")
         return UsageError(f"unknown flag: {name}")
 
-    def _take(self, idx: dict[str, Opt], argv: list[str], i: int, values: dict) -> int:
+    def _take(self, idx: dict[str, tuple], argv: list[str], i: int, values: dict) -> int:
         """Parse the option at argv[i] into values; return the next index."""
         arg = argv[i]
         name, eq, inline = arg.partition("=")
@@ -111,17 +122,17 @@ class Table:
         if o is None and self.style == "posix" and not arg.startswith("--") and len(arg) > 2:
             # -it (bundled booleans) or -eVALUE (a short option and its value)
             first = idx.get(arg[:2])
-            if first is not None and first.kind is not bool:
+            if first is not None and first[2] is not bool:
                 return self._store(first, arg[:2], arg[2:], values) or i + 1
             flags = [idx.get("-" + c) for c in arg[1:]]
-            if all(f is not None and f.kind is bool for f in flags):
+            if all(f is not None and f[2] is bool for f in flags):
                 for f in flags:
-                    values[f.dest] = True
+                    values[f[1]] = True
                 return i + 1
         if o is None:
             raise self._unknown(name)
-        if o.kind is bool:
-            values[o.dest] = inline.lower() not in ("false", "0") if eq else True
+        if o[2] is bool:
+            values[o[1]] = inline.lower() not in ("false", "0") if eq else True
             return i + 1
         if eq:
             self._store(o, name, inline, values)
@@ -132,22 +143,24 @@ class Table:
         return i + 2
 
     @staticmethod
-    def _store(o: Opt, name: str, val: str, values: dict) -> None:
-        if o.kind is int:
+    def _store(o: tuple, name: str, val: str, values: dict) -> None:
+        kind, dest = o[2], o[1]
+        if kind is int:
             try:
                 val = int(val)
             except ValueError:
                 raise UsageError(f"invalid value {val!r} for flag {name}") from None
-        if o.kind is list:
-            values.setdefault(o.dest, []).append(val)
+        if kind is list:
+            values.setdefault(dest, []).append(val)
         else:
-            values[o.dest] = val
+            values[dest] = val
 
     def parse(self, argv: list[str]):
-        """(globals, verb, values). verb is "--help" or "--version" for those
-        requests and None when no verb was given. Raises UsageError."""
+        """(globals, verb, values): verb is the verb's name, "--help" or
+        "--version" for those requests, and None when no verb was given.
+        Raises UsageError."""
         gidx = self._index(self.global_opts)
-        g = {o.dest: o.initial() for o in self.global_opts}
+        g = {o[1]: _initial(o) for o in self.global_opts}
         i = 0
         while i < len(argv) and argv[i].startswith("-"):
             if argv[i] in ("--help", "-h", "--version", "-v"):
@@ -155,16 +168,19 @@ class Table:
             i = self._take(gidx, argv, i, g)
         if i >= len(argv):
             return g, None, None
-        v = self.verbs.get(argv[i])
+        name = argv[i]
+        v = self.verbs.get(name)
         if v is None:
             if self.style == "go":
-                raise UsageError(f"No help topic for '{argv[i]}'")  # runc's words
-            raise UsageError(f"unknown command {argv[i]!r} for {self.prog!r}")
+                raise UsageError(f"No help topic for '{name}'")  # runc's words
+            raise UsageError(f"unknown command {name!r} for {self.prog!r}")
         i += 1
-        idx = self._index(v.opts)
-        a = {o.dest: o.initial() for o in v.opts}
+        opts, args = split_items(v[1])
+        raw_rest = v[3] and args and args[-1][3]
+        idx = self._index(opts)
+        a = {o[1]: _initial(o) for o in opts}
         pos: list[str] = []
-        fixed = len([x for x in v.args if not x.many])
+        fixed = len([x for x in args if not x[3]])
         while i < len(argv):
             arg = argv[i]
             if arg in ("--help", "-h"):
@@ -172,7 +188,7 @@ class Table:
             if arg == "--":
                 pos.extend(argv[i + 1:])
                 break
-            if v.raw_rest and len(pos) >= fixed and v.args and v.args[-1].many:
+            if raw_rest and len(pos) >= fixed:
                 pos.extend(argv[i:])
                 break
             if arg.startswith("-") and len(arg) > 1:
@@ -180,34 +196,35 @@ class Table:
                 continue
             pos.append(arg)
             i += 1
-        for o in v.opts:
-            if o.required and not a.get(o.dest):
-                raise UsageError(f"{v.name}: required flag {o.names[-1]} not set")
-        self._bind(v, pos, a)
-        return g, v, a
+        for o in opts:
+            if o[5] and not a.get(o[1]):
+                raise UsageError(f"{name}: required flag {opt_names(o)[-1]} not set")
+        self._bind(name, args, pos, a)
+        return g, name, a
 
-    def _bind(self, v: Verb, pos: list[str], a: dict) -> None:
+    @staticmethod
+    def _bind(name: str, args: list[tuple], pos: list[str], a: dict) -> None:
         rest = list(pos)
-        for x in v.args:
-            if x.many:
-                if x.required and not rest:
-                    raise UsageError(f"{v.name}: requires at least 1 {x.name.upper()}")
-                a[x.name] = rest
+        for arg, _, required, many in args:
+            if many:
+                if required and not rest:
+                    raise UsageError(f"{name}: requires at least 1 {arg.upper()}")
+                a[arg] = rest
                 rest = []
             elif rest:
-                a[x.name] = rest.pop(0)
-            elif x.required:
-                need = [y.name.upper() for y in v.args if y.required]
-                raise UsageError(f"{v.name}: \"{v.name}\" requires {len(need)} argument(s): {' '.join(need)}")
+                a[arg] = rest.pop(0)
+            elif required:
+                need = [y[0].upper() for y in args if y[2]]
+                raise UsageError(f"{name}: \"{name}\" requires {len(need)} argument(s): {' '.join(need)}")
             else:
-                a[x.name] = None
+                a[arg] = None
         if rest:
-            raise UsageError(f"{v.name}: unexpected argument {rest[0]!r}")
+            raise UsageError(f"{name}: unexpected argument {rest[0]!r}")
 
     def route(self, argv: list[str], dispatch, version, usage_error):
         """Parse argv and answer what needs no verb: returns an exit code
         (usage error via usage_error(msg) -> code, --version via version(),
-        help through typer) or (globals, verb, values) to run."""
+        help through typer) or (globals, verb name, values) to run."""
         try:
             g, v, a = self.parse(argv)
         except UsageError as e:
@@ -216,50 +233,9 @@ class Table:
             version()
             return 0
         if v is None or v == "--help":
-            return self.typer_main(argv, dispatch)
+            from runtime.cmdhelp import typer_main
+            return typer_main(self, argv, dispatch)
         return g, v, a
-
-    # --------------------------------------------------------------- typer
-    def typer_main(self, argv: list[str], dispatch) -> int:
-        """typer built from the table, for help and usage; a real call that
-        reaches it goes back through `dispatch(argv)`."""
-        import inspect
-        if sys.flags.no_site:
-            # A fast launcher skipped site-packages; typer lives there.
-            import site
-            site.main()
-        import typer
-        app = typer.Typer(add_completion=False, no_args_is_help=True, help=self.help,
-                          context_settings={"help_option_names": ["-h", "--help"]})
-
-        def opt_param(o: Opt):
-            ann = list[str] if o.kind is list else o.kind
-            default = None if o.kind is list else (o.default() if callable(o.default) else o.default)
-            return inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
-                                     default=typer.Option(... if o.required else default, *o.names, help=o.help))
-
-        def callback(**kw):
-            pass
-        callback.__signature__ = inspect.Signature([opt_param(o) for o in self.global_opts])
-        app.callback()(callback)
-        for v in self.verbs.values():
-            params = []
-            for x in v.args:
-                ann = list[str] if x.many else str
-                params.append(inspect.Parameter(
-                    x.name, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
-                    default=typer.Argument(... if x.required else None, metavar=x.name.upper(), help=x.help)))
-            params += [opt_param(o) for o in v.opts]
-
-            def cmd(**kw):
-                raise typer.Exit(dispatch(argv))
-            cmd.__signature__ = inspect.Signature(params)
-            app.command(v.name, help=v.help)(cmd)
-        try:
-            app(argv, prog_name=self.prog, standalone_mode=True)
-        except SystemExit as e:
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        return 0
 
 
 def short_lived() -> None:

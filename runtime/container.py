@@ -9,12 +9,12 @@ import.
 from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
-import stat
 import sys
 import time
 
 from runtime import state as st
-from runtime.errors import InitFailure, RuntimeFailure
+from runtime import errors
+from runtime.errors import RuntimeFailure
 from runtime.lifecycle import (_container_dirs, _remove_parents, _rmtree, _short_dir, _wait_gone, _warn, delete,
                                exit_code, start)
 
@@ -141,7 +141,7 @@ def _check_config(cfg: dict) -> None:
                     mode = os.stat(p).st_mode
                 except FileNotFoundError:
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} does not exist") from None
-                if not stat.S_ISREG(mode) or not os.access(p, os.X_OK):
+                if mode & 0o170000 != 0o100000 or not os.access(p, os.X_OK):  # S_ISREG
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} is not executable")
     proc = cfg.get("process") or {}
     from runtime import caps
@@ -272,26 +272,34 @@ class _Builder:
             os.close(console_fd)
         chan = parent_chan
         try:
-            # Limits go on while stage1 makes its namespaces (on the other
-            # CPU) and before it joins the cgroup, which it does itself,
-            # first thing after GO and before it forks init (see join_self
-            # and fork_into: neither waits for the RCU grace period a
-            # cgroup.procs write from here would, 5-20 ms). On v1 no task of
-            # ours is in the cgroup yet; on v2 stage1 was born in it, and
-            # does nothing there but wait for GO.
+            # The v1 directories are made while stage1 loads init (on the
+            # other CPU): it joins them itself, first thing after GO and
+            # before it forks init (see join_self and fork_into: neither
+            # waits for the RCU grace period a cgroup.procs write from here
+            # would, 5-20 ms). The limits go on after GO, while stage1 forks
+            # init and init mounts the rootfs (runc, too, sets them while
+            # its init prepares the rootfs): init cannot exec anything
+            # before APPLIED, which is sent after them. A realtime budget is
+            # the exception: a realtime task (a caller running SCHED_FIFO)
+            # can only join a cgroup that already has one.
+            res = None
             if not isinstance(self.cgroup, _NoCgroup):
                 if self.cgroup_rest:
                     self.cgroup.create_rest()
-                for w in self.cgroup.apply(_resources_with_default_devices(cfg)) or ():
-                    _warn(w)
+                res = _resources_with_default_devices(cfg)
+                if (res.get("cpu") or {}).get("realtimeRuntime"):
+                    self._apply(res)
+                    res = None
             chan.send(sync.GO)
+            if res is not None:
+                self._apply(res)
             msg = chan.next()
             if msg["type"] == sync.USERNS_CREATED:
                 _write_id_maps(pid, linux)
                 chan.send(sync.USERNS_MAPPED)
                 msg = chan.next()
             if msg["type"] != sync.INIT_PID:
-                raise InitFailure(f"sync: unexpected {msg['type']!r}")
+                raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
             self.init_pid = msg["pid"]
             _reap(pid)
             self.stage1 = 0
@@ -330,7 +338,7 @@ class _Builder:
                     chan.send(sync.SECCOMP_DONE)
                     continue
                 if msg["type"] != sync.READY:
-                    raise InitFailure(f"sync: unexpected {msg['type']!r}")
+                    raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
                 break
         finally:
             chan.close()
@@ -338,6 +346,10 @@ class _Builder:
             _write_pid_file(self.opts.pid_file, self.init_pid)
         data["_dir"] = self.cdir
         return data
+
+    def _apply(self, resources: dict) -> None:
+        for w in self.cgroup.apply(resources) or ():
+            _warn(w)
 
     def abort(self) -> None:
         """Undo a failed create: kill our processes, remove cgroup and state."""
@@ -435,12 +447,12 @@ def _idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
     """A detached id-mapped mount tree per idmap mount, mapped through a user
     namespace holding that mount's id maps (or the container's own when the
     mount gives none). The caller closes the fds."""
-    from runtime import rootfs
     out: dict[int, int] = {}
     linux = cfg["linux"]
     for i, m in enumerate(cfg.get("mounts") or ()):
-        if not rootfs.needs_idmap(m):
+        if not _needs_idmap(m):
             continue
+        from runtime import rootfs  # only here: init loads it after the fork
         uids = m.get("uidMappings") or linux.get("uidMappings")
         gids = m.get("gidMappings") or linux.get("gidMappings")
         if not uids or not gids:
@@ -460,6 +472,11 @@ def _idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
         finally:
             os.close(userns)
     return out
+
+
+def _needs_idmap(m: dict) -> bool:
+    opts = m.get("options") or ()
+    return "idmap" in opts or "ridmap" in opts or bool(m.get("uidMappings"))
 
 
 def _make_userns(uids: list[dict], gids: list[dict], label: str) -> int:

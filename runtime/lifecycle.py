@@ -13,7 +13,8 @@ import time
 
 from runtime import _os as os
 from runtime import state as st
-from runtime.errors import InitFailure, InvalidState, RuntimeFailure
+from runtime import errors
+from runtime.errors import RuntimeFailure
 
 
 # --- state / list ------------------------------------------------------------
@@ -40,7 +41,7 @@ def start(root: str, cid: str) -> None:
     with st.Lock(data["_dir"], cid):
         status = st.status(data)
         if status != "created":
-            raise InvalidState(f"cannot start a container that is {status}" if status != "stopped"
+            raise errors.InvalidState(f"cannot start a container that is {status}" if status != "stopped"
                                else "cannot start an already stopped container")
         _release(data)
     hooks = (data.get("hooks") or {}).get("poststart")
@@ -85,7 +86,7 @@ def _release(data: dict) -> None:
             with _short_dir(data["_dir"]) as short:
                 s.connect(os.path.join(short, st.START_SOCK))
         except (ConnectionRefusedError, FileNotFoundError):
-            raise InvalidState("cannot start a container whose init has exited") from None
+            raise errors.InvalidState("cannot start a container whose init has exited") from None
         os.unlink(path)
         got = b""
         while True:
@@ -96,9 +97,9 @@ def _release(data: dict) -> None:
     finally:
         s.close()
     if not got:
-        raise InitFailure("container init exited before starting the process")
+        raise errors.InitFailure("container init exited before starting the process")
     if got[1:2] == b"E":
-        raise InitFailure(got[2:].decode(errors="replace"))
+        raise errors.InitFailure(got[2:].decode(errors="replace"))
 
 
 # --- kill / delete ----------------------------------------------------------
@@ -131,7 +132,7 @@ def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> 
     data = st.load(root, cid)
     status = st.status(data)
     if status == "stopped":
-        raise InvalidState("container not running")
+        raise errors.InvalidState("container not running")
     m = None
     # The cgroup manager only for what needs it (--all, thawing a paused
     # container): a plain signal to init is the common call.
@@ -148,7 +149,7 @@ def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> 
         try:
             os.kill(data["pid"], signum)
         except ProcessLookupError:
-            raise InvalidState("container not running") from None
+            raise errors.InvalidState("container not running") from None
     if status == "paused" and signum == signal.SIGKILL and m is not None:
         # Frozen tasks only die once thawed (runc thaws too); otherwise a
         # `delete --force` after this kill waits forever.
@@ -169,7 +170,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     with st.Lock(data["_dir"], cid):
         status = st.status(data)
         if status in ("running", "paused") and not force:
-            raise InvalidState(f"cannot delete container {cid} that is not stopped: {status}")
+            raise errors.InvalidState(f"cannot delete container {cid} that is not stopped: {status}")
         _destroy(data, status)
 
 

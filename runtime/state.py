@@ -19,7 +19,8 @@ import fcntl
 import marshal
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
-from runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
+from runtime import errors
+from runtime.errors import RuntimeFailure
 
 STATE_VERSION = 1
 STATE_FILE = "state.marshal"
@@ -48,7 +49,7 @@ def make_dir(root: str, cid: str) -> str:
     try:
         os.mkdir(d, 0o711)
     except FileExistsError:
-        raise ContainerExists(cid) from None
+        raise errors.ContainerExists(cid) from None
     return d
 
 
@@ -59,7 +60,7 @@ class Lock:
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise ContainerNotFound(cid) from None
+            raise errors.ContainerNotFound(cid) from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
 
     def close(self) -> None:
@@ -111,7 +112,7 @@ def load(root: str, cid: str) -> dict:
     try:
         data = read_file(d)
     except FileNotFoundError:
-        raise ContainerNotFound(cid) from None
+        raise errors.ContainerNotFound(cid) from None
     except ValueError:
         raise RuntimeFailure(f"container {cid!r}: state file in {d} is corrupt") from None
     if data.get("version", 0) > STATE_VERSION:

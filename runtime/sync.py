@@ -9,7 +9,7 @@ from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 
 from runtime import fastjson as json
-from runtime.errors import InitFailure
+from runtime import errors
 
 AF_UNIX = _socket.AF_UNIX
 STREAM = _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC
@@ -111,7 +111,7 @@ class Channel:
                 pass  # nothing queued (EAGAIN), or the connection is gone too
             finally:
                 self.sock.setblocking(True)
-            raise InitFailure("container init exited unexpectedly during setup") from None
+            raise errors.InitFailure("container init exited unexpectedly during setup") from None
 
     def recv(self, eof_ok: bool = False) -> tuple[dict | None, list[int]]:
         """Next message and any fds it carried (caller closes them).
@@ -126,7 +126,7 @@ class Channel:
         if not data:
             if eof_ok:
                 return None, []
-            raise InitFailure("container init exited unexpectedly during setup")
+            raise errors.InitFailure("container init exited unexpectedly during setup")
         return json.loads(data), fds
 
     def next(self, keep_fds: bool = False) -> dict:
@@ -138,7 +138,7 @@ class Channel:
             for fd in fds:
                 os.close(fd)
         if msg["type"] == ERROR:
-            raise InitFailure(msg.get("msg", "unknown error"))
+            raise errors.InitFailure(msg.get("msg", "unknown error"))
         if keep_fds:
             msg["_fds"] = fds
         return msg
@@ -154,7 +154,7 @@ class Channel:
             if msg["type"] == mtype:
                 return msg
             if msg["type"] not in self.EARLY_OK:
-                raise InitFailure(f"sync: expected {mtype!r}, got {msg['type']!r}")
+                raise errors.InitFailure(f"sync: expected {mtype!r}, got {msg['type']!r}")
             self._early.append(msg)
 
     def close(self) -> None:

@@ -13,8 +13,11 @@ from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 from runtime import _ffi as ctypes
 
 _libc = ctypes.Library(None)
+# syscall(2) returns a long; every call made through it here returns an
+# int-sized value (0 or -1, an fd, a pid, a key serial), which the default
+# c_int return type reads whole. (Setting c_long would make that type in
+# create's parent, before its fork: see runtime._ffi.)
 _syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
 
 # Numbers for calls glibc may not export (or exports only in newer versions).
 _NR = {
@@ -283,7 +286,9 @@ def clone_into_cgroup(cgroup_fd: int) -> int:
     # child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
     # set_tid_size, cgroup. No stack: the child runs on a copy, as with fork.
     args = _struct(*[(v, 8) for v in (CLONE_INTO_CGROUP, 0, 0, 0, sigchld, 0, 0, 0, 0, 0, cgroup_fd)])
-    pid = _syscall(_NR["clone3"], args, ctypes.c_ulong(len(args)))
+    # The size as a plain int: libffi widens an int argument to the full
+    # register on both LP64 ABIs, as for the syscall number itself.
+    pid = _syscall(_NR["clone3"], args, len(args))
     if pid < 0:
         raise _err("clone3", "CLONE_INTO_CGROUP")
     return pid

@@ -1,15 +1,14 @@
 """cgroup v1 manager, including hybrid mode (v1 controllers plus a cgroup2
 'unified' hierarchy holding whatever controllers live only there)."""
 
-import errno
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import time
 
 # The writers are imported inside the methods that need them: delete,
 # pause and ps only reopen a manager and never pay for parsing them.
 from .base import Manager, empty_stats, runc_shape
-from .common import (CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, remove_if_empty, remove_paths,
-                     wait_empty, write_file)
+from .common import (ENODEV, ENOENT, CgroupError, all_pids, hugepage_sizes, kill_pids, read_file,
+                     remove_if_empty, remove_paths, wait_empty, write_file)
 
 
 class V1Manager(Manager):
@@ -217,7 +216,7 @@ class V1Manager(Manager):
             try:
                 state = read_file(d, "freezer.state").strip()
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENODEV):
+                if e.errno in (ENOENT, ENODEV):
                     return False
                 raise
             if state == "FREEZING":
@@ -242,7 +241,7 @@ class V1Manager(Manager):
             try:
                 seen.update(all_pids(d))
             except OSError as e:
-                if e.errno not in (errno.ENOENT, errno.ENODEV):
+                if e.errno not in (ENOENT, ENODEV):
                     raise
         return sorted(seen)
 

@@ -8,10 +8,9 @@ raise CgroupError naming the OCI field and the file on failure. They take
 a plain directory so tests can aim them at a synthetic tree.
 """
 
-import errno
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
-from .common import CgroupError, read_file, read_kv, read_uint, write_file
+from .common import EBUSY, EINVAL, CgroupError, read_file, read_kv, read_uint, write_file
 from .common import exists as _exists
 from .common import rdma_line, set_cpuset, set_rdma  # noqa: F401  (same files on v1 and v2)
 
@@ -65,7 +64,7 @@ def set_memory(d: str, res: dict) -> list[str]:
         try:
             write_file(d, "memory.limit_in_bytes", str(limit), what="linux.resources.memory.limit")
         except CgroupError as e:
-            if getattr(e, "errno", None) != errno.EBUSY:
+            if getattr(e, "errno", None) != EBUSY:
                 raise
             usage = _try_uint(d, "memory.usage_in_bytes")
             peak = _try_uint(d, "memory.max_usage_in_bytes")
@@ -158,7 +157,7 @@ def set_cpu(d: str, res: dict) -> list[str]:
         except CgroupError as e:
             # A new period can be refused (EINVAL) while the old quota would
             # exceed the parent's; retry it after the quota is written.
-            if getattr(e, "errno", None) != errno.EINVAL or not quota:
+            if getattr(e, "errno", None) != EINVAL or not quota:
                 raise
             pending_period = str(period)
     burst = cpu.get("burst")
@@ -167,7 +166,7 @@ def set_cpu(d: str, res: dict) -> list[str]:
         try:
             write_file(d, "cpu.cfs_burst_us", str(int(burst)), what="linux.resources.cpu.burst")
         except CgroupError as e:
-            if getattr(e, "errno", None) != errno.EINVAL or not quota:
+            if getattr(e, "errno", None) != EINVAL or not quota:
                 raise
             pending_burst = str(int(burst))
     if quota:

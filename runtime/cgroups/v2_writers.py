@@ -8,11 +8,10 @@ OCI values are v1-shaped, so the runc conversions live here: cpu.shares
 quota/period -> cpu.max.
 """
 
-import errno
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
-from .common import (CgroupError, blkio_weight_to_io_weight, cpu_max, num_to_v2, read_file, read_kv,
-                     read_uint, shares_to_weight, swap_to_v2, write_file)
+from .common import (EACCES, EINVAL, ENOENT, EPERM, CgroupError, blkio_weight_to_io_weight, cpu_max, num_to_v2,
+                     read_file, read_kv, read_uint, shares_to_weight, swap_to_v2, write_file)
 from .common import exists as _exists
 from .common import set_cpuset, set_rdma  # noqa: F401  (same files on v1 and v2)
 
@@ -91,7 +90,7 @@ def set_memory(d: str, res: dict) -> list[str]:
                 write_file(d, "memory.swap.max", swap_str, what="linux.resources.memory.swap")
             except CgroupError as e:
                 # Without swap accounting, "max" and "0" already hold (runc).
-                if not (getattr(e, "errno", None) == errno.ENOENT and swap_str in ("max", "0")):
+                if not (getattr(e, "errno", None) == ENOENT and swap_str in ("max", "0")):
                     raise
         if num_to_v2(limit):
             write_file(d, "memory.max", num_to_v2(limit), what="linux.resources.memory.limit")
@@ -129,7 +128,7 @@ def set_cpu(d: str, res: dict) -> list[str]:
             write_file(d, "cpu.max.burst", str(int(burst)), what="linux.resources.cpu.burst")
         except CgroupError as e:
             # A larger burst can be refused until the new quota is in place.
-            if getattr(e, "errno", None) != errno.EINVAL or not quota:
+            if getattr(e, "errno", None) != EINVAL or not quota:
                 raise
             pending_burst = str(int(burst))
     s = cpu_max(quota, int(cpu.get("period") or 0))
@@ -218,7 +217,7 @@ def set_unified(d: str, res: dict) -> list[str]:
         try:
             write_file(d, k, str(v), what=f"linux.resources.unified[{k!r}]")
         except CgroupError as e:
-            if getattr(e, "errno", None) in (errno.ENOENT, errno.EPERM, errno.EACCES):
+            if getattr(e, "errno", None) in (ENOENT, EPERM, EACCES):
                 ctrl, dot, _ = k.partition(".")
                 if not dot:
                     raise CgroupError(f"linux.resources.unified: key {k!r} must be CONTROLLER.PARAMETER") from None

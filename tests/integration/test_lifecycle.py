@@ -612,3 +612,30 @@ def test_seccomp_profile_libseccomp_refuses_is_a_config_error(rt):
     assert p.stderr.strip() == ('linux.seccomp.syscalls[0].errnoRet: only valid with SCMP_ACT_ERRNO or '
                                 'SCMP_ACT_TRACE, not "SCMP_ACT_ALLOW"')
     assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_a_limit_the_kernel_refuses_fails_create_and_leaves_nothing(rt):
+    """The limits are written while init prepares the rootfs (after stage1
+    has joined the cgroup and forked init): a value the kernel refuses
+    still fails create with the field named, and kills what was started."""
+    def bad(cfg):
+        cfg["linux"].setdefault("resources", {})["cpu"] = {"cpus": "0-63"}  # more CPUs than the host has
+    b = rt.bundle(["true"], mutate=bad)
+    cid = rt.new_id()
+    p = rt("create", "--bundle", b, cid)
+    assert p.returncode == 1
+    assert "linux.resources.cpu.cpus" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not os.path.exists(os.path.join(rt.root, cid))
+    left = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    if cid in f.read():
+                        left.append(pid)
+            except OSError:
+                pass
+    assert left == []
+    for top in os.listdir("/sys/fs/cgroup"):
+        for dirpath, dirs, _ in os.walk(os.path.join("/sys/fs/cgroup", top)):
+            assert cid not in dirs, dirpath

@@ -18,7 +18,7 @@ def test_containerd_create_call():
                          "--console-socket", "/tmp/c.sock", "--no-pivot", "abc"])
     assert g["root"] == "/run/containerd/runc/default" and g["log"] == "/b/log.json"
     assert g["log_format"] == "json"
-    assert v.name == "create"
+    assert v == "create"
     assert a == {"bundle": "/b", "console_socket": "/tmp/c.sock", "pid_file": "/b/init.pid",
                  "no_pivot": True, "no_new_keyring": False, "preserve_fds": 0, "id": "abc"}
 

@@ -27,13 +27,14 @@ def test_runtime_modules_load_through_it_with_the_usual_attributes():
               "from runtime import lifecycle\n"
               "from runtime.cgroups import v1\n"
               "import runtime.cgroups as cg\n"
-              "print(json.dumps({'loader': type(lifecycle.__spec__.loader).__name__,\n"
+              "ld = lifecycle.__spec__.loader\n"
+              "print(json.dumps({'loader': type(ld).__name__, 'ours': 'get_code' in vars(ld),\n"
               " 'file': lifecycle.__file__, 'cached': lifecycle.__cached__,\n"
               " 'v1': v1.__file__, 'pkgpath': cg.__path__, 'pkg': cg.__spec__.submodule_search_locations,\n"
               " 'finders': sum(getattr(f, 'pkg', None) == 'runtime' for f in sys.meta_path),\n"
               " 'src': inspect.getsource(lifecycle.start).startswith('def start(')}))")
     rt = os.path.join(REPO, "runtime")
-    assert got["loader"] == "Loader"
+    assert got["loader"] == "SourceFileLoader" and got["ours"] is True
     assert got["file"] == os.path.join(rt, "lifecycle.py")
     assert got["cached"] == os.path.join(rt, "__pycache__", f"lifecycle.{TAG}.pyc")
     assert got["v1"] == os.path.join(rt, "cgroups", "v1.py")
@@ -56,14 +57,15 @@ def _make_pkg(tmp_path) -> str:
 
 _SHOW = ("import json, fpkg.mod, fpkg.sub.leaf\n"
          "print(json.dumps({'mod': fpkg.mod.VALUE, 'leaf': fpkg.sub.leaf.VALUE,\n"
-         " 'loader': type(fpkg.mod.__spec__.loader).__name__,\n"
+         " 'loader': type(fpkg.mod.__spec__.loader).__name__\n"
+         "           + '+ours' * ('get_code' in vars(fpkg.mod.__spec__.loader)),\n"
          " 'finders': sum(getattr(f, 'pkg', None) == 'fpkg' for f in sys.meta_path)}))")
 
 
 def test_a_changed_source_is_recompiled_not_served_from_the_old_pyc(tmp_path):
     root = _make_pkg(tmp_path)
     first = _py(_SHOW, path=root)
-    assert first == {"mod": 1, "leaf": 11, "loader": "Loader", "finders": 1}
+    assert first == {"mod": 1, "leaf": 11, "loader": "SourceFileLoader+ours", "finders": 1}
     pyc = os.path.join(root, "fpkg", "__pycache__", f"mod.{TAG}.pyc")
     assert os.path.exists(pyc)  # written by the fallback, as importlib would
     # Same size, new mtime: only the header's mtime tells the pyc is stale.
