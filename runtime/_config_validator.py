@@ -19,16 +19,16 @@ _s3 = _types(('boolean',))
 _s4 = _str(0)
 _config_stringList = _arr(_s4)
 _s5 = _int(0, 4294967295, 'must fit in uint32 (0..4294967295)')
-_config_idMapping = _obj(
+_config_idMapping = _lazy(lambda: _obj(
     props=(
         ('containerID', '.containerID', _s5),
         ('hostID', '.hostID', _s5),
         ('size', '.size', _s5),
     ),
     required=('containerID', 'hostID', 'size')
-)
+))
 _config_idMappingList = _arr(_config_idMapping)
-_config_mount = _obj(
+_config_mount = _lazy(lambda: _obj(
     props=(
         ('destination', '.destination', _s4),
         ('source', '.source', _s4),
@@ -39,23 +39,23 @@ _config_mount = _obj(
     ),
     required=('destination',),
     deps=(('uidMappings', ('gidMappings',)), ('gidMappings', ('uidMappings',)))
-)
+))
 _s6 = _int(0, 18446744073709551615, 'must fit in uint64 (0..18446744073709551615)')
 _s7 = _str(0, prefix='/', msg='must be an absolute path')
 _s8 = _enum(['RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE', 'RLIMIT_LOCKS', 'RLIMIT_MEMLOCK', 'RLIMIT_MSGQUEUE', 'RLIMIT_NICE', 'RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_RSS', 'RLIMIT_RTPRIO', 'RLIMIT_RTTIME', 'RLIMIT_SIGPENDING', 'RLIMIT_STACK'], 'must be one of RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE, RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING, RLIMIT_STACK')
-_config_rlimit = _obj(
+_config_rlimit = _lazy(lambda: _obj(
     props=(
         ('type', '.type', _s8),
         ('soft', '.soft', _s6),
         ('hard', '.hard', _s6),
     ),
     required=('type', 'soft', 'hard')
-)
+))
 _s9 = _int(-1000, 1000, 'must be between -1000 and 1000')
 _s10 = _enum(['SCHED_BATCH', 'SCHED_DEADLINE', 'SCHED_FIFO', 'SCHED_IDLE', 'SCHED_ISO', 'SCHED_OTHER', 'SCHED_RR'], 'must be one of SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_ISO, SCHED_IDLE, SCHED_DEADLINE')
 _s11 = _int(-2147483648, 2147483647, 'must fit in int32 (-2147483648..2147483647)')
 _s12 = _enum(['SCHED_FLAG_DL_OVERRUN', 'SCHED_FLAG_KEEP_PARAMS', 'SCHED_FLAG_KEEP_POLICY', 'SCHED_FLAG_RECLAIM', 'SCHED_FLAG_RESET_ON_FORK', 'SCHED_FLAG_UTIL_CLAMP_MAX', 'SCHED_FLAG_UTIL_CLAMP_MIN'], 'must be one of SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN, SCHED_FLAG_KEEP_POLICY, SCHED_FLAG_KEEP_PARAMS, SCHED_FLAG_UTIL_CLAMP_MIN, SCHED_FLAG_UTIL_CLAMP_MAX')
-_config_scheduler = _obj(
+_config_scheduler = _lazy(lambda: _obj(
     props=(
         ('policy', '.policy', _s10),
         ('nice', '.nice', _s11),
@@ -66,24 +66,24 @@ _config_scheduler = _obj(
         ('period', '.period', _s6),
     ),
     required=('policy',)
-)
+))
 _s13 = _enum(['IOPRIO_CLASS_BE', 'IOPRIO_CLASS_IDLE', 'IOPRIO_CLASS_RT'], 'must be one of IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE')
 _s14 = _int(0, 7, 'must be between 0 and 7')
-_config_process = _obj(
+_config_process = _lazy(lambda: _obj(
     props=(
         ('terminal', '.terminal', _s3),
-        ('consoleSize', '.consoleSize', _obj(
+        ('consoleSize', '.consoleSize', _lazy(lambda: _obj(
             props=(
                 ('height', '.height', _s6),
                 ('width', '.width', _s6),
             ),
             required=('height', 'width')
-        )),
+        ))),
         ('cwd', '.cwd', _s7),
         ('env', '.env', _config_stringList),
         ('args', '.args', _arr(_s4, min_items=1)),
         ('commandLine', '.commandLine', _s4),
-        ('user', '.user', _obj(
+        ('user', '.user', _lazy(lambda: _obj(
             props=(
                 ('uid', '.uid', _s5),
                 ('gid', '.gid', _s5),
@@ -91,8 +91,8 @@ _config_process = _obj(
                 ('additionalGids', '.additionalGids', _arr(_s5)),
             ),
             required=('uid', 'gid')
-        )),
-        ('capabilities', '.capabilities', _obj(
+        ))),
+        ('capabilities', '.capabilities', _lazy(lambda: _obj(
             props=(
                 ('bounding', '.bounding', _config_stringList),
                 ('effective', '.effective', _config_stringList),
@@ -100,31 +100,31 @@ _config_process = _obj(
                 ('permitted', '.permitted', _config_stringList),
                 ('ambient', '.ambient', _config_stringList),
             )
-        )),
+        ))),
         ('rlimits', '.rlimits', _arr(_config_rlimit)),
         ('apparmorProfile', '.apparmorProfile', _s4),
         ('oomScoreAdj', '.oomScoreAdj', _s9),
         ('selinuxLabel', '.selinuxLabel', _s4),
         ('noNewPrivileges', '.noNewPrivileges', _s3),
         ('scheduler', '.scheduler', _config_scheduler),
-        ('ioPriority', '.ioPriority', _obj(
+        ('ioPriority', '.ioPriority', _lazy(lambda: _obj(
             props=(
                 ('class', '.class', _s13),
                 ('priority', '.priority', _s14),
             ),
             required=('class', 'priority')
-        )),
-        ('execCPUAffinity', '.execCPUAffinity', _obj(
+        ))),
+        ('execCPUAffinity', '.execCPUAffinity', _lazy(lambda: _obj(
             props=(
                 ('initial', '.initial', _s4),
                 ('final', '.final', _s4),
             )
-        )),
+        ))),
     ),
     required=('cwd',)
-)
+))
 _s15 = _int(1, 9223372036854775807, 'must be between 1 and 9223372036854775807')
-_config_hook = _obj(
+_config_hook = _lazy(lambda: _obj(
     props=(
         ('path', '.path', _s7),
         ('args', '.args', _config_stringList),
@@ -132,24 +132,24 @@ _config_hook = _obj(
         ('timeout', '.timeout', _s15),
     ),
     required=('path',)
-)
+))
 _config_hookList = _arr(_config_hook)
-_config_annotations = _obj(
+_config_annotations = _lazy(lambda: _obj(
     extra=_s4,
     names_min=1
-)
+))
 _s16 = _enum(['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'], 'must be one of pid, network, mount, ipc, uts, user, cgroup, time')
-_config_namespace = _obj(
+_config_namespace = _lazy(lambda: _obj(
     props=(
         ('type', '.type', _s16),
         ('path', '.path', _s7),
     ),
     required=('type',)
-)
+))
 _s17 = _int(-9223372036854775808, 9223372036854775807, 'must fit in int64 (-9223372036854775808..9223372036854775807)')
 _s18 = _enum(['b', 'c', 'p', 'u'], 'must be one of c, b, u, p')
 _s19 = _enum(['b', 'c', 'u'], 'must be one of c, b, u')
-_config_device = _obj(
+_config_device = _lazy(lambda: _obj(
     props=(
         ('type', '.type', _s18),
         ('path', '.path', _s7),
@@ -160,20 +160,20 @@ _config_device = _obj(
         ('gid', '.gid', _s5),
     ),
     required=('type', 'path'),
-    cond=_obj(
+    cond=_lazy(lambda: _obj(
         props=(
             ('type', '.type', _s19),
         ),
         typed=False
-    ),
-    then=_obj(
+    )),
+    then=_lazy(lambda: _obj(
         required=('major', 'minor'),
         typed=False
-    )
-)
+    ))
+))
 _s20 = _enum(['a', 'b', 'c'], 'must be one of a, c, b')
 _s21 = _str(0, pattern='^[rwm]*(?!\\n)$', msg='must be a combination of the letters r, w and m')
-_config_deviceRule = _obj(
+_config_deviceRule = _lazy(lambda: _obj(
     props=(
         ('allow', '.allow', _s3),
         ('type', '.type', _s20),
@@ -182,11 +182,11 @@ _config_deviceRule = _obj(
         ('access', '.access', _s21),
     ),
     required=('allow',)
-)
+))
 _s22 = _int(-1, 9223372036854775807, 'must be between -1 and 9223372036854775807')
 _s23 = _int(0, 100, 'must be between 0 and 100')
 _s24 = _int(0, 65535, 'must fit in uint16 (0..65535)')
-_config_weightDevice = _obj(
+_config_weightDevice = _lazy(lambda: _obj(
     props=(
         ('major', '.major', _s17),
         ('minor', '.minor', _s17),
@@ -194,31 +194,31 @@ _config_weightDevice = _obj(
         ('leafWeight', '.leafWeight', _s24),
     ),
     required=('major', 'minor'),
-    any_of=(_obj(
+    any_of=(_lazy(lambda: _obj(
         required=('weight',),
         typed=False
-    ), _obj(
+    )), _lazy(lambda: _obj(
         required=('leafWeight',),
         typed=False
-    ),),
+    )),),
     any_msg='must set at least one of weight, leafWeight'
-)
-_config_throttleDevice = _obj(
+))
+_config_throttleDevice = _lazy(lambda: _obj(
     props=(
         ('major', '.major', _s17),
         ('minor', '.minor', _s17),
         ('rate', '.rate', _s6),
     ),
     required=('major', 'minor', 'rate')
-)
+))
 _s25 = _str(0, pattern='^[1-9][0-9]*[KMGTPE]B(?!\\n)$', msg='must be a size such as 64KB, 2MB or 1GB')
-_config_stringMap = _obj(
+_config_stringMap = _lazy(lambda: _obj(
     extra=_s4
-)
-_config_resources = _obj(
+))
+_config_resources = _lazy(lambda: _obj(
     props=(
         ('devices', '.devices', _arr(_config_deviceRule)),
-        ('memory', '.memory', _obj(
+        ('memory', '.memory', _lazy(lambda: _obj(
             props=(
                 ('limit', '.limit', _s22),
                 ('reservation', '.reservation', _s22),
@@ -230,8 +230,8 @@ _config_resources = _obj(
                 ('useHierarchy', '.useHierarchy', _s3),
                 ('checkBeforeUpdate', '.checkBeforeUpdate', _s3),
             )
-        )),
-        ('cpu', '.cpu', _obj(
+        ))),
+        ('cpu', '.cpu', _lazy(lambda: _obj(
             props=(
                 ('shares', '.shares', _s6),
                 ('quota', '.quota', _s17),
@@ -243,8 +243,8 @@ _config_resources = _obj(
                 ('mems', '.mems', _s4),
                 ('idle', '.idle', _s17),
             )
-        )),
-        ('blockIO', '.blockIO', _obj(
+        ))),
+        ('blockIO', '.blockIO', _lazy(lambda: _obj(
             props=(
                 ('weight', '.weight', _s24),
                 ('leafWeight', '.leafWeight', _s24),
@@ -254,57 +254,57 @@ _config_resources = _obj(
                 ('throttleReadIOPSDevice', '.throttleReadIOPSDevice', _arr(_config_throttleDevice)),
                 ('throttleWriteIOPSDevice', '.throttleWriteIOPSDevice', _arr(_config_throttleDevice)),
             )
-        )),
-        ('hugepageLimits', '.hugepageLimits', _arr(_obj(
+        ))),
+        ('hugepageLimits', '.hugepageLimits', _arr(_lazy(lambda: _obj(
                 props=(
                     ('pageSize', '.pageSize', _s25),
                     ('limit', '.limit', _s6),
                 ),
                 required=('pageSize', 'limit')
-            ))),
-        ('network', '.network', _obj(
+            )))),
+        ('network', '.network', _lazy(lambda: _obj(
             props=(
                 ('classID', '.classID', _s5),
-                ('priorities', '.priorities', _arr(_obj(
+                ('priorities', '.priorities', _arr(_lazy(lambda: _obj(
                         props=(
                             ('name', '.name', _s4),
                             ('priority', '.priority', _s5),
                         ),
                         required=('name', 'priority')
-                    ))),
+                    )))),
             )
-        )),
-        ('pids', '.pids', _obj(
+        ))),
+        ('pids', '.pids', _lazy(lambda: _obj(
             props=(
                 ('limit', '.limit', _s22),
             )
-        )),
-        ('rdma', '.rdma', _obj(
-            extra=_obj(
+        ))),
+        ('rdma', '.rdma', _lazy(lambda: _obj(
+            extra=_lazy(lambda: _obj(
                 props=(
                     ('hcaHandles', '.hcaHandles', _s5),
                     ('hcaObjects', '.hcaObjects', _s5),
                 ),
-                any_of=(_obj(
+                any_of=(_lazy(lambda: _obj(
                     required=('hcaHandles',),
                     typed=False
-                ), _obj(
+                )), _lazy(lambda: _obj(
                     required=('hcaObjects',),
                     typed=False
-                ),),
+                )),),
                 any_msg='must set at least one of hcaHandles, hcaObjects'
-            )
-        )),
+            ))
+        ))),
         ('unified', '.unified', _config_stringMap),
     )
-)
+))
 _s26 = _str(0, pattern='^MB:[^\\n]*(?!\\n)$', msg='must be a single line starting with MB:')
 _s27 = _str(0, pattern='^[^\\n]*(?!\\n)$', msg='must be a single line (no newline)')
 _s28 = _enum(['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'], 'must be one of SCMP_ACT_KILL, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_ERRNO, SCMP_ACT_TRACE, SCMP_ACT_ALLOW, SCMP_ACT_LOG, SCMP_ACT_NOTIFY')
 _s29 = _enum(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM', 'SCMP_ARCH_LOONGARCH64', 'SCMP_ARCH_M68K', 'SCMP_ARCH_MIPS', 'SCMP_ARCH_MIPS64', 'SCMP_ARCH_MIPS64N32', 'SCMP_ARCH_MIPSEL', 'SCMP_ARCH_MIPSEL64', 'SCMP_ARCH_MIPSEL64N32', 'SCMP_ARCH_PARISC', 'SCMP_ARCH_PARISC64', 'SCMP_ARCH_PPC', 'SCMP_ARCH_PPC64', 'SCMP_ARCH_PPC64LE', 'SCMP_ARCH_RISCV64', 'SCMP_ARCH_S390', 'SCMP_ARCH_S390X', 'SCMP_ARCH_SH', 'SCMP_ARCH_SHEB', 'SCMP_ARCH_X32', 'SCMP_ARCH_X86', 'SCMP_ARCH_X86_64'], 'must be one of SCMP_ARCH_X86, SCMP_ARCH_X86_64, SCMP_ARCH_X32, SCMP_ARCH_ARM, SCMP_ARCH_AARCH64, SCMP_ARCH_MIPS, SCMP_ARCH_MIPS64, SCMP_ARCH_MIPS64N32, SCMP_ARCH_MIPSEL, SCMP_ARCH_MIPSEL64, SCMP_ARCH_MIPSEL64N32, SCMP_ARCH_PPC, SCMP_ARCH_PPC64, SCMP_ARCH_PPC64LE, SCMP_ARCH_S390, SCMP_ARCH_S390X, SCMP_ARCH_PARISC, SCMP_ARCH_PARISC64, SCMP_ARCH_RISCV64, SCMP_ARCH_LOONGARCH64, SCMP_ARCH_M68K, SCMP_ARCH_SH, SCMP_ARCH_SHEB')
 _s30 = _enum(['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'], 'must be one of SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV')
 _s31 = _enum(['SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE'], 'must be one of SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ')
-_config_syscallArg = _obj(
+_config_syscallArg = _lazy(lambda: _obj(
     props=(
         ('index', '.index', _s5),
         ('value', '.value', _s6),
@@ -312,8 +312,8 @@ _config_syscallArg = _obj(
         ('op', '.op', _s31),
     ),
     required=('index', 'value', 'op')
-)
-_config_syscall = _obj(
+))
+_config_syscall = _lazy(lambda: _obj(
     props=(
         ('names', '.names', _arr(_s4, min_items=1)),
         ('action', '.action', _s28),
@@ -321,8 +321,8 @@ _config_syscall = _obj(
         ('args', '.args', _arr(_config_syscallArg)),
     ),
     required=('names', 'action')
-)
-_config_seccomp = _obj(
+))
+_config_seccomp = _lazy(lambda: _obj(
     props=(
         ('defaultAction', '.defaultAction', _s28),
         ('defaultErrnoRet', '.defaultErrnoRet', _s5),
@@ -334,36 +334,36 @@ _config_seccomp = _obj(
     ),
     required=('defaultAction',),
     deps=(('listenerMetadata', ('listenerPath',)),)
-)
+))
 _s32 = _enum(['private', 'rprivate', 'rshared', 'rslave', 'runbindable', 'shared', 'slave', 'unbindable'], 'must be one of private, shared, slave, unbindable, rprivate, rshared, rslave, runbindable')
 _s33 = _enum(['LINUX', 'LINUX32'], 'must be one of LINUX, LINUX32')
 _s34 = _enum(['MPOL_BIND', 'MPOL_DEFAULT', 'MPOL_INTERLEAVE', 'MPOL_LOCAL', 'MPOL_PREFERRED', 'MPOL_PREFERRED_MANY', 'MPOL_WEIGHTED_INTERLEAVE'], 'must be one of MPOL_DEFAULT, MPOL_BIND, MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY, MPOL_LOCAL')
 _s35 = _enum(['MPOL_F_NUMA_BALANCING', 'MPOL_F_RELATIVE_NODES', 'MPOL_F_STATIC_NODES'], 'must be one of MPOL_F_NUMA_BALANCING, MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES')
-_config_linux = _obj(
+_config_linux = _lazy(lambda: _obj(
     props=(
         ('namespaces', '.namespaces', _arr(_config_namespace)),
         ('uidMappings', '.uidMappings', _config_idMappingList),
         ('gidMappings', '.gidMappings', _config_idMappingList),
-        ('timeOffsets', '.timeOffsets', _obj(
-            extra=_obj(
+        ('timeOffsets', '.timeOffsets', _lazy(lambda: _obj(
+            extra=_lazy(lambda: _obj(
                 props=(
                     ('secs', '.secs', _s17),
                     ('nanosecs', '.nanosecs', _s5),
                 )
-            )
-        )),
+            ))
+        ))),
         ('devices', '.devices', _arr(_config_device)),
-        ('netDevices', '.netDevices', _obj(
-            extra=_obj(
+        ('netDevices', '.netDevices', _lazy(lambda: _obj(
+            extra=_lazy(lambda: _obj(
                 props=(
                     ('name', '.name', _s4),
                 )
-            ),
+            )),
             names_min=1
-        )),
+        ))),
         ('cgroupsPath', '.cgroupsPath', _s4),
         ('resources', '.resources', _config_resources),
-        ('intelRdt', '.intelRdt', _obj(
+        ('intelRdt', '.intelRdt', _lazy(lambda: _obj(
             props=(
                 ('closID', '.closID', _s4),
                 ('l3CacheSchema', '.l3CacheSchema', _s4),
@@ -373,45 +373,45 @@ _config_linux = _obj(
                 ('enableCMT', '.enableCMT', _s3),
                 ('enableMBM', '.enableMBM', _s3),
             )
-        )),
+        ))),
         ('sysctl', '.sysctl', _config_stringMap),
         ('seccomp', '.seccomp', _config_seccomp),
         ('rootfsPropagation', '.rootfsPropagation', _s32),
         ('maskedPaths', '.maskedPaths', _arr(_s7)),
         ('readonlyPaths', '.readonlyPaths', _arr(_s7)),
         ('mountLabel', '.mountLabel', _s4),
-        ('personality', '.personality', _obj(
+        ('personality', '.personality', _lazy(lambda: _obj(
             props=(
                 ('domain', '.domain', _s33),
                 ('flags', '.flags', _config_stringList),
             ),
             required=('domain',)
-        )),
-        ('memoryPolicy', '.memoryPolicy', _obj(
+        ))),
+        ('memoryPolicy', '.memoryPolicy', _lazy(lambda: _obj(
             props=(
                 ('mode', '.mode', _s34),
                 ('nodes', '.nodes', _s4),
                 ('flags', '.flags', _arr(_s35)),
             ),
             required=('mode',)
-        )),
+        ))),
     )
-)
-_config = _obj(
+))
+_config = _lazy(lambda: _obj(
     props=(
         ('ociVersion', '.ociVersion', _s1),
-        ('root', '.root', _obj(
+        ('root', '.root', _lazy(lambda: _obj(
             props=(
                 ('path', '.path', _s2),
                 ('readonly', '.readonly', _s3),
             ),
             required=('path',)
-        )),
+        ))),
         ('mounts', '.mounts', _arr(_config_mount)),
         ('process', '.process', _config_process),
         ('hostname', '.hostname', _s4),
         ('domainname', '.domainname', _s4),
-        ('hooks', '.hooks', _obj(
+        ('hooks', '.hooks', _lazy(lambda: _obj(
             props=(
                 ('prestart', '.prestart', _config_hookList),
                 ('createRuntime', '.createRuntime', _config_hookList),
@@ -420,12 +420,12 @@ _config = _obj(
                 ('poststart', '.poststart', _config_hookList),
                 ('poststop', '.poststop', _config_hookList),
             )
-        )),
+        ))),
         ('annotations', '.annotations', _config_annotations),
         ('linux', '.linux', _config_linux),
     ),
     required=('ociVersion', 'root')
-)
+))
 
 
 def check_config(x):
@@ -440,31 +440,31 @@ def check_config(x):
 _s36 = _enum(['created', 'creating', 'paused', 'running', 'stopped'], 'must be one of creating, created, running, stopped, paused')
 _s37 = _int(0, 2147483647, 'must be between 0 and 2147483647')
 _s38 = _enum(['created', 'paused', 'running'], 'must be one of created, running, paused')
-_state = _obj(
+_state = _lazy(lambda: _obj(
     props=(
         ('ociVersion', '.ociVersion', _s1),
         ('id', '.id', _s2),
         ('status', '.status', _s36),
         ('pid', '.pid', _s37),
         ('bundle', '.bundle', _s7),
-        ('annotations', '.annotations', _obj(
+        ('annotations', '.annotations', _lazy(lambda: _obj(
             extra=_s4,
             names_min=1
-        )),
+        ))),
     ),
     required=('ociVersion', 'id', 'status', 'bundle'),
-    cond=_obj(
+    cond=_lazy(lambda: _obj(
         props=(
             ('status', '.status', _s38),
         ),
         required=('status',),
         typed=False
-    ),
-    then=_obj(
+    )),
+    then=_lazy(lambda: _obj(
         required=('pid',),
         typed=False
-    )
-)
+    ))
+))
 
 
 def check_state(x):
@@ -478,30 +478,30 @@ def check_state(x):
 
 _features_nullableStrings = _arr(_s4, nullable=True)
 _s39 = _types(('boolean', 'null'))
-_features_enabledOnly = _obj(
+_features_enabledOnly = _lazy(lambda: _obj(
     props=(
         ('enabled', '.enabled', _s39),
     ),
     closed=True,
     nullable=True
-)
-_features = _obj(
+))
+_features = _lazy(lambda: _obj(
     props=(
         ('ociVersionMin', '.ociVersionMin', _s1),
         ('ociVersionMax', '.ociVersionMax', _s1),
         ('hooks', '.hooks', _features_nullableStrings),
         ('mountOptions', '.mountOptions', _features_nullableStrings),
-        ('annotations', '.annotations', _obj(
+        ('annotations', '.annotations', _lazy(lambda: _obj(
             extra=_s4,
             names_min=1,
             nullable=True
-        )),
+        ))),
         ('potentiallyUnsafeConfigAnnotations', '.potentiallyUnsafeConfigAnnotations', _features_nullableStrings),
-        ('linux', '.linux', _obj(
+        ('linux', '.linux', _lazy(lambda: _obj(
             props=(
                 ('namespaces', '.namespaces', _features_nullableStrings),
                 ('capabilities', '.capabilities', _features_nullableStrings),
-                ('cgroup', '.cgroup', _obj(
+                ('cgroup', '.cgroup', _lazy(lambda: _obj(
                     props=(
                         ('v1', '.v1', _s39),
                         ('v2', '.v2', _s39),
@@ -511,8 +511,8 @@ _features = _obj(
                     ),
                     closed=True,
                     nullable=True
-                )),
-                ('seccomp', '.seccomp', _obj(
+                ))),
+                ('seccomp', '.seccomp', _lazy(lambda: _obj(
                     props=(
                         ('enabled', '.enabled', _s39),
                         ('actions', '.actions', _features_nullableStrings),
@@ -523,10 +523,10 @@ _features = _obj(
                     ),
                     closed=True,
                     nullable=True
-                )),
+                ))),
                 ('apparmor', '.apparmor', _features_enabledOnly),
                 ('selinux', '.selinux', _features_enabledOnly),
-                ('intelRdt', '.intelRdt', _obj(
+                ('intelRdt', '.intelRdt', _lazy(lambda: _obj(
                     props=(
                         ('enabled', '.enabled', _s39),
                         ('schemata', '.schemata', _s39),
@@ -534,31 +534,31 @@ _features = _obj(
                     ),
                     closed=True,
                     nullable=True
-                )),
-                ('memoryPolicy', '.memoryPolicy', _obj(
+                ))),
+                ('memoryPolicy', '.memoryPolicy', _lazy(lambda: _obj(
                     props=(
                         ('modes', '.modes', _features_nullableStrings),
                         ('flags', '.flags', _features_nullableStrings),
                     ),
                     closed=True,
                     nullable=True
-                )),
-                ('mountExtensions', '.mountExtensions', _obj(
+                ))),
+                ('mountExtensions', '.mountExtensions', _lazy(lambda: _obj(
                     props=(
                         ('idmap', '.idmap', _features_enabledOnly),
                     ),
                     closed=True,
                     nullable=True
-                )),
+                ))),
                 ('netDevices', '.netDevices', _features_enabledOnly),
             ),
             closed=True,
             nullable=True
-        )),
+        ))),
     ),
     required=('ociVersionMin', 'ociVersionMax'),
     closed=True
-)
+))
 
 
 def check_features(x):

@@ -266,4 +266,19 @@ def _obj(props=(), required=(), extra=None, closed=False, names_min=0, deps=(),
     return check
 
 
-__all__ = ['Invalid', '_k', '_finish', '_jtype', '_show', '_bad_type', '_any', '_types', '_int', '_str', '_enum', '_arr', '_obj', '_M', '_IS', '_NOUN']
+def _lazy(build):
+    """The checker build() returns, built on the first check. The generated
+    module wraps every object schema in one: building all of them cost each
+    `create` ~0.6 ms at import, and a call reaches only the objects its
+    document has."""
+    real = None
+
+    def check(v):
+        nonlocal real
+        if real is None:
+            real = build()
+        real(v)
+    return check
+
+
+__all__ = ['_lazy', 'Invalid', '_k', '_finish', '_jtype', '_show', '_bad_type', '_any', '_types', '_int', '_str', '_enum', '_arr', '_obj', '_M', '_IS', '_NOUN']

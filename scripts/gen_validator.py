@@ -321,7 +321,10 @@ class Compiler:
             args.append("nullable=True")
         if not args:
             return "_obj()"
-        return "_obj(\n" + ",\n".join(ind + a for a in args) + "\n" + "    " * depth + ")"
+        # Built on first use (_lazy): a call validates one document, and most
+        # of the schemas' objects (the state and features documents, and
+        # whatever a config leaves out) are never reached.
+        return "_lazy(lambda: _obj(\n" + ",\n".join(ind + a for a in args) + "\n" + "    " * depth + "))"
 
 
 # The check constructors live in runtime/_schema_checks.py; the generated

@@ -7,8 +7,8 @@ import time
 # The writers are imported inside the methods that need them: delete,
 # pause and ps only reopen a manager and never pay for parsing them.
 from .base import Manager, empty_stats, runc_shape
-from .common import (ENODEV, ENOENT, CgroupError, all_pids, hugepage_sizes, kill_pids, read_file,
-                     remove_if_empty, remove_paths, wait_empty, write_file)
+from .common import (ENODEV, ENOENT, CgroupError, all_pids, create_v2_path, hugepage_sizes, kill_pids,
+                     read_file, remove_if_empty, remove_paths, wait_empty, write_file)
 
 
 class V1Manager(Manager):
@@ -69,7 +69,6 @@ class V1Manager(Manager):
             if self.is_frozen():
                 raise CgroupError(f"container's cgroup unexpectedly frozen: {self.paths.get('freezer')}")
         if self.unified:
-            from .v2 import create_v2_path
             create_v2_path(self.unified_mount, self.unified)
         if not cgroup2_only:
             self.create_rest()

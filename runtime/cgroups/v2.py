@@ -4,68 +4,8 @@ from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import time
 
 from .base import Manager, empty_stats, runc_shape
-from .common import (ENODEV, ENOENT, CgroupError, all_pids, hugepage_sizes, kill_pids, read_file, read_kv,
-                     remove_if_empty, remove_paths, wait_empty, write_file)
-
-
-def create_v2_path(mount: str, path: str) -> None:
-    """mkdir -p ``path`` below the cgroup2 ``mount``, enabling in each
-    ancestor's cgroup.subtree_control every controller it offers (like
-    runc's CreateCgroupPath), so the leaf gets all of them. Idempotent.
-    Enabling is best effort per controller: a level that holds processes
-    refuses domain controllers (no-internal-process rule) and then the
-    leaf simply lacks them; apply() reports a missing file clearly."""
-    mount = os.path.normpath(mount)
-    path = os.path.normpath(path)
-    if path != mount and not path.startswith(mount + "/"):
-        raise CgroupError(f"invalid cgroup path {path}: not under the cgroup2 mount {mount}")
-    rel = os.path.relpath(path, mount)
-    parts = [] if rel == "." else rel.split("/")
-    cur = mount
-    created: list[str] = []
-    try:
-        for part in parts:
-            _enable_all(cur)
-            cur = os.path.join(cur, part)
-            try:
-                os.mkdir(cur, 0o755)
-                created.append(cur)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise CgroupError(f"mkdir {cur}: {os.strerror(e.errno)}") from None
-            try:
-                t = read_file(cur, "cgroup.type").strip()
-            except OSError:
-                t = "domain"
-            if t == "domain invalid":
-                raise CgroupError(f"cannot enter cgroup v2 {cur}: it is in an invalid state (domain invalid)")
-    except BaseException:
-        for c in reversed(created):
-            try:
-                os.rmdir(c)
-            except OSError:
-                pass
-        raise
-
-
-def _enable_all(d: str) -> None:
-    try:
-        avail = read_file(d, "cgroup.controllers").split()
-        on = set(read_file(d, "cgroup.subtree_control").split())
-    except OSError:
-        return
-    want = [c for c in avail if c not in on]
-    if not want:
-        return
-    try:
-        write_file(d, "cgroup.subtree_control", " ".join("+" + c for c in want))
-    except CgroupError:
-        for c in want:
-            try:
-                write_file(d, "cgroup.subtree_control", "+" + c)
-            except CgroupError:
-                pass
+from .common import (ENODEV, ENOENT, CgroupError, all_pids, create_v2_path, hugepage_sizes, kill_pids,
+                     read_file, read_kv, remove_if_empty, remove_paths, wait_empty, write_file)
 
 
 class V2Manager(Manager):
