@@ -4,7 +4,7 @@ Each public function is one CLI verb's library call. They raise
 RuntimeFailure (or OSError) with a one-line message; the CLI maps those to
 exit codes and log lines. The verbs on an existing container (state, list,
 start, kill, delete) live in runtime.lifecycle, which stays light to
-import.
+import (and which create itself does not load).
 """
 from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
@@ -15,8 +15,7 @@ import time
 from runtime import state as st
 from runtime import errors
 from runtime.errors import RuntimeFailure
-from runtime.lifecycle import (_container_dirs, _remove_parents, _rmtree, _short_dir, _wait_gone, _warn, delete,
-                               exit_code, start)
+from runtime import log
 
 
 class Options:
@@ -156,7 +155,7 @@ def _check_config(cfg: dict) -> None:
         # A mount label only means something to SELinux; without it there is
         # nothing to label and the mounts are the same (crun also goes on).
         # The process label above is different: it confines the process.
-        _warn("linux.mountLabel: SELinux is disabled on this host; mounts are not labelled")
+        log.warning("linux.mountLabel: SELinux is disabled on this host; mounts are not labelled")
         del linux["mountLabel"]
     if proc.get("apparmorProfile") and not apparmor_enabled():
         raise RuntimeFailure(f"config.json: process.apparmorProfile: cannot apply profile "
@@ -196,10 +195,14 @@ class _Builder:
         opts, cfg = self.opts, self.cfg
         linux = cfg["linux"]
         nstypes = {n["type"] for n in linux.get("namespaces") or ()}
+        # One read of the mount table, for the cgroup paths and for the
+        # hierarchies a "cgroup" mount shows the container (_cgroup_mounter).
+        from runtime.cgroups.common import read_mountinfo
+        mounts = read_mountinfo()
         self.cgroup = cgroups.open_manager(linux.get("cgroupsPath"), opts.cid,
-                                           systemd=opts.systemd_cgroup)
+                                           systemd=opts.systemd_cgroup, mounts=mounts)
         # Parent directories this create makes are ours to remove on delete.
-        self.cgroup_parents = _missing_parents(_container_dirs(self.cgroup.to_state()))
+        self.cgroup_parents = _missing_parents(st.cgroup_dirs(self.cgroup.to_state()))
         # Saved before the cgroup or any process exists, so `delete --force`
         # can clean up after a create that was killed at any point.
         early = {"id": opts.cid, "pid": 0, "bundle": opts.bundle, "rootfs": cfg["_rootfs"],
@@ -213,12 +216,11 @@ class _Builder:
             # cgroups at all (the fallback below).
             self.cgroup_rest = os.geteuid() == 0
             for w in self.cgroup.create(cgroup2_only=self.cgroup_rest) or ():
-                _warn(w)
+                log.warning(w)
         except RuntimeFailure as e:
             # Rootless: cgroups are used only where they were delegated to us.
             if os.geteuid() == 0 or _wants_limits(linux):
                 raise
-            from runtime import log
             log.debug(f"rootless: running without a cgroup ({e})")
             self.cgroup = _NoCgroup()
             st.save(self.cdir, dict(early, cgroup=None))
@@ -226,8 +228,7 @@ class _Builder:
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.
         start_sock = sync.unix_socket()
-        with _short_dir(self.cdir) as short:
-            start_sock.bind(os.path.join(short, st.START_SOCK))
+        st.at_start_sock(start_sock.bind, self.cdir)
         start_sock.listen(1)
         low = 3 + opts.preserve_fds
         # Internal fds live above the preserved range so they never collide
@@ -246,7 +247,7 @@ class _Builder:
                       chan=child_chan, start_fd=start_fd, console_fd=console_fd,
                       preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring,
-                      cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state()))
+                      cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state(), mounts))
         _drop_ungrantable_caps(cfg, "user" in nstypes)
         if linux.get("seccomp"):
             # Compiled here: a profile that libseccomp or this kernel refuses
@@ -349,10 +350,11 @@ class _Builder:
 
     def _apply(self, resources: dict) -> None:
         for w in self.cgroup.apply(resources) or ():
-            _warn(w)
+            log.warning(w)
 
     def abort(self) -> None:
         """Undo a failed create: kill our processes, remove cgroup and state."""
+        from runtime.lifecycle import _remove_parents, _rmtree, _wait_gone
         for pid in (self.init_pid, self.stage1):
             if pid:
                 try:
@@ -376,7 +378,7 @@ class _Builder:
             from runtime.hooks import run_hooks
             st_ = {"ociVersion": self.cfg.get("ociVersion"), "id": self.opts.cid, "status": "stopped",
                    "bundle": self.opts.bundle, "annotations": self.cfg.get("annotations") or {}}
-            run_hooks("poststop", poststop, st_, warn=_warn)
+            run_hooks("poststop", poststop, st_, warn=log.warning)
         _rmtree(self.cdir)
 
 
@@ -420,7 +422,7 @@ def _drop_ungrantable_caps(cfg: dict, userns: bool) -> None:
                 keep.append(n)
         capsets[k] = keep
     if dropped:
-        _warn(f"process.capabilities: cannot grant {', '.join(sorted(dropped))} "
+        log.warning(f"process.capabilities: cannot grant {', '.join(sorted(dropped))} "
               "(not in the runtime's bounding set); continuing without")
 
 
@@ -699,7 +701,7 @@ def _send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
             os.close(fd)
 
 
-def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None):
+def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None, mounts: list[dict]):
     """Return the function init calls for a mount of type "cgroup".
 
     Everything is worked out here, in the parent: the host's hierarchies
@@ -708,8 +710,8 @@ def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None):
     without one (or where a user namespace forbids mounting a v1
     hierarchy) the directory itself is bind-mounted. A hierarchy the
     container has no cgroup in (rootless) is left empty, never the host's."""
-    hier = _host_hierarchies()
-    dirs = _container_dirs(cgroup_state)
+    hier = _host_hierarchies(mounts)
+    dirs = st.cgroup_dirs(cgroup_state)
 
     def own_dir(mnt: str) -> str | None:
         return next((d for d in dirs if d == mnt or d.startswith(mnt + "/")), None)
@@ -779,11 +781,11 @@ def _missing_parents(dirs: list[str]) -> list[str]:
     return sorted(out, key=lambda x: -x.count("/"))
 
 
-def _host_hierarchies() -> list[tuple[str, str, str, str]]:
-    """(mountpoint, fstype, controller options, name under /sys/fs/cgroup)."""
-    from runtime.cgroups.common import read_mountinfo
+def _host_hierarchies(mounts: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(mountpoint, fstype, controller options, name under /sys/fs/cgroup)
+    of the host's cgroup mounts; `mounts` is read_mountinfo()'s."""
     return [(m["mountpoint"], m["fstype"], ",".join(m["controllers"]), os.path.basename(m["mountpoint"]))
-            for m in read_mountinfo() if m["mountpoint"].startswith("/sys/fs/cgroup")]
+            for m in mounts if m["mountpoint"].startswith("/sys/fs/cgroup")]
 
 
 def _host_cgroup_links() -> list[tuple[str, str]]:
@@ -804,6 +806,7 @@ def run(opts: Options, detach: bool = False) -> int:
     """create + start; in the foreground, wait for the container, forward
     signals, and delete it afterwards. Returns the exit code to use."""
     from runtime import sync
+    from runtime.lifecycle import delete, start
     from runtime import syscalls as sc
     proc_terminal = False
     console_pair = None
@@ -846,7 +849,7 @@ def run(opts: Options, detach: bool = False) -> int:
         try:
             delete(opts.root, opts.cid, force=True)
         except RuntimeFailure as e:
-            _warn(str(e))
+            log.warning(str(e))
     return status
 
 
@@ -869,6 +872,7 @@ def _install_forwarding(pid: int):
 
 def _wait_init(pid: int) -> int:
     """Reap children until init exits; return its status as a shell would."""
+    from runtime.lifecycle import exit_code
     while True:
         try:
             p, status = os.waitpid(-1, 0)

@@ -59,21 +59,6 @@ def start(root: str, cid: str) -> None:
             raise
 
 
-class _short_dir:
-    """A short name for a directory, for unix socket paths (108 bytes at most;
-    Docker's state dirs with 64-character ids come close): /proc/self/fd/N
-    of an O_PATH fd held while in use."""
-
-    def __init__(self, path: str):
-        self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def __enter__(self) -> str:
-        return f"/proc/self/fd/{self.fd}"
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-
 def _release(data: dict) -> None:
     """Connect to the waiting init and collect its verdict: init sends "0",
     then either execs (the socket is close-on-exec, so we read EOF) or sends
@@ -83,8 +68,7 @@ def _release(data: dict) -> None:
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
-            with _short_dir(data["_dir"]) as short:
-                s.connect(os.path.join(short, st.START_SOCK))
+            st.at_start_sock(s.connect, data["_dir"])
         except (ConnectionRefusedError, FileNotFoundError):
             raise errors.InvalidState("cannot start a container whose init has exited") from None
         os.unlink(path)
@@ -179,7 +163,7 @@ def _destroy(data: dict, status: str) -> None:
     # A stopped container's cgroups are empty when init took its pid
     # namespace down with it: then one rmdir each, and the cgroup managers
     # are not even loaded. Anything still in use goes the long way.
-    gone = bool(cg) and status == "stopped" and os.rmdir_all(_container_dirs(cg))
+    gone = bool(cg) and status == "stopped" and os.rmdir_all(st.cgroup_dirs(cg))
     m = None
     if cg and not gone:
         from runtime import cgroups
@@ -235,17 +219,6 @@ def _rmtree(path: str) -> None:
         os.rmdir(path)
     except FileNotFoundError:
         pass
-
-
-def _container_dirs(cgroup_state: dict | None) -> list[str]:
-    """Absolute cgroup directories of the container, from its manager's state."""
-    out = []
-    for k, v in (cgroup_state or {}).items():
-        if "mount" in k:
-            continue
-        vals = v.values() if isinstance(v, dict) else [v]
-        out += [x for x in vals if isinstance(x, str) and x.startswith("/")]
-    return out
 
 
 def _remove_parents(parents: list[str]) -> None:

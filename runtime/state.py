@@ -30,6 +30,29 @@ START_SOCK = "exec.sock"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
+def at_start_sock(fn, cdir: str):
+    """fn(path) with `path` naming cdir's exec.sock through a short alias,
+    for unix socket calls (bind, connect: 108 bytes at most, which Docker's
+    state dirs with 64-character ids come close to): /proc/self/fd/N/exec.sock
+    of an O_PATH fd of cdir, held during the call and then closed."""
+    fd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return fn(f"/proc/self/fd/{fd}/{START_SOCK}")
+    finally:
+        os.close(fd)
+
+
+def cgroup_dirs(cgroup_state: dict | None) -> list[str]:
+    """Absolute cgroup directories of the container, from its manager's state."""
+    out = []
+    for k, v in (cgroup_state or {}).items():
+        if "mount" in k:
+            continue
+        vals = v.values() if isinstance(v, dict) else [v]
+        out += [x for x in vals if isinstance(x, str) and x.startswith("/")]
+    return out
+
+
 def validate_id(cid: str) -> None:
     """Refuse ids that could escape --root or confuse tools ("", ".", "..", "/")."""
     if not cid or cid in (".", "..") or not _ID_CHARS.issuperset(cid):
