@@ -189,6 +189,7 @@ class _Builder:
         self.stage1 = 0
         self.init_pid = 0
         self.hooks_started = False
+        self.direct = False  # init is our own child (clone_init), not stage1's
 
     def build(self, foreground_console) -> dict:
         from runtime import cgroups, sync
@@ -257,14 +258,22 @@ class _Builder:
             seccomp.compile(linux["seccomp"])
         sys.stdout.flush()
         sys.stderr.flush()
-        pid, cloned = fork_into(self.cgroup.cgroup2_dir())
+        forked = clone_init(self.cgroup.cgroup2_dir(), "pid" in nstypes) if _direct_ok(linux) else None
+        direct = self.direct = forked is not None
+        if forked is None:
+            forked = fork_into(self.cgroup.cgroup2_dir())
+        pid, cloned = forked
         if pid == 0:
             # The flock belongs to this create; a forked copy would hold it
             # until exec and block `start`.
             self.lock.close()
             parent_chan.close()
+            ctx_kw["direct"] = direct
             _stage1(ctx_kw, cfg, lambda: self.cgroup.join_self(cloned))  # never returns
-        self.stage1 = pid
+        if direct:
+            self.init_pid = pid
+        else:
+            self.stage1 = pid
         child_chan.close()
         os.close(start_fd)
         for fd in idmap_fds.values():
@@ -294,16 +303,17 @@ class _Builder:
             chan.send(sync.GO)
             if res is not None:
                 self._apply(res)
-            msg = chan.next()
-            if msg["type"] == sync.USERNS_CREATED:
-                _write_id_maps(pid, linux)
-                chan.send(sync.USERNS_MAPPED)
+            if not direct:
                 msg = chan.next()
-            if msg["type"] != sync.INIT_PID:
-                raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
-            self.init_pid = msg["pid"]
-            _reap(pid)
-            self.stage1 = 0
+                if msg["type"] == sync.USERNS_CREATED:
+                    _write_id_maps(pid, linux)
+                    chan.send(sync.USERNS_MAPPED)
+                    msg = chan.next()
+                if msg["type"] != sync.INIT_PID:
+                    raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
+                self.init_pid = msg["pid"]
+                _reap(pid)
+                self.stage1 = 0
             if linux.get("netDevices"):
                 _move_net_devices(linux["netDevices"], self.init_pid)
             # init waits for this before its hooks and pivot_root: it is in
@@ -363,7 +373,9 @@ class _Builder:
                     pass
         if self.stage1:
             _reap(self.stage1)
-        if self.init_pid:
+        if self.init_pid and self.direct:
+            _reap(self.init_pid)  # our child: no zombie left for whoever inherits it
+        elif self.init_pid:
             _wait_gone(self.init_pid)
         if self.cgroup is not None:
             try:
@@ -557,6 +569,59 @@ def fork_into(cgroup2_dir: str | None) -> tuple[int, bool]:
             if pid >= 0:
                 return pid, True
     return os.fork(), False
+
+
+def _direct_ok(linux: dict) -> bool:
+    """Whether init can be the first child itself (clone_init): not with a
+    user namespace (created in a second step, after the parent maps its ids,
+    and owning the namespaces made after it), a time namespace (offsets are
+    set before any process enters it), a pid namespace joined by path
+    (setns moves only the caller's later children), or network devices to
+    move in."""
+    if linux.get("netDevices"):
+        # Moved in after GO, into the network namespace init makes before
+        # it: only a separate init's INIT_PID tells the parent it exists.
+        return False
+    for n in linux.get("namespaces") or ():
+        t = n.get("type")
+        if t in ("user", "time") or (t == "pid" and n.get("path")):
+            return False
+    return True
+
+
+def clone_init(cgroup2_dir: str | None, new_pid_ns: bool) -> tuple[int, bool] | None:
+    """fork_into, with the child also made pid 1 of a new pid namespace
+    when new_pid_ns (clone3 CLONE_NEWPID), so that it can be the container's
+    init itself instead of forking it (one fork of this process less on
+    create's critical path). Returns (pid, cloned_into_cgroup2), pid 0 in
+    the child, or None where clone3 cannot do it (a second thread, an old
+    kernel, a seccomp filter): the caller forks as usual."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() != 1:
+        return None
+    from runtime import syscalls as sc
+    flags = sc.CLONE_NEWPID if new_pid_ns else 0
+    fd = -1
+    if cgroup2_dir:
+        try:
+            fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+    try:
+        if fd >= 0:
+            try:
+                return sc.clone3(flags | sc.CLONE_INTO_CGROUP, fd), True
+            except OSError:
+                pass
+        if not flags:
+            return None
+        try:
+            return sc.clone3(flags), False
+        except OSError:
+            return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _stage1(ctx_kw: dict, cfg: dict, join_cgroup) -> None:

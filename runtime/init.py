@@ -9,6 +9,12 @@ stage1  still in the host's pid namespace. Joins or creates the user
 init    prepares the rootfs and process and blocks on exec.sock until
         `start`; then execs the user process. Nothing of Python remains.
 
+Usually there is one: `create` clones the child straight into the new pid
+namespace (container.clone_init), and after stage1's steps it goes on as
+init itself (Context.direct). The second fork is only needed where stage1
+must act in the host's pid namespace first: a user namespace, a time
+namespace, a pid namespace joined by path, network devices to move in.
+
 Any exception is sent to the parent as an ERROR message naming what failed;
 after READY, errors go to `start` through the start socket instead.
 """
@@ -42,6 +48,9 @@ class Context:
         # the parent in the child, once it knows how the child was forked)
         self.join_cgroup = kw.get("join_cgroup")
         self.host_pid = 0
+        # direct: this process was cloned into its pid namespace already
+        # (container.clone_init) and becomes init itself, without a fork.
+        self.direct: bool = kw.get("direct", False)
         self.exec_args: list[str] = []
         self.exec_env: list[str] = []
 
@@ -70,7 +79,7 @@ def stage1(ctx: Context) -> None:
         early = 0
         if user is None:
             for n in nss:
-                if not n.get("path") and n["type"] != "cgroup":
+                if not n.get("path") and n["type"] != "cgroup" and not (ctx.direct and n["type"] == "pid"):
                     early |= sc.NAMESPACE_FLAGS[n["type"]]
             if early:
                 sc.unshare(early)
@@ -93,7 +102,7 @@ def stage1(ctx: Context) -> None:
             os.setresuid(0, 0, 0)
         flags = 0
         for n in nss:
-            if n["type"] == "user":
+            if n["type"] == "user" or (ctx.direct and n["type"] == "pid"):
                 continue
             if n.get("path"):
                 _join(n)
@@ -104,6 +113,8 @@ def stage1(ctx: Context) -> None:
         offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
         if offsets and flags & sc.CLONE_NEWTIME:
             _write_time_offsets(offsets)
+        if ctx.direct:
+            init(ctx)  # never returns
         pid = os.fork()
         if pid == 0:
             init(ctx)  # never returns

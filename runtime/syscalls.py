@@ -263,16 +263,19 @@ def keyctl_join_session_keyring(name: str | None) -> None:
         raise _err("keyctl", "join session keyring")
 
 
-def clone_into_cgroup(cgroup_fd: int) -> int:
-    """fork(2) whose child starts life in the cgroup2 directory `cgroup_fd`
-    (clone3 with CLONE_INTO_CGROUP, Linux 5.7+). Returns the child's pid in
-    the parent and 0 in the child, as os.fork does; OSError if the kernel
-    refuses (ENOSYS, E2BIG on older kernels; the cgroup's own errors).
+def clone3(flags: int, cgroup_fd: int = 0) -> int:
+    """fork(2) through clone3 (Linux 5.7+ for CLONE_INTO_CGROUP), with
+    `flags`: CLONE_INTO_CGROUP starts the child in the cgroup2 directory
+    `cgroup_fd`; CLONE_NEWPID makes it pid 1 of a new pid namespace.
+    Returns the child's pid in the parent and 0 in the child, as os.fork
+    does; OSError if the kernel refuses (ENOSYS, E2BIG on older kernels;
+    the cgroup's own errors; EPERM without CAP_SYS_ADMIN).
 
     Why: moving a process with a cgroup.procs write takes the kernel's
     threadgroup lock, whose first writer waits for an RCU grace period
     (5-20 ms here, on the critical path of every create); a process born
-    in the cgroup waits for nothing.
+    in the cgroup waits for nothing. And a child born in its pid namespace
+    can be the container's init itself (container.clone_init).
 
     Contract: the caller is single-threaded and not inside an import. The
     child is a copy made without CPython's at-fork handlers, which exist to
@@ -285,13 +288,18 @@ def clone_into_cgroup(cgroup_fd: int) -> int:
     # struct clone_args, the version with `cgroup` (88 bytes): flags, pidfd,
     # child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
     # set_tid_size, cgroup. No stack: the child runs on a copy, as with fork.
-    args = _struct(*[(v, 8) for v in (CLONE_INTO_CGROUP, 0, 0, 0, sigchld, 0, 0, 0, 0, 0, cgroup_fd)])
+    args = _struct(*[(v, 8) for v in (flags, 0, 0, 0, sigchld, 0, 0, 0, 0, 0, cgroup_fd)])
     # The size as a plain int: libffi widens an int argument to the full
     # register on both LP64 ABIs, as for the syscall number itself.
     pid = _syscall(_NR["clone3"], args, len(args))
     if pid < 0:
-        raise _err("clone3", "CLONE_INTO_CGROUP")
+        raise _err("clone3", "CLONE_INTO_CGROUP" if flags & CLONE_INTO_CGROUP else None)
     return pid
+
+
+def clone_into_cgroup(cgroup_fd: int) -> int:
+    """clone3(CLONE_INTO_CGROUP, cgroup_fd): see clone3."""
+    return clone3(CLONE_INTO_CGROUP, cgroup_fd)
 
 
 def pidfd_open(pid: int) -> int:

@@ -107,7 +107,9 @@ class V1Manager(Manager):
         for d in dict.fromkeys(self.paths.values()):
             _write_procs(d, pid, "tasks", "0")
         if self.unified and not in_cgroup2:
-            _write_procs(self.unified, pid)
+            # "0" is the writing process, in whatever pid namespace it is
+            # (one cloned into a new namespace is pid 1 there).
+            _write_procs(self.unified, pid, value="0")
 
     # -------------------------------------------------------------- apply
     def apply(self, resources: dict) -> list[str]:

@@ -58,7 +58,9 @@ class V2Manager(Manager):
 
     def join_self(self, in_cgroup2: bool = False) -> None:
         if not in_cgroup2:
-            self.add_task(os.getpid())
+            # pid 0: the writing process, in whatever pid namespace it is
+            # (one cloned into a new namespace is pid 1 there).
+            self.add_task(0)
 
     def apply(self, resources: dict) -> list[str]:
         """Write OCI linux.resources with runc's v1->v2 conversions.

@@ -71,3 +71,30 @@ def test_a_v1_directory_is_refused_by_the_kernel_and_falls_back():
         os._exit(0)
     assert cloned is False
     assert _child_reports(pid) == 0
+
+
+
+def test_clone_init_makes_pid_1_of_a_new_pid_namespace_in_the_cgroup(cg2_dir):
+    from runtime.container import clone_init
+    mnt = _cgroup2_mount()
+    r = clone_init(cg2_dir, True)
+    assert r is not None
+    pid, cloned = r
+    if pid == 0:
+        # Only the first process of a new pid namespace is pid 1.
+        ok = os.getpid() == 1 and own_cgroups()[""] == "/" + os.path.relpath(cg2_dir, mnt)
+        os._exit(0 if ok else 3)
+    assert cloned is True and pid > 1
+    assert _child_reports(pid) == 0
+
+
+def test_clone_init_without_cgroup2_and_when_it_adds_nothing():
+    from runtime.container import clone_init
+    assert clone_init(None, False) is None  # nothing clone3 would add: the caller forks as usual
+    r = clone_init(None, True)
+    assert r is not None
+    pid, cloned = r
+    if pid == 0:
+        os._exit(0 if os.getpid() == 1 else 3)
+    assert cloned is False
+    assert _child_reports(pid) == 0
