@@ -42,7 +42,7 @@ def start(root: str, cid: str) -> None:
         status = st.status(data)
         if status != "created":
             raise errors.InvalidState(f"cannot start a container that is {status}" if status != "stopped"
-                               else "cannot start an already stopped container")
+                                      else "cannot start an already stopped container")
         _release(data)
     hooks = (data.get("hooks") or {}).get("poststart")
     if hooks:
