@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     report = H.Report()
     with open(os.path.join(REPO, ".venv", "bin", "pyrunc"), "rb") as f:
         first = f.readline().decode(errors="replace").strip()
-    if not any(flag in first.split()[1:] for flag in ("-I", "-S", "-IS", "-SI")):
+    flags = "".join(t[1:].split("X")[0] for t in first.split()[1:] if t.startswith("-"))
+    if "I" not in flags and "S" not in flags:
         report.note(f"the installed pyrunc launcher runs without -I/-S ({first!r}): site-packages "
                     "processing (~17 ms per call here) is included; ./setup.sh writes the fast launcher")
     t0 = time.time()
