@@ -286,10 +286,10 @@ class _Builder:
             # other CPU): it joins them itself, first thing after GO and
             # before it forks init (see join_self and fork_into: neither
             # waits for the RCU grace period a cgroup.procs write from here
-            # would, 5-20 ms). The limits go on after GO, while stage1 forks
-            # init and init mounts the rootfs (runc, too, sets them while
-            # its init prepares the rootfs): init cannot exec anything
-            # before APPLIED, which is sent after them. A realtime budget is
+            # would, 5-20 ms). The limits go on after GO, while the child
+            # makes the namespaces and init mounts the rootfs (runc, too,
+            # sets them while its init prepares the rootfs): init cannot
+            # exec anything before APPLIED, which is sent after them. A realtime budget is
             # the exception: a realtime task (a caller running SCHED_FIFO)
             # can only join a cgroup that already has one.
             res = None
@@ -435,7 +435,7 @@ def _drop_ungrantable_caps(cfg: dict, userns: bool) -> None:
         capsets[k] = keep
     if dropped:
         log.warning(f"process.capabilities: cannot grant {', '.join(sorted(dropped))} "
-              "(not in the runtime's bounding set); continuing without")
+                    "(not in the runtime's bounding set); continuing without")
 
 
 def _dup_above(fd: int, low: int) -> int:
@@ -553,22 +553,7 @@ def fork_into(cgroup2_dir: str | None) -> tuple[int, bool]:
     cloned_into_it), pid 0 in the child. Falls back to a plain fork (and
     cloned False) for v1, an old kernel, a seccomp filter that refuses
     clone3, or a second thread in this process."""
-    threading = sys.modules.get("threading")
-    if cgroup2_dir and (threading is None or threading.active_count() == 1):
-        try:
-            fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            from runtime import syscalls as sc
-            try:
-                pid = sc.clone_into_cgroup(fd)
-            except OSError:
-                pid = -1
-            os.close(fd)
-            if pid >= 0:
-                return pid, True
-    return os.fork(), False
+    return clone_init(cgroup2_dir, False) or (os.fork(), False)
 
 
 def _direct_ok(linux: dict) -> bool:
@@ -590,14 +575,16 @@ def _direct_ok(linux: dict) -> bool:
 
 
 def clone_init(cgroup2_dir: str | None, new_pid_ns: bool) -> tuple[int, bool] | None:
-    """fork_into, with the child also made pid 1 of a new pid namespace
-    when new_pid_ns (clone3 CLONE_NEWPID), so that it can be the container's
-    init itself instead of forking it (one fork of this process less on
-    create's critical path). Returns (pid, cloned_into_cgroup2), pid 0 in
-    the child, or None where clone3 cannot do it (a second thread, an old
-    kernel, a seccomp filter): the caller forks as usual."""
+    """os.fork through clone3: the child is born in the cgroup2 directory
+    `cgroup2_dir` when given and the kernel can (CLONE_INTO_CGROUP), and
+    pid 1 of a new pid namespace when new_pid_ns (CLONE_NEWPID), so that it
+    can be the container's init itself: one fork of this process less on
+    create's critical path. Returns (pid, cloned_into_cgroup2), pid 0 in the
+    child, or None where clone3 adds nothing or cannot do it (a second
+    thread, an old kernel, a seccomp filter, a cgroup the kernel refuses
+    without new_pid_ns): the caller forks as usual."""
     threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() != 1:
+    if not (cgroup2_dir or new_pid_ns) or (threading is not None and threading.active_count() != 1):
         return None
     from runtime import syscalls as sc
     flags = sc.CLONE_NEWPID if new_pid_ns else 0

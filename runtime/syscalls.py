@@ -297,11 +297,6 @@ def clone3(flags: int, cgroup_fd: int = 0) -> int:
     return pid
 
 
-def clone_into_cgroup(cgroup_fd: int) -> int:
-    """clone3(CLONE_INTO_CGROUP, cgroup_fd): see clone3."""
-    return clone3(CLONE_INTO_CGROUP, cgroup_fd)
-
-
 def pidfd_open(pid: int) -> int:
     fd = _syscall(_NR["pidfd_open"], pid, 0)
     if fd < 0:

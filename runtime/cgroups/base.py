@@ -88,7 +88,7 @@ class Manager:
         raise NotImplementedError
 
     def cgroup2_dir(self) -> str | None:
-        """The cgroup2 directory a process can be cloned into (sc.clone_into_cgroup):
+        """The cgroup2 directory a process can be cloned into (sc.clone3 with CLONE_INTO_CGROUP):
         the container's cgroup on v2, its unified part on hybrid, None on v1."""
         return None
 

@@ -1,4 +1,4 @@
-"""fork_into / clone_into_cgroup (root): a child born in a cgroup2 directory,
+"""fork_into / clone_init / clone3 (root): a child born in a cgroup2 directory,
 and the plain fork it falls back to."""
 import errno
 import os
@@ -61,7 +61,7 @@ def test_a_v1_directory_is_refused_by_the_kernel_and_falls_back():
     fd = os.open("/sys/fs/cgroup/pids", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with pytest.raises(OSError) as e:
-            sc.clone_into_cgroup(fd)
+            sc.clone3(sc.CLONE_INTO_CGROUP, fd)
         assert e.value.errno in (errno.EBADF, errno.EINVAL)
         assert "clone3" in str(e.value)
     finally:
