@@ -46,10 +46,12 @@ class V2Manager(Manager):
         return warnings
 
     def add_task(self, pid: int) -> None:
+        """Move process `pid` in; pid 0 is the calling process."""
         try:
             write_file(self.path_, "cgroup.procs", str(pid))
         except CgroupError as e:
-            err = CgroupError(f"cannot add pid {pid} to {self.path_}: {str(e).split(': ')[-1]}")
+            who = f"pid {pid}" if pid else "this process"
+            err = CgroupError(f"cannot add {who} to {self.path_}: {str(e).split(': ')[-1]}")
             err.errno = getattr(e, "errno", None)  # ESRCH: the process is gone
             raise err from None
 
