@@ -70,7 +70,11 @@ main()
 LAUNCHER
     chmod 755 ".venv/bin/$1"
 done
-for b in pyrunc pyimg just; do
-    ln -sf "$PWD/.venv/bin/$b" "/usr/local/bin/$b"
-done
+# PYRUNC_SETUP_LINKS=0 leaves /usr/local/bin alone (a second checkout, such
+# as a git worktree, gets its own .venv without taking over the commands).
+if [ "${PYRUNC_SETUP_LINKS:-1}" != 0 ]; then
+    for b in pyrunc pyimg just; do
+        ln -sf "$PWD/.venv/bin/$b" "/usr/local/bin/$b"
+    done
+fi
 echo "setup: ok ($(.venv/bin/pyrunc --version | head -1))"
