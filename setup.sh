@@ -42,6 +42,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
+# (the install also builds pyrunc-exec from runtime/exechelper.c: setup.py)
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 # Byte-compile now: every pyrunc call is a fresh interpreter, and compiling
 # the sources on each call (e.g. with PYTHONDONTWRITEBYTECODE set) costs more

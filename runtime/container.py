@@ -243,8 +243,10 @@ class _Builder:
         elif foreground_console is not None:
             console_fd = _dup_above(os.dup(foreground_console.fileno()), low)
         idmap_fds = _idmap_userns_fds(cfg, low)
+        from runtime import exechelper
+        helper_fd = exechelper.sealed_fd(low)
         ctx_kw = dict(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
-                      idmap_fds=idmap_fds,
+                      idmap_fds=idmap_fds, helper_fd=helper_fd,
                       chan=child_chan, start_fd=start_fd, console_fd=console_fd,
                       preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring,
@@ -276,6 +278,7 @@ class _Builder:
             self.stage1 = pid
         child_chan.close()
         os.close(start_fd)
+        os.close(helper_fd)
         for fd in idmap_fds.values():
             os.close(fd)
         if console_fd is not None:

@@ -1,12 +1,17 @@
 """`pyrunc exec`: start another process inside a running container.
 
-Like create, it forks twice with no re-exec: a first child opens the
-container's namespace files, becomes non-dumpable, joins the namespaces
-(user first) and forks the process, which then lands in the container's pid
-namespace. That process sets up its identity (rlimits, caps, user,
-no_new_privs, seccomp, cwd) with the same code as the container's init and
-execs. A close-on-exec pipe carries a setup error back to the caller; its
-EOF without a message means execve succeeded.
+A child of ours (stage1) becomes non-dumpable, joins the container's
+namespaces (user first; the namespace files are opened before the fork),
+and sets up the process's identity (terminal, rlimits, caps, user,
+no_new_privs, seccomp, cwd) with the same code as the container's init.
+Joining a pid namespace only moves children, so stage1 stays in the
+host's: no process in the container ever sees it. It then execs
+pyrunc-exec (exechelper.c) from a sealed memfd, which forks the process
+into the container's pid namespace as our own child (CLONE_PARENT),
+reports its pid, and execs it once we say it is in its cgroup. So
+nothing in the container can reach the host's interpreter through
+/proc/PID/exe. A close-on-exec pipe carries a setup error back to the
+caller; its EOF without a message means execve succeeded.
 """
 from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
@@ -159,8 +164,9 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     # The container's seccomp profile applies to every process in it.
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
-    from runtime import cgroups
+    from runtime import cgroups, exechelper
     from runtime.container import _reap, fork_into
+    helper_fd = exechelper.sealed_fd(low)
     m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
     # execCPUAffinity.initial applies before the process enters the
     # container's cgroup: a stage1 born in it (v2: its cpuset) would get
@@ -171,9 +177,10 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
         parent_chan.close()
         os.close(err_r)
         join = (lambda: m.join_self(cloned)) if m is not None else None
-        _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data, join)
+        _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data, join, helper_fd)
     child_chan.close()
     os.close(err_w)
+    os.close(helper_fd)
     for _, fd in ns_fds:
         os.close(fd)
     if console_fd is not None:
@@ -253,53 +260,41 @@ def _wait(pid: int) -> int:
     return _wait_init(pid)
 
 
-def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data, join_cgroup) -> None:
-    """First child: join the container, fork the process. Never returns."""
-    from runtime import init, sync
+def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data, join_cgroup,
+            helper_fd) -> None:
+    """The child: join the container, set up the process, hand over to
+    pyrunc-exec. Never returns."""
+    from runtime import exechelper, init, sync
     from runtime import syscalls as sc
-    code = 1
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         chan.expect(sync.GO)
         if join_cgroup is not None:
             join_cgroup()  # before setns: the cgroup namespace is rooted in the container's
+        init.set_oom_score_adj(proc)  # the container's /proc has no /proc/self for us
         for t, fd in ns_fds:
             sc.setns(fd, sc.NAMESPACE_FLAGS[t], label=f"{t} namespace of container {cid}")
             os.close(fd)
-        pid = os.fork()
-        if pid == 0:
-            _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data)
-        chan.send(sync.INIT_PID, pid=pid)
-        code = 0
+        init.clean_process_state(preserve_fds)
+        ctx = init.Context(cid=cid, config=cfg, bundle=data["bundle"], rootfs="/", chan=chan,
+                           start_fd=-1, helper_fd=helper_fd, console_fd=console_fd,
+                           preserve_fds=preserve_fds, cgroup_mount=None)
+        if proc.get("terminal"):
+            # The process takes the terminal as its controlling one itself,
+            # in its own session (pyrunc-exec): this process's session ends
+            # when it exits.
+            init.setup_terminal(ctx, proc, controlling=False)
+        init.setup_process(ctx, proc, {"seccomp": cfg["linux"].get("seccomp")}, oom=False)
+        env = list(proc.get("env") or [])
+        path = init.lookup(proc["args"][0], env)
+        argv = exechelper.spawn_argv(chan.fileno(), err_w, proc.get("apparmorProfile"),
+                                     bool(proc.get("terminal")), path, proc["args"])
+        os.set_inheritable(chan.fileno(), True)
+        os.set_inheritable(err_w, True)
+        os.execve(helper_fd, argv, init.env_dict(env))
     except BaseException as e:  # noqa: BLE001
         try:
             chan.send(sync.ERROR, msg=init.describe(e))
         except OSError:
             pass
-    finally:
-        os._exit(code)
-
-
-def _child(chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data) -> None:
-    """The process itself, inside every namespace of the container."""
-    from runtime import init, sync
-    try:
-        init.clean_process_state(preserve_fds)
-        ctx = init.Context(cid=cid, config=cfg, bundle=data["bundle"], rootfs="/", chan=chan,
-                           start_fd=-1, console_fd=console_fd, preserve_fds=preserve_fds,
-                           cgroup_mount=None)
-        if proc.get("terminal"):
-            init.setup_terminal(ctx, proc)
-        init.setup_process(ctx, proc, {"seccomp": cfg["linux"].get("seccomp")})
-        env = list(proc.get("env") or [])
-        path = init.lookup(proc["args"][0], env)
-        # In the container's cgroup (and on its final CPUs) before exec.
-        chan.expect(sync.APPLIED)
-        chan.close()
-        os.execve(path, proc["args"], init.env_dict(env))
-    except BaseException as e:  # noqa: BLE001
-        try:
-            os.write(err_w, init.describe(e).encode())
-        except OSError:
-            pass
-        os._exit(127)
+        os._exit(1)

@@ -6,8 +6,10 @@ stage1  still in the host's pid namespace. Joins or creates the user
         namespace (the parent writes its id maps), joins/creates the other
         namespaces, then forks init so that init is pid 1 of the new pid
         namespace, reports init's host pid and exits.
-init    prepares the rootfs and process and blocks on exec.sock until
-        `start`; then execs the user process. Nothing of Python remains.
+init    prepares the rootfs and process, says READY and execs pyrunc-exec
+        (exechelper.c) from a sealed memfd: that waits on the start socket
+        until `start`, runs the startContainer hooks and execs the user
+        process. From READY on, no Python is left in the container.
 
 Usually there is one: `create` clones the child straight into the new pid
 namespace (container.clone_init), and after stage1's steps it goes on as
@@ -22,7 +24,8 @@ import _signal as signal  # the C module: `signal` imports enum
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 
-from runtime import rootfs, sync
+from runtime import exechelper, rootfs, sync
+from runtime import fastjson as json
 from runtime import syscalls as sc
 
 
@@ -38,6 +41,8 @@ class Context:
         self.rootfs: str = kw["rootfs"]
         self.chan: sync.Channel = kw["chan"]
         self.start_fd: int = kw["start_fd"]
+        # the sealed pyrunc-exec memfd (exechelper.sealed_fd), made by the parent
+        self.helper_fd: int = kw["helper_fd"]
         self.console_fd: int | None = kw.get("console_fd")
         self.preserve_fds: int = kw.get("preserve_fds", 0)
         self.no_pivot: bool = kw.get("no_pivot", False)
@@ -255,33 +260,27 @@ def init(ctx: Context) -> None:
         ctx.exec_args = list(proc["args"])
         ctx.exec_env = list(proc.get("env") or [])
         ctx.exec_args[0:1] = [lookup(proc["args"][0], ctx.exec_env)]
-        # 14. Tell the parent we are ready, and wait for `start`.
+        # 14. Tell the parent we are ready.
         # write(2), not send(2): seccomp may already be on, and profiles allow write.
+        argv = exechelper.start_argv(ctx.start_fd, proc.get("apparmorProfile"),
+                                     json.dumps(_hook_state(ctx, "running")),
+                                     hooks.get("startContainer") or [], ctx.exec_args[0], proc["args"])
         os.write(ctx.chan.fileno(), b'{"type": "ready"}')
         ctx.chan.close()
         ready = True
-        # Give freed heap back before waiting, maybe for long (RSS of a
-        # created container's init).
-        sc.malloc_trim()
-        listener = sync.from_fd(ctx.start_fd)
-        conn = sync.accept(listener)  # close-on-exec, like every fd of ours
-        listener.close()
-        os.write(conn.fileno(), b"0")
-        # 15. startContainer hooks: container namespaces, after start.
-        if hooks.get("startContainer"):
-            from runtime.hooks import run_hooks
-            run_hooks("startContainer", hooks["startContainer"], _hook_state(ctx, "running"))
-        # 16. Hand over to the user process; the socket closes on exec, which
-        #     is how `start` learns that exec succeeded.
-        os.execve(ctx.exec_args[0], proc["args"], env_dict(ctx.exec_env))
+        # 15. Hand over to pyrunc-exec, which waits for `start` on the start
+        #     socket, runs the startContainer hooks (container namespaces,
+        #     after start) and execs the user process (the connection is
+        #     close-on-exec: that is how `start` learns exec succeeded).
+        #     Python's pages go with this exec: a waiting container's pid 1
+        #     exposes no host binary through /proc/1/exe.
+        os.set_inheritable(ctx.start_fd, True)
+        os.execve(ctx.helper_fd, argv, env_dict(ctx.exec_env))
     except BaseException as e:  # noqa: BLE001
         if not ready:
             _report(ctx, e)
         else:
-            try:
-                conn.sendall(("E" + describe(e)).encode())
-            except (OSError, NameError):
-                sys.stderr.write(f"pyrunc init: {describe(e)}\n")
+            sys.stderr.write(f"pyrunc init: {describe(e)}\n")
         os._exit(1 if not isinstance(e, OSError) or e.errno not in (2, 13) else 127)
 
 
@@ -370,7 +369,9 @@ def _sysctl(key: str, val: str) -> None:
         raise OSError(e.errno, f"linux.sysctl {key}: {e.strerror}") from None
 
 
-def setup_terminal(ctx: Context, proc: dict) -> None:
+def setup_terminal(ctx: Context, proc: dict, controlling: bool = True) -> None:
+    """A new pty: its master goes to the console socket, its slave becomes
+    stdio (and, with `controlling`, our controlling terminal)."""
     import fcntl
     import struct
     import termios
@@ -393,7 +394,8 @@ def setup_terminal(ctx: Context, proc: dict) -> None:
         os.close(master)
     if ctx.start_fd >= 0 and any(n["type"] == "mount" for n in _namespaces(ctx.config)):
         _bind_console(pts)  # container init only: exec must not touch its mounts
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    if controlling:
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
@@ -422,7 +424,22 @@ _SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x1, "SCHED_FLAG_RECLAIM": 0x2, "SCH
 _IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
 
 
-def setup_process(ctx: Context, proc: dict, linux: dict) -> None:
+def set_oom_score_adj(proc: dict) -> None:
+    """process.oomScoreAdj, through this pid namespace's /proc/self (exec
+    calls it before joining the container's mount namespace, whose /proc
+    does not show a process outside the container's pid namespace)."""
+    if proc.get("oomScoreAdj") is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc["oomScoreAdj"]))
+    except OSError as e:
+        raise OSError(e.errno, f"process.oomScoreAdj {proc['oomScoreAdj']}: {e.strerror}") from None
+
+
+def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> None:
+    """The process's identity and limits, in order (init step 12; exec).
+    `oom`: also set process.oomScoreAdj (exec sets it earlier itself)."""
     import resource
     from runtime import caps
     # rlimits (raising a hard limit needs CAP_SYS_RESOURCE: the error says which).
@@ -432,12 +449,8 @@ def setup_process(ctx: Context, proc: dict, linux: dict) -> None:
         except (ValueError, OSError) as e:
             raise OSError(getattr(e, "errno", 1) or 1,
                           f"process.rlimits {rl['type']}: {getattr(e, 'strerror', None) or e}") from None
-    if proc.get("oomScoreAdj") is not None:
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(proc["oomScoreAdj"]))
-        except OSError as e:
-            raise OSError(e.errno, f"process.oomScoreAdj {proc['oomScoreAdj']}: {e.strerror}") from None
+    if oom:
+        set_oom_score_adj(proc)
     if linux.get("personality"):
         p = linux["personality"]
         persona = {"LINUX": 0x0000, "LINUX32": 0x0008}[p["domain"]]
@@ -454,13 +467,8 @@ def setup_process(ctx: Context, proc: dict, linux: dict) -> None:
     if iop:
         sc.ioprio_set(1, 0, (_IOPRIO_CLASSES[iop["class"]] << 13) | iop.get("priority", 0))
 
-    if proc.get("apparmorProfile"):
-        # Takes effect at execve; the profile must be loaded on the host.
-        try:
-            with open("/proc/self/attr/apparmor/exec", "w") as f:
-                f.write("exec " + proc["apparmorProfile"])
-        except OSError as e:
-            raise OSError(e.errno, f"process.apparmorProfile {proc['apparmorProfile']}: {e.strerror}") from None
+    # process.apparmorProfile takes effect at the next execve, so pyrunc-exec
+    # sets it right before it execs the process (exechelper.c).
     cwd = proc.get("cwd") or "/"
     # Seccomp is loaded before privileges drop unless no_new_privs lets an
     # unprivileged process load it (runc does the same).

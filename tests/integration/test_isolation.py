@@ -2,6 +2,7 @@
 attacks it must resist (escapes through symlinks, leaked fds)."""
 import json
 import os
+import time
 import socket
 import subprocess
 import threading
@@ -248,25 +249,40 @@ def test_no_host_cwd_leak(rt, tmp_path):
     assert out.split("\n")[0] == "/"
 
 
-def test_runtime_not_dumpable_during_setup(rt, tmp_path):
-    """While init waits for start it is non-dumpable: a container process
-    cannot open its /proc/PID/exe (the host interpreter)."""
+def test_waiting_init_runs_from_a_sealed_copy(rt, tmp_path):
+    """While init waits for start it is pyrunc-exec run from a memfd sealed
+    against writes: its /proc/PID/exe names no host file, and a handle to it
+    can change nothing (the CVE-2019-5736 attack in
+    test_exe_protection.py). A container process of another uid still
+    cannot read init's /proc files."""
+    import fcntl
     b = rt.bundle(["true"])
     cid = rt.new_id()
     rt("create", "--bundle", b, cid, check=True)
     pid = rt.state(cid)["pid"]
-    with open(f"/proc/{pid}/status") as f:
-        status = f.read()
-    assert "python" in os.readlink(f"/proc/{pid}/exe")
-    # /proc/PID files of a non-dumpable process belong to root:root (not the process's uid).
-    st = os.stat(f"/proc/{pid}/exe")
-    assert st.st_uid == 0
-    # The mm dumpable flag shows as "dumpable" in coredump_filter access: check via prctl from inside is
-    # not possible, so check through a sibling process in the container's namespaces as nobody.
+    assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:pyrunc-exec")
     probe = subprocess.run(["nsenter", "-t", str(pid), "-p", "-m", "--setuid", "65534", "--setgid", "65534",
                             "cat", "/proc/1/environ"], capture_output=True, text=True)
     assert probe.returncode != 0
-    del status
+    fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+    try:
+        F_GET_SEALS, F_SEAL_SEAL, F_SEAL_WRITE, F_SEAL_GROW = 1034, 1, 8, 4
+        seals = fcntl.fcntl(fd, F_GET_SEALS)
+        assert seals & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW) == F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW
+        rt("start", cid, check=True)
+        deadline = time.monotonic() + 10
+        while rt.state(cid)["status"] != "stopped":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # Nothing runs the copy now, so no ETXTBSY: the seals alone refuse.
+        w = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+        try:
+            with pytest.raises(PermissionError):
+                os.write(w, b"\0")
+        finally:
+            os.close(w)
+    finally:
+        os.close(fd)
 
 
 def test_terminal_via_console_socket(rt, tmp_path):
