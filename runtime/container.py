@@ -260,6 +260,9 @@ class _Builder:
             seccomp.compile(linux["seccomp"])
         sys.stdout.flush()
         sys.stderr.flush()
+        # A pid namespace joined by path is entered only by pyrunc-exec
+        # (init.py's outside mode).
+        outside = any(n["type"] == "pid" and n.get("path") for n in linux.get("namespaces") or ())
         forked = clone_init(self.cgroup.cgroup2_dir(), "pid" in nstypes) if _direct_ok(linux) else None
         direct = self.direct = forked is not None
         if forked is None:
@@ -315,8 +318,9 @@ class _Builder:
                 if msg["type"] != sync.INIT_PID:
                     raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
                 self.init_pid = msg["pid"]
-                _reap(pid)
-                self.stage1 = 0
+                if not outside:
+                    _reap(pid)
+                    self.stage1 = 0
             if linux.get("netDevices"):
                 _move_net_devices(linux["netDevices"], self.init_pid)
             # init waits for this before its hooks and pivot_root: it is in
@@ -354,6 +358,14 @@ class _Builder:
                 if msg["type"] != sync.READY:
                     raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
                 break
+            if outside:
+                # stage1 set up the container from outside its pid namespace
+                # and has now forked init into it (init.py's outside mode).
+                self.init_pid = chan.expect(sync.INIT_PID)["pid"]
+                _reap(self.stage1)
+                self.stage1 = 0
+                data.update(pid=self.init_pid, start_time=st.proc_start_time(self.init_pid))
+                st.save(self.cdir, data)
         finally:
             chan.close()
         if self.opts.pid_file:

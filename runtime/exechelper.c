@@ -23,14 +23,24 @@
  * force, need only allow what the process itself needs: execve(at), accept,
  * read, write, close, fcntl, clone, setsid, ioctl, exit.
  *
+ * A container that joins another's pid namespace (by path) is set up by a
+ * Python process that never joins it (runtime/init.py, "outside" mode):
+ * what must happen inside that namespace, this helper does there, after
+ * setns(PIDNS_FD) — a proc mount, the createContainer hooks, and init.
+ *
  * Usage (argv[0] is a label):
- *   start LISTEN_FD APPARMOR STATE NHOOKS [HOOK ...] -- PATH ARG...
+ *   start LISTEN_FD FORK CHAN_FD TTY APPARMOR STATE NHOOKS [HOOK ...] -- PATH ARG...
  *     Accept one connection on LISTEN_FD (the start socket), write "0",
  *     run the startContainer hooks, then execve(PATH, ARG..., environ).
  *     On failure the connection gets "E" and a message, and the helper
  *     exits 127 (exec: not found or denied) or 1.
  *     HOOK is PATH TIMEOUT NARGS ARG... NENV ENV...; TIMEOUT in seconds, 0
  *     for none. Each hook gets STATE on stdin.
+ *     With FORK 1, first fork init as the caller's sibling (CLONE_PARENT)
+ *     into the pid namespace the caller joined for its children (it did so
+ *     while it still had the privilege); the caller reports init's pid on
+ *     CHAN_FD as an init-pid sync message and exits. init starts its own
+ *     session, with fd 0 as controlling terminal when TTY is 1.
  *   spawn CHAN_FD ERR_FD APPARMOR TTY -- PATH ARG...
  *     Fork the process as the caller's sibling (CLONE_PARENT: a child of
  *     `pyrunc exec`), report its pid on CHAN_FD as an init-pid sync
@@ -38,6 +48,12 @@
  *     as controlling terminal when TTY is 1), waits for one message on
  *     CHAN_FD (the parent's "applied") and execs; an exec failure is
  *     written to ERR_FD, exit 127.
+ *   mount PIDNS_FD SOURCE TARGET FSTYPE FLAGS DATA
+ *     mount(2) from a child in that pid namespace (proc shows the pid
+ *     namespace of the process that mounts it); exits 0 or the errno.
+ *   hooks PIDNS_FD KIND STATE NHOOKS [HOOK ...]
+ *     Run the KIND hooks from children in that pid namespace; the first
+ *     failure is written to stderr, exit 1.
  *   APPARMOR is "-" or a profile to change to at that exec.
  * The environment of the helper is the process's environment.
  */
@@ -67,6 +83,8 @@ typedef long ssize_t;
 #define NR_accept4 288
 #define NR_pipe2 293
 #define NR_pidfd_open 434
+#define NR_setns 308
+#define NR_mount 165
 
 static long sys6(long n, long a, long b, long c, long d, long e, long f)
 {
@@ -111,6 +129,8 @@ __asm__(".text\n"
 #define NR_accept4 242
 #define NR_pipe2 59
 #define NR_pidfd_open 434
+#define NR_setns 268
+#define NR_mount 40
 
 static long sys6(long n, long a, long b, long c, long d, long e, long f)
 {
@@ -161,6 +181,7 @@ __asm__(".text\n"
 #define SIGPIPE 13
 #define SIG_IGN 1L
 #define CLONE_PARENT 0x00008000
+#define CLONE_NEWPID 0x20000000
 #define TIOCSCTTY 0x540E
 #define POLLIN 1
 #define POLLHUP 0x10
@@ -365,15 +386,16 @@ static void trim_put(struct buf *b, struct buf *from)
     putn(b, from->s + i, n - i);
 }
 
-/* Run one startContainer hook with the state on stdin; on failure the
+/* Run one hook of `kind` with the state on stdin; on failure the
  * reason goes into err and the result is nonzero. The wording follows
  * runtime/hooks.py, which runs every other kind of hook. */
-static int run_hook(int index, char *path, long timeout, char **args, char **env,
+static int run_hook(const char *kind, int index, char *path, long timeout, char **args, char **env,
                     const char *state, struct buf *err)
 {
     int in[2], out[2], errp[2], fail[2];
     struct buf o = {.n = 0}, e = {.n = 0};
-    put(err, "startContainer hook #");
+    put(err, kind);
+    put(err, " hook #");
     putnum(err, index);
     put(err, " ");
     put(err, path);
@@ -498,15 +520,68 @@ static void put_exec_failure(struct buf *b, const char *path, long e)
     put_errno(b, -e);
 }
 
+/* Run NHOOKS hooks laid out from argv[*i] on; advances *i past them.
+ * 0, or 1 with the failure in b. */
+static int run_hooks(const char *kind, char **argv, int *i, long nhooks, const char *state, struct buf *b)
+{
+    int failed = 0;
+    set_sigpipe(SIG_IGN);
+    for (long h = 0; h < nhooks && !failed; h++) {
+        char *path = argv[(*i)++];
+        long timeout = num(argv[(*i)++]);
+        long na = num(argv[(*i)++]);
+        char **args = &argv[*i];
+        *i += (int)na;
+        long ne = num(argv[*i]);
+        argv[*i] = 0; /* ends args */
+        (*i)++;
+        char **env = &argv[*i];
+        *i += (int)ne;
+        char *after = argv[*i];
+        argv[*i] = 0; /* ends env */
+        failed = run_hook(kind, (int)h, path, timeout, args, env, state, b);
+        argv[*i] = after;
+    }
+    set_sigpipe(0);
+    return failed;
+}
+
+static void join_pidns(int fd)
+{
+    if (sys2(NR_setns, fd, CLONE_NEWPID) < 0)
+        die(1);
+    sys1(NR_close, fd);
+}
+
 static __attribute__((noreturn)) void mode_start(int argc, char **argv, char **envp)
 {
     int lfd = (int)num(argv[2]);
-    const char *apparmor = argv[3];
-    const char *state = argv[4];
-    long nhooks = num(argv[5]);
-    int sep = find_sep(argc, argv, 6);
+    int fork_init = streq(argv[3], "1");
+    int chan = (int)num(argv[4]);
+    int tty = streq(argv[5], "1");
+    const char *apparmor = argv[6];
+    const char *state = argv[7];
+    long nhooks = num(argv[8]);
+    int sep = find_sep(argc, argv, 9);
     if (sep < 0 || sep + 1 >= argc)
         die(2);
+    if (fork_init) {
+        long pid = sys6(NR_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0, 0);
+        if (pid < 0)
+            die(1);
+        if (pid > 0) {
+            struct buf m = {.n = 0};
+            put(&m, "{\"type\": \"init-pid\", \"pid\": ");
+            putnum(&m, pid);
+            put(&m, "}");
+            write_all(chan, m.s, m.n);
+            die(0);
+        }
+        sys1(NR_close, chan);
+        sys0(NR_setsid);
+        if (tty)
+            sys3(NR_ioctl, 0, TIOCSCTTY, 0);
+    }
     long conn;
     do
         conn = sys4(NR_accept4, lfd, 0, 0, SOCK_CLOEXEC);
@@ -517,30 +592,10 @@ static __attribute__((noreturn)) void mode_start(int argc, char **argv, char **e
     write_all((int)conn, "0", 1);
     struct buf b = {.n = 0};
     put(&b, "E");
-    int i = 6;
-    if (nhooks) {
-        set_sigpipe(SIG_IGN);
-        for (long h = 0; h < nhooks; h++) {
-            char *path = argv[i++];
-            long timeout = num(argv[i++]);
-            long na = num(argv[i++]);
-            char **args = &argv[i];
-            i += (int)na;
-            long ne = num(argv[i]);
-            argv[i] = 0; /* ends args */
-            i++;
-            char **env = &argv[i];
-            i += (int)ne;
-            char *after = argv[i];
-            argv[i] = 0; /* ends env */
-            int failed = run_hook((int)h, path, timeout, args, env, state, &b);
-            argv[i] = after;
-            if (failed) {
-                write_all((int)conn, b.s, b.n);
-                die(1);
-            }
-        }
-        set_sigpipe(0);
+    int i = 9;
+    if (run_hooks("startContainer", argv, &i, nhooks, state, &b)) {
+        write_all((int)conn, b.s, b.n);
+        die(1);
     }
     char *path = argv[sep + 1];
     long r = change_profile(apparmor);
@@ -556,6 +611,41 @@ static __attribute__((noreturn)) void mode_start(int argc, char **argv, char **e
     put_exec_failure(&b, path, r);
     write_all((int)conn, b.s, b.n);
     die(exec_failure_status(r));
+}
+
+static int wait_child(long pid)
+{
+    int st = 0;
+    while (sys4(NR_wait4, pid, &st, 0, 0) == -EINTR)
+        ;
+    return (st & 0x7f) ? 1 : (st >> 8) & 0xff;
+}
+
+static __attribute__((noreturn)) void mode_mount(char **argv)
+{
+    join_pidns((int)num(argv[2]));
+    long pid = sys6(NR_clone, SIGCHLD, 0, 0, 0, 0, 0);
+    if (pid < 0)
+        die((int)-pid);
+    if (pid == 0) {
+        const char *data = argv[7][0] ? argv[7] : 0;
+        long r = sys6(NR_mount, (long)argv[3], (long)argv[4], (long)argv[5], num(argv[6]), (long)data, 0);
+        die(r < 0 ? (int)-r : 0);
+    }
+    die(wait_child(pid));
+}
+
+static __attribute__((noreturn)) void mode_hooks(int argc, char **argv)
+{
+    join_pidns((int)num(argv[2]));
+    struct buf b = {.n = 0};
+    int i = 6;
+    (void)argc;
+    if (run_hooks(argv[3], argv, &i, num(argv[5]), argv[4], &b)) {
+        write_all(2, b.s, b.n);
+        die(1);
+    }
+    die(0);
 }
 
 static __attribute__((noreturn)) void mode_spawn(int argc, char **argv, char **envp)
@@ -618,8 +708,12 @@ __attribute__((used, noreturn)) void helper_main(long *sp)
     int argc = (int)sp[0];
     char **argv = (char **)(sp + 1);
     char **envp = argv + argc + 1;
-    if (argc >= 6 && streq(argv[1], "start"))
+    if (argc >= 9 && streq(argv[1], "start"))
         mode_start(argc, argv, envp);
+    if (argc == 8 && streq(argv[1], "mount"))
+        mode_mount(argv);
+    if (argc >= 6 && streq(argv[1], "hooks"))
+        mode_hooks(argc, argv);
     if (argc >= 6 && streq(argv[1], "spawn"))
         mode_spawn(argc, argv, envp);
     write_all(2, "pyrunc-exec: run by pyrunc only\n", 32);

@@ -68,16 +68,25 @@ def _profile(apparmor: str | None) -> str:
     return apparmor or "-"
 
 
-def start_argv(listen_fd: int, apparmor: str | None, state_json: str, hooks: list[dict],
-               path: str, args: list[str]) -> list[str]:
-    """init's hand-over (mode "start"): wait for `start` on listen_fd, run
-    the startContainer `hooks` with `state_json` on stdin, exec path."""
-    argv = ["pyrunc-exec", "start", str(listen_fd), _profile(apparmor), state_json, str(len(hooks))]
+def _hook_words(hooks: list[dict]) -> list[str]:
+    words = [str(len(hooks))]
     for h in hooks:
         hargs = list(h.get("args") or [h["path"]])
         henv = list(h.get("env") or ())
-        argv += [h["path"], str(int(h.get("timeout") or 0)), str(len(hargs)), *hargs, str(len(henv)), *henv]
-    return argv + ["--", path, *args]
+        words += [h["path"], str(int(h.get("timeout") or 0)), str(len(hargs)), *hargs, str(len(henv)), *henv]
+    return words
+
+
+def start_argv(listen_fd: int, apparmor: str | None, state_json: str, hooks: list[dict],
+               path: str, args: list[str], fork_init: bool = False, chan_fd: int = -1,
+               tty: bool = False) -> list[str]:
+    """init's hand-over (mode "start"): wait for `start` on listen_fd, run
+    the startContainer `hooks` with `state_json` on stdin, exec path. With
+    `fork_init`, first fork init into the pid namespace joined for children
+    and report its pid on `chan_fd` (`tty`: init takes fd 0 as its
+    controlling terminal)."""
+    return ["pyrunc-exec", "start", str(listen_fd), "1" if fork_init else "0", str(chan_fd), "1" if tty else "0",
+            _profile(apparmor), state_json, *_hook_words(hooks), "--", path, *args]
 
 
 def spawn_argv(chan_fd: int, err_fd: int, apparmor: str | None, tty: bool,
@@ -87,3 +96,47 @@ def spawn_argv(chan_fd: int, err_fd: int, apparmor: str | None, tty: bool,
     once the parent's next message arrives."""
     return ["pyrunc-exec", "spawn", str(chan_fd), str(err_fd), _profile(apparmor), "1" if tty else "0",
             "--", path, *args]
+
+
+def run_in_pidns(helper_fd: int, argv: list[str], fds: list[int]) -> tuple[int, str]:
+    """Run the helper in mode "mount" or "hooks" (their argv name the pid
+    namespace's fd) and wait: (exit status, what it wrote to stderr). The
+    fork is ours, in our own pid namespace; only the helper's children
+    enter the other one. `fds` are passed on (inheritable in the child)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(w, 2)
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            os.execve(helper_fd, argv, {})
+        finally:
+            os._exit(127)
+    os.close(w)
+    err = b""
+    while chunk := os.read(r, 4096):
+        err += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err.decode(errors="replace")
+
+
+def mount_in_pidns(helper_fd: int, pidns_fd: int, source: str, target_fd: int, fstype: str,
+                   flags: int, data: str | None, label: str) -> None:
+    """mount(2) onto the directory `target_fd`, done by a process of the pid
+    namespace `pidns_fd` (a proc mount shows its mounter's pid namespace);
+    OSError(errno, label) on failure."""
+    argv = ["pyrunc-exec", "mount", str(pidns_fd), source, f"/proc/self/fd/{target_fd}", fstype, str(flags),
+            data or ""]
+    rc, err = run_in_pidns(helper_fd, argv, [pidns_fd, target_fd])
+    if rc:
+        raise OSError(rc, f"mount {label} ({fstype}): {os.strerror(rc)}")
+
+
+def hooks_in_pidns(helper_fd: int, pidns_fd: int, kind: str, state_json: str, hooks: list[dict]) -> str | None:
+    """Run the `kind` hooks from processes of the pid namespace `pidns_fd`;
+    the first failure's message, or None."""
+    argv = ["pyrunc-exec", "hooks", str(pidns_fd), kind, state_json, *_hook_words(hooks)]
+    rc, err = run_in_pidns(helper_fd, argv, [pidns_fd])
+    return (err.strip() or f"hooks: pyrunc-exec exited {rc}") if rc else None

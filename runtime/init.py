@@ -15,7 +15,15 @@ Usually there is one: `create` clones the child straight into the new pid
 namespace (container.clone_init), and after stage1's steps it goes on as
 init itself (Context.direct). The second fork is only needed where stage1
 must act in the host's pid namespace first: a user namespace, a time
-namespace, a pid namespace joined by path, network devices to move in.
+namespace, network devices to move in.
+
+A pid namespace joined by path already holds other processes, which would
+see a Python init while it sets up (exechelper.c says why that must not
+happen). There stage1 never joins it: it goes on as init in the host's pid
+namespace ("outside", Context.outside), and what must happen inside that
+namespace pyrunc-exec does there: the proc mounts, the createContainer
+hooks, and at the end init itself, forked into it, whose pid then
+replaces stage1's in the parent's state (a second INIT_PID after READY).
 
 Any exception is sent to the parent as an ERROR message naming what failed;
 after READY, errors go to `start` through the start socket instead.
@@ -56,6 +64,10 @@ class Context:
         # direct: this process was cloned into its pid namespace already
         # (container.clone_init) and becomes init itself, without a fork.
         self.direct: bool = kw.get("direct", False)
+        # outside: the pid namespace is joined by path; this process stays
+        # out of it and pidns_fd is that namespace (see the module docstring)
+        self.outside: bool = False
+        self.pidns_fd: int = -1
         self.exec_args: list[str] = []
         self.exec_env: list[str] = []
 
@@ -109,7 +121,10 @@ def stage1(ctx: Context) -> None:
         for n in nss:
             if n["type"] == "user" or (ctx.direct and n["type"] == "pid"):
                 continue
-            if n.get("path"):
+            if n["type"] == "pid" and n.get("path"):
+                ctx.outside = True
+                ctx.pidns_fd = _open_ns(n)
+            elif n.get("path"):
                 _join(n)
             else:
                 flags |= sc.NAMESPACE_FLAGS[n["type"]]
@@ -119,6 +134,9 @@ def stage1(ctx: Context) -> None:
         if offsets and flags & sc.CLONE_NEWTIME:
             _write_time_offsets(offsets)
         if ctx.direct:
+            init(ctx)  # never returns
+        if ctx.outside:
+            ctx.chan.send(sync.INIT_PID, pid=os.getpid())
             init(ctx)  # never returns
         pid = os.fork()
         if pid == 0:
@@ -131,14 +149,18 @@ def stage1(ctx: Context) -> None:
         os._exit(code)
 
 
-def _join(ns: dict) -> None:
+def _open_ns(ns: dict) -> int:
     path = ns["path"]
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise OSError(e.errno, f"linux.namespaces {ns['type']} path {path}: {e.strerror}") from None
+
+
+def _join(ns: dict) -> None:
+    fd = _open_ns(ns)
     try:
-        sc.setns(fd, sc.NAMESPACE_FLAGS[ns["type"]], label=f"{ns['type']} namespace {path}")
+        sc.setns(fd, sc.NAMESPACE_FLAGS[ns["type"]], label=f"{ns['type']} namespace {ns['path']}")
     finally:
         os.close(fd)
 
@@ -186,7 +208,7 @@ def init(ctx: Context) -> None:
             _prepare_root(ctx, linux)
             # (create dropped mountLabel already where SELinux is off)
             rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
-                             ctx.idmap_fds, linux.get("mountLabel"))
+                             ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx))
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
         # 3b. APPLIED: we are in the container's cgroup already (stage1
@@ -206,7 +228,13 @@ def init(ctx: Context) -> None:
             ctx.chan.send(sync.PRESTART)
             ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
         # 5. createContainer hooks: container namespaces, before pivot_root.
-        if hooks.get("createContainer"):
+        if hooks.get("createContainer") and ctx.outside:
+            failed = exechelper.hooks_in_pidns(ctx.helper_fd, ctx.pidns_fd, "createContainer",
+                                               json.dumps(_hook_state(ctx, "created")), hooks["createContainer"])
+            if failed:
+                from runtime.hooks import HookFailed
+                raise HookFailed(failed)
+        elif hooks.get("createContainer"):
             from runtime.hooks import run_hooks
             run_hooks("createContainer", hooks["createContainer"], _hook_state(ctx, "created"))
         # 6. Switch root.
@@ -240,7 +268,8 @@ def init(ctx: Context) -> None:
             sc.setdomainname(cfg["domainname"])
         # 10. Terminal: a new pty whose master goes to the console socket.
         if proc.get("terminal"):
-            setup_terminal(ctx, proc)
+            # outside: init, forked later, takes it as its controlling terminal
+            setup_terminal(ctx, proc, controlling=not ctx.outside)
         # 11. Session keyring, so containers do not share the host's.
         if not ctx.no_new_keyring:
             try:
@@ -255,6 +284,10 @@ def init(ctx: Context) -> None:
             ctx.chan.send(sync.PRESTART)  # step 4 without hooks: the parent's state
             ctx.host_pid = ctx.chan.expect(sync.PRESTART_DONE)["pid"]
         # 12. Process attributes that need privileges we are about to drop.
+        #     outside: our children go into the joined pid namespace from
+        #     here on (setns needs privileges too); we fork none ourselves.
+        if ctx.outside:
+            sc.setns(ctx.pidns_fd, sc.CLONE_NEWPID, label="pid namespace (linux.namespaces)")
         setup_process(ctx, proc, linux)
         # 13. The executable must exist now, so `create` reports it, not `start`.
         ctx.exec_args = list(proc["args"])
@@ -264,9 +297,14 @@ def init(ctx: Context) -> None:
         # write(2), not send(2): seccomp may already be on, and profiles allow write.
         argv = exechelper.start_argv(ctx.start_fd, proc.get("apparmorProfile"),
                                      json.dumps(_hook_state(ctx, "running")),
-                                     hooks.get("startContainer") or [], ctx.exec_args[0], proc["args"])
+                                     hooks.get("startContainer") or [], ctx.exec_args[0], proc["args"],
+                                     ctx.outside, ctx.chan.fileno(), bool(proc.get("terminal")))
         os.write(ctx.chan.fileno(), b'{"type": "ready"}')
-        ctx.chan.close()
+        if ctx.outside:
+            # pyrunc-exec reports the pid of the init it forks on the channel
+            os.set_inheritable(ctx.chan.fileno(), True)
+        else:
+            ctx.chan.close()
         ready = True
         # 15. Hand over to pyrunc-exec, which waits for `start` on the start
         #     socket, runs the startContainer hooks (container namespaces,
@@ -331,6 +369,17 @@ def _prepare_root(ctx: Context, linux: dict) -> None:
              label="rootfs parent (private)")
     # pivot_root needs the new root to be a mount point.
     sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC, None, label="rootfs")
+
+
+def _proc_mounter(ctx: Context):
+    """How a proc filesystem is mounted: outside its pid namespace, by
+    pyrunc-exec from within it (proc shows its mounter's pid namespace)."""
+    if not ctx.outside:
+        return None
+
+    def mount_proc(source: str, target_fd: int, flags: int, data: str | None, label: str) -> None:
+        exechelper.mount_in_pidns(ctx.helper_fd, ctx.pidns_fd, source, target_fd, "proc", flags, data, label)
+    return mount_proc
 
 
 def _mountpoint_of(path: str) -> str:

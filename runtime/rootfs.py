@@ -176,22 +176,24 @@ def mount_data(mtype: str, data: list[str], mount_label: str | None) -> str | No
 
 
 def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
-              idmap_fds: dict[int, int] | None = None, mount_label: str | None = None) -> None:
+              idmap_fds: dict[int, int] | None = None, mount_label: str | None = None,
+              proc_mount=None) -> None:
     """Mount every entry of config `mounts` under rootfs, in order.
     `idmap_fds` maps a mount's index to its detached id-mapped tree
     (prepared by the parent); this function closes none. `mount_label`
     (linux.mountLabel, only passed where SELinux is enabled) labels the
-    filesystems mounted here."""
+    filesystems mounted here. `proc_mount(source, target_fd, flags, data,
+    label)`, when given, mounts the proc filesystems (init's outside mode)."""
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, m in enumerate(mounts):
-            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label)
+            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label, proc_mount)
     finally:
         os.close(rootfd)
 
 
 def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
-              idmapped: int | None = None, mount_label: str | None = None) -> None:
+              idmapped: int | None = None, mount_label: str | None = None, proc_mount=None) -> None:
     """Mount one config entry. `idmapped` is a detached id-mapped tree to
     attach instead of a plain bind (see idmapped_tree)."""
     dest = m["destination"]
@@ -221,6 +223,8 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
                           label=label)
         elif is_bind:
             sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
+        elif mtype == "proc" and proc_mount is not None:
+            proc_mount(src or mtype, fd, flags, mount_data(mtype, data, mount_label), label)
         else:
             sc.mount(src or mtype, target, mtype, flags, mount_data(mtype, data, mount_label), label=label)
     finally:

@@ -140,3 +140,86 @@ def test_exec_process_exe_is_never_the_host_interpreter(rt, hunter_bin, canary_p
     seen = [e for e in events if e.startswith("SEEN") and not e.startswith("SEEN 1 ")]
     assert seen, f"the hunter saw none of {n} exec'd processes, the check proves nothing: {events[:5]}"
     _assert_no_host_exe(events)
+
+
+def _join_pidns_of(pid):
+    def mutate(cfg):
+        for n in cfg["linux"]["namespaces"]:
+            if n["type"] == "pid":
+                n["path"] = f"/proc/{pid}/ns/pid"
+    return mutate
+
+
+def test_joining_a_pid_namespace_never_exposes_the_interpreter(rt, hunter_bin, canary_pyrunc, tmp_path):
+    """A container that joins another's pid namespace (a pod sharing one):
+    the processes already there watch its whole create, createContainer
+    hooks and start, and never see the runtime's interpreter."""
+    from bundles import Runtime
+    c = Runtime(rt.tmp, rt.rootfs, binary=canary_pyrunc)
+    root = _rootfs_with(rt.tmp, rt.rootfs, hunter_bin)
+    a = c.bundle(["/bin/exe_hunter", "/out/pod.txt", "8", MARKER], rootfs=root, mutate=_attacker)
+    aid = c.new_id()
+    c("run", "-d", "--bundle", a, aid, check=True)
+    try:
+        outfile = os.path.join(root, "out", "pod.txt")
+        _wait_ready(outfile)
+        apid = c.state(aid)["pid"]
+
+        def joined(cfg):
+            _join_pidns_of(apid)(cfg)
+            hook = {"path": "/bin/sh", "args": ["sh", "-c", "true"]}
+            cfg["hooks"] = {"createContainer": [hook], "startContainer": [hook]}
+        b = c.bundle(["sleep", "0.5"], mutate=joined)  # ends before pid 1 of the namespace
+        bid = c.new_id()
+        for _ in range(3):
+            c("run", "--bundle", b, bid, check=True, timeout=30)
+        events = _events(outfile)
+    finally:
+        c("delete", "--force", aid)
+    seen = [e for e in events if e.startswith("SEEN") and not e.startswith("SEEN 1 ")]
+    # pid 1 is the hunter's own container; every other pid is the joined one's
+    assert len(seen) >= 3, f"the hunter hardly saw the joined container, the check proves little: {seen}"
+    _assert_no_host_exe(events)
+
+
+def test_container_joining_a_pid_namespace_works(rt, tmp_path):
+    """Functional side of the joined pid namespace: the container's /proc
+    is that namespace's, its hooks run in it, the state names its init, and
+    exec, kill and delete work."""
+    a = rt.bundle(["sleep", "60"])
+    aid = rt.new_id()
+    rt("run", "-d", "--bundle", a, aid, check=True)
+    apid = rt.state(aid)["pid"]
+    ns = os.readlink(f"/proc/{apid}/ns/pid")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+
+    def joined(cfg):
+        _join_pidns_of(apid)(cfg)
+        cfg["root"]["readonly"] = False
+        cfg["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+        cfg["hooks"] = {
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"readlink /proc/self/ns/pid > {out}/cc"]}],
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "readlink /proc/self/ns/pid > /out/sc"]}],
+        }
+    b = rt.bundle(["sh", "-c", "ls /proc | grep -c '^[0-9]' > /out/n; exec sleep 60"], mutate=joined)
+    bid = rt.new_id()
+    rt("create", "--bundle", b, bid, check=True)
+    st = rt.state(bid)
+    assert os.readlink(f"/proc/{st['pid']}/ns/pid") == ns
+    assert os.readlink(f"/proc/{st['pid']}/exe").startswith("/memfd:pyrunc-exec")
+    rt("start", bid, check=True)
+    deadline = time.monotonic() + 10
+    while not (out / "n").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (out / "cc").read_text().strip() == ns
+    assert (out / "sc").read_text().strip() == ns
+    time.sleep(0.2)
+    assert int((out / "n").read_text()) >= 2  # its own shell and container A's sleep
+    e = rt("exec", bid, "sh", "-c", "readlink /proc/self/ns/pid", check=True)
+    assert e.stdout.strip() == ns
+    rt("kill", bid, "KILL", check=True)
+    rt("delete", "--force", bid, check=True)
+    rt("delete", "--force", aid, check=True)
