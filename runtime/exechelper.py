@@ -98,15 +98,18 @@ def spawn_argv(chan_fd: int, err_fd: int, apparmor: str | None, tty: bool,
             "--", path, *args]
 
 
-def run_in_pidns(helper_fd: int, argv: list[str], fds: list[int]) -> tuple[int, str]:
+def run_in_pidns(helper_fd: int, argv: list[str], fds: list[int], cwd: str | None = None) -> tuple[int, str]:
     """Run the helper in mode "mount" or "hooks" (their argv name the pid
     namespace's fd) and wait: (exit status, what it wrote to stderr). The
     fork is ours, in our own pid namespace; only the helper's children
-    enter the other one. `fds` are passed on (inheritable in the child)."""
+    enter the other one. `fds` are passed on (inheritable in the child);
+    `cwd` is where it works."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         try:
+            if cwd:
+                os.chdir(cwd)
             os.dup2(w, 2)
             for fd in fds:
                 os.set_inheritable(fd, True)
@@ -134,9 +137,10 @@ def mount_in_pidns(helper_fd: int, pidns_fd: int, source: str, target_fd: int, f
         raise OSError(rc, f"mount {label} ({fstype}): {os.strerror(rc)}")
 
 
-def hooks_in_pidns(helper_fd: int, pidns_fd: int, kind: str, state_json: str, hooks: list[dict]) -> str | None:
-    """Run the `kind` hooks from processes of the pid namespace `pidns_fd`;
-    the first failure's message, or None."""
+def hooks_in_pidns(helper_fd: int, pidns_fd: int, kind: str, state_json: str, hooks: list[dict],
+                   cwd: str | None = None) -> str | None:
+    """Run the `kind` hooks from processes of the pid namespace `pidns_fd`,
+    working in `cwd`; the first failure's message, or None."""
     argv = ["pyrunc-exec", "hooks", str(pidns_fd), kind, state_json, *_hook_words(hooks)]
-    rc, err = run_in_pidns(helper_fd, argv, [pidns_fd])
+    rc, err = run_in_pidns(helper_fd, argv, [pidns_fd], cwd)
     return (err.strip() or f"hooks: pyrunc-exec exited {rc}") if rc else None

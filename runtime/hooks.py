@@ -14,23 +14,25 @@ class HookFailed(RuntimeFailure):
     pass
 
 
-def run_hooks(kind: str, hooks: list[dict] | None, state: dict, warn=None) -> None:
+def run_hooks(kind: str, hooks: list[dict] | None, state: dict, warn=None, cwd: str | None = None) -> None:
     """Run each hook of `kind` in order. Without `warn`, raise HookFailed on
     the first failure; with it (poststart, poststop: the spec says a failure
-    there is only a warning), report each failure to `warn` and go on."""
+    there is only a warning), report each failure to `warn` and go on.
+    A hook works in `cwd`, or where its caller does (as runc's hooks do:
+    the runtime's directory, and for createContainer the rootfs)."""
     if not hooks:
         return
     payload = json.dumps(state).encode()
     for i, h in enumerate(hooks):
         try:
-            run_one(kind, i, h, payload)
+            run_one(kind, i, h, payload, cwd)
         except HookFailed as e:
             if warn is None:
                 raise
             warn(str(e))
 
 
-def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
+def run_one(kind: str, index: int, hook: dict, payload: bytes, cwd: str | None = None) -> None:
     path = hook["path"]
     argv = hook.get("args") or [path]
     env = {}
@@ -41,7 +43,7 @@ def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
     try:
         p = subprocess.Popen(argv, executable=path, env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             close_fds=True, cwd="/")
+                             close_fds=True, cwd=cwd)
     except OSError as e:
         raise HookFailed(f"{kind} hook #{index} {path}: {e.strerror}") from None
     try:

@@ -230,13 +230,14 @@ def init(ctx: Context) -> None:
         # 5. createContainer hooks: container namespaces, before pivot_root.
         if hooks.get("createContainer") and ctx.outside:
             failed = exechelper.hooks_in_pidns(ctx.helper_fd, ctx.pidns_fd, "createContainer",
-                                               json.dumps(_hook_state(ctx, "created")), hooks["createContainer"])
+                                               json.dumps(_hook_state(ctx, "created")), hooks["createContainer"],
+                                               ctx.rootfs)
             if failed:
                 from runtime.hooks import HookFailed
                 raise HookFailed(failed)
         elif hooks.get("createContainer"):
             from runtime.hooks import run_hooks
-            run_hooks("createContainer", hooks["createContainer"], _hook_state(ctx, "created"))
+            run_hooks("createContainer", hooks["createContainer"], _hook_state(ctx, "created"), cwd=ctx.rootfs)
         # 6. Switch root.
         if "mount" in nstypes:
             if ctx.no_pivot:

@@ -639,3 +639,30 @@ def test_a_limit_the_kernel_refuses_fails_create_and_leaves_nothing(rt):
     for top in os.listdir("/sys/fs/cgroup"):
         for dirpath, dirs, _ in os.walk(os.path.join("/sys/fs/cgroup", top)):
             assert cid not in dirs, dirpath
+
+
+def test_hooks_work_where_runc_runs_them(rt, tmp_path):
+    """As runc's: prestart/createRuntime hooks in the runtime's own working
+    directory, createContainer in the rootfs (runc's hooks.bats relies on
+    it: `./lib/...`), startContainer in the process's cwd."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+
+    def hook(name):
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"pwd > {out}/{name}" if name != "sc" else "pwd > /out/sc"]}
+
+    def mutate(cfg):
+        cfg["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+        cfg["process"]["cwd"] = "/tmp"
+        cfg["hooks"] = {"prestart": [hook("pre")], "createRuntime": [hook("cr")],
+                        "createContainer": [hook("cc")], "startContainer": [hook("sc")]}
+    b = rt.bundle(["true"], mutate=mutate)
+    cid = rt.new_id()
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    rt("run", "--bundle", b, cid, check=True, cwd=str(caller))
+    assert (out / "pre").read_text().strip() == str(caller)
+    assert (out / "cr").read_text().strip() == str(caller)
+    assert (out / "cc").read_text().strip() == os.path.realpath(rt.rootfs)
+    assert (out / "sc").read_text().strip() == "/tmp"
