@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where does a pyrunc call spend its time? Evidence for RESULTS.md.
+"""Where does a pyrunc call spend its time? (strace -c and py-spy per verb.)
 
     .venv/bin/python bench/profile.py [--py-spy PATH] [--reps N]
 
