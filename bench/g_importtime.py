@@ -10,7 +10,7 @@ from runtimes import PYRUNC, Runtime, make_bundle, make_tmp, state_dir, wait_pid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(REPO, ".venv", "bin", "python")
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RESULTS = H.OUT  # raw profiles, next to the run's tables
 
 
 def parse(stderr: str):
@@ -181,7 +181,7 @@ def run(args, report: H.Report):
                    "(median wall of 3; profile of the last)",
                    ["verb", "wall ms (with -X importtime)", "imports total ms", "of which runtime.*/imagetool.* self ms",
                     "modules", "top-level imports by cumulative ms"], rows,
-                   ["raw profiles: bench/results/importtime-VERB.txt",
+                   [f"raw profiles: {os.path.join(RESULTS, 'importtime-VERB.txt')}",
                     "measured as installed: compileall has been run (PYTHONDONTWRITEBYTECODE=1 is set here, "
                     "so without it every call would compile)"])
     report.section("Import time: biggest single modules (self time) on the hot verbs",

@@ -24,6 +24,11 @@ import sys
 import threading
 import time
 
+# Where runs write their outputs (tables, raw profiles). Ignored by git
+# (.gitignore): outputs of a run describe one machine at one moment and are
+# not committed; bench/RESULTS.md quotes the ones that stand.
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
 

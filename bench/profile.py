@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where does a pyrunc call spend its time? Evidence for RESULTS.md.
+"""Where does a pyrunc call spend its time? (strace -c and py-spy per verb.)
 
     .venv/bin/python bench/profile.py [--py-spy PATH] [--reps N]
 
@@ -10,7 +10,8 @@ For create, start, state, kill and delete on a busybox bundle it records:
     installed in a throwaway venv: python3 -m venv /tmp/v && /tmp/v/bin/pip
     install py-spy), aggregated over N runs: top functions by inclusive
     share and top lines by self share.
-Writes bench/results/profile-VERB.txt and prints a summary. Needs root.
+Writes bench/out/profile-VERB.txt (ignored by git) and prints where and a
+summary. Needs root.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _shebang(script):
 
 
 PY = _shebang(PYRUNC)
-OUT = os.path.join(HERE, "results")
+OUT = os.path.join(HERE, "out")  # = harness.OUT, ignored by git
 
 
 def make_bundle(path):

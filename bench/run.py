@@ -14,7 +14,8 @@ Groups (--only, comma separated; default all):
 
 Every benchmark interleaves the variants (A B A B ...), after a warm-up,
 and prints medians and the median of the per-round ratios.
-Needs root.
+Outputs go to bench/out/ (ignored by git) unless --markdown/--json say
+otherwise. Needs root.
 """
 from __future__ import annotations
 
@@ -58,10 +59,10 @@ def parse_args(argv):
     p.add_argument("--image-fs", choices=("loop", "root"), default="loop",
                    help="image group: run on a fresh ext4 with a journal on a loop device (loop, default) "
                         "or under /var/tmp on the root filesystem (root; see g_image.Ctx)")
-    p.add_argument("--markdown", default=os.path.join(HERE, "results", "latest.md"),
-                   help="write the tables here as markdown (default bench/results/latest.md)")
-    p.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"),
-                   help="write machine info and tables here (default bench/results/latest.json)")
+    p.add_argument("--markdown", default=os.path.join(H.OUT, "latest.md"),
+                   help="write the tables here as markdown (default bench/out/latest.md, not tracked by git)")
+    p.add_argument("--json", default=os.path.join(H.OUT, "latest.json"),
+                   help="write machine info and tables here (default bench/out/latest.json, not tracked by git)")
     a = p.parse_args(argv)
     q = a.quick
     a.rounds = a.rounds if a.rounds is not None else (3 if q else 11)
@@ -141,7 +142,8 @@ def main(argv=None) -> int:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path, "w") as f:
                 f.write(text + "\n")
-    print(f"\nwrote {a.markdown} ({elapsed / 60:.1f} min)")
+    written = [p for p in (a.markdown, a.json) if p]
+    print(f"\nwrote {', '.join(written) or 'nothing'} ({elapsed / 60:.1f} min)")
     return 1 if failed else 0
 
 
