@@ -30,9 +30,14 @@ class Ctx:
             self.rts["crun"] = Runtime("crun", crun, os.path.join(self.state, "crun"), ns.fd)
         else:
             report.note("crun not installed: skipped")
+        if getattr(args, "pyrunc_base", None):
+            # another pyrunc (say, a checkout of an earlier commit) in the same
+            # interleaved run: what a change costs or saves, under the same load
+            self.rts["pyrunc-base"] = Runtime("pyrunc-base", os.path.abspath(args.pyrunc_base),
+                                              os.path.join(self.state, "pyrunc-base"))
         for rt in self.rts.values():
             H.CLEANUP.push(rt.cleanup)
-        self.refs = [r for r in ("runc", "crun") if r in self.rts]
+        self.refs = [r for r in ("runc", "crun", "pyrunc-base") if r in self.rts]
 
     def sweep_cgroups(self):
         """Remove cgroups our containers left behind (and say so)."""

@@ -53,6 +53,9 @@ def parse_args(argv):
     p.add_argument("--parallel", type=int, default=20, help="parallel creates (default 20)")
     p.add_argument("--list-n", type=int, default=None, help="containers for `list` (default 500, quick 100)")
     p.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes (a smoke run)")
+    p.add_argument("--pyrunc-base", default=None, metavar="PYRUNC",
+                   help="runtime group: also measure this pyrunc launcher (e.g. an earlier commit's "
+                        ".venv/bin/pyrunc in a git worktree), interleaved, with ratios against it")
     p.add_argument("--state-on-disk", action="store_true",
                    help="keep the runtimes' --root in a plain directory under /run instead of a private tmpfs")
     p.add_argument("--no-debian", action="store_true", help="image group: busybox only (no debootstrap)")
