@@ -128,9 +128,13 @@ def _kind(media_type: str, m: dict) -> str:
     raise ValueError(f"unsupported manifest media type {mt or '(none)'!r}")
 
 
+MAX_DESCRIPTOR_SIZE = 2 ** 63 - 1  # the OCI descriptor's size is an int64
+
+
 def _check_descriptor(d, what: str) -> None:
     if not isinstance(d, dict) or not isinstance(d.get("digest"), str) \
-            or not isinstance(d.get("size"), int) or d["size"] < 0:
+            or not isinstance(d.get("size"), int) or isinstance(d["size"], bool) \
+            or not 0 <= d["size"] <= MAX_DESCRIPTOR_SIZE:
         raise ValueError(f"{what} descriptor lacks a valid digest/size")
     if not refmod.is_digest(d["digest"]):
         raise ValueError(f"{what} has unsupported digest {d['digest'][:80]!r}")
@@ -240,13 +244,12 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
             raise PullError(f"pull {full}: no image for platform {platform_string(want)} "
                             f"(available: {avail})")
         try:
-            cbody, cmt, cdigest = client.get_manifest(r.repository, chosen["digest"])
+            # read no further than the index's size for it
+            cbody, cmt, cdigest = client.get_manifest(r.repository, chosen["digest"],
+                                                      size=chosen["size"])
         except NotFoundError:
             raise PullError(f"pull {full}: manifest {chosen['digest']} listed in the index "
                             f"is missing from {r.name}") from None
-        if len(cbody) != chosen["size"]:
-            raise PullError(f"pull {full}: manifest {cdigest} has {len(cbody)} bytes, "
-                            f"the index says {chosen['size']}")
         m = _load_json(cbody, "manifest")
         if _kind(cmt or chosen.get("mediaType", ""), m) != "manifest":
             raise PullError(f"pull {full}: index entry {cdigest} is not an image manifest")
