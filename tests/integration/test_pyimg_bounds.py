@@ -165,6 +165,17 @@ def test_drip_fed_manifest_stalls(setup):
     _untouched(root, before)
 
 
+def test_progress_deadline_flag_overrides_the_config(setup, tmp_path):
+    reg, proxy, root, _cfg, big = setup
+    cfg = write_pyimg_config(tmp_path, retries=1)  # the default deadline (30 s)
+    before = tree_snapshot(root)
+    proxy.add_rule(f"/blobs/{big}", "hang", hold=20, times=None)
+    p, took = _pull(root, cfg, f"{proxy.host}/app:1", "--download-progress-timeout", "0.5")
+    _fails(p, f"blob {big}", "stalled", "no response within 0.5 s")
+    assert took < 10, took
+    _untouched(root, before)
+
+
 # ---- more (or less) than the descriptor says --------------------------------
 
 @pytest.mark.parametrize("action, kw", [
@@ -209,6 +220,51 @@ def test_huge_declared_layer_without_a_limit_is_not_stored(setup):
     p, took = _pull(root, cfg, f"{proxy.host}/app:1")
     _fails(p, f"blob {big}", "shorter than its descriptor")
     assert took < 10, took
+    _untouched(root, before)
+
+
+def test_max_layer_size_refuses_before_downloading(setup, tmp_path):
+    reg, proxy, root, _cfg, big = setup
+    cfg = write_pyimg_config(tmp_path, retries=ATTEMPTS, **{"max-layer-size": "1GB"})
+    m = _manifest(reg, "app", "1")
+    m["layers"][1]["size"] = 10 ** 12
+    _serve_manifest(proxy, "/app/manifests/1", m)
+    before = tree_snapshot(root)
+    p, _ = _pull(root, cfg, f"{proxy.host}/app:1")
+    _fails(p, f"layer {big}", "1000000000000 bytes", "max-layer-size", "1000000000")
+    assert proxy.requests("GET", "/app/blobs/") == []  # nothing at all was downloaded
+    _untouched(root, before)
+
+
+def test_max_layer_size_flag(setup):
+    """app:1's busybox layer is about 2 MB."""
+    reg, proxy, root, cfg, big = setup
+    bb = sha256(busybox_layer())
+    before = tree_snapshot(root)
+    p, _ = _pull(root, cfg, f"{proxy.host}/app:1", "--max-layer-size", "1MB")
+    _fails(p, f"layer {bb}", f"{len(busybox_layer())} bytes", "max-layer-size", "1000000")
+    assert proxy.requests("GET", "/app/blobs/") == []
+    _untouched(root, before)
+    # into a store that does not exist yet: it still does not
+    fresh = root.parent / "fresh-store"
+    p, _ = _pull(fresh, cfg, f"{proxy.host}/app:1", "--max-layer-size", "1MB")
+    _fails(p, f"layer {bb}", "max-layer-size")
+    assert not fresh.exists()
+    # a limit the image fits under changes nothing
+    p, _ = _pull(root, cfg, f"{proxy.host}/app:1", "--max-layer-size", "2MiB")
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--max-layer-size", "lots"),
+                                         ("--max-layer-size", "-5"),
+                                         ("--download-progress-timeout", "soon"),
+                                         ("--download-progress-timeout", "-1")])
+def test_bad_flag_values_are_one_line_errors(setup, flag, value):
+    reg, proxy, root, cfg, big = setup
+    before = tree_snapshot(root)
+    p, _ = _pull(root, cfg, f"{proxy.host}/app:1", flag, value)
+    _fails(p, flag, repr(value))
+    assert proxy.requests("GET", "/app/") == []
     _untouched(root, before)
 
 
