@@ -177,8 +177,24 @@ class Config:
                 setattr(c, mapping[k], v)
         if not isinstance(c.registry_mirrors, list) or not isinstance(c.mirrors, dict):
             raise ConfigError(f"config file {path}: registry-mirrors must be a list, mirrors an object")
-        c.max_concurrent_downloads = max(1, int(c.max_concurrent_downloads))
-        c.retries = max(1, int(c.retries))
+        for attr, conv, ok, what in (
+                ("max_concurrent_downloads", int, lambda n: True, "a whole number"),
+                ("retries", int, lambda n: True, "a whole number"),
+                ("timeout", float, lambda t: 0 < t < float("inf"), "a positive number of seconds"),
+                ("retry_backoff", float, lambda t: 0 <= t < float("inf"), "a number of seconds"),
+                ("max_manifest_bytes", int, lambda n: n > 0, "a positive number of bytes")):
+            v = getattr(c, attr)
+            try:
+                n = conv(v) if not isinstance(v, bool) else None
+            except (TypeError, ValueError):
+                n = None
+            if n is None or not ok(n):
+                key = next((k for k in raw if mapping.get(k) == attr), attr)
+                raise ConfigError(f"config file {path}: {key} must be {what}, not {v!r}")
+            setattr(c, attr, n)
+        # counts below 1 mean 1
+        c.max_concurrent_downloads = max(1, c.max_concurrent_downloads)
+        c.retries = max(1, c.retries)
         try:
             c._load_bounds(raw)
         except ValueError as e:

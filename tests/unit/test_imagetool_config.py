@@ -180,3 +180,19 @@ def test_bad_bounds_settings(tmp_path, settings, fragment):
         _load(tmp_path, settings)
     msg = str(ei.value)
     assert fragment in msg and str(tmp_path / "c.json") in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"retries": "abc"}, "retries"),
+    ({"max_concurrent_downloads": [3]}, "max_concurrent_downloads"),
+    ({"max-concurrent-downloads": "many"}, "max-concurrent-downloads"),
+    ({"timeout": "long"}, "timeout"),
+    ({"timeout": 0}, "timeout"),
+    ({"retry_backoff": "short"}, "retry_backoff"),
+    ({"max_manifest_bytes": "4M"}, "max_manifest_bytes"),
+])
+def test_bad_numeric_settings_are_config_errors(tmp_path, settings, key):
+    with pytest.raises(ConfigError) as ei:
+        _load(tmp_path, settings)
+    msg = str(ei.value)
+    assert key in msg and str(tmp_path / "c.json") in msg and "Error" not in msg
