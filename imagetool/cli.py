@@ -48,18 +48,37 @@ cli_bundle.register(T)
 
 @T.verb("pull", Arg("ref", "Image reference."),
         Opt("--platform", "platform", str, None, "os/arch[/variant]"),
-        Opt("-q,--quiet", "quiet", bool, False, "Print only the reference."))
-def pull(g, ref, platform, quiet):
+        Opt("-q,--quiet", "quiet", bool, False, "Print only the reference."),
+        Opt("--max-layer-size", "max_layer_size", str, None,
+            "Refuse an image with a layer over SIZE (bytes, or 500MB, 2GiB...); "
+            "overrides max-layer-size."),
+        Opt("--download-progress-timeout", "progress_timeout", str, None,
+            "Seconds a download may make no progress before it is retried (0: no deadline); "
+            "overrides download-progress-timeout."))
+def pull(g, ref, platform, quiet, max_layer_size, progress_timeout):
     """Pull an image from a registry into the store."""
     import signal
 
+    from imagetool.config import parse_seconds, parse_size
     from imagetool.pull import PullError, pull_image
+    bounds = {}
+    for flag, value, parse, key in (
+            ("--max-layer-size", max_layer_size, parse_size, "max_layer_size"),
+            ("--download-progress-timeout", progress_timeout, parse_seconds,
+             "download_progress_timeout")):
+        if value is not None:
+            try:
+                bounds[key] = parse(value)
+            except ValueError as e:
+                _die(f"pull {ref}: {flag} {value!r}: {e}")
+
     def _term(signum, _frame):
         # unwind normally so partial downloads are removed from ingest/
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _term)
     try:
-        pull_image(ref, root=g["root"], config_path=g["config"], platform=platform, quiet=quiet)
+        pull_image(ref, root=g["root"], config_path=g["config"], platform=platform, quiet=quiet,
+                   **bounds)
     except PullError as e:
         _die(str(e))
     except KeyboardInterrupt:

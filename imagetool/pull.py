@@ -128,9 +128,13 @@ def _kind(media_type: str, m: dict) -> str:
     raise ValueError(f"unsupported manifest media type {mt or '(none)'!r}")
 
 
+MAX_DESCRIPTOR_SIZE = 2 ** 63 - 1  # the OCI descriptor's size is an int64
+
+
 def _check_descriptor(d, what: str) -> None:
     if not isinstance(d, dict) or not isinstance(d.get("digest"), str) \
-            or not isinstance(d.get("size"), int) or d["size"] < 0:
+            or not isinstance(d.get("size"), int) or isinstance(d["size"], bool) \
+            or not 0 <= d["size"] <= MAX_DESCRIPTOR_SIZE:
         raise ValueError(f"{what} descriptor lacks a valid digest/size")
     if not refmod.is_digest(d["digest"]):
         raise ValueError(f"{what} has unsupported digest {d['digest'][:80]!r}")
@@ -164,11 +168,15 @@ def _load_json(body: bytes, what: str) -> dict:
 # ---------------------------------------------------------------------------
 
 def pull_image(ref: str, *, root: str, config_path: str | None = None,
-               platform: str | None = None, quiet: bool = False, out=None) -> str:
+               platform: str | None = None, quiet: bool = False, out=None,
+               max_layer_size: int | None = None,
+               download_progress_timeout: float | None = None) -> str:
     """Pull ref into the store at root; returns the image manifest digest
     (for a multi-platform image: the chosen platform's manifest).
 
-    platform: "os/arch[/variant]"; default this machine's. Raises PullError
+    platform: "os/arch[/variant]"; default this machine's. max_layer_size
+    (bytes) and download_progress_timeout (seconds, 0: none) override the
+    config's max-layer-size and download-progress-timeout. Raises PullError
     (one line, naming the reference) on any failure, leaving the store as it
     was. Progress goes to out (default sys.stdout); quiet suppresses it."""
     from imagetool.config import Config, ConfigError
@@ -190,6 +198,10 @@ def pull_image(ref: str, *, root: str, config_path: str | None = None,
         cfg = Config.load(config_path)
     except ConfigError as e:
         raise PullError(f"pull {full}: {e}") from None
+    if max_layer_size is not None:
+        cfg.max_layer_size = max_layer_size
+    if download_progress_timeout is not None:
+        cfg.download_progress_timeout = download_progress_timeout
     client = RegistryClient(r.registry, cfg, Credentials(cfg.docker_config))
     store = Store(root)
     prog = Progress(out, quiet)
@@ -240,13 +252,12 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
             raise PullError(f"pull {full}: no image for platform {platform_string(want)} "
                             f"(available: {avail})")
         try:
-            cbody, cmt, cdigest = client.get_manifest(r.repository, chosen["digest"])
+            # read no further than the index's size for it
+            cbody, cmt, cdigest = client.get_manifest(r.repository, chosen["digest"],
+                                                      size=chosen["size"])
         except NotFoundError:
             raise PullError(f"pull {full}: manifest {chosen['digest']} listed in the index "
                             f"is missing from {r.name}") from None
-        if len(cbody) != chosen["size"]:
-            raise PullError(f"pull {full}: manifest {cdigest} has {len(cbody)} bytes, "
-                            f"the index says {chosen['size']}")
         m = _load_json(cbody, "manifest")
         if _kind(cmt or chosen.get("mediaType", ""), m) != "manifest":
             raise PullError(f"pull {full}: index entry {cdigest} is not an image manifest")
@@ -258,6 +269,13 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
     if m["config"]["size"] > MAX_CONFIG_BYTES:
         raise PullError(f"pull {full}: image config is too large ({m['config']['size']} bytes, "
                         f"limit {MAX_CONFIG_BYTES})")
+    # every layer, stored or not: whether an image is refused does not
+    # depend on what the store happens to hold
+    limit = cfg.max_layer_size
+    for l in m["layers"]:
+        if limit is not None and l["size"] > limit:
+            raise PullError(f"pull {full}: layer {l['digest']} is {l['size']} bytes, over "
+                            f"max-layer-size ({limit} bytes)")
     manifest_digest = manifest_desc["digest"]
 
     prev = store.lookup(full)

@@ -24,6 +24,14 @@ never sent to another host on a redirect.
 Retries: connection errors, timeouts, truncated bodies, 429 and 5xx are
 retried with exponential backoff (Config.retries attempts per endpoint); a
 blob download interrupted mid-body resumes with a Range request.
+
+Bounds: a blob is read up to its descriptor's size and no further (a body
+that is longer, by its Content-Length or by what arrives, is an error and
+not retried; a shorter one is retried, then an error); a manifest up to its
+descriptor's size when an index gave one, else up to
+Config.max_manifest_bytes. Every manifest and blob GET has a progress
+deadline (Config.download_progress_timeout, see _Watch): without progress
+for that long the connection is shut down and the download retried.
 """
 from __future__ import annotations
 
@@ -52,6 +60,8 @@ ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST,
                     SCHEMA1[1] + ";q=0.1", SCHEMA1[0] + ";q=0.1"])
 USER_AGENT = "pyimg/0.1"
 CHUNK = 256 * 1024
+# What counts as progress against the download deadline (see _Watch).
+PROGRESS_BYTES = 16 * 1024
 
 
 class RegistryError(Exception):
@@ -80,6 +90,100 @@ class EndpointFailed(RegistryError):
     """This endpoint cannot serve the request; another one may."""
 
 
+class Stalled(Transient):
+    """A download made no progress within its deadline."""
+
+
+class _Watch:
+    """The progress deadline of one download connection.
+
+    Progress is PROGRESS_BYTES of body arriving since the last progress, or
+    the response's headers arriving: a peer that sends a byte every few
+    seconds keeps the connection (and every socket timeout) alive without
+    ever finishing, so single bytes do not count. The deadline is `timeout`
+    seconds after the last progress (or after the request was sent); when it
+    passes, _Watchdog marks the watch stalled and shuts the socket down,
+    which ends any read blocked on it, wherever http.client is reading
+    (status line, headers, chunk sizes or body). Times are time.monotonic()."""
+
+    __slots__ = ("sock", "timeout", "deadline", "pending", "stalled", "answered")
+
+    def __init__(self, sock, timeout: float, now: float):
+        self.sock = sock
+        self.timeout = timeout
+        self.deadline = now + timeout
+        self.pending = 0            # bytes since the last progress
+        self.stalled = False
+        self.answered = False       # the response's headers arrived
+
+    def answer(self, now: float) -> None:
+        self.answered = True
+        self.pending = 0
+        self.deadline = now + self.timeout
+
+    def progress(self, n: int, now: float) -> None:
+        self.pending += n
+        if self.pending >= PROGRESS_BYTES:
+            self.pending = 0
+            self.deadline = now + self.timeout
+
+    def expired(self, now: float) -> bool:
+        return now >= self.deadline
+
+    def reason(self) -> str:
+        """Why the download was abandoned (for the error message)."""
+        if not self.answered:
+            return f"download stalled, no response within {self.timeout:g} s"
+        return (f"download stalled, no progress for {self.timeout:g} s "
+                f"(less than {PROGRESS_BYTES // 1024} KiB arrived)")
+
+
+class _Watchdog:
+    """Enforces the deadlines of the watched connections from one daemon
+    thread, which runs only while something is watched. Progress moves a
+    deadline without waking the thread: it wakes at the earliest deadline it
+    knew, finds it moved, and sleeps again."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._watches: list[_Watch] = []
+        self._running = False
+
+    def watch(self, sock, timeout: float) -> _Watch:
+        w = _Watch(sock, timeout, time.monotonic())
+        with self._cond:
+            self._watches.append(w)
+            if self._running:
+                self._cond.notify()
+            else:
+                self._running = True
+                threading.Thread(target=self._run, name="pyimg-watchdog", daemon=True).start()
+        return w
+
+    def unwatch(self, w: _Watch) -> None:
+        with self._cond:
+            if w in self._watches:
+                self._watches.remove(w)
+
+    def _run(self) -> None:
+        with self._cond:
+            while self._watches:
+                now = time.monotonic()
+                for w in [w for w in self._watches if w.expired(now)]:
+                    w.stalled = True
+                    self._watches.remove(w)
+                    try:
+                        # socket.socket's own shutdown, also for an SSLSocket
+                        # (whose override would drop its TLS state under the
+                        # reader's feet)
+                        socket.socket.shutdown(w.sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                if self._watches:
+                    self._cond.wait(max(0.0, min(w.deadline for w in self._watches) - now))
+            self._running = False
+
+
 def _parse_challenge(header: str) -> tuple[str, dict]:
     scheme, _, rest = header.strip().partition(" ")
     params = {}
@@ -103,13 +207,16 @@ def _error_text(body: bytes) -> tuple[str, str | None]:
 
 
 class Response:
-    """An open HTTP response; the caller must close() it (or use `with`)."""
+    """An open HTTP response; the caller must close() it (or use `with`).
+    watch: its progress deadline (_Watch) if the request had one."""
 
-    def __init__(self, conn, resp, url):
+    def __init__(self, conn, resp, url, watch=None, watchdog=None):
         self.conn = conn
         self.resp = resp
         self.status = resp.status
         self.url = url
+        self.watch = watch
+        self._watchdog = watchdog
 
     def header(self, name, default=None):
         return self.resp.getheader(name, default)
@@ -120,7 +227,35 @@ class Response:
     def read1(self, n: int) -> bytes:
         return self.resp.read1(n)
 
+    def stream(self, limit: int, sink) -> int:
+        """Pass the body to sink(chunk) as it arrives, up to limit bytes.
+        Returns the body's length, or limit + 1 if it is longer (nothing
+        past limit reaches sink, and no more than one byte past it is read).
+        Each chunk counts as progress. Raises Stalled when the deadline
+        passed, Transient when the connection failed (what reached sink
+        stays valid: a download can resume after it)."""
+        got = 0
+        while True:
+            try:
+                chunk = self.resp.read1(min(CHUNK, limit + 1 - got))
+            except (OSError, http.client.HTTPException) as e:
+                if self.watch is not None and self.watch.stalled:
+                    raise Stalled(self.watch.reason()) from None
+                raise Transient(f"download interrupted: {_oserror_text(e)}") from None
+            if not chunk:
+                if self.watch is not None and self.watch.stalled:
+                    raise Stalled(self.watch.reason())
+                return got
+            if got + len(chunk) > limit:
+                return limit + 1
+            got += len(chunk)
+            if self.watch is not None:
+                self.watch.progress(len(chunk), time.monotonic())
+            sink(chunk)
+
     def close(self):
+        if self.watch is not None:
+            self._watchdog.unwatch(self.watch)
         try:
             self.resp.close()
         finally:
@@ -156,6 +291,7 @@ class RegistryClient:
         self._tokens: dict[tuple[str, str], str] = {}
         self._basic: dict[str, str] = {}
         self._ctx_cache: dict[tuple[str, bool], ssl.SSLContext] = {}
+        self._watchdog = _Watchdog()
         self.endpoints = self._endpoints()
 
     # ---- endpoints ----------------------------------------------------------
@@ -267,40 +403,57 @@ class RegistryClient:
         return http.client.HTTPConnection(host, port, timeout=timeout), target, {}
 
     def _raw(self, method: str, url: str, headers: dict, insecure: bool, body=None,
-             max_redirects: int = 5) -> Response:
+             max_redirects: int = 5, deadline: float | None = None) -> Response:
         """One request, following redirects (Authorization dropped when the
-        host changes). Connection problems raise Transient."""
+        host changes). Connection problems raise Transient. deadline: the
+        progress deadline in seconds (see _Watch), from the moment the
+        connection is up; the Response carries its watch for the body."""
         origin = urllib.parse.urlsplit(url).netloc
         for _ in range(max_redirects + 1):
             conn, target, extra = self._connect(url, insecure)
             h = {"User-Agent": USER_AGENT, **extra, **headers}
             if urllib.parse.urlsplit(url).netloc != origin:
                 h.pop("Authorization", None)
+            watch = None
             try:
+                if deadline:
+                    conn.connect()
+                    watch = self._watchdog.watch(conn.sock, deadline)
                 conn.request(method, target, body=body, headers=h)
                 resp = conn.getresponse()
             except ssl.SSLCertVerificationError as e:
-                conn.close()
+                self._drop(conn, watch)
                 raise RegistryError(f"TLS certificate of {urllib.parse.urlsplit(url).netloc} "
                                     f"not trusted: {e.verify_message}") from None
-            except ssl.SSLError as e:
-                conn.close()
-                raise _TLSFailed(f"TLS handshake with {urllib.parse.urlsplit(url).netloc} "
-                                 f"failed: {e.reason or e}") from None
             except (OSError, http.client.HTTPException) as e:
-                conn.close()
+                self._drop(conn, watch)
+                if watch is not None and watch.stalled:
+                    raise Stalled(watch.reason()) from None
+                if isinstance(e, ssl.SSLError):
+                    raise _TLSFailed(f"TLS handshake with {urllib.parse.urlsplit(url).netloc} "
+                                     f"failed: {e.reason or e}") from None
                 raise Transient(f"cannot reach {urllib.parse.urlsplit(url).netloc}: "
                                 f"{_oserror_text(e)}") from None
+            if watch is not None:
+                watch.answer(time.monotonic())
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
                 loc = resp.getheader("Location")
-                resp.read()
-                conn.close()
+                try:
+                    resp.read(65536)
+                except (OSError, http.client.HTTPException):
+                    pass  # the connection is dropped anyway
+                self._drop(conn, watch)
                 url = urllib.parse.urljoin(url, loc)
                 if resp.status == 303:
                     method, body = "GET", None
                 continue
-            return Response(conn, resp, url)
+            return Response(conn, resp, url, watch, self._watchdog)
         raise RegistryError(f"too many redirects from {origin}")
+
+    def _drop(self, conn, watch) -> None:
+        if watch is not None:
+            self._watchdog.unwatch(watch)
+        conn.close()
 
     # ---- auth -----------------------------------------------------------------
 
@@ -387,11 +540,13 @@ class RegistryClient:
         time.sleep(min(8.0, self.config.retry_backoff * (2 ** attempt)))
 
     def request(self, ep: Endpoint, method: str, path: str, *, scope: str,
-                headers: dict | None = None, body=None, ok=(200,)) -> Response:
+                headers: dict | None = None, body=None, ok=(200,),
+                download: bool = False) -> Response:
         """One logical request to ep (path starts with /v2/). Handles scheme
         fallback and auth; returns an open Response whose status is in ok,
         raises NotFoundError (404), AuthError, Transient (retryable) or
-        RegistryError."""
+        RegistryError. download: the request has the progress deadline."""
+        deadline = self.config.download_progress_timeout if download else None
         bases = self._bases(ep)
         if getattr(ep, "_chosen", None):
             bases = [ep._chosen]
@@ -405,7 +560,7 @@ class RegistryClient:
                 if ah:
                     h["Authorization"] = ah
                 try:
-                    r = self._raw(method, url, h, ep.insecure, body=body)
+                    r = self._raw(method, url, h, ep.insecure, body=body, deadline=deadline)
                 except _TLSFailed as e:
                     last_exc = e
                     break  # try the next scheme
@@ -487,26 +642,52 @@ class RegistryClient:
     def scope(self, repo: str, actions: str = "pull") -> str:
         return f"repository:{repo}:{actions}"
 
-    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
-        """(body, media type, digest) of a manifest. The body is at most
-        max_manifest_bytes; if reference is a digest the body is verified."""
-        limit = self.config.max_manifest_bytes
+    def _subject(self, what: str, repo: str) -> str:
+        return f"{what} (registry {self.registry}, repository {repo})"
+
+    def _gave_up(self, subject: str, e: Exception, attempts: int) -> RegistryError:
+        tail = f"; gave up after {attempts} attempts" if attempts > 1 else ""
+        return RegistryError(f"{subject}: {e}{tail}", status=getattr(e, "status", None),
+                             code=getattr(e, "code", None))
+
+    def get_manifest(self, repo: str, reference: str,
+                     size: int | None = None) -> tuple[bytes, str, str]:
+        """(body, media type, digest) of a manifest. size: its descriptor's
+        size, when an index gave one; the body must have exactly that length
+        (a size over max_manifest_bytes is refused without a request).
+        Otherwise the body is at most max_manifest_bytes. If reference is a
+        digest the body is verified."""
+        cap = self.config.max_manifest_bytes
+        subject = self._subject(f"manifest {reference}", repo)
+        if size is not None and size > cap:
+            raise RegistryError(f"{subject} is {size} bytes, over the {cap}-byte limit for "
+                                f"manifests (max_manifest_bytes)")
+        limit = cap if size is None else size
+
+        def too_long(n):
+            if size is not None:
+                return _Fatal(f"{subject} is longer than its descriptor's {size} bytes"
+                              f"{f' (Content-Length {n})' if n else ''}")
+            return _Fatal(f"{subject} is too large ({n} bytes, limit {cap})" if n else
+                          f"{subject} is too large (over the limit of {cap} bytes)")
 
         def once(ep):
             with self.request(ep, "GET", f"/v2/{repo}/manifests/{reference}",
-                              scope=self.scope(repo), headers={"Accept": ACCEPT}) as r:
+                              scope=self.scope(repo), headers={"Accept": ACCEPT},
+                              download=True) as r:
                 cl = r.header("Content-Length")
                 if cl and cl.isdigit() and int(cl) > limit:
-                    raise _Fatal(f"manifest is too large ({int(cl)} bytes, limit {limit})")
-                try:
-                    body = r.read(limit + 1)
-                except (OSError, http.client.HTTPException) as e:
-                    raise Transient(f"reading manifest from {ep.host}: {_oserror_text(e)}")
-                if len(body) > limit:
-                    raise _Fatal(f"manifest is too large (over {limit} bytes)")
+                    raise too_long(int(cl))
+                buf = bytearray()
+                if r.stream(limit, buf.extend) > limit:
+                    raise too_long(None)
+                body = bytes(buf)
                 if cl and cl.isdigit() and len(body) != int(cl):
                     raise Transient(f"manifest body truncated ({len(body)} of {cl} bytes)")
                 mt = (r.header("Content-Type") or "").split(";")[0].strip()
+            if size is not None and len(body) != size:
+                raise _Fatal(f"{subject} is shorter than its descriptor's {size} bytes "
+                             f"({len(body)})")
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
             if reference.startswith("sha256:") and digest != reference:
                 raise Transient(f"manifest digest mismatch: got {digest}")
@@ -517,19 +698,25 @@ class RegistryClient:
         except Transient as e:
             if "digest mismatch" in str(e):
                 raise RegistryError(str(e)) from None
-            raise
+            raise self._gave_up(subject, e, self.config.retries) from None
 
     def blob_stream(self, repo: str, digest: str, offset: int = 0,
                     retry: bool = True) -> tuple[Response, int]:
         """Open a blob download at offset; returns (response, start) where
         start is the offset the body begins at (0 if the server ignored the
-        Range). The caller closes the response."""
+        Range). The response has the progress deadline; the caller closes it."""
         def once(ep):
             headers = {}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
             r = self.request(ep, "GET", f"/v2/{repo}/blobs/{digest}", scope=self.scope(repo),
-                             headers=headers, ok=(200, 206))
+                             headers=headers, ok=(200, 206, 416), download=True)
+            if r.status == 416:
+                # closed unread: docker-registry's 416 announces the whole
+                # blob's length and sends a few bytes
+                r.close()
+                raise _RangeRefused(f"the registry has no bytes from offset {offset} on",
+                                    status=416)
             start = 0
             if r.status == 206:
                 m = re.match(r"bytes (\d+)-", r.header("Content-Range") or "")
@@ -542,41 +729,68 @@ class RegistryClient:
 
     def fetch_blob(self, repo: str, desc: dict, writer, progress=None) -> None:
         """Download desc's blob into writer (a store BlobWriter), resuming with
-        Range after an interruption and retrying transient errors. Does not
-        commit; the caller commits (which verifies digest and size)."""
-        size = desc.get("size")
+        Range after an interruption and retrying transient errors (a stall
+        included) up to Config.retries attempts. Never reads past the
+        descriptor's size: a longer body is an error at once (the registry
+        serves other content; retrying would not help), a shorter one after
+        the retries. Errors name the digest, registry and repository. Does
+        not commit; the caller commits (which verifies digest and size)."""
+        size = desc["size"]
         digest = desc["digest"]
+        subject = self._subject(f"blob {digest}", repo)
         attempt = 0
+
+        def sink(chunk):
+            writer.write(chunk)
+            if progress:
+                progress(writer.offset)
+
         while True:
             try:
+                if writer.offset >= size > 0:
+                    # all bytes came but the body did not end properly: a
+                    # Range request from the end would be unsatisfiable
+                    writer.truncate(0)
                 r, start = self.blob_stream(repo, digest, writer.offset, retry=False)
                 try:
                     if start != writer.offset:
                         writer.truncate(start)
                         if progress:
                             progress(writer.offset)
-                    while True:
-                        try:
-                            chunk = r.read1(CHUNK)
-                        except (OSError, http.client.HTTPException) as e:
-                            raise Transient(f"download of {digest[:19]} interrupted: "
-                                            f"{_oserror_text(e)}")
-                        if not chunk:
-                            break
-                        writer.write(chunk)
-                        if progress:
-                            progress(writer.offset)
+                    self._check_blob_length(r, start, size, subject)
+                    n = r.stream(size - start, sink)
                 finally:
                     r.close()
-                if size is not None and writer.offset < size:
-                    raise Transient(f"download of {digest[:19]} truncated at "
-                                    f"{writer.offset} of {size} bytes")
+                if n > size - start:
+                    raise RegistryError(f"{subject}: longer than its descriptor's {size} bytes")
+                if writer.offset < size:
+                    raise Transient(f"truncated at {writer.offset} bytes, shorter than its "
+                                    f"descriptor's {size} bytes")
                 return
-            except Transient:
+            except _RangeRefused as e:
+                # a resumed download found the end of what the registry has
+                raise RegistryError(f"{subject}: shorter than its descriptor's {size} bytes "
+                                    f"({e})") from None
+            except Transient as e:
                 attempt += 1
                 if attempt >= self.config.retries:
-                    raise
+                    raise self._gave_up(subject, e, attempt) from None
                 self._sleep(attempt - 1)
+
+    @staticmethod
+    def _check_blob_length(r: Response, start: int, size: int, subject: str) -> None:
+        """Refuse, before reading it, a body whose headers announce more (or,
+        for a range, a total other) than the descriptor's size."""
+        cl = r.header("Content-Length")
+        if cl and cl.strip().isdigit() and start + int(cl) > size:
+            raise RegistryError(f"{subject}: longer than its descriptor's {size} bytes "
+                                f"(Content-Length {int(cl)}{f' from offset {start}' if start else ''})")
+        if r.status == 206:
+            m = re.match(r"bytes \d+-\d+/(\d+)", r.header("Content-Range") or "")
+            if m and int(m.group(1)) != size:
+                rel = "longer" if int(m.group(1)) > size else "shorter"
+                raise RegistryError(f"{subject}: {rel} than its descriptor's {size} bytes "
+                                    f"(Content-Range total {m.group(1)})")
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         ep = self.endpoints[-1]
@@ -652,6 +866,10 @@ class _TLSFailed(Transient):
 
 class _Fatal(RegistryError):
     """Do not fall back to another endpoint or retry."""
+
+
+class _RangeRefused(_Fatal):
+    """A Range request answered 416: the blob ends before the offset."""
 
 
 def _oserror_text(e: BaseException) -> str:

@@ -654,7 +654,19 @@ class FaultProxy:
       "replace"  answer 200 with kw["body"] and kw.get("content_type")
       "redirect" answer 307 to the same path on kw["to"] (another host)
       "slow"     send the body kw["chunk"] bytes at a time, kw["delay"] s apart
-    times=None means forever. Every request is recorded in .log as dict(method,
+                 (chunk=1 and a long delay is a drip)
+      "extra"    the body with kw["extra"] more bytes, Content-Length saying so
+      "lying-length"  a Content-Length kw["plus"] bytes longer than the body,
+                 the body, then the connection held open kw.get("hold", 10) s
+      "chunked"  the body in chunked encoding (no Content-Length), followed by
+                 kw.get("extra", b"") and, with endless=True, by random
+                 chunks until the client goes away; unterminated=True holds
+                 the connection open kw.get("hold", 10) s instead of ending
+                 the body
+      "hang"     read the request, answer nothing for kw.get("hold", 10) s
+      "drip-headers"  the status line and headers one byte every kw["delay"] s
+    times=None means forever. Misbehaving answers stop when stop() is called
+    (or the client goes away), so no test waits for a held connection. Every request is recorded in .log as dict(method,
     path, headers). Loopback only; stop() shuts it down."""
 
     def __init__(self, upstream: str):
@@ -662,6 +674,7 @@ class FaultProxy:
         self.rules: list[dict] = []
         self.log: list[dict] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -669,6 +682,10 @@ class FaultProxy:
 
             def log_message(self, *a):
                 pass
+
+            def _hold(self, seconds):
+                proxy._stopping.wait(seconds)
+                self.close_connection = True
 
             def _handle(self):
                 n = int(self.headers.get("Content-Length") or 0)
@@ -710,6 +727,9 @@ class FaultProxy:
                     if self.command != "HEAD":
                         self.wfile.write(data)
                     return
+                if action == "hang":
+                    self._hold(rule.get("hold", 10))
+                    return
                 if action == "redirect":
                     self.send_response(307)
                     self.send_header("Location", f"http://{rule['to']}{self.path}")
@@ -722,7 +742,12 @@ class FaultProxy:
                 try:
                     c.request(self.command, self.path, body=body, headers=headers)
                     r = c.getresponse()
-                    data = r.read()
+                    try:
+                        data = r.read()
+                    except http.client.IncompleteRead as e:
+                        # docker-registry's 416 announces the blob's length
+                        # but sends a short error body
+                        data = e.partial
                     status, rh = r.status, r.getheaders()
                 finally:
                     c.close()
@@ -731,6 +756,20 @@ class FaultProxy:
                     data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
                 if action == "short" and data:
                     data = data[:rule.get("at", len(data) // 2)]
+                if action == "extra":
+                    data += rule.get("extra", b"x" * 1000)
+                if action == "drip-headers":
+                    head = f"HTTP/1.1 {status} OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                    try:
+                        for i in range(len(head)):
+                            if proxy._stopping.wait(rule.get("delay", 0.5)):
+                                break
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for k, v in rh:
                     if k.lower() in ("content-length", "connection", "transfer-encoding"):
@@ -738,9 +777,39 @@ class FaultProxy:
                     if k.lower() == "location" and proxy.upstream in v:
                         v = v.replace(proxy.upstream, proxy.host)
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                if action == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                elif action == "lying-length":
+                    self.send_header("Content-Length", str(len(data) + rule.get("plus", 1000)))
+                else:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command == "HEAD":
+                    return
+                if action == "chunked":
+                    try:
+                        for part in (data, rule.get("extra", b"")):
+                            if part:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        while rule.get("endless") and not proxy._stopping.is_set():
+                            part = os.urandom(65536)
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        if rule.get("unterminated"):
+                            self.wfile.flush()
+                            self._hold(rule.get("hold", 10))
+                            return
+                        self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        pass  # the client went away
+                    self.close_connection = True
+                    return
+                if action == "lying-length":
+                    try:
+                        self.wfile.write(data)
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    self._hold(rule.get("hold", 10))
                     return
                 if action == "slow":
                     step = rule.get("chunk", 8192)
@@ -748,7 +817,8 @@ class FaultProxy:
                         for i in range(0, len(data), step):
                             self.wfile.write(data[i:i + step])
                             self.wfile.flush()
-                            time.sleep(rule.get("delay", 0.05))
+                            if proxy._stopping.wait(rule.get("delay", 0.05)):
+                                break
                     except OSError:
                         pass  # the client went away
                     return
@@ -786,6 +856,7 @@ class FaultProxy:
                     and contains in r["path"]]
 
     def stop(self) -> None:
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

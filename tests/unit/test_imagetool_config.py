@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from imagetool.config import Config, ConfigError
+from imagetool.config import Config, ConfigError, parse_seconds, parse_size
 from imagetool.credentials import DOCKER_HUB_KEY, Credentials
 
 
@@ -114,3 +114,85 @@ def test_config_defaults_are_per_instance_and_names_are_checked():
     assert Config(timeout=5) == Config(timeout=5) != Config()
     with pytest.raises(TypeError, match="unknown setting.*retry"):
         Config(retry=3)
+
+
+# ---- download bounds ------------------------------------------------------------
+
+@pytest.mark.parametrize("value, n", [
+    (4096, 4096), ("4096", 4096), ("100kB", 100_000), ("100k", 100_000), ("1MB", 10 ** 6),
+    ("1 GB", 10 ** 9), ("1TB", 10 ** 12), ("1KiB", 1024), ("1MiB", 1 << 20),
+    ("1.5GiB", 3 << 29), ("2gib", 2 << 30), ("1000000000000", 10 ** 12),
+    (10 ** 12, 10 ** 12),
+])
+def test_parse_size(value, n):
+    assert parse_size(value) == n
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "5 XB", "1.5.5", "", "MB", 0, "0", -1,
+                                   True, None, 1.5, [1]])
+def test_parse_size_refuses(value):
+    with pytest.raises(ValueError):
+        parse_size(value)
+
+
+@pytest.mark.parametrize("value, t", [(30, 30.0), ("0.5", 0.5), (0, 0.0), ("0", 0.0)])
+def test_parse_seconds(value, t):
+    assert parse_seconds(value) == t
+
+
+@pytest.mark.parametrize("value", ["soon", -1, "-0.1", "nan", "inf", True, None, [30]])
+def test_parse_seconds_refuses(value):
+    with pytest.raises(ValueError):
+        parse_seconds(value)
+
+
+def _load(tmp_path, settings):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(settings))
+    return Config.load(str(p))
+
+
+def test_bounds_config_keys(tmp_path):
+    d = _load(tmp_path, {})
+    assert d.download_progress_timeout == 30.0
+    assert d.max_layer_size is None
+    assert d.max_manifest_bytes == 4 * 1024 * 1024
+    c = _load(tmp_path, {"download-progress-timeout": 2.5, "max-layer-size": "2GiB",
+                         "max-download-attempts": 7})
+    assert c.download_progress_timeout == 2.5
+    assert c.max_layer_size == 2 << 30
+    assert c.retries == 7
+    assert _load(tmp_path, {"max-layer-size": None}).max_layer_size is None
+    assert _load(tmp_path, {"max-download-attempts": 3, "retries": 3}).retries == 3
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"max-layer-size": "lots"}, "max-layer-size 'lots'"),
+    ({"max-layer-size": 0}, "max-layer-size 0"),
+    ({"download-progress-timeout": "soon"}, "download-progress-timeout 'soon'"),
+    ({"download-progress-timeout": -1}, "download-progress-timeout -1"),
+    ({"max-download-attempts": 0}, "max-download-attempts"),
+    ({"max-download-attempts": "5"}, "max-download-attempts"),
+    ({"max-download-attempts": 3, "retries": 4}, "disagree"),
+])
+def test_bad_bounds_settings(tmp_path, settings, fragment):
+    with pytest.raises(ConfigError) as ei:
+        _load(tmp_path, settings)
+    msg = str(ei.value)
+    assert fragment in msg and str(tmp_path / "c.json") in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"retries": "abc"}, "retries"),
+    ({"max_concurrent_downloads": [3]}, "max_concurrent_downloads"),
+    ({"max-concurrent-downloads": "many"}, "max-concurrent-downloads"),
+    ({"timeout": "long"}, "timeout"),
+    ({"timeout": 0}, "timeout"),
+    ({"retry_backoff": "short"}, "retry_backoff"),
+    ({"max_manifest_bytes": "4M"}, "max_manifest_bytes"),
+])
+def test_bad_numeric_settings_are_config_errors(tmp_path, settings, key):
+    with pytest.raises(ConfigError) as ei:
+        _load(tmp_path, settings)
+    msg = str(ei.value)
+    assert key in msg and str(tmp_path / "c.json") in msg and "Error" not in msg
