@@ -580,17 +580,58 @@ def _load_seccomp(ctx: Context, cfg: dict) -> None:
 
 
 def lookup(name: str, env: list[str]) -> str:
-    """Find args[0] on the container's PATH, as execvp would (runc's message on failure)."""
+    """The file to execve for args[0], found and checked as runc 1.1.5 does
+    before it reports ready (Go's exec.LookPath, then an access check), so
+    that `create` fails with runc's message rather than `start`:
+
+    * a name with a slash is used as it is; any other is searched on the
+      PATH of `env` (the last PATH= entry; none means nothing is found), and
+      a match in a relative PATH entry ("" and "." included) is refused;
+    * a candidate qualifies when it is no directory and has an execute bit;
+      for a name with a slash anything else is `permission denied`;
+    * the file found must then be executable by this process (its uid
+      after setup_process, a noexec mount)."""
     if "/" in name:
-        if not os.path.exists(name):
-            raise OSError(2, f'exec: "{name}": stat {name}: no such file or directory')
-        return name
-    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
-    for d in path.split(":"):
-        cand = os.path.join(d or ".", name)
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    raise OSError(2, f'exec: "{name}": executable file not found in $PATH')
+        try:
+            mode = os.stat(name).st_mode
+        except OSError as e:
+            raise OSError(e.errno, f'exec: "{name}": stat {name}: {_go_strerror(e.errno)}') from None
+        if not _exec_candidate(mode):
+            raise OSError(13, f'exec: "{name}": permission denied')
+        found = name
+    else:
+        path = ""
+        for e in env:
+            if e.startswith("PATH="):
+                path = e[5:]
+        found = None
+        for d in path.split(":") if path else ():
+            cand = os.path.join(d or ".", name)
+            try:
+                if not _exec_candidate(os.stat(cand).st_mode):
+                    continue
+            except OSError:
+                continue
+            if not cand.startswith("/"):
+                raise OSError(13, f'exec: "{name}": cannot run executable found relative to current directory')
+            found = os.path.normpath(cand)
+            break
+        if found is None:
+            raise OSError(2, f'exec: "{name}": executable file not found in $PATH')
+    if not os.access(found, os.X_OK, effective_ids=True):
+        raise OSError(13, f"exec {found}: permission denied")
+    return found
+
+
+def _exec_candidate(mode: int) -> bool:
+    # Not a directory, and some execute bit set (the test of Go's LookPath).
+    return mode & 0o170000 != 0o040000 and mode & 0o111 != 0
+
+
+def _go_strerror(errno: int) -> str:
+    # Go spells errno texts as libc does, lower-cased at the start.
+    text = os.strerror(errno)
+    return text[:1].lower() + text[1:]
 
 
 def env_dict(env: list[str]) -> dict:

@@ -1,0 +1,78 @@
+"""What a workload notices of how its container was set up, checked against
+runc 1.1.5 (the reference): every test runs under pyrunc and, where runc is
+installed, under runc too, with the same bundle and the same expectations
+(runc's tests/integration/*.bats at v1.1.5 check most of these). A runc run
+that fails points at the test, not at pyrunc.
+
+Each test gets its own copy of the busybox rootfs (in a world-traversable
+temp dir, for the user namespace cases), so it can change the image."""
+import os
+import shutil
+
+import pytest
+
+from bundles import PYRUNC, Runtime
+
+RUNC = shutil.which("runc") or "/usr/sbin/runc"
+
+
+@pytest.fixture(params=["pyrunc", "runc"])
+def prt(request, tmp_path, open_tmp, busybox_rootfs):
+    """A driver for pyrunc or runc over a private copy of the busybox rootfs."""
+    if request.param == "runc" and not os.path.exists(RUNC):
+        pytest.skip("runc (the reference) is not installed")
+    rootfs = open_tmp / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    r = Runtime(tmp_path, str(rootfs), binary=PYRUNC if request.param == "pyrunc" else RUNC)
+    r.name = request.param
+    yield r
+    r.cleanup()
+
+
+def run(rt, args, mutate=None, **proc):
+    b = rt.bundle(args, mutate=mutate, **proc)
+    return rt("run", "--bundle", b, rt.new_id())
+
+
+def sh(rt, script, mutate=None, **proc):
+    """Run `sh -c script` in the foreground; returns its stdout (rc 0 asserted)."""
+    p = run(rt, ["sh", "-c", script], mutate, **proc)
+    assert p.returncode == 0, f"{rt.name}: {p.stderr}"
+    return p.stdout
+
+
+def message(rt, p) -> str:
+    """The error of a failed verb as one line: pyrunc's stderr, or the msg
+    of runc's log line (which runc prefixes with what failed)."""
+    text = p.stderr.strip()
+    if rt.name == "runc" and 'msg="' in text:
+        text = text.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"')
+    return text
+
+
+# --- args[0] ------------------------------------------------------------
+
+@pytest.mark.parametrize("args,proc,msg", [
+    (["/bin"], {}, 'exec: "/bin": permission denied'),
+    (["/etc/passwd"], {}, 'exec: "/etc/passwd": permission denied'),
+    (["/bin/rootonly"], {"user": {"uid": 1000, "gid": 1000}}, "exec /bin/rootonly: permission denied"),
+    (["rootonly"], {"user": {"uid": 1000, "gid": 1000}}, "exec /bin/rootonly: permission denied"),
+    (["sub"], {"env": ["PATH=/pdir:/bin"]}, 'exec: "sub": executable file not found in $PATH'),
+    (["sh"], {"env": []}, 'exec: "sh": executable file not found in $PATH'),
+    (["bb"], {"env": ["PATH=pdir:/bin"]}, 'exec: "bb": cannot run executable found relative to current directory'),
+    (["/nonexist"], {}, 'exec: "/nonexist": stat /nonexist: no such file or directory'),
+])
+def test_args0_refused_at_create_with_runcs_message(prt, args, proc, msg):
+    rootfs = prt.rootfs
+    shutil.copy(os.path.join(rootfs, "bin", "busybox"), os.path.join(rootfs, "bin", "rootonly"))
+    os.chmod(os.path.join(rootfs, "bin", "rootonly"), 0o700)
+    os.makedirs(os.path.join(rootfs, "pdir", "sub"))
+    shutil.copy(os.path.join(rootfs, "bin", "busybox"), os.path.join(rootfs, "pdir", "bb"))
+    b = prt.bundle(args, **proc)
+    cid = prt.new_id()
+    p = prt("create", "--bundle", b, cid)
+    assert p.returncode == 1
+    assert message(prt, p).endswith(msg)
+    if prt.name == "pyrunc":
+        assert p.stderr == msg + "\n"
+    assert not os.path.exists(os.path.join(prt.root, cid))
