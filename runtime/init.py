@@ -488,8 +488,10 @@ def set_oom_score_adj(proc: dict) -> None:
 
 
 def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> None:
-    """The process's identity and limits, in order (init step 12; exec).
-    `oom`: also set process.oomScoreAdj (exec sets it earlier itself)."""
+    """The process's identity and limits, in runc's order (init step 12;
+    exec). `oom`: also set process.oomScoreAdj (exec sets it earlier
+    itself). Where proc's environment has no HOME, proc["env"] gets one
+    (the caller execs with proc["env"] afterwards)."""
     import resource
     from runtime import caps
     # rlimits (raising a hard limit needs CAP_SYS_RESOURCE: the error says which).
@@ -537,6 +539,11 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     if capsets is not None:
         # Keep permitted caps across the uid change; they are set exactly below.
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    env = proc.get("env") or []
+    if not _env_value(env, "HOME"):
+        # As runc's setupUser: HOME from the user's passwd entry when the
+        # environment has none (or an empty one).
+        proc["env"] = [*env, "HOME=" + passwd_home(uid)]
     _setgroups(user.get("additionalGids") or [])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -558,6 +565,64 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     if seccomp_cfg and nnp:
         _load_seccomp(ctx, seccomp_cfg)
+
+
+def _env_value(env: list[str], name: str) -> str:
+    """The value `name` has in an OCI env list: the last entry wins, as
+    with setenv in order."""
+    value = ""
+    prefix = name + "="
+    for kv in env:
+        if kv.startswith(prefix):
+            value = kv[len(prefix):]
+    return value
+
+
+def passwd_home(uid: int) -> str:
+    """The home directory of `uid` in the container's /etc/passwd ("/" when
+    it has no entry or there is no readable file), read as runc's
+    user.GetExecUserPath reads it: the first line whose third field is the
+    uid wins; blank lines are skipped, and a field that is not a number
+    counts as 0. Resolved in this process's root ("/" is the container's
+    by now) without following a link out of it."""
+    try:
+        rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = sc.openat2(rootfd, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                            sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+        finally:
+            os.close(rootfd)
+    except OSError:
+        return "/"
+    try:
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:  # S_ISREG: never block on a fifo
+            return "/"
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in b"".join(chunks).split(b"\n"):
+        line = line.strip()
+        if not line:
+            continue
+        f = line.split(b":")
+        if _atoi(f[2] if len(f) > 2 else b"") == uid:
+            return (f[5] if len(f) > 5 else b"").decode("utf-8", "surrogateescape")
+    return "/"
+
+
+def _atoi(b: bytes) -> int:
+    # Go's strconv.Atoi, with 0 for what it refuses (as runc ignores the error).
+    digits = b[1:] if b[:1] in (b"+", b"-") else b
+    if not digits or not digits.isdigit():
+        return 0
+    return -int(digits) if b[:1] == b"-" else int(digits)
 
 
 def _setgroups(gids: list[int]) -> None:

@@ -76,3 +76,40 @@ def test_args0_refused_at_create_with_runcs_message(prt, args, proc, msg):
     if prt.name == "pyrunc":
         assert p.stderr == msg + "\n"
     assert not os.path.exists(os.path.join(prt.root, cid))
+
+
+# --- HOME ---------------------------------------------------------------
+
+@pytest.mark.parametrize("uid,env,home", [
+    (0, [], "/root"),                 # root's passwd entry
+    (1000, [], "/tmp"),               # app's entry (bundles.make_rootfs)
+    (1234, [], "/"),                  # no entry: "/"
+    (1000, ["HOME="], "/tmp"),        # empty counts as unset
+    (1000, ["HOME=/given"], "/given"),  # the config's wins
+])
+def test_home_from_the_users_passwd_entry(prt, uid, env, home):
+    out = sh(prt, 'echo "HOME=$HOME"', env=["PATH=/bin", *env], user={"uid": uid, "gid": uid})
+    assert out == f"HOME={home}\n"
+
+
+def test_home_set_for_exec_too(prt):
+    b = prt.bundle(["sleep", "30"], env=["PATH=/bin"])
+    cid = prt.new_id()
+    prt("run", "-d", "--bundle", b, cid, check=True)
+    p = prt("exec", "--user", "1000:1000", cid, "sh", "-c", 'echo "HOME=$HOME"')
+    assert (p.returncode, p.stdout) == (0, "HOME=/tmp\n"), p.stderr
+    p = prt("exec", cid, "sh", "-c", 'echo "HOME=$HOME"')
+    assert (p.returncode, p.stdout) == (0, "HOME=/root\n"), p.stderr
+
+
+def test_home_passwd_symlink_stays_in_the_container(prt, tmp_path):
+    """/etc/passwd a symlink to a host path: the host's file (a canary with
+    an entry for uid 1000) is never read; inside, the path does not exist."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "passwd").write_text("app:x:1000:1000::/home-from-the-host:/bin/sh\n")
+    passwd = os.path.join(prt.rootfs, "etc", "passwd")
+    os.unlink(passwd)
+    os.symlink(str(canary / "passwd"), passwd)
+    out = sh(prt, 'echo "HOME=$HOME"', env=["PATH=/bin"], user={"uid": 1000, "gid": 1000})
+    assert out == "HOME=/\n"
