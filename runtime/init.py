@@ -544,6 +544,7 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
         # As runc's setupUser: HOME from the user's passwd entry when the
         # environment has none (or an empty one).
         proc["env"] = [*env, "HOME=" + passwd_home(uid)]
+    fix_stdio_owner(uid)
     _setgroups(user.get("additionalGids") or [])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -623,6 +624,33 @@ def _atoi(b: bytes) -> int:
     if not digits or not digits.isdigit():
         return 0
     return -int(digits) if b[:1] == b"-" else int(digits)
+
+
+def fix_stdio_owner(uid: int) -> None:
+    """Give stdin, stdout and stderr to the process user, as runc does
+    before it changes uid: the user can then reopen them (/dev/stdout,
+    /proc/self/fd/N) and control its terminal. The group stays (a pty keeps
+    devpts' tty group). /dev/null and what is owned by `uid` already are
+    left alone; so is what this user namespace cannot chown (unmapped
+    owner or group, read-only filesystem)."""
+    null = os.makedev(1, 3)
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        pass
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or st.st_rdev in (null, os.makedev(1, 3)):
+            continue
+        try:
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (1, 22, 30):  # EPERM, EINVAL, EROFS
+                raise OSError(e.errno, f"process.user.uid {uid}: cannot give fd {fd} to the user: "
+                                       f"{e.strerror}") from None
 
 
 def _setgroups(gids: list[int]) -> None:

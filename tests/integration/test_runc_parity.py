@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from bundles import PYRUNC, Runtime
+from bundles import PYRUNC, Runtime, run_in_pty
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
@@ -113,3 +113,31 @@ def test_home_passwd_symlink_stays_in_the_container(prt, tmp_path):
     os.symlink(str(canary / "passwd"), passwd)
     out = sh(prt, 'echo "HOME=$HOME"', env=["PATH=/bin"], user={"uid": 1000, "gid": 1000})
     assert out == "HOME=/\n"
+
+
+# --- stdio and terminal -------------------------------------------------
+
+@pytest.mark.parametrize("uid,gid", [(0, 0), (1000, 100)])
+def test_pty_belongs_to_the_process_user(prt, uid, gid):
+    """tty.bats "tty owner": uid of the process user, group tty (devpts gid=5)."""
+    b = prt.bundle(["sh", "-c", "stat -c %u:%g $(tty)"], terminal=True, user={"uid": uid, "gid": gid})
+    code, out = run_in_pty([prt.binary, "--root", prt.root, "run", "--bundle", b, prt.new_id()], timeout=20)
+    assert code == 0, out
+    assert out.decode().split() == [f"{uid}:5"]
+
+
+def test_exec_pty_belongs_to_the_process_user(prt):
+    b = prt.bundle(["sleep", "30"], user={"uid": 1000, "gid": 100})
+    cid = prt.new_id()
+    prt("run", "-d", "--bundle", b, cid, check=True)
+    code, out = run_in_pty([prt.binary, "--root", prt.root, "exec", "-t", cid, "sh", "-c", "stat -c %u:%g $(tty)"],
+                           timeout=20)
+    assert code == 0, out
+    assert out.decode().split() == ["1000:5"]
+
+
+def test_stdio_reopenable_by_the_process_user(prt):
+    """stdout is a file of root's (mode 0600): the user can reopen it
+    through /dev/stdout, because it was given to the user."""
+    out = sh(prt, "echo through-reopen >> /dev/stdout", user={"uid": 1000, "gid": 1000})
+    assert out == "through-reopen\n"
