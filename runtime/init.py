@@ -244,6 +244,7 @@ def init(ctx: Context) -> None:
                 rootfs.move_root(ctx.rootfs)
             else:
                 rootfs.pivot(ctx.rootfs)
+            _make_cwd(proc)
             # 7. sysctls before /proc/sys becomes read-only.
             for key, val in (linux.get("sysctl") or {}).items():
                 _sysctl(key, val)
@@ -260,6 +261,7 @@ def init(ctx: Context) -> None:
         else:
             os.chroot(ctx.rootfs)
             os.chdir("/")
+            _make_cwd(proc)
             for key, val in (linux.get("sysctl") or {}).items():
                 _sysctl(key, val)
         # 9. Identity of the machine.
@@ -410,6 +412,27 @@ def _ptmx_link(root: str) -> None:
         os.close(devfd)
 
 
+def _make_cwd(proc: dict) -> None:
+    """Create process.cwd (and its parents, 0755) when the image lacks it,
+    as runc does once inside the new root, before anything is made
+    read-only."""
+    cwd = proc.get("cwd") or "/"
+    if os.path.isdir(cwd):
+        return
+    path = ""
+    for part in cwd.split("/"):
+        if not part:
+            continue
+        path += "/" + part
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise OSError(20, f"process.cwd {cwd}: {path} is not a directory") from None
+        except OSError as e:
+            raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
+
+
 def _sysctl(key: str, val: str) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     try:
@@ -528,6 +551,17 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     nnp = proc.get("noNewPrivileges", False)
     if seccomp_cfg and not nnp:
         _load_seccomp(ctx, seccomp_cfg)
+    # The cwd is entered first with the runtime's privileges, which may
+    # reach a directory the process user cannot; only where they do not
+    # (EACCES, EPERM: say a directory of the user's on a root-squashing
+    # mount) is it entered again as that user, as runc does.
+    chdir_as_user = False
+    try:
+        os.chdir(cwd)
+    except PermissionError:
+        chdir_as_user = True
+    except OSError as e:
+        raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
     capsets = proc.get("capabilities")
     unknown: list[str] = []
     masks = {k: caps.to_mask((capsets or {}).get(k), unknown)
@@ -548,6 +582,11 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     _setgroups(user.get("additionalGids") or [])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if chdir_as_user:
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
     if capsets is not None:
         sc.prctl(sc.PR_SET_KEEPCAPS, 0)
         try:
@@ -558,10 +597,6 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
         os.umask(user["umask"])
     else:
         os.umask(0o022)
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     if seccomp_cfg and nnp:

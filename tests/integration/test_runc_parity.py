@@ -141,3 +141,33 @@ def test_stdio_reopenable_by_the_process_user(prt):
     through /dev/stdout, because it was given to the user."""
     out = sh(prt, "echo through-reopen >> /dev/stdout", user={"uid": 1000, "gid": 1000})
     assert out == "through-reopen\n"
+
+
+# --- cwd ----------------------------------------------------------------
+
+def test_missing_cwd_is_created_under_a_readonly_root(prt):
+    out = sh(prt, "pwd; stat -c '%a %u' /made/by/runtime /made", cwd="/made/by/runtime")
+    assert out.split("\n")[:3] == ["/made/by/runtime", "755 0", "755 0"]
+    assert os.path.isdir(os.path.join(prt.rootfs, "made", "by", "runtime"))
+
+
+def test_cwd_only_root_can_enter_works_for_another_user(prt):
+    """cwd.bats: runc enters the cwd before it drops privileges (and again
+    after, only where that failed)."""
+    os.mkdir(os.path.join(prt.rootfs, "rootonly"), 0o700)
+    p = run(prt, ["sh", "-c", "pwd; ls ."], cwd="/rootonly", user={"uid": 1000, "gid": 1000})
+    assert p.stdout == "/rootonly\n"
+    assert "Permission denied" in p.stderr  # the user still cannot read it
+
+
+def test_exec_as_root_without_dac_caps_into_a_private_cwd(prt):
+    """cwd.bats "runc exec --user with no access to cwd": the cwd belongs to
+    uid 42, mode 0700; root without CAP_DAC_OVERRIDE gets in all the same."""
+    home = os.path.join(prt.rootfs, "home42")
+    os.mkdir(home, 0o700)
+    os.chown(home, 42, 42)
+    b = prt.bundle(["sleep", "30"], cwd="/home42", user={"uid": 42, "gid": 42})
+    cid = prt.new_id()
+    prt("run", "-d", "--bundle", b, cid, check=True)
+    p = prt("exec", "--user", "0", cid, "pwd")
+    assert (p.returncode, p.stdout) == (0, "/home42\n"), p.stderr
