@@ -203,6 +203,10 @@ def init(ctx: Context) -> None:
         # 1. Only stdio and the preserved fds reach the user process; default
         #    signal dispositions; our own session (needed for a pty).
         clean_process_state(ctx.preserve_fds)
+        # 2. A network namespace made for the container has its loopback
+        #    up, as with runc (one joined by path is left as it is).
+        if any(n["type"] == "network" and not n.get("path") for n in _namespaces(cfg)):
+            _loopback_up()
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
             _prepare_root(ctx, linux)
@@ -349,6 +353,8 @@ def preload(cfg: dict, check_seccomp: bool = True) -> None:
     from runtime import caps  # noqa: F401
     if (cfg.get("process") or {}).get("terminal"):
         import fcntl, struct, termios  # noqa: F401,E401
+    if any(n.get("type") == "network" and not n.get("path") for n in _namespaces(cfg)):
+        import fcntl  # noqa: F401,F811 - _loopback_up
     if cfg.get("hooks"):
         from runtime import hooks  # noqa: F401
         import subprocess, json  # noqa: F401,E401
@@ -410,6 +416,23 @@ def _ptmx_link(root: str) -> None:
         os.symlink("pts/ptmx", "ptmx", dir_fd=devfd)
     finally:
         os.close(devfd)
+
+
+def _loopback_up() -> None:
+    """Set IFF_UP on "lo" (SIOCGIFFLAGS, SIOCSIFFLAGS on a datagram socket)."""
+    import _socket
+    import fcntl
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    name = b"lo".ljust(16, b"\0")  # struct ifreq: ifr_name[16], then a 24-byte union
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        req = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, name + bytes(24))
+        flags = int.from_bytes(req[16:18], sys.byteorder) | IFF_UP
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, name + flags.to_bytes(2, sys.byteorder) + bytes(22))
+    except OSError as e:
+        raise OSError(e.errno, f"linux.namespaces network: setting up lo: {e.strerror}") from None
+    finally:
+        s.close()
 
 
 def _make_cwd(proc: dict) -> None:

@@ -171,3 +171,15 @@ def test_exec_as_root_without_dac_caps_into_a_private_cwd(prt):
     prt("run", "-d", "--bundle", b, cid, check=True)
     p = prt("exec", "--user", "0", cid, "pwd")
     assert (p.returncode, p.stdout) == (0, "/home42\n"), p.stderr
+
+
+# --- network ------------------------------------------------------------
+
+def test_loopback_up_in_a_new_network_namespace(prt):
+    def m(c):
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_NET_RAW")  # ping's raw socket
+    out = sh(prt, "cat /sys/class/net/lo/flags; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo ping-ok", mutate=m)
+    flags, ping = out.split()
+    assert int(flags, 16) & 0x1, "IFF_UP"
+    assert ping == "ping-ok"
