@@ -231,7 +231,11 @@ class _Builder:
         start_sock = sync.unix_socket()
         st.at_start_sock(start_sock.bind, self.cdir)
         start_sock.listen(1)
-        low = 3 + opts.preserve_fds
+        # Socket activation: fds the caller got from systemd go first, then
+        # --preserve-fds after them, as with runc.
+        listen_fds = _listen_fds()
+        preserve = listen_fds + opts.preserve_fds
+        low = 3 + preserve
         # Internal fds live above the preserved range so they never collide
         # with an fd the caller asked us to pass on.
         start_fd = _dup_above(start_sock.detach(), low)
@@ -248,7 +252,7 @@ class _Builder:
         ctx_kw = dict(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
                       idmap_fds=idmap_fds, helper_fd=helper_fd,
                       chan=child_chan, start_fd=start_fd, console_fd=console_fd,
-                      preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
+                      preserve_fds=preserve, listen_fds=listen_fds, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring,
                       cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state(), mounts))
         _drop_ungrantable_caps(cfg, "user" in nstypes)
@@ -647,6 +651,20 @@ def _stage1(ctx_kw: dict, cfg: dict, join_cgroup) -> None:
             pass
         os._exit(1)
     init.stage1(ctx)
+
+
+def _listen_fds() -> int:
+    """How many fds systemd's socket activation passed to this process
+    (sd_listen_fds(3): LISTEN_FDS fds from 3 on, meant for us when
+    LISTEN_PID is our pid); they are handed on to the container's init,
+    whose environment then says LISTEN_FDS=N, LISTEN_PID=1 (runc's rule:
+    init is pid 1 of its namespace). 0 when there are none."""
+    import posix
+    env = posix.environ  # bytes keys; runtime._os has no environ
+    fds, pid = env.get(b"LISTEN_FDS", b""), env.get(b"LISTEN_PID", b"")
+    if not (fds.isdigit() and pid.isdigit()) or int(pid) != os.getpid():
+        return 0
+    return int(fds)
 
 
 def _wants_limits(linux: dict) -> bool:

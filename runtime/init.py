@@ -53,6 +53,8 @@ class Context:
         self.helper_fd: int = kw["helper_fd"]
         self.console_fd: int | None = kw.get("console_fd")
         self.preserve_fds: int = kw.get("preserve_fds", 0)
+        # the first listen_fds of them come from socket activation
+        self.listen_fds: int = kw.get("listen_fds", 0)
         self.no_pivot: bool = kw.get("no_pivot", False)
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
         self.cgroup_mount = kw["cgroup_mount"]    # callable(rootfd, dest, target, flags, label)
@@ -203,6 +205,8 @@ def init(ctx: Context) -> None:
         # 1. Only stdio and the preserved fds reach the user process; default
         #    signal dispositions; our own session (needed for a pty).
         clean_process_state(ctx.preserve_fds)
+        if ctx.listen_fds:
+            proc["env"] = [*(proc.get("env") or ()), f"LISTEN_FDS={ctx.listen_fds}", "LISTEN_PID=1"]
         # 2. A network namespace made for the container has its loopback
         #    up, as with runc (one joined by path is left as it is).
         if any(n["type"] == "network" and not n.get("path") for n in _namespaces(cfg)):

@@ -8,6 +8,7 @@ Each test gets its own copy of the busybox rootfs (in a world-traversable
 temp dir, for the user namespace cases), so it can change the image."""
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -183,3 +184,31 @@ def test_loopback_up_in_a_new_network_namespace(prt):
     flags, ping = out.split()
     assert int(flags, 16) & 0x1, "IFF_UP"
     assert ping == "ping-ok"
+
+
+# --- LISTEN_FDS -----------------------------------------------------------
+
+def test_socket_activation_fds_and_listen_pid(prt, tmp_path):
+    """Fds from systemd's socket activation (LISTEN_FDS, LISTEN_PID = the
+    runtime's pid) reach init from fd 3 on, before the --preserve-fds ones,
+    and init's environment says LISTEN_FDS=N, LISTEN_PID=1."""
+    (tmp_path / "a").write_text("from-fd-3")
+    (tmp_path / "b").write_text("from-fd-4")
+    b = prt.bundle(["sh", "-c", "env | grep ^LISTEN_ | sort; cat <&3; echo; cat <&4"], env=["PATH=/bin"])
+    cid = prt.new_id()
+    # exec keeps the shell's pid, which LISTEN_PID names
+    cmd = (f'exec 3<{tmp_path}/a 4<{tmp_path}/b; export LISTEN_FDS=1 LISTEN_PID=$$; '
+           f'exec {prt.binary} --root {prt.root} run --preserve-fds 1 --bundle {b} {cid}')
+    p = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n") == ["LISTEN_FDS=1", "LISTEN_PID=1", "from-fd-3", "from-fd-4"]
+
+
+def test_listen_fds_for_another_process_are_ignored(prt, tmp_path):
+    b = prt.bundle(["sh", "-c", "env | grep ^LISTEN_ ; ls /proc/self/fd | wc -l"], env=["PATH=/bin"])
+    cid = prt.new_id()
+    p = subprocess.run([prt.binary, "--root", prt.root, "run", "--bundle", b, cid], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=60,
+                       env=dict(os.environ, LISTEN_FDS="1", LISTEN_PID="1"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["4"]  # stdio and ls's own directory fd
