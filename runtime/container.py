@@ -772,7 +772,12 @@ def _send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
             raise RuntimeFailure("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
         s = sync.unix_socket()
         try:
-            s.connect(path)
+            try:
+                s.connect(path)
+            except OSError as e:
+                # runc's words, which agents' tests look for
+                raise RuntimeFailure(f"linux.seccomp.listenerPath {path}: failed to connect with seccomp "
+                                     f"agent: {e.strerror or e}") from None
             pstate = {"ociVersion": cfg.get("ociVersion", "1.3.0"), "fds": ["seccompFd"],
                       "pid": data["pid"], "metadata": sec.get("listenerMetadata", ""),
                       "state": st.oci_state(dict(data, _dir="/nonexistent"), "creating")}

@@ -6,9 +6,15 @@ that fails points at the test, not at pyrunc.
 
 Each test gets its own copy of the busybox rootfs (in a world-traversable
 temp dir, for the user namespace cases), so it can change the image."""
+import ctypes
+import fcntl
+import json
 import os
+import select
 import shutil
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -212,3 +218,126 @@ def test_listen_fds_for_another_process_are_ignored(prt, tmp_path):
                        env=dict(os.environ, LISTEN_FDS="1", LISTEN_PID="1"))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["4"]  # stdio and ls's own directory fd
+
+
+# --- seccomp notify -----------------------------------------------------
+
+class _Notif(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64), ("pid", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("nr", ctypes.c_int32), ("arch", ctypes.c_uint32), ("ip", ctypes.c_uint64),
+                ("args", ctypes.c_uint64 * 6)]
+
+
+class _Resp(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64), ("val", ctypes.c_int64), ("error", ctypes.c_int32),
+                ("flags", ctypes.c_uint32)]
+
+
+def _iowr(nr, size):
+    return (3 << 30) | (size << 16) | (ord("!") << 8) | nr
+
+
+_NOTIF_RECV, _NOTIF_SEND = _iowr(0, ctypes.sizeof(_Notif)), _iowr(1, ctypes.sizeof(_Resp))
+
+
+class Agent:
+    """A seccomp agent that takes the listener fd exactly as runc's
+    contrib/cmd/seccompagent does (one recvmsg of at most 4096 bytes with
+    room for one fd, a specs.ContainerProcessState naming "seccompFd") and
+    answers every notified syscall with ENOMEDIUM, as that agent does for
+    chmod."""
+
+    def __init__(self, path):
+        self.path = path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        self.states: list[dict] = []
+        self.errors: list[str] = []
+        self.stop_r, self.stop_w = os.pipe()
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        listeners = []
+        try:
+            while True:
+                r, _, _ = select.select([self.srv, self.stop_r, *listeners], [], [])
+                if self.stop_r in r:
+                    return
+                if self.srv in r:
+                    conn, _ = self.srv.accept()
+                    with conn:
+                        msg, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4))
+                    fds = [int.from_bytes(d[:4], "little", signed=True) for lvl, kind, d in anc
+                           if lvl == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
+                    if len(msg) >= 4096 or len(fds) != 1:
+                        self.errors.append(f"message of {len(msg)} bytes with {len(fds)} fds")
+                        continue
+                    state = json.loads(msg)
+                    self.states.append(state)
+                    if state.get("fds") != ["seccompFd"]:
+                        self.errors.append(f"fds {state.get('fds')}")
+                    listeners.append(fds[0])
+                for fd in [f for f in listeners if f in r]:
+                    req = _Notif()
+                    try:
+                        fcntl.ioctl(fd, _NOTIF_RECV, req)
+                    except OSError:  # the filter's last user is gone
+                        listeners.remove(fd)
+                        os.close(fd)
+                        continue
+                    try:
+                        fcntl.ioctl(fd, _NOTIF_SEND, _Resp(id=req.id, val=-1, error=-123, flags=0))  # ENOMEDIUM
+                    except OSError:
+                        pass  # the task is gone
+        finally:
+            for fd in listeners:
+                os.close(fd)
+
+    def close(self):
+        os.write(self.stop_w, b"x")
+        self.t.join(10)
+        self.srv.close()
+        os.close(self.stop_r)
+        os.close(self.stop_w)
+
+
+def _notify_chmod(c, path, nnp):
+    c["process"]["noNewPrivileges"] = nnp
+    c["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path, "listenerMetadata": "bar",
+        "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["chmod", "fchmod", "fchmodat"], "action": "SCMP_ACT_NOTIFY"}]}
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_seccomp_agent_gets_the_listener_and_answers(prt, open_tmp, nnp):
+    """seccomp-notify.bats "error chmod", for run and exec."""
+    path = str(open_tmp / "agent.sock")
+    agent = Agent(path)
+    try:
+        script = "touch /dev/shm/foo && chmod 777 /dev/shm/foo"
+        p = run(prt, ["sh", "-c", script], mutate=lambda c: _notify_chmod(c, path, nnp))
+        assert p.returncode != 0
+        assert "chmod: /dev/shm/foo: No medium found" in p.stderr
+        b = prt.bundle(["sleep", "30"], mutate=lambda c: _notify_chmod(c, path, nnp))
+        cid = prt.new_id()
+        prt("run", "-d", "--bundle", b, cid, check=True)
+        p = prt("exec", cid, "sh", "-c", script)
+        assert p.returncode != 0 and "No medium found" in p.stderr, p.stderr
+        assert not agent.errors
+        assert len(agent.states) == 3  # run, then the detached init and the exec
+        assert {s["metadata"] for s in agent.states} == {"bar"}
+        assert agent.states[1]["state"]["id"] == cid
+    finally:
+        agent.close()
+
+
+def test_seccomp_agent_missing_is_reported_as_runc_does(prt, tmp_path):
+    """seccomp-notify.bats "no seccompagent"."""
+    path = str(tmp_path / "nobody-listens.sock")
+    p = run(prt, ["true"], mutate=lambda c: _notify_chmod(c, path, False))
+    assert p.returncode == 1
+    assert "failed to connect with seccomp agent" in message(prt, p)
+    assert path in message(prt, p)
