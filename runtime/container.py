@@ -254,7 +254,8 @@ class _Builder:
                       chan=child_chan, start_fd=start_fd, console_fd=console_fd,
                       preserve_fds=preserve, listen_fds=listen_fds, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring,
-                      cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state(), mounts))
+                      cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state(), mounts),
+                      want_sources=_wants_mount_sources(cfg, nstypes))
         _drop_ungrantable_caps(cfg, "user" in nstypes)
         if linux.get("seccomp"):
             # Compiled here: a profile that libseccomp or this kernel refuses
@@ -318,6 +319,9 @@ class _Builder:
                 if msg["type"] == sync.USERNS_CREATED:
                     _write_id_maps(pid, linux)
                     chan.send(sync.USERNS_MAPPED)
+                    msg = chan.next()
+                if msg["type"] == sync.MOUNT_SOURCES:
+                    _send_mount_sources(chan, pid, cfg)
                     msg = chan.next()
                 if msg["type"] != sync.INIT_PID:
                     raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
@@ -505,6 +509,56 @@ def _idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
         finally:
             os.close(userns)
     return out
+
+
+def _plain_binds(cfg: dict):
+    """(index, source path) of the bind mounts that are not id-mapped."""
+    for i, m in enumerate(cfg.get("mounts") or ()):
+        opts = m.get("options") or ()
+        if (m.get("type") == "bind" or "bind" in opts or "rbind" in opts) and not _needs_idmap(m):
+            src = m.get("source") or ""
+            yield i, src if os.path.isabs(src) else os.path.join(cfg["_bundle"], src)
+
+
+def _wants_mount_sources(cfg: dict, nstypes: set[str]) -> bool:
+    """Whether the bind sources are opened for init by us (runc 1.1.5's
+    rule): a user and a mount namespace, bind mounts, and a runtime that
+    is root, whose reach the container's mapped root may lack."""
+    return ("user" in nstypes and "mount" in nstypes and os.geteuid() == 0
+            and next(_plain_binds(cfg), None) is not None)
+
+
+def _send_mount_sources(chan, stage1: int, cfg: dict) -> None:
+    """Open each plain bind mount's source as an O_PATH fd with our own
+    credentials, inside the mount namespace stage1 has just made (through
+    its /proc root, so the mounts are that namespace's, as a bind needs),
+    and send them over, at most four to a message (what Channel.recv
+    takes)."""
+    from runtime import sync
+    from runtime import syscalls as sc
+    root = os.open(f"/proc/{stage1}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    idx: list[int] = []
+    fds: list[int] = []
+    try:
+        for i, src in _plain_binds(cfg):
+            try:
+                # In that root, as open(2) would resolve the path there.
+                fds.append(sc.openat2(root, src.lstrip("/") or ".", os.O_PATH | os.O_CLOEXEC, sc.RESOLVE_IN_ROOT))
+            except FileNotFoundError:
+                raise RuntimeFailure(f"mounts[{i}].source: {src} does not exist") from None
+            except OSError as e:
+                raise RuntimeFailure(f"mounts[{i}].source {src}: {e.strerror}") from None
+            idx.append(i)
+            if len(fds) == 4:
+                chan.send(sync.MOUNT_SOURCES, fds=fds, indexes=idx, last=False)
+                for fd in fds:
+                    os.close(fd)
+                idx, fds = [], []
+        chan.send(sync.MOUNT_SOURCES, fds=fds, indexes=idx, last=True)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        os.close(root)
 
 
 def _needs_idmap(m: dict) -> bool:

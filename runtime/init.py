@@ -59,6 +59,11 @@ class Context:
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
         self.cgroup_mount = kw["cgroup_mount"]    # callable(rootfd, dest, target, flags, label)
         self.idmap_fds: dict[int, int] = kw.get("idmap_fds") or {}
+        # mount index -> O_PATH fd of a bind mount's source, opened by the
+        # parent in our mount namespace (user namespaces: the sources may be
+        # out of the mapped root's reach); stage1 receives them
+        self.source_fds: dict[int, int] = {}
+        self.want_sources: bool = kw.get("want_sources", False)
         # callable() that moves stage1 into the container's cgroup (set by
         # the parent in the child, once it knows how the child was forked)
         self.join_cgroup = kw.get("join_cgroup")
@@ -132,6 +137,8 @@ def stage1(ctx: Context) -> None:
                 flags |= sc.NAMESPACE_FLAGS[n["type"]]
         if flags & ~early:
             sc.unshare(flags & ~early)
+        if ctx.want_sources:
+            _receive_mount_sources(ctx)
         offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
         if offsets and flags & sc.CLONE_NEWTIME:
             _write_time_offsets(offsets)
@@ -149,6 +156,25 @@ def stage1(ctx: Context) -> None:
         _report(ctx, e)
     finally:
         os._exit(code)
+
+
+def _receive_mount_sources(ctx: Context) -> None:
+    """Have the parent open the bind mounts' sources in our new mount
+    namespace with its own (the host's) credentials, as runc does for a
+    user namespace: the mapped root may not be able to reach them. The fds
+    are kept above the preserved range for init (mount_all)."""
+    import fcntl
+    low = 3 + ctx.preserve_fds
+    ctx.chan.send(sync.MOUNT_SOURCES)
+    while True:
+        msg = ctx.chan.next(keep_fds=True)
+        if msg["type"] != sync.MOUNT_SOURCES:
+            raise OSError(22, f"sync: expected {sync.MOUNT_SOURCES!r}, got {msg['type']!r}")
+        for i, fd in zip(msg["indexes"], msg["_fds"]):
+            ctx.source_fds[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+            os.close(fd)
+        if msg.get("last"):
+            return
 
 
 def _open_ns(ns: dict) -> int:
@@ -216,7 +242,9 @@ def init(ctx: Context) -> None:
             _prepare_root(ctx, linux)
             # (create dropped mountLabel already where SELinux is off)
             rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
-                             ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx))
+                             ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx), ctx.source_fds)
+            for fd in ctx.source_fds.values():
+                os.close(fd)
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
         # 3b. APPLIED: we are in the container's cgroup already (stage1

@@ -177,25 +177,31 @@ def mount_data(mtype: str, data: list[str], mount_label: str | None) -> str | No
 
 def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
               idmap_fds: dict[int, int] | None = None, mount_label: str | None = None,
-              proc_mount=None) -> None:
+              proc_mount=None, source_fds: dict[int, int] | None = None) -> None:
     """Mount every entry of config `mounts` under rootfs, in order.
     `idmap_fds` maps a mount's index to its detached id-mapped tree
-    (prepared by the parent); this function closes none. `mount_label`
-    (linux.mountLabel, only passed where SELinux is enabled) labels the
-    filesystems mounted here. `proc_mount(source, target_fd, flags, data,
-    label)`, when given, mounts the proc filesystems (init's outside mode)."""
+    (prepared by the parent), `source_fds` a bind mount's index to an
+    O_PATH fd of its source (opened by the parent, see
+    container._send_mount_sources); this function closes none of them.
+    `mount_label` (linux.mountLabel, only passed where SELinux is enabled)
+    labels the filesystems mounted here. `proc_mount(source, target_fd,
+    flags, data, label)`, when given, mounts the proc filesystems (init's
+    outside mode)."""
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, m in enumerate(mounts):
-            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label, proc_mount)
+            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label,
+                      proc_mount, (source_fds or {}).get(i))
     finally:
         os.close(rootfd)
 
 
 def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
-              idmapped: int | None = None, mount_label: str | None = None, proc_mount=None) -> None:
+              idmapped: int | None = None, mount_label: str | None = None, proc_mount=None,
+              source_fd: int | None = None) -> None:
     """Mount one config entry. `idmapped` is a detached id-mapped tree to
-    attach instead of a plain bind (see idmapped_tree)."""
+    attach instead of a plain bind (see idmapped_tree); `source_fd` an
+    O_PATH fd to bind from instead of the source path."""
     dest = m["destination"]
     label = f"mounts[{index}] {dest}"
     mtype = m.get("type") or ""
@@ -206,11 +212,14 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
         flags |= sc.MS_BIND
         if not os.path.isabs(src):
             src = os.path.join(bundle, src)
+        held = source_fd if source_fd is not None else idmapped
         try:
-            st = os.stat(src)
+            st = os.fstat(held) if held is not None else os.stat(src)
         except FileNotFoundError:
             raise RuntimeFailure(f"mounts[{index}].source: {src} does not exist") from None
         kind = "dir" if st.st_mode & _S_IFMT == _S_IFDIR else "file"
+        if source_fd is not None:
+            src = fd_path(source_fd)
     else:
         kind = "dir"
     fd = resolve(rootfd, dest, create=kind, label=label)

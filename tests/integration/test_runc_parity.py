@@ -341,3 +341,37 @@ def test_seccomp_agent_missing_is_reported_as_runc_does(prt, tmp_path):
     assert p.returncode == 1
     assert "failed to connect with seccomp agent" in message(prt, p)
     assert path in message(prt, p)
+
+
+# --- user namespaces ------------------------------------------------------
+
+def userns(c, host_id=100000):
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65534}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65534}]
+    # sysfs and cgroupfs need a namespace this user namespace owns
+    c["mounts"] = [m for m in c["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+
+
+def test_userns_bind_sources_out_of_the_mapped_roots_reach(prt, open_tmp):
+    """userns.bats "2 inaccessible mounts" (+ exec): the sources sit under
+    0700 directories of the host's root, which container root (host uid
+    100000) cannot traverse; the runtime opens them for it."""
+    mounts = []
+    for n in (1, 2):
+        d = open_tmp / f"inaccessible-{n}" / "dir"
+        d.mkdir(parents=True)
+        (d / "foo.txt").write_text(f"mount {n}")
+        os.chmod(open_tmp / f"inaccessible-{n}", 0o700)
+        mounts.append({"source": str(d), "destination": f"/tmp/mount-{n}", "options": ["bind"]})
+
+    def m(c):
+        userns(c)
+        c["mounts"] += mounts
+    out = sh(prt, "cat /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt", mutate=m)
+    assert out == "mount 1mount 2"
+    b = prt.bundle(["sleep", "30"], mutate=m)
+    cid = prt.new_id()
+    prt("run", "-d", "--bundle", b, cid, check=True)
+    p = prt("exec", cid, "cat", "/tmp/mount-1/foo.txt", "/tmp/mount-2/foo.txt")
+    assert (p.returncode, p.stdout) == (0, "mount 1mount 2"), p.stderr
