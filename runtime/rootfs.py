@@ -99,10 +99,12 @@ def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "
     """Open `path` inside the rootfs as an O_PATH fd without ever leaving it.
 
     With create="dir" or "file", missing components are made (directories
-    0755, a final file 0644 for file bind mounts); a dangling symlink on the
-    way is followed by hand, its target taken relative to the rootfs, so the
-    new directory is made where the link points *inside* the rootfs. The
-    caller closes the fd."""
+    0755, a final file 0755 for file bind mounts, runc's modes). A
+    dangling symlink on the way is followed by hand as runc's securejoin
+    does: its target is taken inside the rootfs (an absolute one from the
+    rootfs' top, a relative one from the link's directory, ".." never
+    above the top), so the new directory is made where the link points
+    *inside* the rootfs. The caller closes the fd."""
     rel = path.strip("/")
     how = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
     if not rel:
@@ -115,42 +117,48 @@ def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "
     if _depth > 40:
         raise RuntimeFailure(f"{label or path}: too many levels of symbolic links")
     parts = [p for p in rel.split("/") if p not in ("", ".")]
-    cur = os.dup(rootfd)
-    try:
-        for i, name in enumerate(parts):
-            last = i == len(parts) - 1
+    # `here`: the directory reached so far, as a path from the rootfs' top
+    # with every symlink resolved, so that ".." after it is lexical.
+    here = ""
+    for i, name in enumerate(parts):
+        if name == "..":
+            here = here.rpartition("/")[0]
+            continue
+        cand = f"{here}/{name}" if here else name
+        try:
+            fd = sc.openat2(rootfd, cand, os.O_PATH, how)
+        except FileNotFoundError:
+            parent = sc.openat2(rootfd, here or ".", os.O_PATH | os.O_DIRECTORY, how)
             try:
-                nxt = sc.openat2(cur, name, os.O_PATH, how)
-            except FileNotFoundError:
                 try:
-                    target = os.readlink(name, dir_fd=cur)
+                    target = os.readlink(name, dir_fd=parent)
                 except OSError:
                     target = None
                 if target is not None:
-                    # A dangling link: continue from its target, inside the rootfs.
-                    here = _path_in_root(rootfd, cur)
-                    os.close(cur)
-                    cur = -1
-                    base = target if target.startswith("/") else os.path.join(here, target)
+                    # A dangling link: go on from its target, inside the rootfs.
+                    base = target if target.startswith("/") else f"/{here}/{target}"
                     rest = "/".join(parts[i + 1:])
-                    return resolve(rootfd, os.path.join(base, rest) if rest else base,
+                    return resolve(rootfd, f"{base}/{rest}" if rest else base,
                                    create=create, label=label, _depth=_depth + 1)
                 try:
-                    if last and create == "file":
+                    if i == len(parts) - 1 and create == "file":
                         os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW
-                                         | os.O_CLOEXEC, 0o644, dir_fd=cur))
+                                         | os.O_CLOEXEC, 0o755, dir_fd=parent))
                     else:
-                        os.mkdir(name, 0o755, dir_fd=cur)
+                        os.mkdir(name, 0o755, dir_fd=parent)
                 except FileExistsError:
                     pass
-                nxt = sc.openat2(cur, name, os.O_PATH, how)
-            os.close(cur)
-            cur = nxt
-        return cur
-    except BaseException:
-        if cur >= 0:
-            os.close(cur)
-        raise
+            finally:
+                os.close(parent)
+            fd = sc.openat2(rootfd, cand, os.O_PATH, how)
+        if i == len(parts) - 1:
+            return fd
+        try:
+            here = _path_in_root(rootfd, fd).strip("/")
+        finally:
+            os.close(fd)
+    # The path ended in "..": what it names exists.
+    return sc.openat2(rootfd, here or ".", os.O_PATH, how)
 
 
 def _path_in_root(rootfd: int, fd: int) -> str:

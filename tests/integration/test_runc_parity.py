@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import uuid
 
 import pytest
 
@@ -375,3 +376,26 @@ def test_userns_bind_sources_out_of_the_mapped_roots_reach(prt, open_tmp):
     prt("run", "-d", "--bundle", b, cid, check=True)
     p = prt("exec", cid, "cat", "/tmp/mount-1/foo.txt", "/tmp/mount-2/foo.txt")
     assert (p.returncode, p.stdout) == (0, "mount 1mount 2"), p.stderr
+
+
+# --- mount destinations ---------------------------------------------------
+
+def test_mount_on_dangling_symlinks_resolves_in_the_rootfs(prt, tmp_path):
+    """The destinations are dangling symlinks, relative (with "..") and
+    climbing above the top: their targets are made inside the rootfs."""
+    top = os.path.join(prt.rootfs, "a")
+    os.makedirs(os.path.join(top, "b"))
+    os.symlink("../c/d", os.path.join(top, "b", "rel"))
+    os.symlink("../f", os.path.join(top, "b", "relparent"))
+    escape = f"wl-{uuid.uuid4().hex[:8]}"
+    os.symlink("../../../../../../" + escape, os.path.join(top, "b", "up"))
+    (tmp_path / "file").write_text("bound")
+
+    def m(c):
+        c["mounts"] += [
+            {"destination": "/a/b/rel", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/a/b/relparent/g", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/a/b/up/h", "type": "bind", "source": str(tmp_path / "file"), "options": ["bind"]}]
+    out = sh(prt, f"cut -d' ' -f2 /proc/mounts | grep -E '^/(a|{escape})'; cat /a/b/up/h", mutate=m)
+    assert out.split() == ["/a/c/d", "/a/f/g", f"/{escape}/h", "bound"]
+    assert not os.path.lexists("/" + escape)
