@@ -227,6 +227,7 @@ def init(ctx: Context) -> None:
     proc = cfg.get("process") or {}
     nstypes = {n["type"] for n in _namespaces(cfg)}
     ready = False
+    ro_later: list = []
     try:
         # 1. Only stdio and the preserved fds reach the user process; default
         #    signal dispositions; our own session (needed for a pty).
@@ -241,8 +242,9 @@ def init(ctx: Context) -> None:
         if "mount" in nstypes:
             _prepare_root(ctx, linux)
             # (create dropped mountLabel already where SELinux is off)
-            rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
-                             ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx), ctx.source_fds)
+            ro_later = rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
+                                        ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx),
+                                        ctx.source_fds)
             for fd in ctx.source_fds.values():
                 os.close(fd)
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
@@ -309,6 +311,10 @@ def init(ctx: Context) -> None:
         if proc.get("terminal"):
             # outside: init, forked later, takes it as its controlling terminal
             setup_terminal(ctx, proc, controlling=not ctx.outside)
+        # 10b. What had to stay writable until now (devices, the console,
+        #      copied-up content) becomes read-only as the config says.
+        if ro_later:
+            rootfs.remount_readonly(ro_later)
         # 11. Session keyring, so containers do not share the host's.
         if not ctx.no_new_keyring:
             try:

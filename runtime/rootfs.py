@@ -185,7 +185,7 @@ def mount_data(mtype: str, data: list[str], mount_label: str | None) -> str | No
 
 def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
               idmap_fds: dict[int, int] | None = None, mount_label: str | None = None,
-              proc_mount=None, source_fds: dict[int, int] | None = None) -> None:
+              proc_mount=None, source_fds: dict[int, int] | None = None) -> list[tuple[str, int]]:
     """Mount every entry of config `mounts` under rootfs, in order.
     `idmap_fds` maps a mount's index to its detached id-mapped tree
     (prepared by the parent), `source_fds` a bind mount's index to an
@@ -194,28 +194,40 @@ def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
     `mount_label` (linux.mountLabel, only passed where SELinux is enabled)
     labels the filesystems mounted here. `proc_mount(source, target_fd,
     flags, data, label)`, when given, mounts the proc filesystems (init's
-    outside mode)."""
+    outside mode).
+
+    Returns what is still to be made read-only, for remount_readonly once
+    the rest of the root is ready: tmpfs mounts and the filesystem on /dev
+    with "ro" are mounted read-write first (runc's order), so that devices,
+    the console and copied-up content can be written into them."""
+    later: list[tuple[str, int]] = []
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, m in enumerate(mounts):
-            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label,
-                      proc_mount, (source_fds or {}).get(i))
+            ro = mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label,
+                           proc_mount, (source_fds or {}).get(i))
+            if ro is not None:
+                later.append(ro)
     finally:
         os.close(rootfd)
+    return later
 
 
 def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
               idmapped: int | None = None, mount_label: str | None = None, proc_mount=None,
-              source_fd: int | None = None) -> None:
+              source_fd: int | None = None) -> tuple[str, int] | None:
     """Mount one config entry. `idmapped` is a detached id-mapped tree to
     attach instead of a plain bind (see idmapped_tree); `source_fd` an
-    O_PATH fd to bind from instead of the source path."""
+    O_PATH fd to bind from instead of the source path. Returns (the
+    destination from "/", flags) when the mount is still to be made
+    read-only (see mount_all), else None."""
     dest = m["destination"]
     label = f"mounts[{index}] {dest}"
     mtype = m.get("type") or ""
     flags, prop, data, special = parse_options(m.get("options"))
     src = m.get("source") or ""
     is_bind = bool(flags & sc.MS_BIND) or mtype == "bind"
+    later = None
     if is_bind:
         flags |= sc.MS_BIND
         if not os.path.isabs(src):
@@ -230,6 +242,10 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             src = fd_path(source_fd)
     else:
         kind = "dir"
+        norm = os.path.normpath("/" + dest)
+        if flags & sc.MS_RDONLY and (mtype == "tmpfs" or norm == "/dev"):
+            flags &= ~sc.MS_RDONLY
+            later = (norm, flags)
     fd = resolve(rootfd, dest, create=kind, label=label)
     try:
         target = fd_path(fd)
@@ -249,7 +265,7 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
     rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
     rattrs = [RECURSIVE_ATTRS[o] for o in (m.get("options") or ()) if o in RECURSIVE_ATTRS]
     if not ((is_bind and rest) or prop or rattrs):
-        return
+        return later
     # The fd we mounted on names the directory *under* the new mount;
     # reopen the destination so later calls act on the new mount itself.
     fd = resolve(rootfd, dest, label=label)
@@ -268,6 +284,16 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, aset, attr_clr=aclr, label=label)
     finally:
         os.close(fd)
+    return later
+
+
+def remount_readonly(mounts: list[tuple[str, int]]) -> None:
+    """The second half of mount_all's read-only tmpfs and /dev mounts, by
+    their paths in the container's root (after pivot_root): a bind remount,
+    which changes only this mount's flags (allowed in a user namespace)."""
+    for dest, flags in mounts:
+        sc.mount(None, dest, None, flags | sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY, None,
+                 label=f"{dest} (read-only)")
 
 
 def idmapped_tree(src: str, options: list[str] | None, userns_fd: int, label: str) -> int:

@@ -399,3 +399,16 @@ def test_mount_on_dangling_symlinks_resolves_in_the_rootfs(prt, tmp_path):
     out = sh(prt, f"cut -d' ' -f2 /proc/mounts | grep -E '^/(a|{escape})'; cat /a/b/up/h", mutate=m)
     assert out.split() == ["/a/c/d", "/a/f/g", f"/{escape}/h", "bound"]
     assert not os.path.lexists("/" + escape)
+
+
+# --- read-only /dev ------------------------------------------------------
+
+def test_readonly_dev_with_pts_under_it(prt):
+    """mounts.bats "ro /dev mount": devices, /dev/pts and the rest are made
+    on it first, then it is read-only."""
+    def m(c):
+        next(x for x in c["mounts"] if x["destination"] == "/dev")["options"].append("ro")
+    out = sh(prt, "grep -E '^(tmpfs /dev |devpts /dev/pts )' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1; "
+                  "echo > /dev/null && ls /dev/pts/ptmx; touch /dev/x 2>&1 || true", mutate=m)
+    assert out.split("\n")[:3] == ["/dev ro", "/dev/pts rw", "/dev/pts/ptmx"]
+    assert "Read-only file system" in out
