@@ -59,6 +59,7 @@ _RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 # here: init loads this module after the fork, where importing `stat` and
 # `errno` cost 0.6 M instructions on create's critical path.
 _S_IFMT, _S_IFDIR, _S_IFCHR, _S_IFBLK, _S_IFIFO = 0o170000, 0o040000, 0o020000, 0o060000, 0o010000
+_S_IFREG, _S_IFLNK = 0o100000, 0o120000
 _ENOENT = 2
 
 DEFAULT_DEVICES = [
@@ -246,6 +247,8 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
         if flags & sc.MS_RDONLY and (mtype == "tmpfs" or norm == "/dev"):
             flags &= ~sc.MS_RDONLY
             later = (norm, flags)
+    copyup = mtype == "tmpfs" and "tmpcopyup" in special and not is_bind
+    existed = copyup and _exists_in(rootfd, dest)
     fd = resolve(rootfd, dest, create=kind, label=label)
     try:
         target = fd_path(fd)
@@ -258,6 +261,8 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
         elif mtype == "proc" and proc_mount is not None:
             proc_mount(src or mtype, fd, flags, mount_data(mtype, data, mount_label), label)
+        elif copyup:
+            _tmpfs_copyup(rootfd, fd, dest, src, flags, mount_data(mtype, data, mount_label), label, existed)
         else:
             sc.mount(src or mtype, target, mtype, flags, mount_data(mtype, data, mount_label), label=label)
     finally:
@@ -287,6 +292,14 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
     return later
 
 
+def _exists_in(rootfd: int, path: str) -> bool:
+    try:
+        os.close(resolve(rootfd, path))
+        return True
+    except OSError:
+        return False  # missing (made next), or an error that resolve() reports next
+
+
 def remount_readonly(mounts: list[tuple[str, int]]) -> None:
     """The second half of mount_all's read-only tmpfs and /dev mounts, by
     their paths in the container's root (after pivot_root): a bind remount,
@@ -294,6 +307,105 @@ def remount_readonly(mounts: list[tuple[str, int]]) -> None:
     for dest, flags in mounts:
         sc.mount(None, dest, None, flags | sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY, None,
                  label=f"{dest} (read-only)")
+
+
+def _tmpfs_copyup(rootfd: int, fd: int, dest: str, src: str, flags: int, data: str | None,
+                  label: str, existed: bool) -> None:
+    """Mount a tmpfs on `fd` (the destination directory, resolved in the
+    rootfs) holding a copy of what that directory had: files with their
+    content, directories, symlinks, device nodes and fifos, with their
+    owners, modes and (where the filesystems allow) extended attributes.
+    The mount's root takes the directory's mode, if the image had it and
+    the options set no mode= (runc 1.1.5 gives it the mode even then); its
+    owner is the tmpfs' own (root, or uid=/gid=), as with runc. The copy goes through directory fds
+    only, never through a path that could follow a link out of the
+    rootfs: the covered directory stays readable through its own fd."""
+    old = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        sc.mount(src or "tmpfs", fd_path(fd), "tmpfs", flags, data, label=label)
+        top = resolve(rootfd, dest, label=label)
+        try:
+            new = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top)
+        finally:
+            os.close(top)
+        try:
+            _copy_dir(old, new, "/" + dest.strip("/"))
+            if existed and "mode" not in {o.partition("=")[0] for o in (data or "").split(",")}:
+                os.fchmod(new, os.fstat(old).st_mode & 0o7777)
+        except OSError as e:
+            raise RuntimeFailure(f"{label}: tmpcopyup: {e.strerror or e}"
+                                 + (f": {e.filename}" if e.filename else "")) from None
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
+
+
+def _copy_dir(src: int, dst: int, where: str) -> None:
+    """Copy the entries of directory fd `src` into directory fd `dst`
+    (both readable directory fds), recursively; see _tmpfs_copyup. Sockets
+    are skipped (nothing of them can be copied). `where` is the directory's
+    path, for error messages."""
+    for name in os.listdir(src):
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        kind = st.st_mode & _S_IFMT
+        try:
+            if kind == _S_IFDIR:
+                os.mkdir(name, 0o700, dir_fd=dst)
+                s2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+                try:
+                    d2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst)
+                    try:
+                        _copy_dir(s2, d2, f"{where}/{name}")
+                        _copy_attrs(s2, d2, st)
+                    finally:
+                        os.close(d2)
+                finally:
+                    os.close(s2)
+            elif kind == _S_IFREG:
+                s2 = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src)
+                try:
+                    d2 = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o600, dir_fd=dst)
+                    try:
+                        while os.sendfile(d2, s2, None, 1 << 30):
+                            pass
+                        _copy_attrs(s2, d2, st)
+                    finally:
+                        os.close(d2)
+                finally:
+                    os.close(s2)
+            elif kind == _S_IFLNK:
+                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+            elif kind in (_S_IFCHR, _S_IFBLK, _S_IFIFO):
+                if kind == _S_IFIFO:
+                    os.mkfifo(name, 0o600, dir_fd=dst)
+                else:
+                    os.mknod(name, kind | 0o600, st.st_rdev, dir_fd=dst)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+                os.chmod(name, st.st_mode & 0o7777, dir_fd=dst)
+        except OSError as e:
+            if e.filename is None:
+                e.filename = f"{where}/{name}"
+            raise
+
+
+def _copy_attrs(src: int, dst: int, st) -> None:
+    """Owner, then mode (a chown clears set-id bits), then the extended
+    attributes that can be read and set (security.capability after the
+    chown, which clears it)."""
+    os.fchown(dst, st.st_uid, st.st_gid)
+    os.fchmod(dst, st.st_mode & 0o7777)
+    try:
+        names = os.listxattr(src)
+    except OSError:
+        return
+    for n in names:
+        try:
+            os.setxattr(dst, n, os.getxattr(src, n))
+        except OSError:
+            pass  # a namespace this filesystem or user namespace refuses (trusted.*, ...)
 
 
 def idmapped_tree(src: str, options: list[str] | None, userns_fd: int, label: str) -> int:

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import socket
+import stat
 import subprocess
 import threading
 import uuid
@@ -412,3 +413,83 @@ def test_readonly_dev_with_pts_under_it(prt):
                   "echo > /dev/null && ls /dev/pts/ptmx; touch /dev/x 2>&1 || true", mutate=m)
     assert out.split("\n")[:3] == ["/dev ro", "/dev/pts rw", "/dev/pts/ptmx"]
     assert "Read-only file system" in out
+
+
+# --- tmpcopyup -----------------------------------------------------------
+
+def _copyup_image(rootfs: str, canary: str) -> None:
+    cu = os.path.join(rootfs, "var", "cache", "app")
+    os.makedirs(os.path.join(cu, "sub"))
+    os.chmod(cu, 0o750)
+    with open(os.path.join(cu, "data"), "w") as f:
+        f.write("image content")
+    os.chown(os.path.join(cu, "data"), 1000, 100)
+    os.chmod(os.path.join(cu, "data"), 0o604)
+    with open(os.path.join(cu, "sub", "tool"), "w") as f:
+        f.write("#!/bin/sh\n")
+    os.chmod(os.path.join(cu, "sub", "tool"), 0o4755)
+    os.symlink(canary, os.path.join(cu, "sub", "to-host"))  # copied as a link, never followed
+
+
+def test_tmpcopyup_fills_the_tmpfs_with_the_image_content(prt, tmp_path):
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "secret").write_text("host file")
+    _copyup_image(prt.rootfs, str(canary))
+
+    def m(c):
+        c["mounts"].append({"destination": "/var/cache/app", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["tmpcopyup", "nosuid", "ro"]})
+    out = sh(prt, "cd /var/cache/app && grep ' /var/cache/app ' /proc/mounts | cut -d' ' -f3,4 | cut -d, -f1; "
+                  "stat -c '%n %a %u:%g' . data sub sub/tool; cat data; echo; readlink sub/to-host; "
+                  "ls sub/to-host/ 2>&1; touch new 2>&1 || true", mutate=m)
+    lines = out.split("\n")
+    assert lines[:7] == ["tmpfs ro", ". 750 0:0", "data 604 1000:100", "sub 755 0:0", "sub/tool 4755 0:0",
+                         "image content", str(canary)]
+    assert "secret" not in out
+    assert "Read-only file system" in lines[8]
+    # the image itself is as it was
+    assert sorted(os.listdir(os.path.join(prt.rootfs, "var", "cache", "app"))) == ["data", "sub"]
+
+
+def test_tmpcopyup_on_a_symlink_stays_in_the_rootfs(prt, tmp_path):
+    """The destination is an absolute symlink to a host directory (a
+    canary): resolved inside the rootfs, where it dangles, so an empty
+    directory is made there and nothing of the host is copied."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "secret").write_text("host file")
+    os.symlink(str(canary), os.path.join(prt.rootfs, "cache"))
+
+    def m(c):
+        c["mounts"].append({"destination": "/cache", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["tmpcopyup"]})
+    out = sh(prt, f"ls -A {canary}; grep -c ' {canary} tmpfs' /proc/mounts", mutate=m)
+    assert out.split() == ["1"]
+    assert os.listdir(canary) == ["secret"]
+    assert os.path.isdir(os.path.join(prt.rootfs, str(canary).lstrip("/")))
+
+
+def test_tmpcopyup_copies_fifos_and_xattrs(rt, open_tmp, busybox_rootfs):
+    """pyrunc only: runc 1.1.5 fails on a fifo (it lchowns a file it never
+    made) and copies no extended attributes."""
+    rootfs = open_tmp / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    cu = rootfs / "state"
+    cu.mkdir()
+    os.mkfifo(cu / "pipe")
+    os.chmod(cu / "pipe", 0o620)
+    (cu / "tagged").write_text("x")
+    try:
+        os.setxattr(cu / "tagged", "user.origin", b"image")
+    except OSError:
+        pytest.skip("no user xattrs on the test filesystem")
+    b = rt.bundle(["sleep", "30"], rootfs=str(rootfs), mutate=lambda c: c["mounts"].append(
+        {"destination": "/state", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}))
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    inside = f"/proc/{rt.state(cid)['pid']}/root/state"
+    st = os.lstat(f"{inside}/pipe")
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o620
+    assert os.getxattr(f"{inside}/tagged", "user.origin") == b"image"
+    assert os.statvfs(inside).f_fsid != os.statvfs(cu).f_fsid  # the tmpfs, not the image
