@@ -493,3 +493,18 @@ def test_tmpcopyup_copies_fifos_and_xattrs(rt, open_tmp, busybox_rootfs):
     assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o620
     assert os.getxattr(f"{inside}/tagged", "user.origin") == b"image"
     assert os.statvfs(inside).f_fsid != os.statvfs(cu).f_fsid  # the tmpfs, not the image
+
+
+# --- hooks --------------------------------------------------------------
+
+def test_create_container_hook_bind_mount_with_relative_paths(prt, tmp_path):
+    """hooks.bats: a createContainer hook runs in the rootfs and bind-mounts
+    onto ./lib/..., which the container then sees."""
+    (tmp_path / "libhook.so").write_text("from-the-hook")
+    os.makedirs(os.path.join(prt.rootfs, "lib"), exist_ok=True)
+    hook = f"touch ./lib/libhook.so && mount --bind {tmp_path}/libhook.so ./lib/libhook.so"
+
+    def m(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["/bin/sh", "-c", hook]}]}
+    out = sh(prt, "cat /lib/libhook.so", mutate=m)
+    assert out == "from-the-hook"
