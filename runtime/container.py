@@ -231,7 +231,11 @@ class _Builder:
         start_sock = sync.unix_socket()
         st.at_start_sock(start_sock.bind, self.cdir)
         start_sock.listen(1)
-        low = 3 + opts.preserve_fds
+        # Socket activation: fds the caller got from systemd go first, then
+        # --preserve-fds after them, as with runc.
+        listen_fds = _listen_fds()
+        preserve = listen_fds + opts.preserve_fds
+        low = 3 + preserve
         # Internal fds live above the preserved range so they never collide
         # with an fd the caller asked us to pass on.
         start_fd = _dup_above(start_sock.detach(), low)
@@ -248,9 +252,10 @@ class _Builder:
         ctx_kw = dict(cid=opts.cid, config=cfg, bundle=opts.bundle, rootfs=cfg["_rootfs"],
                       idmap_fds=idmap_fds, helper_fd=helper_fd,
                       chan=child_chan, start_fd=start_fd, console_fd=console_fd,
-                      preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
+                      preserve_fds=preserve, listen_fds=listen_fds, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring,
-                      cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state(), mounts))
+                      cgroup_mount=_cgroup_mounter("cgroup" in nstypes, self.cgroup.to_state(), mounts),
+                      want_sources=_wants_mount_sources(cfg, nstypes))
         _drop_ungrantable_caps(cfg, "user" in nstypes)
         if linux.get("seccomp"):
             # Compiled here: a profile that libseccomp or this kernel refuses
@@ -314,6 +319,9 @@ class _Builder:
                 if msg["type"] == sync.USERNS_CREATED:
                     _write_id_maps(pid, linux)
                     chan.send(sync.USERNS_MAPPED)
+                    msg = chan.next()
+                if msg["type"] == sync.MOUNT_SOURCES:
+                    _send_mount_sources(chan, pid, cfg)
                     msg = chan.next()
                 if msg["type"] != sync.INIT_PID:
                     raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
@@ -503,6 +511,56 @@ def _idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
     return out
 
 
+def _plain_binds(cfg: dict):
+    """(index, source path) of the bind mounts that are not id-mapped."""
+    for i, m in enumerate(cfg.get("mounts") or ()):
+        opts = m.get("options") or ()
+        if (m.get("type") == "bind" or "bind" in opts or "rbind" in opts) and not _needs_idmap(m):
+            src = m.get("source") or ""
+            yield i, src if os.path.isabs(src) else os.path.join(cfg["_bundle"], src)
+
+
+def _wants_mount_sources(cfg: dict, nstypes: set[str]) -> bool:
+    """Whether the bind sources are opened for init by us (runc 1.1.5's
+    rule): a user and a mount namespace, bind mounts, and a runtime that
+    is root, whose reach the container's mapped root may lack."""
+    return ("user" in nstypes and "mount" in nstypes and os.geteuid() == 0
+            and next(_plain_binds(cfg), None) is not None)
+
+
+def _send_mount_sources(chan, stage1: int, cfg: dict) -> None:
+    """Open each plain bind mount's source as an O_PATH fd with our own
+    credentials, inside the mount namespace stage1 has just made (through
+    its /proc root, so the mounts are that namespace's, as a bind needs),
+    and send them over, at most four to a message (what Channel.recv
+    takes)."""
+    from runtime import sync
+    from runtime import syscalls as sc
+    root = os.open(f"/proc/{stage1}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    idx: list[int] = []
+    fds: list[int] = []
+    try:
+        for i, src in _plain_binds(cfg):
+            try:
+                # In that root, as open(2) would resolve the path there.
+                fds.append(sc.openat2(root, src.lstrip("/") or ".", os.O_PATH | os.O_CLOEXEC, sc.RESOLVE_IN_ROOT))
+            except FileNotFoundError:
+                raise RuntimeFailure(f"mounts[{i}].source: {src} does not exist") from None
+            except OSError as e:
+                raise RuntimeFailure(f"mounts[{i}].source {src}: {e.strerror}") from None
+            idx.append(i)
+            if len(fds) == 4:
+                chan.send(sync.MOUNT_SOURCES, fds=fds, indexes=idx, last=False)
+                for fd in fds:
+                    os.close(fd)
+                idx, fds = [], []
+        chan.send(sync.MOUNT_SOURCES, fds=fds, indexes=idx, last=True)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        os.close(root)
+
+
 def _needs_idmap(m: dict) -> bool:
     opts = m.get("options") or ()
     return "idmap" in opts or "ridmap" in opts or bool(m.get("uidMappings"))
@@ -649,6 +707,20 @@ def _stage1(ctx_kw: dict, cfg: dict, join_cgroup) -> None:
     init.stage1(ctx)
 
 
+def _listen_fds() -> int:
+    """How many fds systemd's socket activation passed to this process
+    (sd_listen_fds(3): LISTEN_FDS fds from 3 on, meant for us when
+    LISTEN_PID is our pid); they are handed on to the container's init,
+    whose environment then says LISTEN_FDS=N, LISTEN_PID=1 (runc's rule:
+    init is pid 1 of its namespace). 0 when there are none."""
+    import posix
+    env = posix.environ  # bytes keys; runtime._os has no environ
+    fds, pid = env.get(b"LISTEN_FDS", b""), env.get(b"LISTEN_PID", b"")
+    if not (fds.isdigit() and pid.isdigit()) or int(pid) != os.getpid():
+        return 0
+    return int(fds)
+
+
 def _wants_limits(linux: dict) -> bool:
     res = linux.get("resources") or {}
     return any(v for k, v in res.items() if k != "devices")
@@ -754,7 +826,12 @@ def _send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
             raise RuntimeFailure("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
         s = sync.unix_socket()
         try:
-            s.connect(path)
+            try:
+                s.connect(path)
+            except OSError as e:
+                # runc's words, which agents' tests look for
+                raise RuntimeFailure(f"linux.seccomp.listenerPath {path}: failed to connect with seccomp "
+                                     f"agent: {e.strerror or e}") from None
             pstate = {"ociVersion": cfg.get("ociVersion", "1.3.0"), "fds": ["seccompFd"],
                       "pid": data["pid"], "metadata": sec.get("listenerMetadata", ""),
                       "state": st.oci_state(dict(data, _dir="/nonexistent"), "creating")}

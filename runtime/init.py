@@ -53,10 +53,17 @@ class Context:
         self.helper_fd: int = kw["helper_fd"]
         self.console_fd: int | None = kw.get("console_fd")
         self.preserve_fds: int = kw.get("preserve_fds", 0)
+        # the first listen_fds of them come from socket activation
+        self.listen_fds: int = kw.get("listen_fds", 0)
         self.no_pivot: bool = kw.get("no_pivot", False)
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
         self.cgroup_mount = kw["cgroup_mount"]    # callable(rootfd, dest, target, flags, label)
         self.idmap_fds: dict[int, int] = kw.get("idmap_fds") or {}
+        # mount index -> O_PATH fd of a bind mount's source, opened by the
+        # parent in our mount namespace (user namespaces: the sources may be
+        # out of the mapped root's reach); stage1 receives them
+        self.source_fds: dict[int, int] = {}
+        self.want_sources: bool = kw.get("want_sources", False)
         # callable() that moves stage1 into the container's cgroup (set by
         # the parent in the child, once it knows how the child was forked)
         self.join_cgroup = kw.get("join_cgroup")
@@ -130,6 +137,8 @@ def stage1(ctx: Context) -> None:
                 flags |= sc.NAMESPACE_FLAGS[n["type"]]
         if flags & ~early:
             sc.unshare(flags & ~early)
+        if ctx.want_sources:
+            _receive_mount_sources(ctx)
         offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
         if offsets and flags & sc.CLONE_NEWTIME:
             _write_time_offsets(offsets)
@@ -147,6 +156,25 @@ def stage1(ctx: Context) -> None:
         _report(ctx, e)
     finally:
         os._exit(code)
+
+
+def _receive_mount_sources(ctx: Context) -> None:
+    """Have the parent open the bind mounts' sources in our new mount
+    namespace with its own (the host's) credentials, as runc does for a
+    user namespace: the mapped root may not be able to reach them. The fds
+    are kept above the preserved range for init (mount_all)."""
+    import fcntl
+    low = 3 + ctx.preserve_fds
+    ctx.chan.send(sync.MOUNT_SOURCES)
+    while True:
+        msg = ctx.chan.next(keep_fds=True)
+        if msg["type"] != sync.MOUNT_SOURCES:
+            raise OSError(22, f"sync: expected {sync.MOUNT_SOURCES!r}, got {msg['type']!r}")
+        for i, fd in zip(msg["indexes"], msg["_fds"]):
+            ctx.source_fds[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+            os.close(fd)
+        if msg.get("last"):
+            return
 
 
 def _open_ns(ns: dict) -> int:
@@ -199,16 +227,26 @@ def init(ctx: Context) -> None:
     proc = cfg.get("process") or {}
     nstypes = {n["type"] for n in _namespaces(cfg)}
     ready = False
+    ro_later: list = []
     try:
         # 1. Only stdio and the preserved fds reach the user process; default
         #    signal dispositions; our own session (needed for a pty).
         clean_process_state(ctx.preserve_fds)
+        if ctx.listen_fds:
+            proc["env"] = [*(proc.get("env") or ()), f"LISTEN_FDS={ctx.listen_fds}", "LISTEN_PID=1"]
+        # 2. A network namespace made for the container has its loopback
+        #    up, as with runc (one joined by path is left as it is).
+        if any(n["type"] == "network" and not n.get("path") for n in _namespaces(cfg)):
+            _loopback_up()
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
             _prepare_root(ctx, linux)
             # (create dropped mountLabel already where SELinux is off)
-            rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
-                             ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx))
+            ro_later = rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
+                                        ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx),
+                                        ctx.source_fds)
+            for fd in ctx.source_fds.values():
+                os.close(fd)
             rootfs.make_devices(ctx.rootfs, linux.get("devices") or [], "user" in nstypes)
             _ptmx_link(ctx.rootfs)
         # 3b. APPLIED: we are in the container's cgroup already (stage1
@@ -244,6 +282,7 @@ def init(ctx: Context) -> None:
                 rootfs.move_root(ctx.rootfs)
             else:
                 rootfs.pivot(ctx.rootfs)
+            _make_cwd(proc)
             # 7. sysctls before /proc/sys becomes read-only.
             for key, val in (linux.get("sysctl") or {}).items():
                 _sysctl(key, val)
@@ -260,6 +299,7 @@ def init(ctx: Context) -> None:
         else:
             os.chroot(ctx.rootfs)
             os.chdir("/")
+            _make_cwd(proc)
             for key, val in (linux.get("sysctl") or {}).items():
                 _sysctl(key, val)
         # 9. Identity of the machine.
@@ -271,6 +311,10 @@ def init(ctx: Context) -> None:
         if proc.get("terminal"):
             # outside: init, forked later, takes it as its controlling terminal
             setup_terminal(ctx, proc, controlling=not ctx.outside)
+        # 10b. What had to stay writable until now (devices, the console,
+        #      copied-up content) becomes read-only as the config says.
+        if ro_later:
+            rootfs.remount_readonly(ro_later)
         # 11. Session keyring, so containers do not share the host's.
         if not ctx.no_new_keyring:
             try:
@@ -347,6 +391,8 @@ def preload(cfg: dict, check_seccomp: bool = True) -> None:
     from runtime import caps  # noqa: F401
     if (cfg.get("process") or {}).get("terminal"):
         import fcntl, struct, termios  # noqa: F401,E401
+    if any(n.get("type") == "network" and not n.get("path") for n in _namespaces(cfg)):
+        import fcntl  # noqa: F401,F811 - _loopback_up
     if cfg.get("hooks"):
         from runtime import hooks  # noqa: F401
         import subprocess, json  # noqa: F401,E401
@@ -408,6 +454,44 @@ def _ptmx_link(root: str) -> None:
         os.symlink("pts/ptmx", "ptmx", dir_fd=devfd)
     finally:
         os.close(devfd)
+
+
+def _loopback_up() -> None:
+    """Set IFF_UP on "lo" (SIOCGIFFLAGS, SIOCSIFFLAGS on a datagram socket)."""
+    import _socket
+    import fcntl
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    name = b"lo".ljust(16, b"\0")  # struct ifreq: ifr_name[16], then a 24-byte union
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        req = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, name + bytes(24))
+        flags = int.from_bytes(req[16:18], sys.byteorder) | IFF_UP
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, name + flags.to_bytes(2, sys.byteorder) + bytes(22))
+    except OSError as e:
+        raise OSError(e.errno, f"linux.namespaces network: setting up lo: {e.strerror}") from None
+    finally:
+        s.close()
+
+
+def _make_cwd(proc: dict) -> None:
+    """Create process.cwd (and its parents, 0755) when the image lacks it,
+    as runc does once inside the new root, before anything is made
+    read-only."""
+    cwd = proc.get("cwd") or "/"
+    if os.path.isdir(cwd):
+        return
+    path = ""
+    for part in cwd.split("/"):
+        if not part:
+            continue
+        path += "/" + part
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise OSError(20, f"process.cwd {cwd}: {path} is not a directory") from None
+        except OSError as e:
+            raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
 
 
 def _sysctl(key: str, val: str) -> None:
@@ -488,8 +572,10 @@ def set_oom_score_adj(proc: dict) -> None:
 
 
 def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> None:
-    """The process's identity and limits, in order (init step 12; exec).
-    `oom`: also set process.oomScoreAdj (exec sets it earlier itself)."""
+    """The process's identity and limits, in runc's order (init step 12;
+    exec). `oom`: also set process.oomScoreAdj (exec sets it earlier
+    itself). Where proc's environment has no HOME, proc["env"] gets one
+    (the caller execs with proc["env"] afterwards)."""
     import resource
     from runtime import caps
     # rlimits (raising a hard limit needs CAP_SYS_RESOURCE: the error says which).
@@ -526,6 +612,17 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     nnp = proc.get("noNewPrivileges", False)
     if seccomp_cfg and not nnp:
         _load_seccomp(ctx, seccomp_cfg)
+    # The cwd is entered first with the runtime's privileges, which may
+    # reach a directory the process user cannot; only where they do not
+    # (EACCES, EPERM: say a directory of the user's on a root-squashing
+    # mount) is it entered again as that user, as runc does.
+    chdir_as_user = False
+    try:
+        os.chdir(cwd)
+    except PermissionError:
+        chdir_as_user = True
+    except OSError as e:
+        raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
     capsets = proc.get("capabilities")
     unknown: list[str] = []
     masks = {k: caps.to_mask((capsets or {}).get(k), unknown)
@@ -537,9 +634,20 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     if capsets is not None:
         # Keep permitted caps across the uid change; they are set exactly below.
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    env = proc.get("env") or []
+    if not _env_value(env, "HOME"):
+        # As runc's setupUser: HOME from the user's passwd entry when the
+        # environment has none (or an empty one).
+        proc["env"] = [*env, "HOME=" + passwd_home(uid)]
+    fix_stdio_owner(uid)
     _setgroups(user.get("additionalGids") or [])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if chdir_as_user:
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
     if capsets is not None:
         sc.prctl(sc.PR_SET_KEEPCAPS, 0)
         try:
@@ -550,14 +658,95 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
         os.umask(user["umask"])
     else:
         os.umask(0o022)
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     if seccomp_cfg and nnp:
         _load_seccomp(ctx, seccomp_cfg)
+
+
+def _env_value(env: list[str], name: str) -> str:
+    """The value `name` has in an OCI env list: the last entry wins, as
+    with setenv in order."""
+    value = ""
+    prefix = name + "="
+    for kv in env:
+        if kv.startswith(prefix):
+            value = kv[len(prefix):]
+    return value
+
+
+def passwd_home(uid: int) -> str:
+    """The home directory of `uid` in the container's /etc/passwd ("/" when
+    it has no entry or there is no readable file), read as runc's
+    user.GetExecUserPath reads it: the first line whose third field is the
+    uid wins; blank lines are skipped, and a field that is not a number
+    counts as 0. Resolved in this process's root ("/" is the container's
+    by now) without following a link out of it."""
+    try:
+        rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = sc.openat2(rootfd, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                            sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+        finally:
+            os.close(rootfd)
+    except OSError:
+        return "/"
+    try:
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:  # S_ISREG: never block on a fifo
+            return "/"
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in b"".join(chunks).split(b"\n"):
+        line = line.strip()
+        if not line:
+            continue
+        f = line.split(b":")
+        if _atoi(f[2] if len(f) > 2 else b"") == uid:
+            return (f[5] if len(f) > 5 else b"").decode("utf-8", "surrogateescape")
+    return "/"
+
+
+def _atoi(b: bytes) -> int:
+    # Go's strconv.Atoi, with 0 for what it refuses (as runc ignores the error).
+    digits = b[1:] if b[:1] in (b"+", b"-") else b
+    if not digits or not digits.isdigit():
+        return 0
+    return -int(digits) if b[:1] == b"-" else int(digits)
+
+
+def fix_stdio_owner(uid: int) -> None:
+    """Give stdin, stdout and stderr to the process user, as runc does
+    before it changes uid: the user can then reopen them (/dev/stdout,
+    /proc/self/fd/N) and control its terminal. The group stays (a pty keeps
+    devpts' tty group). /dev/null and what is owned by `uid` already are
+    left alone; so is what this user namespace cannot chown (unmapped
+    owner or group, read-only filesystem)."""
+    null = os.makedev(1, 3)
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        pass
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or st.st_rdev in (null, os.makedev(1, 3)):
+            continue
+        try:
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (1, 22, 30):  # EPERM, EINVAL, EROFS
+                raise OSError(e.errno, f"process.user.uid {uid}: cannot give fd {fd} to the user: "
+                                       f"{e.strerror}") from None
 
 
 def _setgroups(gids: list[int]) -> None:
@@ -580,17 +769,58 @@ def _load_seccomp(ctx: Context, cfg: dict) -> None:
 
 
 def lookup(name: str, env: list[str]) -> str:
-    """Find args[0] on the container's PATH, as execvp would (runc's message on failure)."""
+    """The file to execve for args[0], found and checked as runc 1.1.5 does
+    before it reports ready (Go's exec.LookPath, then an access check), so
+    that `create` fails with runc's message rather than `start`:
+
+    * a name with a slash is used as it is; any other is searched on the
+      PATH of `env` (the last PATH= entry; none means nothing is found), and
+      a match in a relative PATH entry ("" and "." included) is refused;
+    * a candidate qualifies when it is no directory and has an execute bit;
+      for a name with a slash anything else is `permission denied`;
+    * the file found must then be executable by this process (its uid
+      after setup_process, a noexec mount)."""
     if "/" in name:
-        if not os.path.exists(name):
-            raise OSError(2, f'exec: "{name}": stat {name}: no such file or directory')
-        return name
-    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
-    for d in path.split(":"):
-        cand = os.path.join(d or ".", name)
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    raise OSError(2, f'exec: "{name}": executable file not found in $PATH')
+        try:
+            mode = os.stat(name).st_mode
+        except OSError as e:
+            raise OSError(e.errno, f'exec: "{name}": stat {name}: {_go_strerror(e.errno)}') from None
+        if not _exec_candidate(mode):
+            raise OSError(13, f'exec: "{name}": permission denied')
+        found = name
+    else:
+        path = ""
+        for e in env:
+            if e.startswith("PATH="):
+                path = e[5:]
+        found = None
+        for d in path.split(":") if path else ():
+            cand = os.path.join(d or ".", name)
+            try:
+                if not _exec_candidate(os.stat(cand).st_mode):
+                    continue
+            except OSError:
+                continue
+            if not cand.startswith("/"):
+                raise OSError(13, f'exec: "{name}": cannot run executable found relative to current directory')
+            found = os.path.normpath(cand)
+            break
+        if found is None:
+            raise OSError(2, f'exec: "{name}": executable file not found in $PATH')
+    if not os.access(found, os.X_OK, effective_ids=True):
+        raise OSError(13, f"exec {found}: permission denied")
+    return found
+
+
+def _exec_candidate(mode: int) -> bool:
+    # Not a directory, and some execute bit set (the test of Go's LookPath).
+    return mode & 0o170000 != 0o040000 and mode & 0o111 != 0
+
+
+def _go_strerror(errno: int) -> str:
+    # Go spells errno texts as libc does, lower-cased at the start.
+    text = os.strerror(errno)
+    return text[:1].lower() + text[1:]
 
 
 def env_dict(env: list[str]) -> dict:

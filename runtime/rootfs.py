@@ -59,6 +59,7 @@ _RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 # here: init loads this module after the fork, where importing `stat` and
 # `errno` cost 0.6 M instructions on create's critical path.
 _S_IFMT, _S_IFDIR, _S_IFCHR, _S_IFBLK, _S_IFIFO = 0o170000, 0o040000, 0o020000, 0o060000, 0o010000
+_S_IFREG, _S_IFLNK = 0o100000, 0o120000
 _ENOENT = 2
 
 DEFAULT_DEVICES = [
@@ -99,10 +100,12 @@ def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "
     """Open `path` inside the rootfs as an O_PATH fd without ever leaving it.
 
     With create="dir" or "file", missing components are made (directories
-    0755, a final file 0644 for file bind mounts); a dangling symlink on the
-    way is followed by hand, its target taken relative to the rootfs, so the
-    new directory is made where the link points *inside* the rootfs. The
-    caller closes the fd."""
+    0755, a final file 0755 for file bind mounts, runc's modes). A
+    dangling symlink on the way is followed by hand as runc's securejoin
+    does: its target is taken inside the rootfs (an absolute one from the
+    rootfs' top, a relative one from the link's directory, ".." never
+    above the top), so the new directory is made where the link points
+    *inside* the rootfs. The caller closes the fd."""
     rel = path.strip("/")
     how = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
     if not rel:
@@ -115,42 +118,48 @@ def resolve(rootfd: int, path: str, *, create: str | None = None, label: str = "
     if _depth > 40:
         raise RuntimeFailure(f"{label or path}: too many levels of symbolic links")
     parts = [p for p in rel.split("/") if p not in ("", ".")]
-    cur = os.dup(rootfd)
-    try:
-        for i, name in enumerate(parts):
-            last = i == len(parts) - 1
+    # `here`: the directory reached so far, as a path from the rootfs' top
+    # with every symlink resolved, so that ".." after it is lexical.
+    here = ""
+    for i, name in enumerate(parts):
+        if name == "..":
+            here = here.rpartition("/")[0]
+            continue
+        cand = f"{here}/{name}" if here else name
+        try:
+            fd = sc.openat2(rootfd, cand, os.O_PATH, how)
+        except FileNotFoundError:
+            parent = sc.openat2(rootfd, here or ".", os.O_PATH | os.O_DIRECTORY, how)
             try:
-                nxt = sc.openat2(cur, name, os.O_PATH, how)
-            except FileNotFoundError:
                 try:
-                    target = os.readlink(name, dir_fd=cur)
+                    target = os.readlink(name, dir_fd=parent)
                 except OSError:
                     target = None
                 if target is not None:
-                    # A dangling link: continue from its target, inside the rootfs.
-                    here = _path_in_root(rootfd, cur)
-                    os.close(cur)
-                    cur = -1
-                    base = target if target.startswith("/") else os.path.join(here, target)
+                    # A dangling link: go on from its target, inside the rootfs.
+                    base = target if target.startswith("/") else f"/{here}/{target}"
                     rest = "/".join(parts[i + 1:])
-                    return resolve(rootfd, os.path.join(base, rest) if rest else base,
+                    return resolve(rootfd, f"{base}/{rest}" if rest else base,
                                    create=create, label=label, _depth=_depth + 1)
                 try:
-                    if last and create == "file":
+                    if i == len(parts) - 1 and create == "file":
                         os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW
-                                         | os.O_CLOEXEC, 0o644, dir_fd=cur))
+                                         | os.O_CLOEXEC, 0o755, dir_fd=parent))
                     else:
-                        os.mkdir(name, 0o755, dir_fd=cur)
+                        os.mkdir(name, 0o755, dir_fd=parent)
                 except FileExistsError:
                     pass
-                nxt = sc.openat2(cur, name, os.O_PATH, how)
-            os.close(cur)
-            cur = nxt
-        return cur
-    except BaseException:
-        if cur >= 0:
-            os.close(cur)
-        raise
+            finally:
+                os.close(parent)
+            fd = sc.openat2(rootfd, cand, os.O_PATH, how)
+        if i == len(parts) - 1:
+            return fd
+        try:
+            here = _path_in_root(rootfd, fd).strip("/")
+        finally:
+            os.close(fd)
+    # The path ended in "..": what it names exists.
+    return sc.openat2(rootfd, here or ".", os.O_PATH, how)
 
 
 def _path_in_root(rootfd: int, fd: int) -> str:
@@ -177,42 +186,69 @@ def mount_data(mtype: str, data: list[str], mount_label: str | None) -> str | No
 
 def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
               idmap_fds: dict[int, int] | None = None, mount_label: str | None = None,
-              proc_mount=None) -> None:
+              proc_mount=None, source_fds: dict[int, int] | None = None) -> list[tuple[str, int]]:
     """Mount every entry of config `mounts` under rootfs, in order.
     `idmap_fds` maps a mount's index to its detached id-mapped tree
-    (prepared by the parent); this function closes none. `mount_label`
-    (linux.mountLabel, only passed where SELinux is enabled) labels the
-    filesystems mounted here. `proc_mount(source, target_fd, flags, data,
-    label)`, when given, mounts the proc filesystems (init's outside mode)."""
+    (prepared by the parent), `source_fds` a bind mount's index to an
+    O_PATH fd of its source (opened by the parent, see
+    container._send_mount_sources); this function closes none of them.
+    `mount_label` (linux.mountLabel, only passed where SELinux is enabled)
+    labels the filesystems mounted here. `proc_mount(source, target_fd,
+    flags, data, label)`, when given, mounts the proc filesystems (init's
+    outside mode).
+
+    Returns what is still to be made read-only, for remount_readonly once
+    the rest of the root is ready: tmpfs mounts and the filesystem on /dev
+    with "ro" are mounted read-write first (runc's order), so that devices,
+    the console and copied-up content can be written into them."""
+    later: list[tuple[str, int]] = []
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for i, m in enumerate(mounts):
-            mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label, proc_mount)
+            ro = mount_one(rootfd, i, m, bundle, cgroup_mount, (idmap_fds or {}).get(i), mount_label,
+                           proc_mount, (source_fds or {}).get(i))
+            if ro is not None:
+                later.append(ro)
     finally:
         os.close(rootfd)
+    return later
 
 
 def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
-              idmapped: int | None = None, mount_label: str | None = None, proc_mount=None) -> None:
+              idmapped: int | None = None, mount_label: str | None = None, proc_mount=None,
+              source_fd: int | None = None) -> tuple[str, int] | None:
     """Mount one config entry. `idmapped` is a detached id-mapped tree to
-    attach instead of a plain bind (see idmapped_tree)."""
+    attach instead of a plain bind (see idmapped_tree); `source_fd` an
+    O_PATH fd to bind from instead of the source path. Returns (the
+    destination from "/", flags) when the mount is still to be made
+    read-only (see mount_all), else None."""
     dest = m["destination"]
     label = f"mounts[{index}] {dest}"
     mtype = m.get("type") or ""
     flags, prop, data, special = parse_options(m.get("options"))
     src = m.get("source") or ""
     is_bind = bool(flags & sc.MS_BIND) or mtype == "bind"
+    later = None
     if is_bind:
         flags |= sc.MS_BIND
         if not os.path.isabs(src):
             src = os.path.join(bundle, src)
+        held = source_fd if source_fd is not None else idmapped
         try:
-            st = os.stat(src)
+            st = os.fstat(held) if held is not None else os.stat(src)
         except FileNotFoundError:
             raise RuntimeFailure(f"mounts[{index}].source: {src} does not exist") from None
         kind = "dir" if st.st_mode & _S_IFMT == _S_IFDIR else "file"
+        if source_fd is not None:
+            src = fd_path(source_fd)
     else:
         kind = "dir"
+        norm = os.path.normpath("/" + dest)
+        if flags & sc.MS_RDONLY and (mtype == "tmpfs" or norm == "/dev"):
+            flags &= ~sc.MS_RDONLY
+            later = (norm, flags)
+    copyup = mtype == "tmpfs" and "tmpcopyup" in special and not is_bind
+    existed = copyup and _exists_in(rootfd, dest)
     fd = resolve(rootfd, dest, create=kind, label=label)
     try:
         target = fd_path(fd)
@@ -225,6 +261,8 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             sc.mount(src, target, None, flags & (sc.MS_BIND | sc.MS_REC), None, label=label)
         elif mtype == "proc" and proc_mount is not None:
             proc_mount(src or mtype, fd, flags, mount_data(mtype, data, mount_label), label)
+        elif copyup:
+            _tmpfs_copyup(rootfd, fd, dest, src, flags, mount_data(mtype, data, mount_label), label, existed)
         else:
             sc.mount(src or mtype, target, mtype, flags, mount_data(mtype, data, mount_label), label=label)
     finally:
@@ -232,7 +270,7 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
     rest = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
     rattrs = [RECURSIVE_ATTRS[o] for o in (m.get("options") or ()) if o in RECURSIVE_ATTRS]
     if not ((is_bind and rest) or prop or rattrs):
-        return
+        return later
     # The fd we mounted on names the directory *under* the new mount;
     # reopen the destination so later calls act on the new mount itself.
     fd = resolve(rootfd, dest, label=label)
@@ -251,6 +289,123 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, aset, attr_clr=aclr, label=label)
     finally:
         os.close(fd)
+    return later
+
+
+def _exists_in(rootfd: int, path: str) -> bool:
+    try:
+        os.close(resolve(rootfd, path))
+        return True
+    except OSError:
+        return False  # missing (made next), or an error that resolve() reports next
+
+
+def remount_readonly(mounts: list[tuple[str, int]]) -> None:
+    """The second half of mount_all's read-only tmpfs and /dev mounts, by
+    their paths in the container's root (after pivot_root): a bind remount,
+    which changes only this mount's flags (allowed in a user namespace)."""
+    for dest, flags in mounts:
+        sc.mount(None, dest, None, flags | sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY, None,
+                 label=f"{dest} (read-only)")
+
+
+def _tmpfs_copyup(rootfd: int, fd: int, dest: str, src: str, flags: int, data: str | None,
+                  label: str, existed: bool) -> None:
+    """Mount a tmpfs on `fd` (the destination directory, resolved in the
+    rootfs) holding a copy of what that directory had: files with their
+    content, directories, symlinks, device nodes and fifos, with their
+    owners, modes and (where the filesystems allow) extended attributes.
+    The mount's root takes the directory's mode, if the image had it and
+    the options set no mode= (runc 1.1.5 gives it the mode even then); its
+    owner is the tmpfs' own (root, or uid=/gid=), as with runc. The copy goes through directory fds
+    only, never through a path that could follow a link out of the
+    rootfs: the covered directory stays readable through its own fd."""
+    old = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        sc.mount(src or "tmpfs", fd_path(fd), "tmpfs", flags, data, label=label)
+        top = resolve(rootfd, dest, label=label)
+        try:
+            new = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top)
+        finally:
+            os.close(top)
+        try:
+            _copy_dir(old, new, "/" + dest.strip("/"))
+            if existed and "mode" not in {o.partition("=")[0] for o in (data or "").split(",")}:
+                os.fchmod(new, os.fstat(old).st_mode & 0o7777)
+        except OSError as e:
+            raise RuntimeFailure(f"{label}: tmpcopyup: {e.strerror or e}"
+                                 + (f": {e.filename}" if e.filename else "")) from None
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
+
+
+def _copy_dir(src: int, dst: int, where: str) -> None:
+    """Copy the entries of directory fd `src` into directory fd `dst`
+    (both readable directory fds), recursively; see _tmpfs_copyup. Sockets
+    are skipped (nothing of them can be copied). `where` is the directory's
+    path, for error messages."""
+    for name in os.listdir(src):
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        kind = st.st_mode & _S_IFMT
+        try:
+            if kind == _S_IFDIR:
+                os.mkdir(name, 0o700, dir_fd=dst)
+                s2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+                try:
+                    d2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst)
+                    try:
+                        _copy_dir(s2, d2, f"{where}/{name}")
+                        _copy_attrs(s2, d2, st)
+                    finally:
+                        os.close(d2)
+                finally:
+                    os.close(s2)
+            elif kind == _S_IFREG:
+                s2 = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src)
+                try:
+                    d2 = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o600, dir_fd=dst)
+                    try:
+                        while os.sendfile(d2, s2, None, 1 << 30):
+                            pass
+                        _copy_attrs(s2, d2, st)
+                    finally:
+                        os.close(d2)
+                finally:
+                    os.close(s2)
+            elif kind == _S_IFLNK:
+                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+            elif kind in (_S_IFCHR, _S_IFBLK, _S_IFIFO):
+                if kind == _S_IFIFO:
+                    os.mkfifo(name, 0o600, dir_fd=dst)
+                else:
+                    os.mknod(name, kind | 0o600, st.st_rdev, dir_fd=dst)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+                os.chmod(name, st.st_mode & 0o7777, dir_fd=dst)
+        except OSError as e:
+            if e.filename is None:
+                e.filename = f"{where}/{name}"
+            raise
+
+
+def _copy_attrs(src: int, dst: int, st) -> None:
+    """Owner, then mode (a chown clears set-id bits), then the extended
+    attributes that can be read and set (security.capability after the
+    chown, which clears it)."""
+    os.fchown(dst, st.st_uid, st.st_gid)
+    os.fchmod(dst, st.st_mode & 0o7777)
+    try:
+        names = os.listxattr(src)
+    except OSError:
+        return
+    for n in names:
+        try:
+            os.setxattr(dst, n, os.getxattr(src, n))
+        except OSError:
+            pass  # a namespace this filesystem or user namespace refuses (trusted.*, ...)
 
 
 def idmapped_tree(src: str, options: list[str] | None, userns_fd: int, label: str) -> int:

@@ -62,6 +62,8 @@ GO = "go"                          # parent -> stage1: the cgroup's limits are o
                                    #   join it, then fork init
 USERNS_CREATED = "userns-created"  # stage1 -> parent: write my uid/gid maps
 USERNS_MAPPED = "userns-mapped"    # parent -> stage1
+MOUNT_SOURCES = "mount-sources"    # stage1 -> parent: open the bind sources in my mount namespace;
+                                   #   parent -> stage1: {"indexes": [...], "last": bool}, fds attached
 INIT_PID = "init-pid"              # stage1 -> parent: {"pid": host pid of init}
 APPLIED = "applied"                # parent -> init: init is in its cgroup, limits in force
 PRESTART = "prestart"              # init -> parent: rootfs mounted, run prestart/createRuntime hooks

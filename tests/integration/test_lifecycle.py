@@ -486,7 +486,7 @@ def test_exec_cpu_affinity(rt, tmp_path):
     p = rt("exec", cid, "grep", "Cpus_allowed_list", "/proc/self/status")
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["Cpus_allowed_list:", str(last)]
-    proc = {"args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/",
+    proc = {"args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/", "env": ["PATH=/bin"],
             "execCPUAffinity": {"final": "0"}}
     pf = tmp_path / "proc.json"
     pf.write_text(json.dumps(proc))
