@@ -112,7 +112,8 @@ def _run(g, a):
 def _state(g, a):
     from runtime import fastjson as json
     from runtime import lifecycle
-    print(json.dumps(lifecycle.state(g["root"], a["id"]), indent=2))
+    # (runc writes it without a final newline)
+    sys.stdout.write(json.go_dumps(lifecycle.state(g["root"], a["id"]), indent="  "))
 
 
 @verb("kill", Opt("--all,-a", "all", bool, False,
@@ -142,18 +143,24 @@ def _list(g, a):
     if a["quiet"]:
         for c in items:
             print(c["id"])
+    elif a["format"] == "table":
+        sys.stdout.write(_table([("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")] +
+                                [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])
+                                 for c in items]))
     elif a["format"] == "json":
         from runtime import fastjson as json
-        print(json.dumps(items))
-    elif a["format"] == "table":
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"] or "root")
-                 for c in items]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        for r in rows:
-            print("   ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+        # runc prints a Go nil slice: null when there are no containers.
+        print(json.go_dumps(items or None))
     else:
-        raise UsageError(f"list: --format: unknown format {a['format']!r}")
+        from runtime.errors import RuntimeFailure
+        raise RuntimeFailure("invalid format option")
+
+
+def _table(rows: list[tuple]) -> str:
+    """runc's list table (Go's tabwriter, minimum width 12, padding 3): every
+    column but the last padded to the widest of its cells plus 3."""
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
+    return "".join("".join(v.ljust(w) for v, w in zip(r, widths)) + r[-1] + "\n" for r in rows)
 
 
 @verb("spec", Opt("--bundle,-b", "bundle", str, ".", "directory to write config.json in"),
@@ -216,11 +223,12 @@ def _ps(g, a):
     from runtime import manage
     if a["format"] == "json":
         from runtime import fastjson as json
-        print(json.dumps(manage.pids(g["root"], a["id"])))
+        print(json.go_dumps(manage.pids(g["root"], a["id"])))
     elif a["format"] == "table":
         print(manage.ps_table(g["root"], a["id"], a["ps_args"]))
     else:
-        raise UsageError(f"ps: --format: unknown format {a['format']!r}")
+        from runtime.errors import RuntimeFailure
+        raise RuntimeFailure("invalid format option")
 
 
 @verb("pause", help="freeze every process of a container")
@@ -311,7 +319,7 @@ What this runtime and host support, as runtime-spec's features document
 def _features(g, a):
     from runtime import fastjson as json
     from runtime import manage
-    print(json.dumps(manage.features(), indent=2))
+    print(json.go_dumps(manage.features(), indent="    "))
 
 
 @verb("checkpoint", rest="_", help="not supported (pyrunc has no CRIU integration)")

@@ -37,8 +37,11 @@ class Options:
 
 
 def _now_rfc3339() -> str:
+    """Now in UTC as Go's time.RFC3339Nano writes it (runc's "created"):
+    nanoseconds without their trailing zeros."""
     ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+    frac = f".{ns % 10**9:09d}".rstrip("0").rstrip(".")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + frac + "Z"
 
 
 def load_bundle(bundle: str) -> dict:

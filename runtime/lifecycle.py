@@ -25,12 +25,25 @@ def state(root: str, cid: str) -> dict:
 
 
 def list_containers(root: str) -> list[dict]:
+    """runc's list entries: the state of each container, with the owner of
+    its state directory by name ("#UID" for a uid without one)."""
     out = []
+    names: dict[int, str] = {}
     for cid in st.list_ids(root):
         try:
-            out.append(st.oci_state(st.load(root, cid)))
-        except RuntimeFailure:
+            data = st.load(root, cid)
+            uid = os.stat(data["_dir"]).st_uid
+        except (RuntimeFailure, OSError):
             continue
+        if uid not in names:
+            import pwd
+            try:
+                names[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                names[uid] = f"#{uid}"
+        item = st.oci_state(data)
+        item["owner"] = names[uid]
+        out.append(item)
     return out
 
 

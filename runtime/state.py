@@ -211,10 +211,12 @@ def oci_state(data: dict, st: str | None = None) -> dict:
         "bundle": data["bundle"],
         "rootfs": data.get("rootfs", ""),
         "created": data.get("created", ""),
-        "owner": data.get("owner", ""),
     }
     if data.get("annotations"):
-        out["annotations"] = data["annotations"]
+        # runc's order (its containerState struct): annotations, then owner;
+        # Go writes a map's keys sorted.
+        out["annotations"] = {k: data["annotations"][k] for k in sorted(data["annotations"])}
+    out["owner"] = data.get("owner", "")
     return out
 
 

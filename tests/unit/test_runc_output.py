@@ -1,7 +1,8 @@
-"""JSON as Go's encoder writes it, for what pyrunc prints where runc
-prints Go's output (no root needed)."""
+"""What pyrunc prints where runc prints Go's output: JSON as Go's encoder
+writes it, runc's list table (no root needed)."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
+from runtime import cli  # noqa: E402
 from runtime import fastjson  # noqa: E402
+from runtime.cgroups.base import empty_stats, runc_shape  # noqa: E402
 
 
 @pytest.mark.parametrize("obj,text", [
@@ -28,3 +31,34 @@ def test_go_dumps_is_go_s_json_marshal(obj, text):
 def test_go_dumps_indented_is_go_s_marshal_indent():
     assert fastjson.go_dumps({"a": [1, {}], "b": {"c": "d"}}, indent="  ") == \
         '{\n  "a": [\n    1,\n    {}\n  ],\n  "b": {\n    "c": "d"\n  }\n}'
+
+
+def test_list_table_is_go_s_tabwriter_layout():
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"),
+            ("c1", "19650", "running", "/tmp/cp/bun2", "2026-12-06T20:42:12.022050182Z", "root")]
+    # as `runc list` printed it for the same container
+    assert cli._table(rows) == (
+        "ID          PID         STATUS      BUNDLE         CREATED                          OWNER\n"
+        "c1          19650       running     /tmp/cp/bun2   2026-12-06T20:42:12.022050182Z   root\n")
+    assert cli._table(rows[:1]) == "ID          PID         STATUS      BUNDLE      CREATED     OWNER\n"
+
+
+def test_stats_maps_are_sorted_and_blkio_in_struct_order():
+    st = empty_stats()
+    st["memory"]["raw"] = {"rss": 1, "cache": 2, "active_anon": 3}
+    st["hugetlb"] = {"2MB": {"failcnt": 0}, "1GB": {"failcnt": 0}}
+    st["blkio"] = {"sectorsRecursive": [{"major": 8, "value": 1}],
+                   "ioServicedRecursive": [{"major": 8, "value": 2}],
+                   "ioServiceBytesRecursive": [{"major": 8, "value": 3}]}
+    out = runc_shape(st)
+    assert list(out["memory"]["raw"]) == ["active_anon", "cache", "rss"]
+    assert list(out["hugetlb"]) == ["1GB", "2MB"]
+    assert list(out["blkio"]) == ["ioServiceBytesRecursive", "ioServicedRecursive", "sectorsRecursive"]
+
+
+def test_created_time_is_rfc3339nano_without_trailing_zeros(monkeypatch):
+    from runtime import container
+    monkeypatch.setattr(container.time, "time_ns", lambda: 1_765_000_000_120_000_000)
+    assert container._now_rfc3339() == "2025-12-06T05:46:40.12Z"
+    monkeypatch.setattr(container.time, "time_ns", lambda: 1_765_000_000_000_000_000)
+    assert container._now_rfc3339() == "2025-12-06T05:46:40Z"

@@ -1,0 +1,114 @@
+"""pyrunc's command line where runc 1.1.5's own integration tests
+(tests/integration/*.bats) check its output, exit status or effect."""
+import json
+import os
+import re
+import time
+
+import pytest
+
+from runtime.state import read_file as read_state
+
+
+def _wait_status(rt, cid, want, timeout=10):
+    end = time.monotonic() + timeout
+    s = None
+    while time.monotonic() < end:
+        p = rt("state", cid)
+        s = json.loads(p.stdout)["status"] if p.returncode == 0 else None
+        if s == want:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{cid} never became {want} (last: {s})")
+
+
+def _cgroup(rt, cid) -> dict:
+    return read_state(os.path.join(rt.root, cid))["cgroup"]
+
+
+def _cgroup_dirs(rt, cid) -> list[str]:
+    cg = _cgroup(rt, cid)
+    if cg["version"] == "v2":
+        return [cg["path"]]
+    return list(dict.fromkeys(cg["paths"].values())) + ([cg["unified"]] if cg.get("unified") else [])
+
+
+def _no_pid_ns(cfg):
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+
+
+# --- list.bats, events.bats: Go's compact JSON ---------------------------------
+
+def test_list_json_is_runc_s(rt):
+    b = rt.bundle(["sleep", "60"], mutate=lambda c: c.update(annotations={"b": "2", "a": "1"}))
+    ids = sorted([rt.new_id(), rt.new_id()])
+    for cid in ids:
+        rt("run", "-d", "--bundle", b, cid, check=True)
+    out = rt("list", "--format", "json", check=True).stdout
+    assert out.count("\n") == 1 and ", " not in out and '": ' not in out
+    items = json.loads(out)
+    assert [c["id"] for c in items] == ids
+    for c in items:
+        assert list(c) == ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "annotations",
+                           "owner"]
+        assert list(c["annotations"]) == ["a", "b"]
+        assert c["status"] == "running" and c["bundle"] == b and c["owner"] == "root"
+    # the line runc's list.bats matches, in its shape
+    assert re.match(r'\[\{"ociVersion":"[0-9.]+","id":"%s","pid":[0-9]+,"status":"running","bundle":"%s",'
+                    r'"rootfs":"[^"]*","created":"[^"]+"' % (ids[0], b), out)
+
+
+def test_list_json_of_no_containers_is_null(rt):
+    os.makedirs(rt.root, exist_ok=True)
+    assert rt("list", "--format", "json", check=True).stdout == "null\n"
+
+
+def test_list_table_is_runc_s(rt):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    lines = rt("list", check=True).stdout.splitlines()
+    assert re.match(r"ID +PID +STATUS +BUNDLE +CREATED +OWNER$", lines[0])
+    assert re.match(rf"{cid} +[0-9]+ +running +{b} +[0-9T:.-]+Z +root$", lines[1])
+    assert lines[0].index("PID") == max(12, len(cid) + 3)  # tabwriter: minimum width 12, padding 3
+    p = rt("list", "--format", "xml")
+    assert p.returncode == 1 and "invalid format option" in p.stderr
+
+
+def test_events_stats_is_one_compact_line(rt):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    out = rt("events", "--stats", cid, check=True).stdout
+    assert out.startswith('{"type":"stats","id":"%s","data":{' % cid) and out.count("\n") == 1
+    assert ", " not in out and '": ' not in out
+    data = json.loads(out)["data"]
+    assert list(data) == ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"]
+    raw = data["memory"].get("raw") or {}
+    assert list(raw) == sorted(raw)
+    rt("kill", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+    p = rt("events", "--stats", cid)
+    assert p.returncode == 1 and f"container with id {cid} is not running" in p.stderr
+
+def test_state_is_runc_s_indented_json_without_a_final_newline(rt):
+    b = rt.bundle(["sleep", "60"], mutate=lambda c: c.update(annotations={"z": "1", "a": "2"}))
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    out = rt("state", cid, check=True).stdout
+    assert out.startswith('{\n  "ociVersion": "') and out.endswith('\n  "owner": ""\n}')
+    st = json.loads(out)
+    assert list(st) == ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "annotations", "owner"]
+    assert list(st["annotations"]) == ["a", "z"]
+
+
+# --- events.bats: --interval is a Go duration ----------------------------------
+
+def test_events_interval_takes_go_durations(rt):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("events", "--interval", "0s", cid)
+    assert p.returncode == 1 and "duration interval must be greater than 0" in p.stderr
+    p = rt("events", "--interval", "fast", cid)
+    assert p.returncode == 1 and 'invalid value "fast" for flag -interval' in p.stderr
