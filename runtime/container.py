@@ -703,14 +703,13 @@ _DEFAULT_DEVICE_RULES = [
 
 
 def _resources_with_default_devices(cfg: dict) -> dict:
+    """linux.resources with runc's default device rules after the config's
+    own. A device in linux.devices gets no rule of its own (runc 1.1 adds
+    none): the node is made, and linux.resources.devices decides whether it
+    may be used."""
     linux = cfg["linux"]
     res = dict(linux.get("resources") or {})
     rules = list(res.get("devices") or [])
-    for d in linux.get("devices") or ():
-        if d["type"] == "p":
-            continue  # fifos are not devices to the device controller
-        rules.append({"allow": True, "type": d["type"] if d["type"] != "u" else "c",
-                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
     for t, ma, mi, acc in _DEFAULT_DEVICE_RULES:
         r = {"allow": True, "type": t, "access": acc}
         if ma is not None:

@@ -112,3 +112,24 @@ def test_events_interval_takes_go_durations(rt):
     assert p.returncode == 1 and "duration interval must be greater than 0" in p.stderr
     p = rt("events", "--interval", "fast", cid)
     assert p.returncode == 1 and 'invalid value "fast" for flag -interval' in p.stderr
+
+
+# --- dev.bats: device access strings as runc takes them -----------------------------
+
+@pytest.mark.parametrize("access,opens", [("rwa", True), ("wr", True), ("rw", True), ("m", False), (None, False)])
+def test_device_access_strings(rt, access, opens):
+    """/dev/fuse (not among runc's default devices) listed in linux.devices:
+    the node is made, the device rules decide whether it opens (dev.bats:
+    a listed device is denied by a deny-all rule, allowed by "rw")."""
+    def m(cfg):
+        cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+        rules = [{"allow": False, "access": "rwm"}]
+        if access:
+            rules.append({"allow": True, "type": "c", "major": 10, "minor": 229, "access": access})
+        cfg["linux"]["resources"] = {"devices": rules}
+    b = rt.bundle(["sh", "-c", "exec 3</dev/fuse && echo opened"], mutate=m)
+    p = rt("run", "--bundle", b, rt.new_id())
+    if opens:
+        assert p.returncode == 0 and p.stdout.strip() == "opened", p.stderr
+    else:
+        assert p.returncode != 0 and "Operation not permitted" in p.stdout + p.stderr
