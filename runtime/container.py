@@ -786,7 +786,16 @@ def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None, mounts: list[dict])
             if own_ns:
                 sc.mount("cgroup2", target, "cgroup2", flags, None, label=label)
             elif src:
-                bind(src, target, flags, base, label)
+                # `target` names the directory the bind covers: the
+                # read-only remount needs the new mount, reopened.
+                sc.mount(src, target, None, sc.MS_BIND | sc.MS_REC, None, label=label)
+                if flags & sc.MS_RDONLY:
+                    fd = rootfs.resolve(rootfd, dest)
+                    try:
+                        sc.mount(None, rootfs.fd_path(fd), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base,
+                                 None, label=label)
+                    finally:
+                        os.close(fd)
             return
         sc.mount("tmpfs", target, "tmpfs", base, "mode=755", label=label)
         # The old fd still names the directory under the tmpfs: reopen.
