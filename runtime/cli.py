@@ -167,11 +167,12 @@ def _table(rows: list[tuple]) -> str:
       Opt("--rootless", "rootless", bool, False, "a configuration an unprivileged user can run"), args=(),
       help="""write a default config.json
 
-A shell in a new set of namespaces, read-only root "rootfs", the usual
-/proc, /dev and /sys mounts. Edit it before `run`; with --rootless it maps
-root in a user namespace to the caller.""")
+The configuration is the one `runc spec` writes: a shell in a new set of
+namespaces, read-only root "rootfs", the usual /proc, /dev and /sys mounts.
+Edit it before `run`; with --rootless it maps root in a user namespace to
+the caller.""")
 def _spec(g, a):
-    import json
+    from runtime import fastjson as json
     from runtime.errors import RuntimeFailure
     from runtime.specgen import default_spec
     path = os.path.join(a["bundle"], "config.json")
@@ -180,7 +181,7 @@ def _spec(g, a):
     if not os.path.isdir(a["bundle"]):
         raise RuntimeFailure(f"--bundle {a['bundle']}: no such directory")
     with open(path, "w") as f:
-        json.dump(default_spec(rootless=a["rootless"]), f, indent="\t")
+        f.write(json.go_dumps(default_spec(rootless=a["rootless"]), indent="\t"))
 
 
 @verb("exec",

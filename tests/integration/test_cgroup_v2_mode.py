@@ -29,6 +29,7 @@ def v2_bundle(rt):
         for k in ("bounding", "effective", "permitted"):
             caps[k].append("CAP_MKNOD")
         c["linux"]["cgroupsPath"] = "/pyrunc-v2-test"
+        c["linux"]["namespaces"].append({"type": "cgroup"})
     return rt.bundle(["sh", "-c", "cat /proc/self/cgroup; mknod /tmp/blk b 7 0; "
                       "head -c 1 /tmp/blk >/dev/null 2>/tmp/err; cat /tmp/err; rm -f /tmp/blk /tmp/err; "
                       "echo hi > /dev/null && echo null-ok"], mutate=m)
@@ -72,7 +73,10 @@ def test_pause_resume_on_pure_v2(rt):
 def test_exec_joins_the_container_cgroup_on_pure_v2(rt):
     """exec's stage1 is cloned into the container's cgroup (CLONE_INTO_CGROUP)
     on v2: the process it forks is in it too."""
-    b = rt.bundle(["sleep", "30"], mutate=lambda c: c["linux"].update(cgroupsPath="/pyrunc-v2-exec"))
+    def m(c):
+        c["linux"]["cgroupsPath"] = "/pyrunc-v2-exec"
+        c["linux"]["namespaces"].append({"type": "cgroup"})
+    b = rt.bundle(["sleep", "30"], mutate=m)
     cid = rt.new_id()
     P = f"{PYRUNC} --root {rt.root}"
     d = "/sys/fs/cgroup/pyrunc-v2-exec"

@@ -1,7 +1,8 @@
 """What pyrunc prints where runc prints Go's output: JSON as Go's encoder
-writes it, runc's list table (no root needed)."""
+writes it, runc's list table, `spec` byte for byte (no root needed)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ sys.path.insert(0, REPO)
 from runtime import cli  # noqa: E402
 from runtime import fastjson  # noqa: E402
 from runtime.cgroups.base import empty_stats, runc_shape  # noqa: E402
+
+RUNC = shutil.which("runc")
 
 
 @pytest.mark.parametrize("obj,text", [
@@ -62,3 +65,19 @@ def test_created_time_is_rfc3339nano_without_trailing_zeros(monkeypatch):
     assert container._now_rfc3339() == "2025-12-06T05:46:40.12Z"
     monkeypatch.setattr(container.time, "time_ns", lambda: 1_765_000_000_000_000_000)
     assert container._now_rfc3339() == "2025-12-06T05:46:40Z"
+
+
+def _spec(binary, d, *flags):
+    d.mkdir()
+    subprocess.run([binary, "spec", *flags], cwd=d, check=True, capture_output=True)
+    return (d / "config.json").read_bytes()
+
+
+@pytest.mark.skipif(RUNC is None, reason="runc (the reference) is not installed")
+@pytest.mark.parametrize("flags", [(), ("--rootless",)])
+def test_spec_is_runc_s_byte_for_byte_but_the_spec_version(tmp_path, flags):
+    ours = _spec(os.path.join(REPO, ".venv", "bin", "pyrunc"), tmp_path / "ours", *flags)
+    theirs = _spec(RUNC, tmp_path / "runc", *flags)
+    version = json.loads(theirs)["ociVersion"].encode()
+    assert ours == theirs.replace(b'"ociVersion": "' + version + b'"', b'"ociVersion": "1.3.0"')
+    assert {"type": "cgroup"} not in json.loads(ours)["linux"]["namespaces"]
