@@ -205,7 +205,8 @@ def _spec(g, a):
 
 The process inherits the container's process settings (from its
 config.json) with the options given here; -p takes a whole process object
-instead. The call exits with the process's status.""")
+instead. The call exits with the process's status, or 255 when it could not
+be started.""")
 def _exec(g, a):
     from runtime.execproc import ExecOptions, exec_process
     o = ExecOptions(process=a["process"], args=a["command"], detach=a["detach"], pid_file=a["pid_file"],
@@ -215,7 +216,15 @@ def _exec(g, a):
                     ignore_paused=a["ignore_paused"])
     if not a["detach"]:
         stays()
-    return exec_process(g["root"], a["id"], o)
+    from runtime.errors import RuntimeFailure
+    try:
+        return exec_process(g["root"], a["id"], o)
+    except (RuntimeFailure, OSError, ValueError) as e:
+        # runc: anything that keeps the process from running is exit 255
+        from runtime.init import describe
+        e = RuntimeFailure(f"exec failed: {describe(e)}")
+        e.exit_code = 255
+        raise e from None
 
 
 @verb("ps", Opt("--format,-f", "format", str, "table", "'table' or 'json'"), rest="ps_args",

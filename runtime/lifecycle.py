@@ -53,9 +53,10 @@ def start(root: str, cid: str) -> None:
     data = st.load(root, cid)
     with st.Lock(data["_dir"], cid):
         status = st.status(data)
-        if status != "created":
-            raise errors.InvalidState(f"cannot start a container that is {status}" if status != "stopped"
-                                      else "cannot start an already stopped container")
+        if status != "created":  # (runc's words)
+            raise errors.InvalidState("cannot start a container that has stopped" if status == "stopped" else
+                                      "cannot start an already running container" if status == "running" else
+                                      f"cannot start a container in the {status} state")
         _release(data)
     hooks = (data.get("hooks") or {}).get("poststart")
     if hooks:
@@ -108,7 +109,7 @@ def parse_signal(sig: str) -> int:
         n = int(s)
         if 0 <= n < 65:  # 0: only checks that init exists, as kill(2) does (runc passes it on too)
             return n
-        raise RuntimeFailure(f"invalid signal {sig!r}")
+        raise RuntimeFailure(f'invalid signal "{sig}"')
     if not s.startswith("SIG"):
         s = "SIG" + s
     n = getattr(signal, s, None)
@@ -121,7 +122,7 @@ def parse_signal(sig: str) -> int:
             return int(base) + (int(off) if off else 0)
         except ValueError:
             pass
-    raise RuntimeFailure(f"invalid signal {sig!r}")
+    raise RuntimeFailure(f'unknown signal "{sig}"')  # runc's words
 
 
 def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> None:

@@ -133,3 +133,58 @@ def test_device_access_strings(rt, access, opens):
         assert p.returncode == 0 and p.stdout.strip() == "opened", p.stderr
     else:
         assert p.returncode != 0 and "Operation not permitted" in p.stdout + p.stderr
+
+
+# --- exec.bats: exit statuses ----------------------------------------------------
+
+def test_exec_exit_statuses(rt, tmp_path):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    assert rt("exec", cid, "false").returncode == 1
+    assert rt("exec", cid, "sh", "-c", "exit 42").returncode == 42
+    p = rt("exec", "--pid-file", "/non-existent/directory", cid, "true")
+    assert p.returncode == 255 and p.stderr.startswith("exec failed: ")
+    p = rt("exec", cid, "no-such-binary")
+    assert p.returncode == 255 and "no-such-binary" in p.stderr
+    p = rt("exec", "no_such_container", "true")
+    assert p.returncode == 255 and 'container "no_such_container" does not exist' in p.stderr
+    p = rt("exec", cid, "ls", "-h", "/")  # -h after the command is the command's
+    assert p.returncode == 0 and "NAME:" not in p.stdout
+
+
+# --- error wording where runc has one ---------------------------------------------
+
+def test_missing_and_duplicate_container_wording(rt):
+    p = rt("state", "nope")
+    assert p.returncode == 1 and p.stderr == 'container "nope" does not exist\n'
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    p = rt("create", "--bundle", b, cid)
+    assert p.returncode == 1 and f'container with id "{cid}" already exists' in p.stderr
+    p = rt("state", "a/b")
+    assert p.returncode == 1 and p.stderr.startswith('invalid container ID format: "a/b"')
+    p = rt("state", "")
+    assert p.returncode == 1 and p.stderr == "container id cannot be empty\n"
+
+
+def test_comma_is_a_valid_id_character_as_in_runc(rt):
+    b = rt.bundle(["true"])
+    cid = rt.new_id() + ",x"
+    rt.ids.append(cid)
+    rt("run", "--bundle", b, cid, check=True)
+
+
+def test_kill_and_start_wording(rt):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("kill", cid, "FOO")
+    assert p.returncode == 1 and p.stderr == 'unknown signal "FOO"\n'
+    p = rt("start", cid)
+    assert p.returncode == 1 and p.stderr == "cannot start an already running container\n"
+    rt("kill", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+    p = rt("start", cid)
+    assert p.returncode == 1 and p.stderr == "cannot start a container that has stopped\n"
