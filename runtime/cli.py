@@ -117,7 +117,7 @@ def _state(g, a):
 
 
 @verb("kill", Opt("--all,-a", "all", bool, False,
-                  "signal every process in the container's cgroup"),
+                  "signal every process in the container's cgroup (also once init is gone)"),
       optional=("signal",), usage=f"{_ID} [signal]",
       help="""send a signal (default: SIGTERM) to the container's init
 

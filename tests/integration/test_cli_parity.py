@@ -188,3 +188,50 @@ def test_kill_and_start_wording(rt):
     _wait_status(rt, cid, "stopped")
     p = rt("start", cid)
     assert p.returncode == 1 and p.stderr == "cannot start a container that has stopped\n"
+
+
+# --- kill.bats and containerd's shim: kill --all once init is gone ------------
+
+def test_kill_all_of_a_stopped_container_succeeds(rt):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    rt("kill", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
+    p = rt("kill", "-a", cid, "0")
+    assert p.returncode == 0, p.stderr
+    p = rt("kill", cid, "0")
+    assert p.returncode == 1 and "container not running" in p.stderr
+    rt("delete", cid, check=True)
+
+
+def test_kill_all_signals_what_init_left_in_the_cgroup(rt):
+    """A container sharing the host's pid namespace: its init exits, the
+    background sleep stays in the cgroup; kill --all KILL ends it."""
+    b = rt.bundle(["sh", "-c", "sleep 60 >/dev/null 2>&1 </dev/null & exit 0"], mutate=_no_pid_ns)
+    cid = rt.new_id()
+    rt("create", "--bundle", b, cid, check=True)
+    rt("start", cid, check=True)
+    _wait_status(rt, cid, "stopped")
+    left = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
+    assert left, "the background sleep should still be in the cgroup"
+    p = rt("kill", "--all", cid, "KILL")
+    assert p.returncode == 0, p.stderr
+    end = time.monotonic() + 10
+    while json.loads(rt("ps", "--format", "json", cid, check=True).stdout) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert json.loads(rt("ps", "--format", "json", cid, check=True).stdout) == []
+    for pid in left:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    rt("delete", cid, check=True)
+
+
+def test_kill_all_keeps_a_paused_container_paused(rt):
+    b = rt.bundle(["sh", "-c", "trap '' USR1; sleep 60 & wait"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    rt("pause", cid, check=True)
+    rt("kill", "--all", cid, "USR1", check=True)
+    assert rt.state(cid)["status"] == "paused"
+    rt("kill", "--all", cid, "KILL", check=True)
+    _wait_status(rt, cid, "stopped")
