@@ -93,19 +93,19 @@ def _start(g, a):
 
 
 @verb("run", *_CREATE_OPTS, Opt("--detach,-d", "detach", bool, False, "return once the container runs"),
-      Opt("--keep", "keep", bool, False, "ignored for compatibility"),
+      Opt("--keep", "keep", bool, False, "keep the container (stopped) after it exits; `delete` removes it"),
       Opt("--no-subreaper", "no_subreaper", bool, False,
           "accepted for compatibility (a foreground run reaps its container's init itself)"),
       help="""create and run a container
 
 create and start in one call. In the foreground the call forwards signals
 to the container, exits with its status (128+N when killed by signal N) and
-then deletes it.""")
+then deletes it, unless --keep.""")
 def _run(g, a):
     from runtime import container
     if not a["detach"]:
         stays()
-    return container.run(_options(g, a), detach=a["detach"])
+    return container.run(_options(g, a), detach=a["detach"], keep=a["keep"])
 
 
 @verb("state", help="print the state of a container (JSON)")

@@ -865,9 +865,11 @@ def _host_cgroup_links() -> list[tuple[str, str]]:
 
 # --- start / run ----------------------------------------------------------
 
-def run(opts: Options, detach: bool = False) -> int:
+def run(opts: Options, detach: bool = False, keep: bool = False) -> int:
     """create + start; in the foreground, wait for the container, forward
-    signals, and delete it afterwards. Returns the exit code to use."""
+    signals, and delete it afterwards unless `keep` (runc's --keep: it stays,
+    stopped, with its cgroup, until `delete`). Returns the exit code to use.
+    A start that fails deletes the container in either case."""
     from runtime import sync
     from runtime.lifecycle import delete, start
     from runtime import syscalls as sc
@@ -909,10 +911,11 @@ def run(opts: Options, detach: bool = False) -> int:
         else:
             status = _wait_init(data["pid"])
     finally:
-        try:
-            delete(opts.root, opts.cid, force=True)
-        except RuntimeFailure as e:
-            log.warning(str(e))
+        if not keep:
+            try:
+                delete(opts.root, opts.cid, force=True)
+            except RuntimeFailure as e:
+                log.warning(str(e))
     return status
 
 

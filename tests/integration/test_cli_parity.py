@@ -235,3 +235,26 @@ def test_kill_all_keeps_a_paused_container_paused(rt):
     assert rt.state(cid)["status"] == "paused"
     rt("kill", "--all", cid, "KILL", check=True)
     _wait_status(rt, cid, "stopped")
+
+
+# --- run.bats: run --keep ------------------------------------------------------
+
+def test_run_keep_leaves_the_stopped_container_and_its_cgroup(rt):
+    b = rt.bundle(["echo", "Hello World"])
+    cid = rt.new_id()
+    p = rt("run", "--keep", "--bundle", b, cid)
+    assert p.returncode == 0, p.stderr
+    st = rt.state(cid)
+    assert st["status"] == "stopped" and st["pid"] == 0
+    dirs = _cgroup_dirs(rt, cid)
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    rt("delete", cid, check=True)
+    assert rt("state", cid).returncode != 0
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_run_without_keep_deletes(rt):
+    b = rt.bundle(["true"])
+    cid = rt.new_id()
+    rt("run", "--bundle", b, cid, check=True)
+    assert rt("state", cid).returncode != 0
