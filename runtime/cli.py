@@ -200,6 +200,8 @@ def _spec(g, a):
       Opt("--ignore-paused", "ignore_paused", bool, False, "exec even if the container is paused"),
       Opt("--apparmor", "apparmor", str, None, "AppArmor profile (no AppArmor on this host: ignored)"),
       Opt("--process-label", "process_label", str, None, "SELinux label (ignored without SELinux)"),
+      Opt("--cgroup", "cgroup", list, None,
+          "run in an existing sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH (repeatable)"),
       rest="command", usage=f"{_ID} <command> [command options]  ||  -p process.json {_ID}",
       help="""run a process in a running container
 
@@ -213,7 +215,7 @@ def _exec(g, a):
                     console_socket=a["console_socket"], tty=a["tty"], cwd=a["cwd"], env=a["env"],
                     user=a["user"], additional_gids=a["additional_gids"], caps=a["cap"],
                     no_new_privs=a["no_new_privs"], preserve_fds=a["preserve_fds"],
-                    ignore_paused=a["ignore_paused"])
+                    ignore_paused=a["ignore_paused"], cgroup=a["cgroup"])
     if not a["detach"]:
         stays()
     from runtime.errors import RuntimeFailure

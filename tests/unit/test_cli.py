@@ -80,6 +80,11 @@ def test_help_flag_after_exec_s_command_belongs_to_the_command():
     assert v == "exec" and a["command"] == ["ls", "-h"]
 
 
+def test_exec_cgroup_option_repeats():
+    _, _, a = cli.parse(["exec", "--cgroup", "memory:sub", "--cgroup", "cpu,cpuacct:sub", "c1", "true"])
+    assert a["cgroup"] == ["memory:sub", "cpu,cpuacct:sub"]
+
+
 def _pyrunc(*argv):
     return subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {REPO!r}); "
                            f"sys.argv = ['pyrunc', *{list(argv)!r}]; from runtime.cli import main; main()"],
@@ -180,7 +185,7 @@ def test_help_renders():
     p = subprocess.run([sys.executable, "-c", "import sys; sys.argv=['pyrunc','exec','--help'];"
                         "from runtime.cli import main; main()"], capture_output=True, text=True, cwd=here)
     assert p.returncode == 0
-    assert "--process" in p.stdout and "--console-socket" in p.stdout
+    assert "--process" in p.stdout and "--console-socket" in p.stdout and "--cgroup value" in p.stdout
 
 
 @pytest.mark.parametrize("argv,target,enabled", [
