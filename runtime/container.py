@@ -277,6 +277,9 @@ class _Builder:
             self.init_pid = pid
         else:
             self.stage1 = pid
+        # --debug: runc's debug lines at the same steps, in its words (its
+        # tests look for them): setup forked, init running, init done.
+        log.debug(f"=> nsexec container setup (pid {pid})")
         child_chan.close()
         os.close(start_fd)
         for fd in idmap_fds.values():
@@ -335,6 +338,7 @@ class _Builder:
             }
             st.save(self.cdir, data)
             chan.expect(sync.PRESTART)
+            log.debug(f"child process in init() (pid {self.init_pid}, rootfs ready)")
             self.hooks_started = True
             hooks = cfg.get("hooks") or {}
             if hooks.get("prestart") or hooks.get("createRuntime"):
@@ -353,6 +357,7 @@ class _Builder:
                     continue
                 if msg["type"] != sync.READY:
                     raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
+                log.debug("init: closing the pipe to signal completion")
                 break
         finally:
             chan.close()
@@ -910,6 +915,7 @@ def run(opts: Options, detach: bool = False, keep: bool = False) -> int:
             status = tty.proxy(master, data["pid"], forward)
         else:
             status = _wait_init(data["pid"])
+        log.debug("process exited", pid=data["pid"], status=status)
     finally:
         if not keep:
             try:

@@ -229,6 +229,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
     from runtime import cgroups
+    from runtime import log
     from runtime.container import _reap, fork_into
     m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
     # execCPUAffinity.initial applies before the process enters the
@@ -245,6 +246,9 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
         else:
             join = (lambda: m.join_self(cloned)) if m is not None else None
         _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data, join)
+    # --debug: runc's lines at the same steps, in its words (its tests look
+    # for them): setup forked, the process forked in the container, exec.
+    log.debug(f"=> nsexec container setup (pid {child})")
     child_chan.close()
     os.close(err_w)
     for _, fd in ns_fds:
@@ -276,10 +280,12 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
                 continue
             if msg["type"] == sync.INIT_PID:
                 exec_pid = msg["pid"]
+                log.debug(f"child process in init() (pid {exec_pid})")
                 if final_cpus is not None:
                     _set_affinity(exec_pid, final_cpus, "process.execCPUAffinity.final")
                 try:
                     parent_chan.send(sync.APPLIED)
+                    log.debug("setns_init: about to exec")
                 except InitFailure:
                     pass  # the process is gone; its reason comes through the error pipe
     except BaseException:

@@ -321,3 +321,61 @@ def test_exec_cgroup_joins_sub_cgroups(rt):
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+# --- debug.bats, exec.bats: --debug, --log, --log-format ---------------------
+
+RUN_DEBUG = ("nsexec container setup", "child process in init()", "init: closing the pipe to signal completion")
+EXEC_DEBUG = ("nsexec container setup", "child process in init()", "setns_init: about to exec")
+
+
+def test_debug_run_writes_runc_s_debug_lines_to_stderr(rt):
+    b = rt.bundle(["echo", "Hello World"])
+    p = rt("--debug", "run", "--bundle", b, rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert "Hello World" in p.stdout
+    assert "level=debug" in p.stderr
+    for words in RUN_DEBUG:
+        assert words in p.stderr, words
+    assert re.search(r'^time="[^"]+" level=debug msg="process exited" pid=\d+ status=0$', p.stderr, re.M), p.stderr
+
+
+@pytest.mark.parametrize("fmt", [None, "text", "json"])
+def test_debug_with_log_goes_to_the_file_not_stderr(rt, tmp_path, fmt):
+    logf = tmp_path / "log.out"
+    b = rt.bundle(["echo", "Hello World"])
+    extra = ["--log-format", fmt] if fmt else []
+    p = rt("--log", str(logf), *extra, "--debug", "run", "--bundle", b, rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert "level=debug" not in p.stderr and '"level":"debug"' not in p.stderr
+    text = logf.read_text()
+    assert ('"level":"debug"' if fmt == "json" else "level=debug") in text
+    for words in RUN_DEBUG:
+        assert words in text, words
+    if fmt == "json":
+        lines = [json.loads(x) for x in text.splitlines()]
+        assert all(list(d) == sorted(d) and d["level"] == "debug" for d in lines)
+
+
+def test_debug_exec_writes_runc_s_exec_lines(rt, tmp_path):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("--debug", "exec", cid, "true")
+    assert p.returncode == 0, p.stderr
+    assert "level=debug" in p.stderr
+    for words in EXEC_DEBUG:
+        assert words in p.stderr, words
+    logf = tmp_path / "log.out"
+    p = rt("--debug", "--log", str(logf), "exec", cid, "true")
+    assert p.returncode == 0 and "level=debug" not in p.stderr
+    for words in EXEC_DEBUG:
+        assert words in logf.read_text(), words
+
+
+def test_no_debug_lines_without_debug(rt, tmp_path):
+    logf = tmp_path / "log.out"
+    b = rt.bundle(["true"])
+    p = rt("--log", str(logf), "run", "--bundle", b, rt.new_id())
+    assert p.returncode == 0 and p.stderr == ""
+    assert not logf.exists() or "debug" not in logf.read_text()
