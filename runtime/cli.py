@@ -2,8 +2,9 @@
 
 Each verb is declared once, in the table T (runtime.cmdtable, shared with
 pyimg): its options, arguments and the one library call it maps to. Real
-calls go through the table's small parser, in runc's (Go flag) style;
-`--help` and calls without a verb get typer built from the same table.
+calls go through the table's small parser, in runc's (Go flag) style; help
+(`-h`, `--help`, `help [VERB]`, no verb) is runc's layout built from the
+same table (runtime.cmdhelp).
 
 main() is the single place that maps exceptions to exit codes and to
 runc-style log lines.
@@ -18,27 +19,46 @@ SPEC_VERSION = "1.3.0"
 
 
 GLOBAL_OPTS = [
-    Opt("--root", "root", str, "/run/pyrunc", "root directory for storage of container state"),
-    Opt("--log", "log", str, None, "log file (default: stderr)"),
-    Opt("--log-format", "log_format", str, "text", "log format: text or json"),
-    Opt("--debug", "debug", bool, False, "enable debug logging"),
-    Opt("--systemd-cgroup", "systemd_cgroup", bool, False, "manage cgroups through systemd"),
-    Opt("--rootless", "rootless", str, "auto", "ignored, for compatibility with runc"),
-    Opt("--criu", "criu", str, "criu", "ignored, for compatibility with runc"),
+    Opt("--debug", "debug", bool, False, "write debug lines to the log"),
+    Opt("--log", "log", str, None, "file to append log lines to (default: stderr)"),
+    Opt("--log-format", "log_format", str, "text", "format of log lines: 'text' or 'json'"),
+    Opt("--root", "root", str, "/run/pyrunc", "directory of the containers' state (best on a tmpfs)"),
+    Opt("--criu", "criu", str, "criu", "accepted for compatibility (pyrunc has no checkpoint/restore)"),
+    Opt("--systemd-cgroup", "systemd_cgroup", bool, False,
+        "place cgroups through systemd (not implemented: an error when asked for)"),
+    Opt("--rootless", "rootless", str, "auto", "accepted for compatibility ('true', 'false' or 'auto')"),
 ]
-T = Table("pyrunc", "pyrunc: an OCI runtime compatible with runc's command line.", GLOBAL_OPTS, style="go")
+T = Table("pyrunc", """Open Container Initiative runtime
+
+pyrunc runs containers from OCI bundles with the command line of runc:
+a bundle is a directory holding a configuration, "config.json", and the
+root filesystem it names. Each call does one thing to one container and
+exits, so supervisors such as containerd drive it the way they drive runc.
+
+To write a default configuration and run a container from a bundle:
+
+    # pyrunc spec --bundle mybundle
+    # pyrunc run --bundle mybundle <container-id>
+
+The container id names the instance; it must be unique under --root.""", GLOBAL_OPTS, style="go")
 VERBS = T.verbs
 
+_ID = "<container-id>"
 
-def verb(name: str, *opts: tuple, args: tuple[str, ...] = ("id",), rest: str | None = None, help: str = ""):
-    """Register a verb. `args` are required positionals; `rest` collects the
-    remainder, options included (exec's command, kill's signal)."""
+
+def verb(name: str, *opts: tuple, args: tuple[str, ...] = ("id",), optional: tuple[str, ...] = (),
+         rest: str | None = None, help: str = "", usage: str = _ID):
+    """Register a verb. `args` are required positionals, `optional` ones
+    that may follow; `rest` collects the remainder, options included
+    (exec's command). `usage` is the positionals as the help shows them."""
     items = [*opts]
     for n in args:
         items.append(Arg(n))
+    for n in optional:
+        items.append(Arg(n, required=False))
     if rest:
         items.append(Arg(rest, required=False, many=True))
-    return T.verb(name, *items, help=help, raw_rest=bool(rest))
+    return T.verb(name, *items, help=help, raw_rest=bool(rest), args_usage=usage if args or rest else "")
 
 
 _CREATE_OPTS = (
@@ -57,80 +77,102 @@ def _options(g, a):
                    a["no_new_keyring"], a["preserve_fds"], g["systemd_cgroup"])
 
 
-@verb("create", *_CREATE_OPTS, help="Create a container, stopped before its user process runs.")
+@verb("create", *_CREATE_OPTS, help="""create a container
+
+Sets the container up from the bundle (namespaces, cgroups, mounts) and
+leaves it waiting before its user process; `start` runs that process.""")
 def _create(g, a):
     from runtime import container
     container.create(_options(g, a))
 
 
-@verb("start", help="Start a created container.")
+@verb("start", help="run the user process of a created container")
 def _start(g, a):
     from runtime import lifecycle
     lifecycle.start(g["root"], a["id"])
 
 
-@verb("run", *_CREATE_OPTS, Opt("--detach,-d", "detach", bool, False, "detach from the container"),
-      Opt("--keep", "keep", bool, False, "ignored for compatibility"),
-      help="Create and start a container; in the foreground, exit with its status.")
+@verb("run", *_CREATE_OPTS, Opt("--detach,-d", "detach", bool, False, "return once the container runs"),
+      Opt("--keep", "keep", bool, False, "keep the container (stopped) after it exits; `delete` removes it"),
+      Opt("--no-subreaper", "no_subreaper", bool, False,
+          "accepted for compatibility (a foreground run reaps its container's init itself)"),
+      help="""create and run a container
+
+create and start in one call. In the foreground the call forwards signals
+to the container, exits with its status (128+N when killed by signal N) and
+then deletes it, unless --keep.""")
 def _run(g, a):
     from runtime import container
     if not a["detach"]:
         stays()
-    return container.run(_options(g, a), detach=a["detach"])
+    return container.run(_options(g, a), detach=a["detach"], keep=a["keep"])
 
 
-@verb("state", help="Print the state of a container as JSON.")
+@verb("state", help="print the state of a container (JSON)")
 def _state(g, a):
     from runtime import fastjson as json
     from runtime import lifecycle
-    print(json.dumps(lifecycle.state(g["root"], a["id"]), indent=2))
+    # (runc writes it without a final newline)
+    sys.stdout.write(json.go_dumps(lifecycle.state(g["root"], a["id"]), indent="  "))
 
 
-@verb("kill", Opt("--all,-a", "all", bool, False, "send the signal to every process of the container"),
-      args=("id",), rest="signal", help="Send a signal (default SIGTERM) to the container's init.")
+@verb("kill", Opt("--all,-a", "all", bool, False,
+                  "signal every process in the container's cgroup (also once init is gone)"),
+      optional=("signal",), usage=f"{_ID} [signal]",
+      help="""send a signal (default: SIGTERM) to the container's init
+
+The signal is a name (KILL, SIGKILL) or a number.""")
 def _kill(g, a):
     from runtime import lifecycle
-    sig = a["signal"][0] if a["signal"] else "SIGTERM"
-    if len(a["signal"]) > 1:
-        raise _usage("kill: too many arguments")
-    lifecycle.kill(g["root"], a["id"], sig, a["all"])
+    lifecycle.kill(g["root"], a["id"], a["signal"] or "SIGTERM", a["all"])
 
 
 @verb("delete", Opt("--force,-f", "force", bool, False, "kill the container if it runs; succeed if it is gone"),
-      help="Delete a container and everything it holds.")
+      help="delete a container and everything it holds (cgroups, state)")
 def _delete(g, a):
     from runtime import lifecycle
     lifecycle.delete(g["root"], a["id"], a["force"])
 
 
-@verb("list", Opt("--format,-f", "format", str, "table", "table or json"),
+@verb("list", Opt("--format,-f", "format", str, "table", "'table' or 'json'"),
       Opt("--quiet,-q", "quiet", bool, False, "print only the ids"), args=(),
-      help="List containers.")
+      help="list the containers under --root")
 def _list(g, a):
     from runtime import lifecycle
     items = lifecycle.list_containers(g["root"])
     if a["quiet"]:
         for c in items:
             print(c["id"])
+    elif a["format"] == "table":
+        sys.stdout.write(_table([("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")] +
+                                [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])
+                                 for c in items]))
     elif a["format"] == "json":
         from runtime import fastjson as json
-        print(json.dumps(items))
-    elif a["format"] == "table":
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"] or "root")
-                 for c in items]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        for r in rows:
-            print("   ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+        # runc prints a Go nil slice: null when there are no containers.
+        print(json.go_dumps(items or None))
     else:
-        raise _usage(f"list: --format: unknown format {a['format']!r}")
+        from runtime.errors import RuntimeFailure
+        raise RuntimeFailure("invalid format option")
+
+
+def _table(rows: list[tuple]) -> str:
+    """runc's list table (Go's tabwriter, minimum width 12, padding 3): every
+    column but the last padded to the widest of its cells plus 3."""
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
+    return "".join("".join(v.ljust(w) for v, w in zip(r, widths)) + r[-1] + "\n" for r in rows)
 
 
 @verb("spec", Opt("--bundle,-b", "bundle", str, ".", "directory to write config.json in"),
-      Opt("--rootless", "rootless", bool, False, "a config for an unprivileged user"), args=(),
-      help="Write a default config.json.")
+      Opt("--rootless", "rootless", bool, False, "a configuration an unprivileged user can run"), args=(),
+      help="""write a default config.json
+
+The configuration is the one `runc spec` writes: a shell in a new set of
+namespaces, read-only root "rootfs", the usual /proc, /dev and /sys mounts.
+Edit it before `run`; with --rootless it maps root in a user namespace to
+the caller.""")
 def _spec(g, a):
-    import json
+    from runtime import fastjson as json
     from runtime.errors import RuntimeFailure
     from runtime.specgen import default_spec
     path = os.path.join(a["bundle"], "config.json")
@@ -139,7 +181,7 @@ def _spec(g, a):
     if not os.path.isdir(a["bundle"]):
         raise RuntimeFailure(f"--bundle {a['bundle']}: no such directory")
     with open(path, "w") as f:
-        json.dump(default_spec(rootless=a["rootless"]), f, indent="\t")
+        f.write(json.go_dumps(default_spec(rootless=a["rootless"]), indent="\t"))
 
 
 @verb("exec",
@@ -158,39 +200,56 @@ def _spec(g, a):
       Opt("--ignore-paused", "ignore_paused", bool, False, "exec even if the container is paused"),
       Opt("--apparmor", "apparmor", str, None, "AppArmor profile (no AppArmor on this host: ignored)"),
       Opt("--process-label", "process_label", str, None, "SELinux label (ignored without SELinux)"),
-      rest="command", help="Run a process in a running container.")
+      Opt("--cgroup", "cgroup", list, None,
+          "run in an existing sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH (repeatable)"),
+      rest="command", usage=f"{_ID} <command> [command options]  ||  -p process.json {_ID}",
+      help="""run a process in a running container
+
+The process inherits the container's process settings (from its
+config.json) with the options given here; -p takes a whole process object
+instead. The call exits with the process's status, or 255 when it could not
+be started.""")
 def _exec(g, a):
     from runtime.execproc import ExecOptions, exec_process
     o = ExecOptions(process=a["process"], args=a["command"], detach=a["detach"], pid_file=a["pid_file"],
                     console_socket=a["console_socket"], tty=a["tty"], cwd=a["cwd"], env=a["env"],
                     user=a["user"], additional_gids=a["additional_gids"], caps=a["cap"],
                     no_new_privs=a["no_new_privs"], preserve_fds=a["preserve_fds"],
-                    ignore_paused=a["ignore_paused"])
+                    ignore_paused=a["ignore_paused"], cgroup=a["cgroup"])
     if not a["detach"]:
         stays()
-    return exec_process(g["root"], a["id"], o)
+    from runtime.errors import RuntimeFailure
+    try:
+        return exec_process(g["root"], a["id"], o)
+    except (RuntimeFailure, OSError, ValueError) as e:
+        # runc: anything that keeps the process from running is exit 255
+        from runtime.init import describe
+        e = RuntimeFailure(f"exec failed: {describe(e)}")
+        e.exit_code = 255
+        raise e from None
 
 
-@verb("ps", Opt("--format,-f", "format", str, "table", "table or json"), rest="ps_args",
-      help="List the processes of a container.")
+@verb("ps", Opt("--format,-f", "format", str, "table", "'table' or 'json'"), rest="ps_args",
+      usage=f"{_ID} [ps options]", help="list the processes of a container (ps options: as ps(1) takes them)")
 def _ps(g, a):
     from runtime import manage
     if a["format"] == "json":
         from runtime import fastjson as json
-        print(json.dumps(manage.pids(g["root"], a["id"])))
+        print(json.go_dumps(manage.pids(g["root"], a["id"])))
     elif a["format"] == "table":
         print(manage.ps_table(g["root"], a["id"], a["ps_args"]))
     else:
-        raise _usage(f"ps: --format: unknown format {a['format']!r}")
+        from runtime.errors import RuntimeFailure
+        raise RuntimeFailure("invalid format option")
 
 
-@verb("pause", help="Freeze every process of a container.")
+@verb("pause", help="freeze every process of a container")
 def _pause(g, a):
     from runtime import manage
     manage.pause(g["root"], a["id"])
 
 
-@verb("resume", help="Thaw a paused container.")
+@verb("resume", help="thaw a paused container")
 def _resume(g, a):
     from runtime import manage
     manage.resume(g["root"], a["id"])
@@ -205,7 +264,10 @@ _UPDATE_FLAG_NAMES = ("blkio-weight", "cpu-period", "cpu-quota", "cpu-rt-period"
       *[Opt("--" + n, n.replace("-", "_"), str, None, f"new {n} value") for n in _UPDATE_FLAG_NAMES],
       Opt("--l3-cache-schema", "l3_cache_schema", str, None, "Intel RDT (not supported)"),
       Opt("--mem-bw-schema", "mem_bw_schema", str, None, "Intel RDT (not supported)"),
-      help="Change a running container's resource limits.")
+      help="""change the resource limits of a running container
+
+--resources takes a linux.resources object (JSON) from a file, or from the
+standard input with '-'; the other options set one value each.""")
 def _update(g, a):
     from runtime import log, manage
     from runtime.errors import RuntimeFailure
@@ -215,50 +277,79 @@ def _update(g, a):
         log.warning(w)
 
 
-@verb("events", Opt("--stats", "stats", bool, False, "print stats once and exit"),
-      Opt("--interval", "interval", str, "5s", "stats interval (e.g. 5s, 500ms)"),
-      help="Stream stats and OOM events of a container as JSON.")
+@verb("events", Opt("--interval", "interval", str, "5s", "time between two stats events (e.g. 5s, 500ms)"),
+      Opt("--stats", "stats", bool, False, "print the stats once and exit"),
+      help="""print a container's events as JSON lines (stats, oom)
+
+Until the container stops: its cgroup's statistics every --interval, and
+an "oom" event each time a process in it is killed for memory.""")
 def _events(g, a):
     from runtime import manage
-    iv = a["interval"].strip()
-    try:
-        secs = float(iv[:-2]) / 1000 if iv.endswith("ms") else float(iv.rstrip("s"))
-    except ValueError:
-        raise _usage(f"events: --interval: invalid duration {iv!r}") from None
+    secs = parse_duration(a["interval"])
+    if secs is None:
+        raise UsageError(f'invalid value "{a["interval"]}" for flag -interval: parse error')
     if secs <= 0:
-        raise _usage("events: --interval: must be positive")
+        from runtime.errors import RuntimeFailure
+        raise RuntimeFailure("duration interval must be greater than 0")
     if not a["stats"]:
         stays()
     manage.events(g["root"], a["id"], secs, a["stats"])
 
 
-@verb("features", args=(), help="Print the features this runtime supports (runtime-spec features.md).")
+_UNITS = (("ns", 1e-9), ("us", 1e-6), ("\u00b5s", 1e-6), ("\u03bcs", 1e-6), ("ms", 1e-3), ("s", 1.0),
+          ("m", 60.0), ("h", 3600.0))
+
+
+def parse_duration(text: str) -> float | None:
+    """Go's time.ParseDuration, in seconds ("5s", "100ms", "1m30s", "-1s",
+    "0"); None when `text` is not a duration."""
+    s = text
+    sign = -1.0 if s[:1] == "-" else 1.0
+    s = s[1:] if s[:1] in "+-" else s
+    if s == "0":
+        return 0.0
+    total = 0.0
+    while s:
+        n = 0
+        while n < len(s) and (s[n].isdigit() or s[n] == "."):
+            n += 1
+        num, s = s[:n], s[n:]
+        if num in ("", ".") or num.count(".") > 1:
+            return None
+        unit = next(((u, f) for u, f in _UNITS if s.startswith(u)), None)  # "ms" is tried before "m"
+        if unit is None:
+            return None
+        total += float(num) * unit[1]
+        s = s[len(unit[0]):]
+    return sign * total if text.strip("+-") else None
+
+
+@verb("features", args=(), help="""show the enabled features
+
+What this runtime and host support, as runtime-spec's features document
+(JSON).""")
 def _features(g, a):
     from runtime import fastjson as json
     from runtime import manage
-    print(json.dumps(manage.features(), indent=2))
+    print(json.go_dumps(manage.features(), indent="    "))
 
 
-@verb("checkpoint", rest="_", help="Not supported (no CRIU integration).")
+@verb("checkpoint", rest="_", help="not supported (pyrunc has no CRIU integration)")
 def _checkpoint(g, a):
     from runtime.errors import RuntimeFailure
     raise RuntimeFailure("checkpoint is not supported by pyrunc")
 
 
-@verb("restore", rest="_", help="Not supported (no CRIU integration).")
+@verb("restore", rest="_", help="not supported (pyrunc has no CRIU integration)")
 def _restore(g, a):
     from runtime.errors import RuntimeFailure
     raise RuntimeFailure("restore is not supported by pyrunc")
 
 
-def _usage(msg: str) -> UsageError:
-    return UsageError(msg)
-
-
 parse = T.parse
 
 
-def _version() -> None:
+def _version_text() -> str:
     commit = "unknown"
     try:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -271,7 +362,14 @@ def _version() -> None:
             commit = head[:12]
     except OSError:
         pass
-    print(f"pyrunc version {VERSION}\ncommit: {commit}\nspec: {SPEC_VERSION}")
+    return f"{VERSION}\ncommit: {commit}\nspec: {SPEC_VERSION}"
+
+
+T.version_text = _version_text
+
+
+def _version() -> None:
+    print(f"pyrunc version {_version_text()}")
 
 
 def _usage_error(msg: str) -> int:

@@ -1,9 +1,89 @@
-"""The human front end of a runtime.cmdtable Table: typer built from the
-table, for --help and for a program called without a verb. Kept apart from
-cmdtable, which every call loads, since only those requests need it."""
+"""The human front end of a runtime.cmdtable Table, for --help and for a
+program called without a verb: for a "go" style table (pyrunc) the text
+runc prints, in urfave/cli v1's layout (NAME, USAGE, VERSION, COMMANDS,
+OPTIONS, aligned as its tabwriter does); for a "posix" one (pyimg) typer
+built from the table. Kept apart from cmdtable, which every call loads,
+since only those requests need it."""
 import sys
 
 from runtime.cmdtable import opt_names, split_items
+
+
+def _align(text: str) -> str:
+    """Go's tabwriter as urfave/cli sets it up (padding 2, spaces): each run
+    of consecutive lines holding a tab gets its first cells padded to one
+    width. The help has at most one tab a line."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if "\t" not in lines[i]:
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and "\t" in lines[j]:
+            j += 1
+        cells = [ln.split("\t", 1) for ln in lines[i:j]]
+        w = max(len(c[0]) for c in cells) + 2
+        out += [c[0].ljust(w) + c[1] for c in cells]
+        i = j
+    return "\n".join(out)
+
+
+def _go_flag(o: tuple) -> str:
+    """One option line: `--name value, -n value<TAB>usage (default: ...)`."""
+    _, _, kind, default, help, _ = o
+    value = "" if kind is bool else " value"
+    # urfave/cli: one dash for a one-letter name, two otherwise.
+    names = ", ".join(("-" if len(n.lstrip("-")) == 1 else "--") + n.lstrip("-") + value for n in opt_names(o))
+    if callable(default):
+        default = default()
+    shown = ""
+    if kind is int:
+        shown = f" (default: {default or 0})"
+    elif kind is str and default:
+        shown = f' (default: "{default}")'
+    return f"{names}\t{(help + shown).strip()}"
+
+
+def _summary(help: str) -> tuple[str, str]:
+    """(one-line usage, description) of a verb's help text."""
+    first, _, rest = help.strip().partition("\n\n")
+    return " ".join(first.split()), rest.strip()
+
+
+def go_help(table, topic: str | None) -> str:
+    """The help text of `topic` (a verb, "help", or None for the program)."""
+    prog = table.prog
+    if topic == "help":
+        return (f"NAME:\n   {prog} help - show the list of commands, or the help of one\n\n"
+                f"USAGE:\n   {prog} help [command]\n")
+    if topic is not None:
+        _, items, help, _ = table.verbs[topic]
+        usage, desc = _summary(help)
+        opts, _ = split_items(items)
+        text = f"NAME:\n   {prog} {topic} - {usage}\n\nUSAGE:\n   {prog} {topic}"
+        if opts:
+            text += " [command options]"
+        if table.args_usage.get(topic):
+            text += " " + table.args_usage[topic]
+        if desc:
+            text += f"\n\nDESCRIPTION:\n   {desc}"
+        if opts:
+            text += "\n\nOPTIONS:\n   " + "".join(_go_flag(o) + "\n   " for o in opts)
+        return _align(text) + "\n"
+    text = (f"NAME:\n   {prog} - {table.help.strip()}\n\nUSAGE:\n"
+            f"   {prog} [global options] command [command options] [arguments...]")
+    if table.version_text is not None:
+        text += "\n\nVERSION:\n   " + table.version_text().rstrip("\n")
+    text += "\n\nCOMMANDS:"
+    for name, (_, _, help, _) in sorted(table.verbs.items()):
+        text += f"\n   {name}\t{_summary(help)[0]}"
+    text += "\n   help, h\tshow the list of commands, or the help of one"
+    text += "\n\nGLOBAL OPTIONS:\n   " + "\n   ".join(
+        [_go_flag(o) for o in table.global_opts] + ["--help, -h\tshow help", "--version, -v\tprint the version"])
+    return _align(text) + "\n"
 
 
 def typer_main(table, argv: list[str], dispatch) -> int:

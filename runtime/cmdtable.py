@@ -7,19 +7,41 @@ each program declares its verbs in a Table: options, positionals, and the
 one function a verb maps to. Two front ends read that table:
 
 * Table.parse, a small parser for every real call;
-* runtime.cmdhelp, typer built from the same table, for people: --help,
-  and a program called without a verb.
+* runtime.cmdhelp, for people (--help, and a program called without a
+  verb): runc's help text for a "go" table, typer built from a "posix" one.
 
 Two parsing styles: "go" (runc's: options also as -name, errors worded like
-Go's flag package) and "posix" (docker's: bundled short flags such as -it,
--eVALUE). Both take --name=value and `--` ends the options.
+Go's flag package and runc's argument checks, help in urfave/cli's layout,
+`help [VERB]` as a verb) and "posix" (docker's: bundled short flags such as
+-it, -eVALUE). Both take --name=value and `--` ends the options.
 """
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 
 
 class UsageError(Exception):
-    """A command line that does not fit the table; str() is one line."""
+    """A command line that does not fit the table; str() is one line.
+    Attributes set where it is raised: `verb` (None for the global options),
+    `kind` ("flag", "args" or "topic": what the go style shows with it) and
+    `code` (the exit status)."""
+    verb = None
+    kind = "flag"
+    code = 1
+
+
+def _usage(msg: str, verb: str | None = None, kind: str = "flag", code: int = 1) -> UsageError:
+    e = UsageError(msg)
+    e.verb, e.kind, e.code = verb, kind, code
+    return e
+
+
+# Go's flag package (urfave/cli v1 on top of it) answers help and version
+# for these names, with or without a value; pyimg's posix style takes -h and
+# --help. (Tuples: constants, nothing built at import.)
+_GO_HELP = ("-h", "--h", "-help", "--help")
+_GO_VERSION = ("-v", "--v", "-version", "--version")
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # strconv.ParseBool
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 # Options, positionals and verbs are plain tuples and lists, not classes:
@@ -83,15 +105,23 @@ class Table:
     def __init__(self, prog: str, help: str, global_opts: list[tuple], style: str = "posix"):
         self.prog, self.help, self.global_opts, self.style = prog, help, global_opts, style
         self.verbs: dict[str, list] = {}
+        # go style: the help's ARGS text per verb (Table.verb's args_usage),
+        # and a function returning the version text the app help shows.
+        self.args_usage: dict[str, str] = {}
+        self.version_text = None
 
-    def verb(self, name: str, *items: tuple, help: str = "", raw_rest: bool = False):
+    def verb(self, name: str, *items: tuple, help: str = "", raw_rest: bool = False, args_usage: str = ""):
         """Register the decorated function as verb `name`; items are its Opts
         and Args in order. The function is called as func(g, a) with the
         global and the verb's values as dicts keyed by dest / arg name.
         raw_rest: once the last (many) positional starts, everything after
-        it is positional, options included (`exec ID CMD -x`, `run IMG sh -c`)."""
+        it is positional, options included (`exec ID CMD -x`, `run IMG sh -c`).
+        help: a one-line summary, then (after a blank line) a description;
+        args_usage: what the go-style help shows for the positionals."""
         def deco(func):
             self.verbs[name] = [func, items, help, raw_rest]
+            if args_usage:
+                self.args_usage[name] = args_usage
             return func
         return deco
 
@@ -110,10 +140,19 @@ class Table:
                     idx[n[1:]] = o  # Go's flag package also takes -name
         return idx
 
+    def _flag(self, name: str) -> str:
+        # Go's flag package names a flag with one dash, however it was given.
+        return "-" + name.lstrip("-") if self.style == "go" else name
+
     def _unknown(self, name: str) -> UsageError:
         if self.style == "go":
-            return UsageError(f"flag provided but not defined: {name}")
+            return UsageError(f"flag provided but not defined: {self._flag(name)}")
         return UsageError(f"unknown flag: {name}")
+
+    def _is_help(self, arg: str) -> bool:
+        if self.style == "go":
+            return arg.partition("=")[0] in _GO_HELP
+        return arg in ("--help", "-h")
 
     def _take(self, idx: dict[str, tuple], argv: list[str], i: int, values: dict) -> int:
         """Parse the option at argv[i] into values; return the next index."""
@@ -133,23 +172,31 @@ class Table:
         if o is None:
             raise self._unknown(name)
         if o[2] is bool:
-            values[o[1]] = inline.lower() not in ("false", "0") if eq else True
+            if not eq:
+                values[o[1]] = True
+            elif self.style != "go":
+                values[o[1]] = inline.lower() not in ("false", "0")
+            elif inline in _GO_TRUE or inline in _GO_FALSE:
+                values[o[1]] = inline in _GO_TRUE
+            else:
+                raise UsageError(f'invalid boolean value "{inline}" for {self._flag(name)}: parse error')
             return i + 1
         if eq:
             self._store(o, name, inline, values)
             return i + 1
         if i + 1 >= len(argv):
-            raise UsageError(f"flag needs an argument: {name}")
+            raise UsageError(f"flag needs an argument: {self._flag(name)}")
         self._store(o, name, argv[i + 1], values)
         return i + 2
 
-    @staticmethod
-    def _store(o: tuple, name: str, val: str, values: dict) -> None:
+    def _store(self, o: tuple, name: str, val: str, values: dict) -> None:
         kind, dest = o[2], o[1]
         if kind is int:
             try:
                 val = int(val)
             except ValueError:
+                if self.style == "go":
+                    raise UsageError(f'invalid value "{val}" for flag {self._flag(name)}: parse error') from None
                 raise UsageError(f"invalid value {val!r} for flag {name}") from None
         if kind is list:
             values.setdefault(dest, []).append(val)
@@ -159,21 +206,42 @@ class Table:
     def parse(self, argv: list[str]):
         """(globals, verb, values): verb is the verb's name, "--help" or
         "--version" for those requests, and None when no verb was given.
-        Raises UsageError."""
+        For "--help", values is the verb whose help was asked for (None:
+        the program's). Raises UsageError."""
+        go = self.style == "go"
         gidx = self._index(self.global_opts)
         g = {o[1]: _initial(o) for o in self.global_opts}
         i = 0
         while i < len(argv) and argv[i].startswith("-"):
-            if argv[i] in ("--help", "-h", "--version", "-v"):
-                return g, argv[i], None
-            i = self._take(gidx, argv, i, g)
+            arg = argv[i]
+            if arg == "--":
+                i += 1
+                break
+            if self._is_help(arg):
+                return g, "--help", None
+            if arg in ("--version", "-v") or (go and arg.partition("=")[0] in _GO_VERSION):
+                return g, "--version", None
+            try:
+                i = self._take(gidx, argv, i, g)
+            except UsageError as e:
+                raise _usage(str(e)) from None
         if i >= len(argv):
             return g, None, None
         name = argv[i]
+        if go and name in ("help", "h"):
+            # runc's `help [VERB]` (urfave/cli's help command, alias h)
+            topic = argv[i + 1] if i + 1 < len(argv) else None
+            if topic is None:
+                return g, "--help", None
+            if topic in ("help", "h") or self._is_help(topic):
+                return g, "--help", "help"
+            if topic not in self.verbs:
+                raise _usage(f"No help topic for '{topic}'", kind="topic", code=3)
+            return g, "--help", topic
         v = self.verbs.get(name)
         if v is None:
-            if self.style == "go":
-                raise UsageError(f"No help topic for '{name}'")  # runc's words
+            if go:
+                raise _usage(f"No help topic for '{name}'", kind="topic", code=3)  # runc's words
             raise UsageError(f"unknown command {name!r} for {self.prog!r}")
         i += 1
         opts, args = split_items(v[1])
@@ -184,24 +252,44 @@ class Table:
         fixed = len([x for x in args if not x[3]])
         while i < len(argv):
             arg = argv[i]
-            if arg in ("--help", "-h"):
-                return g, "--help", None
             if arg == "--":
                 pos.extend(argv[i + 1:])
                 break
             if raw_rest and len(pos) >= fixed:
                 pos.extend(argv[i:])
                 break
+            if self._is_help(arg):
+                return g, "--help", name
             if arg.startswith("-") and len(arg) > 1:
-                i = self._take(idx, argv, i, a)
+                try:
+                    i = self._take(idx, argv, i, a)
+                except UsageError as e:
+                    raise _usage(str(e), name) from None
                 continue
             pos.append(arg)
             i += 1
         for o in opts:
             if o[5] and not a.get(o[1]):
-                raise UsageError(f"{name}: required flag {opt_names(o)[-1]} not set")
+                raise _usage(f"{name}: required flag {opt_names(o)[-1]} not set", name)
+        if go:
+            self._check_count(name, args, len(pos))
         self._bind(name, args, pos, a)
         return g, name, a
+
+    def _check_count(self, name: str, args: list[tuple], n: int) -> None:
+        """runc's argument checks (exactly / a minimum of / a maximum of N),
+        in its words."""
+        need = sum(1 for x in args if x[2] and not x[3])
+        most = None if any(x[3] for x in args) else sum(1 for x in args if not x[3])
+        if most == need and n != need:
+            msg = f"requires exactly {need} argument(s)"
+        elif n < need:
+            msg = f"requires a minimum of {need} argument(s)"
+        elif most is not None and n > most:
+            msg = f"requires a maximum of {most} argument(s)"
+        else:
+            return
+        raise _usage(f'{self.prog}: "{name}" {msg}', name, kind="args")
 
     @staticmethod
     def _bind(name: str, args: list[tuple], pos: list[str], a: dict) -> None:
@@ -225,13 +313,28 @@ class Table:
     def route(self, argv: list[str], dispatch, version, usage_error):
         """Parse argv and answer what needs no verb: returns an exit code
         (usage error via usage_error(msg) -> code, --version via version(),
-        help through typer) or (globals, verb name, values) to run."""
+        help) or (globals, verb name, values) to run. Help is typer's in
+        the posix style; the go style prints runc's (urfave/cli's) layout
+        to stdout, and with a usage error the help of the verb concerned,
+        as runc does."""
         try:
             g, v, a = self.parse(argv)
         except UsageError as e:
-            return usage_error(str(e))
-        if v in ("--version", "-v"):
+            if self.style != "go":
+                return usage_error(str(e))
+            if e.kind != "topic":
+                from runtime.cmdhelp import go_help
+                head = "Incorrect Usage." if e.kind == "args" else \
+                    (f"Incorrect Usage: {e}" if e.verb else f"Incorrect Usage. {e}")
+                sys.stdout.write(head + "\n\n" + go_help(self, e.verb))
+            usage_error(str(e))
+            return e.code
+        if v == "--version":
             version()
+            return 0
+        if self.style == "go" and (v is None or v == "--help"):
+            from runtime.cmdhelp import go_help
+            sys.stdout.write(go_help(self, a if v else None))
             return 0
         if v is None or v == "--help":
             from runtime.cmdhelp import typer_main

@@ -37,8 +37,11 @@ class Options:
 
 
 def _now_rfc3339() -> str:
+    """Now in UTC as Go's time.RFC3339Nano writes it (runc's "created"):
+    nanoseconds without their trailing zeros."""
     ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+    frac = f".{ns % 10**9:09d}".rstrip("0").rstrip(".")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + frac + "Z"
 
 
 def load_bundle(bundle: str) -> dict:
@@ -284,6 +287,9 @@ class _Builder:
             self.init_pid = pid
         else:
             self.stage1 = pid
+        # --debug: runc's debug lines at the same steps, in its words (its
+        # tests look for them): setup forked, init running, init done.
+        log.debug(f"=> nsexec container setup (pid {pid})")
         child_chan.close()
         os.close(start_fd)
         os.close(helper_fd)
@@ -347,6 +353,7 @@ class _Builder:
             }
             st.save(self.cdir, data)
             chan.expect(sync.PRESTART)
+            log.debug(f"child process in init() (pid {self.init_pid}, rootfs ready)")
             self.hooks_started = True
             hooks = cfg.get("hooks") or {}
             if hooks.get("prestart") or hooks.get("createRuntime"):
@@ -365,6 +372,7 @@ class _Builder:
                     continue
                 if msg["type"] != sync.READY:
                     raise errors.InitFailure(f"sync: unexpected {msg['type']!r}")
+                log.debug("init: closing the pipe to signal completion")
                 break
             if outside:
                 # stage1 set up the container from outside its pid namespace
@@ -787,14 +795,13 @@ _DEFAULT_DEVICE_RULES = [
 
 
 def _resources_with_default_devices(cfg: dict) -> dict:
+    """linux.resources with runc's default device rules after the config's
+    own. A device in linux.devices gets no rule of its own (runc 1.1 adds
+    none): the node is made, and linux.resources.devices decides whether it
+    may be used."""
     linux = cfg["linux"]
     res = dict(linux.get("resources") or {})
     rules = list(res.get("devices") or [])
-    for d in linux.get("devices") or ():
-        if d["type"] == "p":
-            continue  # fifos are not devices to the device controller
-        rules.append({"allow": True, "type": d["type"] if d["type"] != "u" else "c",
-                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
     for t, ma, mi, acc in _DEFAULT_DEVICE_RULES:
         r = {"allow": True, "type": t, "access": acc}
         if ma is not None:
@@ -876,7 +883,16 @@ def _cgroup_mounter(own_ns: bool, cgroup_state: dict | None, mounts: list[dict])
             if own_ns:
                 sc.mount("cgroup2", target, "cgroup2", flags, None, label=label)
             elif src:
-                bind(src, target, flags, base, label)
+                # `target` names the directory the bind covers: the
+                # read-only remount needs the new mount, reopened.
+                sc.mount(src, target, None, sc.MS_BIND | sc.MS_REC, None, label=label)
+                if flags & sc.MS_RDONLY:
+                    fd = rootfs.resolve(rootfd, dest)
+                    try:
+                        sc.mount(None, rootfs.fd_path(fd), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base,
+                                 None, label=label)
+                    finally:
+                        os.close(fd)
             return
         sc.mount("tmpfs", target, "tmpfs", base, "mode=755", label=label)
         # The old fd still names the directory under the tmpfs: reopen.
@@ -946,9 +962,11 @@ def _host_cgroup_links() -> list[tuple[str, str]]:
 
 # --- start / run ----------------------------------------------------------
 
-def run(opts: Options, detach: bool = False) -> int:
+def run(opts: Options, detach: bool = False, keep: bool = False) -> int:
     """create + start; in the foreground, wait for the container, forward
-    signals, and delete it afterwards. Returns the exit code to use."""
+    signals, and delete it afterwards unless `keep` (runc's --keep: it stays,
+    stopped, with its cgroup, until `delete`). Returns the exit code to use.
+    A start that fails deletes the container in either case."""
     from runtime import sync
     from runtime.lifecycle import delete, start
     from runtime import syscalls as sc
@@ -989,11 +1007,13 @@ def run(opts: Options, detach: bool = False) -> int:
             status = tty.proxy(master, data["pid"], forward)
         else:
             status = _wait_init(data["pid"])
+        log.debug("process exited", pid=data["pid"], status=status)
     finally:
-        try:
-            delete(opts.root, opts.cid, force=True)
-        except RuntimeFailure as e:
-            log.warning(str(e))
+        if not keep:
+            try:
+                delete(opts.root, opts.cid, force=True)
+            except RuntimeFailure as e:
+                log.warning(str(e))
     return status
 
 

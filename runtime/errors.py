@@ -20,12 +20,12 @@ def _define(name: str) -> type:
     if name == "ContainerNotFound":
         class ContainerNotFound(RuntimeFailure):
             def __init__(self, cid: str):
-                super().__init__(f"container {cid!r} does not exist")
+                super().__init__(f'container "{cid}" does not exist')
         return ContainerNotFound
     if name == "ContainerExists":
         class ContainerExists(RuntimeFailure):
             def __init__(self, cid: str):
-                super().__init__(f"container with id {cid!r} already exists")
+                super().__init__(f'container with id "{cid}" already exists')
         return ContainerExists
     if name == "InvalidState":
         class InvalidState(RuntimeFailure):

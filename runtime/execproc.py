@@ -26,9 +26,77 @@ class ExecOptions:
                  pid_file: str | None = None, console_socket: str | None = None, tty: bool = False,
                  cwd: str | None = None, env: list[str] | None = None, user: str | None = None,
                  additional_gids: list[str] | None = None, caps: list[str] | None = None,
-                 no_new_privs: bool = False, preserve_fds: int = 0, ignore_paused: bool = False):
+                 no_new_privs: bool = False, preserve_fds: int = 0, ignore_paused: bool = False,
+                 cgroup: list[str] | None = None):
         self.__dict__.update(locals())
         del self.__dict__["self"]
+
+
+def sub_cgroup_paths(args: list[str]) -> dict[str, str]:
+    """--cgroup values as runc 1.1 reads them: PATH (one value only: every
+    controller) or CONTROLLER[,CONTROLLER]:PATH; controller "" -> path."""
+    paths: dict[str, str] = {}
+    for c in args:
+        cs = c.split(":")
+        if len(cs) > 2:
+            raise RuntimeFailure(f"invalid --cgroup argument: {c}")
+        if len(cs) == 1:
+            if len(args) != 1:
+                raise RuntimeFailure(f"invalid --cgroup argument: {c} (missing <controller>: prefix)")
+            paths[""] = c
+        else:
+            for ctrl in cs[0].split(","):
+                paths[ctrl] = cs[1]
+    return paths
+
+
+def sub_cgroup_dirs(cg: dict | None, paths: dict[str, str]) -> list[str]:
+    """The directories an exec with --cgroup joins: the container's cgroup
+    in each hierarchy (v1 controllers, and "" for the unified one of a
+    hybrid or v2 host) with the sub-paths applied; a changed one after the
+    others, so that where two controllers share a hierarchy the sub-cgroup
+    is joined last and holds the process."""
+    if not cg:
+        raise RuntimeFailure("--cgroup: the container has no cgroup")
+    if cg.get("version") == "v2":
+        base = {"": cg["path"]}
+    else:
+        base = dict(cg.get("paths") or {})
+        if cg.get("unified"):
+            base[""] = cg["unified"]
+    targets = dict(base)
+    # A path for controller "" is one for all of them (runc: the others are
+    # then not looked at).
+    items = [(k, paths[""]) for k in base] if "" in paths else list(paths.items())
+    for ctrl, add in items:
+        top = base.get(ctrl)
+        if top is None:
+            raise RuntimeFailure(f"unknown controller {ctrl} in SubCgroupPaths")
+        sub = os.path.normpath(top + "/" + add)
+        if sub != top and not sub.startswith(top.rstrip("/") + "/"):
+            raise RuntimeFailure(f"{add} is not a sub cgroup path")
+        targets[ctrl] = sub
+    same = [d for k, d in targets.items() if d == base[k]]
+    moved = [d for k, d in targets.items() if d != base[k]]
+    return list(dict.fromkeys(same + moved))
+
+
+def _join_dirs(dirs: list[str]) -> None:
+    """Move the calling process into each of `dirs` (cgroup.procs, "0": the
+    writer); a failure names the file, as runc's does."""
+    pid = os.getpid()
+    for d in dirs:
+        path = d + "/cgroup.procs"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError as e:
+            why = os.strerror(e.errno)
+            raise RuntimeFailure(f"error adding pid {pid} to cgroups: write {path}: {why[:1].lower()}{why[1:]}") \
+                from None
 
 
 def build_process(data: dict, o: ExecOptions) -> dict:
@@ -132,6 +200,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     if status == "paused" and not o.ignore_paused:
         raise InvalidState("cannot exec in a paused container (use --ignore-paused)")
     proc = build_process(data, o)
+    sub_dirs = sub_cgroup_dirs(data.get("cgroup"), sub_cgroup_paths(o.cgroup)) if o.cgroup else None
     if proc.get("terminal") and o.detach and not o.console_socket:
         raise RuntimeFailure("cannot allocate tty if runc will detach without setting console socket")
     if not proc.get("terminal") and o.console_socket:
@@ -165,19 +234,27 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
     from runtime import cgroups, exechelper
+    from runtime import log
     from runtime.container import _reap, fork_into
     helper_fd = exechelper.sealed_fd(low)
     m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
     # execCPUAffinity.initial applies before the process enters the
     # container's cgroup: a stage1 born in it (v2: its cpuset) would get
-    # `initial` inside the cpuset instead, so it is forked plainly then.
-    target = m.cgroup2_dir() if m is not None and initial_cpus is None else None
+    # `initial` inside the cpuset instead, so it is forked plainly then;
+    # so is one that goes to sub-cgroups (--cgroup).
+    target = m.cgroup2_dir() if m is not None and initial_cpus is None and sub_dirs is None else None
     child, cloned = fork_into(target)
     if child == 0:
         parent_chan.close()
         os.close(err_r)
-        join = (lambda: m.join_self(cloned)) if m is not None else None
+        if sub_dirs is not None:
+            join = lambda: _join_dirs(sub_dirs)  # noqa: E731
+        else:
+            join = (lambda: m.join_self(cloned)) if m is not None else None
         _stage1(ns_fds, child_chan, err_w, proc, cfg, console_fd, o.preserve_fds, cid, data, join, helper_fd)
+    # --debug: runc's lines at the same steps, in its words (its tests look
+    # for them): setup forked, the process forked in the container, exec.
+    log.debug(f"=> nsexec container setup (pid {child})")
     child_chan.close()
     os.close(err_w)
     os.close(helper_fd)
@@ -210,10 +287,12 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
                 continue
             if msg["type"] == sync.INIT_PID:
                 exec_pid = msg["pid"]
+                log.debug(f"child process in init() (pid {exec_pid})")
                 if final_cpus is not None:
                     _set_affinity(exec_pid, final_cpus, "process.execCPUAffinity.final")
                 try:
                     parent_chan.send(sync.APPLIED)
+                    log.debug("setns_init: about to exec")
                 except InitFailure:
                     pass  # the process is gone; its reason comes through the error pipe
     except BaseException:

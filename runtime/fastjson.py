@@ -70,6 +70,46 @@ def dumps(obj, indent: int | None = None) -> str:
     return "".join(_COMPACT(obj, 0))
 
 
+# --- Go's encoding/json, for what pyrunc prints where runc prints Go's output
+
+# Go escapes these beyond what JSON needs (HTML-safe output, and the two
+# line separators JavaScript does not take raw); its 1.19 encoder, runc
+# 1.1.5's, writes \b and \f as \u0008 and \u000c. Everything else that is
+# not ASCII it writes as UTF-8, as _json.encode_basestring does.
+_GO_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029",
+           "\b": "\\u0008", "\f": "\\u000c"}
+_GO_SPECIAL = frozenset(_GO_ESC)
+
+
+def _go_str(s: str) -> str:
+    if _GO_SPECIAL.isdisjoint(s):
+        return _json.encode_basestring(s)
+    return '"' + "".join(_GO_ESC.get(c) or _json.encode_basestring(c)[1:-1] for c in s) + '"'
+
+
+_GO_COMPACT = _json.make_encoder(None, _default, _go_str, None, ":", ",", False, True, True)
+
+
+def _go_pretty(o, pad: str, step: str) -> str:
+    if isinstance(o, dict) and o:
+        inner = pad + step
+        items = (f"{inner}{_go_str(str(k))}: {_go_pretty(v, inner, step)}" for k, v in o.items())
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(o, (list, tuple)) and o:
+        inner = pad + step
+        return "[\n" + ",\n".join(inner + _go_pretty(v, inner, step) for v in o) + "\n" + pad + "]"
+    return "".join(_GO_COMPACT(o, 0))
+
+
+def go_dumps(obj, indent: str | None = None) -> str:
+    """What Go's json.Marshal (or json.MarshalIndent with prefix "" and
+    `indent`) writes for `obj`: no spaces, HTML characters escaped, keys in
+    the dict's order (Go sorts map keys: sort those dicts first)."""
+    if indent is not None:
+        return _go_pretty(obj, "", indent)
+    return "".join(_GO_COMPACT(obj, 0))
+
+
 def load(f):
     """json.load: parse the whole of file object `f`."""
     return loads(f.read())

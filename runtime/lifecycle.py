@@ -25,12 +25,25 @@ def state(root: str, cid: str) -> dict:
 
 
 def list_containers(root: str) -> list[dict]:
+    """runc's list entries: the state of each container, with the owner of
+    its state directory by name ("#UID" for a uid without one)."""
     out = []
+    names: dict[int, str] = {}
     for cid in st.list_ids(root):
         try:
-            out.append(st.oci_state(st.load(root, cid)))
-        except RuntimeFailure:
+            data = st.load(root, cid)
+            uid = os.stat(data["_dir"]).st_uid
+        except (RuntimeFailure, OSError):
             continue
+        if uid not in names:
+            import pwd
+            try:
+                names[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                names[uid] = f"#{uid}"
+        item = st.oci_state(data)
+        item["owner"] = names[uid]
+        out.append(item)
     return out
 
 
@@ -40,9 +53,10 @@ def start(root: str, cid: str) -> None:
     data = st.load(root, cid)
     with st.Lock(data["_dir"], cid):
         status = st.status(data)
-        if status != "created":
-            raise errors.InvalidState(f"cannot start a container that is {status}" if status != "stopped"
-                                      else "cannot start an already stopped container")
+        if status != "created":  # (runc's words)
+            raise errors.InvalidState("cannot start a container that has stopped" if status == "stopped" else
+                                      "cannot start an already running container" if status == "running" else
+                                      f"cannot start a container in the {status} state")
         _release(data)
     hooks = (data.get("hooks") or {}).get("poststart")
     if hooks:
@@ -95,7 +109,7 @@ def parse_signal(sig: str) -> int:
         n = int(s)
         if 0 <= n < 65:  # 0: only checks that init exists, as kill(2) does (runc passes it on too)
             return n
-        raise RuntimeFailure(f"invalid signal {sig!r}")
+        raise RuntimeFailure(f'invalid signal "{sig}"')
     if not s.startswith("SIG"):
         s = "SIG" + s
     n = getattr(signal, s, None)
@@ -108,36 +122,65 @@ def parse_signal(sig: str) -> int:
             return int(base) + (int(off) if off else 0)
         except ValueError:
             pass
-    raise RuntimeFailure(f"invalid signal {sig!r}")
+    raise RuntimeFailure(f'unknown signal "{sig}"')  # runc's words
 
 
 def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> None:
+    """Signal the container's init; with all_procs, every process in its
+    cgroup, which (as in runc) also works once init is gone: containerd's
+    shim calls `kill --all ID KILL` after each exit of a container that
+    shares a pid namespace, for what it left behind."""
     signum = parse_signal(sig)
     data = st.load(root, cid)
     status = st.status(data)
-    if status == "stopped":
-        raise errors.InvalidState("container not running")
-    m = None
-    # The cgroup manager only for what needs it (--all, thawing a paused
-    # container): a plain signal to init is the common call.
-    if data.get("cgroup") and (all_procs or (status == "paused" and signum == signal.SIGKILL)):
+    if all_procs and data.get("cgroup"):
         from runtime import cgroups
         m = cgroups.manager_from_state(data["cgroup"])
-    if all_procs and m is not None:
+        if status == "stopped" and not m.exists():
+            return
+        _signal_all(m, signum, status == "paused")
+        return
+    if status == "stopped":
+        if all_procs:
+            return  # no cgroup (rootless): nothing left to signal
+        raise errors.InvalidState("container not running")
+    try:
+        os.kill(data["pid"], signum)
+    except ProcessLookupError:
+        raise errors.InvalidState("container not running") from None
+    if status == "paused" and signum == signal.SIGKILL and data.get("cgroup"):
+        # Frozen tasks only die once thawed (runc thaws too); otherwise a
+        # `delete --force` after this kill waits forever. The cgroup manager
+        # only here: a plain signal to init is the common call.
+        from runtime import cgroups
+        cgroups.manager_from_state(data["cgroup"]).thaw()
+
+
+def _signal_all(m, signum: int, paused: bool) -> None:
+    """runc's signalAllProcesses: freeze the cgroup so nothing forks while
+    its pids are read, signal each, thaw. A paused container stays paused,
+    except for SIGKILL, which frozen tasks only act on once thawed. A
+    cgroup that cannot be frozen (no freezer) is signalled as it is."""
+    from runtime import log
+    frozen = paused
+    if not paused:
+        try:
+            m.freeze()
+            frozen = True
+        except (OSError, RuntimeFailure) as e:
+            log.warning(str(e))
+    try:
         for pid in m.pids():
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-    else:
-        try:
-            os.kill(data["pid"], signum)
-        except ProcessLookupError:
-            raise errors.InvalidState("container not running") from None
-    if status == "paused" and signum == signal.SIGKILL and m is not None:
-        # Frozen tasks only die once thawed (runc thaws too); otherwise a
-        # `delete --force` after this kill waits forever.
-        m.thaw()
+    finally:
+        if frozen and (not paused or signum == signal.SIGKILL):
+            try:
+                m.thaw()
+            except (OSError, RuntimeFailure) as e:
+                log.warning(str(e))
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:

@@ -1,8 +1,16 @@
-"""runc-compatible logging: `--log FILE` and `--log-format text|json`.
+"""runc-compatible logging: `--log FILE`, `--log-format text|json`, `--debug`.
+
+Lines have the shape of runc's logger (logrus): text is
+`time="2006-01-02T15:04:05Z" level=debug msg="..." key=value`, a value
+quoted as Go's %q does when it holds anything but letters, digits and
+`-._/@^+`; json is one object with the keys sorted,
+{"level":"debug","msg":"...","time":"..."}. The time is RFC 3339 in local
+time, to the second.
 
 containerd's shim reads the last {"level":"error","msg":...} line of the log
 file to explain a failure, so errors always reach the log file in the chosen
-format; the plain message also goes to stderr for people.
+format; the plain message also goes to stderr for people. Debug lines
+(--debug) and warnings go to the log file, or to stderr without one.
 """
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
@@ -15,26 +23,78 @@ _debug = False
 
 def configure(path: str | None, fmt: str = "text", debug: bool = False) -> None:
     global _path, _format, _debug
-    if fmt not in ("text", "json"):
-        raise ValueError(f"--log-format: unknown format {fmt!r} (want text or json)")
-    _path, _format, _debug = path, fmt, debug
+    if fmt not in ("text", "json", ""):
+        raise ValueError(f"invalid log-format: {fmt}")
+    _path, _format, _debug = path, fmt or "text", debug
+
+
+def debugging() -> bool:
+    """Whether --debug asked for debug lines (to skip building them)."""
+    return _debug
 
 
 def _stamp() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    """Go's time.RFC3339 of now, in local time ("Z" for UTC)."""
+    lt = time.localtime()
+    off = lt.tm_gmtoff or 0
+    if off == 0:
+        zone = "Z"
+    else:
+        a = abs(off) // 60
+        zone = f"{'+' if off > 0 else '-'}{a // 60:02d}:{a % 60:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + zone
 
 
-def _line(level: str, msg: str) -> str:
-    # (the JSON encoder loads here: most calls never log)
-    from runtime import fastjson as json
+# What logrus leaves unquoted (a string constant: nothing built at import).
+_BARE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+"
+_SHORT = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+          '"': '\\"', "\\": "\\\\"}
+
+
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote (fmt's %q) of a string."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        esc = _SHORT.get(ch)
+        if esc:
+            out.append(esc)
+        elif 0x20 <= o < 0x7f:
+            out.append(ch)
+        elif o < 0x20 or o == 0x7f:
+            out.append(f"\\x{o:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _text_value(v) -> str:
+    s = v if isinstance(v, str) else ("true" if v is True else "false" if v is False else str(v))
+    return s if s and not s.strip(_BARE) else go_quote(s)  # (strip: "" when every character is bare)
+
+
+def _line(level: str, msg: str, fields: dict | None = None) -> str:
     if _format == "json":
-        return json.dumps({"level": level, "msg": msg, "time": _stamp()}) + "\n"
-    return f'time="{_stamp()}" level={level} msg={json.dumps(msg)}\n'
+        # (the JSON encoder loads here: most calls never log)
+        from runtime import fastjson as json
+        d = dict(fields or ())
+        d.update(level=level, msg=msg, time=_stamp())
+        return json.go_dumps({k: d[k] for k in sorted(d)}) + "\n"
+    parts = [f"time={_text_value(_stamp())}", f"level={level}"]
+    if msg:
+        parts.append(f"msg={_text_value(msg)}")
+    for k in sorted(fields or ()):
+        parts.append(f"{k}={_text_value(fields[k])}")
+    return " ".join(parts) + "\n"
 
 
-def _emit(level: str, msg: str) -> None:
-    line = _line(level, msg)
+def _emit(level: str, msg: str, fields: dict | None = None) -> None:
+    line = _line(level, msg, fields)
     if _path:
         try:
             fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -61,6 +121,8 @@ def warning(msg: str) -> None:
     _emit("warning", msg)
 
 
-def debug(msg: str) -> None:
+def debug(msg: str, **fields) -> None:
+    """A debug line (with --debug only); `fields` follow the message, as
+    logrus' WithFields does."""
     if _debug:
-        _emit("debug", msg)
+        _emit("debug", msg, fields)

@@ -156,9 +156,11 @@ def events(root: str, cid: str, interval: float, once: bool, out=sys.stdout) -> 
     whenever the container hits its memory limit, until it stops."""
     import select
     data = st.load(root, cid)
+    if st.status(data) == "stopped":
+        raise RuntimeFailure(f"container with id {cid} is not running")  # runc's words
     m = _manager(data)
     if once:
-        out.write(json.dumps({"type": "stats", "id": cid, "data": m.stats()}) + "\n")
+        out.write(json.go_dumps({"type": "stats", "id": cid, "data": m.stats()}) + "\n")
         return
     watcher = None
     try:
@@ -170,14 +172,14 @@ def events(root: str, cid: str, interval: float, once: bool, out=sys.stdout) -> 
         while st.init_alive(data):
             now = time.monotonic()
             if now >= next_stats:
-                out.write(json.dumps({"type": "stats", "id": cid, "data": m.stats()}) + "\n")
+                out.write(json.go_dumps({"type": "stats", "id": cid, "data": m.stats()}) + "\n")
                 out.flush()
                 next_stats = now + interval
             timeout = max(0.0, min(next_stats - time.monotonic(), 0.5))
             if watcher is not None:
                 r, _, _ = select.select([watcher.fileno()], [], [], timeout)
                 if r and watcher.read():
-                    out.write(json.dumps({"type": "oom", "id": cid}) + "\n")
+                    out.write(json.go_dumps({"type": "oom", "id": cid}) + "\n")
                     out.flush()
             else:
                 time.sleep(timeout)

@@ -1,7 +1,9 @@
 """The default config.json written by `pyrunc spec` (and used by pyimg as the
 base of image bundles).
 
-The defaults follow what `runc spec` produces, so a bundle made with one
+The defaults are what `runc spec` (1.1.5) produces, key order included, so
+`pyrunc spec` writes the same file apart from ociVersion (the version of
+the runtime spec this runtime implements), and a bundle made with one
 runtime runs unchanged under the other.
 """
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
@@ -51,19 +53,23 @@ def default_spec(*, rootless: bool = False, args: list[str] | None = None,
 
     `rootless` gives a config that an unprivileged user can run: a user
     namespace mapping root to the caller's ids, no network namespace, and
-    /sys bind-mounted instead of a new sysfs."""
+    /sys bind-mounted instead of a new sysfs. Neither has a cgroup
+    namespace (runc 1.1's default)."""
     caps = list(_DEFAULT_CAPS)
-    linux: dict = {
-        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
-        "maskedPaths": list(_MASKED),
-        "readonlyPaths": list(_READONLY),
-    }
+    # Keys in the order of runc's Go struct (specs.Linux).
     if rootless:
-        linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup", "user")]
-        linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
-        del linux["resources"]
+        linux: dict = {
+            "uidMappings": [{"containerID": 0, "hostID": os.getuid(), "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": os.getgid(), "size": 1}],
+            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")],
+        }
+    else:
+        linux = {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+        }
+    linux["maskedPaths"] = list(_MASKED)
+    linux["readonlyPaths"] = list(_READONLY)
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -77,7 +83,7 @@ def default_spec(*, rootless: bool = False, args: list[str] | None = None,
             "noNewPrivileges": True,
         },
         "root": {"path": "rootfs", "readonly": True},
-        "hostname": "pyrunc",
+        "hostname": "runc",
         "mounts": _mounts(rootless),
         "linux": linux,
     }

@@ -26,8 +26,9 @@ STATE_VERSION = 1
 STATE_FILE = "state.marshal"
 _LEGACY_FILE = "state.json"
 START_SOCK = "exec.sock"
-# runc's rule (letters, digits, _ + - .), checked without importing `re`.
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+# runc 1.1's rule (`^[\w+-\.]+$`: letters, digits and _ + , - .; the range
+# +-. holds the comma), checked without importing `re`.
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+,-.")
 
 
 def at_start_sock(fn, cdir: str):
@@ -54,9 +55,13 @@ def cgroup_dirs(cgroup_state: dict | None) -> list[str]:
 
 
 def validate_id(cid: str) -> None:
-    """Refuse ids that could escape --root or confuse tools ("", ".", "..", "/")."""
-    if not cid or cid in (".", "..") or not _ID_CHARS.issuperset(cid):
-        raise RuntimeFailure(f"invalid container id {cid!r}: use letters, digits, '_', '+', '-' and '.'")
+    """Refuse ids that could escape --root or confuse tools ("", ".", "..", "/"),
+    in runc's words."""
+    if not cid:
+        raise RuntimeFailure("container id cannot be empty")
+    if cid in (".", "..") or not _ID_CHARS.issuperset(cid):
+        from runtime.log import go_quote  # (the id may hold anything: quoted, one line)
+        raise RuntimeFailure(f"invalid container ID format: {go_quote(cid)} (letters, digits and _ + , - . only)")
 
 
 def container_dir(root: str, cid: str) -> str:
@@ -211,10 +216,12 @@ def oci_state(data: dict, st: str | None = None) -> dict:
         "bundle": data["bundle"],
         "rootfs": data.get("rootfs", ""),
         "created": data.get("created", ""),
-        "owner": data.get("owner", ""),
     }
     if data.get("annotations"):
-        out["annotations"] = data["annotations"]
+        # runc's order (its containerState struct): annotations, then owner;
+        # Go writes a map's keys sorted.
+        out["annotations"] = {k: data["annotations"][k] for k in sorted(data["annotations"])}
+    out["owner"] = data.get("owner", "")
     return out
 
 

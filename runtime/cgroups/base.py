@@ -42,8 +42,16 @@ _OMIT = {
 }
 
 
+# runc's types.Blkio field order (Go writes a struct's fields in order).
+_BLKIO_ORDER = ("ioServiceBytesRecursive", "ioServicedRecursive", "ioQueueRecursive", "ioServiceTimeRecursive",
+                "ioWaitTimeRecursive", "ioMergedRecursive", "ioTimeRecursive", "sectorsRecursive")
+
+
 def runc_shape(st: dict) -> dict:
-    """Drop omitempty fields in place (and in blkio/hugetlb entries); returns st."""
+    """Drop omitempty fields in place (and in blkio/hugetlb entries), put
+    blkio's keys in runc's struct order and the keys of what runc holds in
+    Go maps (memory.raw, hugetlb) sorted, as Go's encoder writes them;
+    returns st."""
     for path, keys in _OMIT.items():
         d = st
         for p in path:
@@ -64,6 +72,14 @@ def runc_shape(st: dict) -> dict:
         for f in ("usage", "max"):
             if f in h and not h[f]:
                 del h[f]
+    if st.get("blkio"):
+        b = st["blkio"]
+        st["blkio"] = {k: b[k] for k in sorted(b, key=lambda k: (_BLKIO_ORDER + (k,)).index(k))}
+    mem = st.get("memory") or {}
+    if mem.get("raw"):
+        mem["raw"] = {k: mem["raw"][k] for k in sorted(mem["raw"])}
+    if st.get("hugetlb"):
+        st["hugetlb"] = {k: st["hugetlb"][k] for k in sorted(st["hugetlb"])}
     return st
 
 

@@ -49,7 +49,10 @@ def _norm_perms(p: str) -> str:
 def rule_from_oci(d: dict, idx: int = 0) -> Rule:
     """Convert one linux.resources.devices[] entry (runc's specconv rules:
     missing type = 'a', missing major/minor = wildcard, empty access is an
-    error)."""
+    error). Access is taken as runc 1.1 takes it: the set of r, w and m in
+    it, in any order, other letters ignored ("rwa" is "rw", "mr" is "rm");
+    one with none of the three grants nothing and is refused (runc fails
+    such a rule when it checks the cgroup it wrote)."""
     t = d.get("type") or "a"
     if t not in ("a", "b", "c"):
         # 'u' and 'p' are valid for linux.devices but not for cgroup rules.
@@ -57,8 +60,9 @@ def rule_from_oci(d: dict, idx: int = 0) -> Rule:
     access = d.get("access") or ""
     if access == "":
         raise CgroupError(f"linux.resources.devices[{idx}].access: device access cannot be empty")
-    if any(c not in _PERMS for c in access):
-        raise CgroupError(f"linux.resources.devices[{idx}].access: invalid access {access!r}")
+    if not _norm_perms(access):
+        raise CgroupError(f"linux.resources.devices[{idx}].access: invalid access {access!r} "
+                          "(none of r, w and m)")
     major = d.get("major")
     minor = d.get("minor")
     major = WILDCARD if major is None else int(major)

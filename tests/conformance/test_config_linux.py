@@ -433,7 +433,10 @@ def _read(path):
 def test_cgroup_ns_view(crt):
     """config-linux.md#namespaces: cgroup - "the container will have an isolated
     view of the cgroup hierarchy": its own cgroup is / inside."""
-    d = crt.probe(mutate=lambda c: c["linux"].__setitem__("cgroupsPath", "/" + _cg_name(crt)))
+    def mut(c):
+        c["linux"]["cgroupsPath"] = "/" + _cg_name(crt)
+        _set_ns(c, ("pid", "network", "ipc", "uts", "mount", "cgroup"))
+    d = crt.probe(mutate=mut)
     for line in d["cgroup"].splitlines():
         _, ctrl, path = line.split(":", 2)
         if ctrl in ("memory", "pids", "cpu,cpuacct", "devices"):
@@ -567,6 +570,9 @@ def test_rootfs_propagation(crt, tmp_path, prop, expect):
 
     def mut(cfg):
         cfg["linux"]["rootfsPropagation"] = prop
+        # a cgroup namespace: /sys/fs/cgroup is then a fresh mount, not a
+        # bind of the host's hierarchies, which an unbindable / refuses
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
         cfg["root"]["readonly"] = False
         caps = cfg["process"]["capabilities"]
         for k in ("bounding", "effective", "permitted"):

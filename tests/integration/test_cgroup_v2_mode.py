@@ -29,6 +29,7 @@ def v2_bundle(rt):
         for k in ("bounding", "effective", "permitted"):
             caps[k].append("CAP_MKNOD")
         c["linux"]["cgroupsPath"] = "/pyrunc-v2-test"
+        c["linux"]["namespaces"].append({"type": "cgroup"})
     return rt.bundle(["sh", "-c", "cat /proc/self/cgroup; mknod /tmp/blk b 7 0; "
                       "head -c 1 /tmp/blk >/dev/null 2>/tmp/err; cat /tmp/err; rm -f /tmp/blk /tmp/err; "
                       "echo hi > /dev/null && echo null-ok"], mutate=m)
@@ -72,7 +73,10 @@ def test_pause_resume_on_pure_v2(rt):
 def test_exec_joins_the_container_cgroup_on_pure_v2(rt):
     """exec's stage1 is cloned into the container's cgroup (CLONE_INTO_CGROUP)
     on v2: the process it forks is in it too."""
-    b = rt.bundle(["sleep", "30"], mutate=lambda c: c["linux"].update(cgroupsPath="/pyrunc-v2-exec"))
+    def m(c):
+        c["linux"]["cgroupsPath"] = "/pyrunc-v2-exec"
+        c["linux"]["namespaces"].append({"type": "cgroup"})
+    b = rt.bundle(["sleep", "30"], mutate=m)
     cid = rt.new_id()
     P = f"{PYRUNC} --root {rt.root}"
     d = "/sys/fs/cgroup/pyrunc-v2-exec"
@@ -84,3 +88,21 @@ def test_exec_joins_the_container_cgroup_on_pure_v2(rt):
     assert out[0] == "0::/"          # inside its cgroup namespace: the root
     assert out[1].strip() == "2"     # init and the exec'd sleep
     assert out[2] == "gone"
+
+
+def test_run_on_pure_v2_without_a_cgroup_namespace(rt):
+    """Without a cgroup namespace (runc spec's default has none) the
+    "cgroup" mount is the container's own cgroup bind-mounted, read-only as
+    the mount asks."""
+    def m(c):
+        c["linux"]["cgroupsPath"] = "/pyrunc-v2-nons"
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "cgroup"]
+    b = rt.bundle(["sh", "-c", "grep ^0:: /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo; "
+                   "mkdir /sys/fs/cgroup/x 2>/dev/null || echo read-only"], mutate=m)
+    p = in_v2_view(f"{PYRUNC} --root {rt.root} run --bundle {b} {rt.new_id()}; "
+                   "test ! -e /sys/fs/cgroup/pyrunc-v2-nons && echo gone")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.strip().split("\n")
+    assert out[0] == "0::/pyrunc-v2-nons"
+    assert out[1].split()[3:6] == ["/pyrunc-v2-nons", "/sys/fs/cgroup", "ro,nosuid,nodev,noexec,relatime"], out[1]
+    assert out[2:] == ["read-only", "gone"]

@@ -33,7 +33,7 @@ def test_hostname_domainname_uts(rt):
 
 def test_namespaces_differ_from_host(rt):
     def m(c):
-        c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["namespaces"] += [{"type": "cgroup"}, {"type": "time"}]
     out = out_of(rt, "for n in pid net mnt ipc uts cgroup time; do readlink /proc/self/ns/$n; done", m)
     inside = out.split()
     for n, link in zip(["pid", "net", "mnt", "ipc", "uts", "cgroup", "time"], inside):

@@ -195,7 +195,7 @@ def test_duplicate_and_invalid_ids(rt):
     assert rt.state(cid)["status"] == "created"
     for bad in ("..", "a/b", ".", "x y"):
         p = rt("create", "--bundle", b, bad)
-        assert p.returncode == 1 and "invalid container id" in p.stderr, bad
+        assert p.returncode == 1 and "invalid container ID format" in p.stderr, bad
     assert sorted(os.listdir(rt.root)) == [cid]
 
 
@@ -278,7 +278,7 @@ def test_exec_in_running_container(rt, tmp_path):
     assert os.readlink(f"/proc/{epid}/cwd").endswith("/tmp")
     assert os.readlink(f"/proc/{epid}/ns/pid") == os.readlink(f"/proc/{rt.state(cid)['pid']}/ns/pid")
     p = rt("exec", cid, "nosuchcmd")
-    assert p.returncode == 1 and "nosuchcmd" in p.stderr
+    assert p.returncode == 255 and "nosuchcmd" in p.stderr  # runc: a process that cannot start is 255
 
 
 def test_exec_refused_when_paused_or_stopped(rt):
@@ -288,13 +288,13 @@ def test_exec_refused_when_paused_or_stopped(rt):
     rt("pause", cid, check=True)
     assert rt.state(cid)["status"] == "paused"
     p = rt("exec", cid, "true")
-    assert p.returncode == 1 and "paused" in p.stderr
+    assert p.returncode == 255 and "paused" in p.stderr
     rt("resume", cid, check=True)
     assert rt.state(cid)["status"] == "running"
     rt("kill", cid, "KILL", check=True)
     _wait_status(rt, cid, "stopped")
     p = rt("exec", cid, "true")
-    assert p.returncode == 1 and "stopped" in p.stderr
+    assert p.returncode == 255 and "stopped" in p.stderr
 
 
 def test_update_applies_live(rt):
@@ -496,7 +496,7 @@ def test_exec_cpu_affinity(rt, tmp_path):
     proc["execCPUAffinity"] = {"initial": "1-0"}
     pf.write_text(json.dumps(proc))
     p = rt("exec", "--process", str(pf), cid)
-    assert p.returncode == 1
+    assert p.returncode == 255
     assert "process.execCPUAffinity.initial" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 

@@ -57,7 +57,7 @@ def test_rootless_run(launcher, open_tmp, busybox_rootfs):
     lines = p.stdout.strip().split("\n")
     assert lines[0] == "0"
     assert lines[1].split() == ["0", str(NOBODY), "1"]
-    assert lines[2] == "pyrunc"
+    assert lines[2] == "runc"  # runc spec's hostname
     # State went under $XDG_RUNTIME_DIR/pyrunc and was removed by run.
     assert os.path.isdir(xdg / "pyrunc")
     assert os.listdir(xdg / "pyrunc") == []

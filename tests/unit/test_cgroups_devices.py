@@ -20,9 +20,36 @@ def test_rule_from_oci_defaults_and_strings():
     assert rule_from_oci({"allow": True, "type": "b", "major": 8, "access": "r"}).cgroup_string() == "b 8:* r"
 
 
+@pytest.mark.parametrize("access,perms", [
+    ("rwa", "rw"), ("wr", "rw"), ("mr", "rm"), ("rrw", "rw"), ("m", "m"), ("w", "w"), ("rwmx", "rwm"),
+])
+def test_rule_access_is_taken_as_runc_takes_it(access, perms):
+    # runc 1.1: the set of r, w and m in the string, other letters ignored.
+    r = rule_from_oci({"allow": True, "type": "c", "major": 10, "minor": 229, "access": access})
+    assert r.access == perms and r.cgroup_string() == f"c 10:229 {perms}"
+
+
+def test_rule_access_reaches_the_v2_program_as_runc_s_letters():
+    # "rwa" grants what "rw" grants in the eBPF program too.
+    rwa = df.device_filter([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwa"}])
+    rw = df.device_filter([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}])
+    assert rw != df.device_filter([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwm"}])
+    assert rwa == rw
+
+
+@pytest.mark.parametrize("access", ["rwa", "wr", "mr", "m"])
+def test_config_schema_takes_the_access_strings_runc_takes(access):
+    from runtime.specgen import default_spec
+    from runtime.validate import validate_config
+    cfg = default_spec()
+    cfg["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 10, "minor": 229,
+                                                 "access": access})
+    validate_config(cfg)
+
+
 @pytest.mark.parametrize("bad,msg", [
     ({"allow": True, "type": "c", "access": ""}, "access cannot be empty"),
-    ({"allow": True, "type": "c", "access": "rx"}, "invalid access"),
+    ({"allow": True, "type": "c", "access": "x"}, r"invalid access 'x' \(none of r, w and m\)"),
     ({"allow": True, "type": "u", "access": "r"}, "invalid cgroup device type"),
 ])
 def test_rule_from_oci_errors(bad, msg):
