@@ -178,7 +178,7 @@ def init(ctx: Context) -> None:
         clean_process_state(ctx.preserve_fds)
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
-            _prepare_root(ctx, linux)
+            rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
             # (create dropped mountLabel already where SELinux is off)
             rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
                              ctx.idmap_fds, linux.get("mountLabel"))
@@ -317,32 +317,6 @@ def preload(cfg: dict, check_seccomp: bool = True) -> None:
         from runtime import seccomp
         if check_seccomp:
             seccomp.compile((cfg.get("linux") or {})["seccomp"])
-
-
-def _prepare_root(ctx: Context, linux: dict) -> None:
-    prop = linux.get("rootfsPropagation")
-    # Slave (or the requested mode) recursively: mounts we make never reach the host.
-    flag = rootfs.PROPAGATION.get(prop, sc.MS_SLAVE) if prop else sc.MS_SLAVE
-    sc.mount(None, "/", None, flag | sc.MS_REC, None, label="/ (propagation)")
-    # pivot_root refuses a new root whose parent mount is shared, and a bind
-    # of an unbindable tree fails: make the mount holding the rootfs private
-    # (only in our namespace); the requested propagation is applied to the
-    # new "/" after pivot_root.
-    sc.mount(None, _mountpoint_of(os.path.dirname(ctx.rootfs)), None, sc.MS_PRIVATE, None,
-             label="rootfs parent (private)")
-    # pivot_root needs the new root to be a mount point.
-    sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC, None, label="rootfs")
-
-
-def _mountpoint_of(path: str) -> str:
-    """The mount point (in this mount namespace) that holds `path`."""
-    best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split(" ", 5)[4].replace("\\040", " ")
-            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-                best = mp
-    return best
 
 
 def _ptmx_link(root: str) -> None:
