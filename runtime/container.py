@@ -690,32 +690,13 @@ def _write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-# runc's always-allowed device rules, appended after the config's own.
-_DEFAULT_DEVICE_RULES = [
-    ("c", None, None, "m"), ("b", None, None, "m"),
-    ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"),
-    ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 136, None, "rwm"), ("c", 5, 2, "rwm"),
-    ("c", 10, 200, "rwm"),
-]
-
-
 def _resources_with_default_devices(cfg: dict) -> dict:
-    linux = cfg["linux"]
-    res = dict(linux.get("resources") or {})
-    rules = list(res.get("devices") or [])
-    for d in linux.get("devices") or ():
-        if d["type"] == "p":
-            continue  # fifos are not devices to the device controller
-        rules.append({"allow": True, "type": d["type"] if d["type"] != "u" else "c",
-                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
-    for t, ma, mi, acc in _DEFAULT_DEVICE_RULES:
-        r = {"allow": True, "type": t, "access": acc}
-        if ma is not None:
-            r["major"] = ma
-        if mi is not None:
-            r["minor"] = mi
-        rules.append(r)
-    res["devices"] = rules
+    """linux.resources with runc's default device rules after the config's
+    own. A node made from linux.devices gets no rule of its own, as in
+    runc: linux.resources.devices alone decides whether it opens."""
+    from runtime.cgroups.devices import with_runc_defaults
+    res = dict(cfg["linux"].get("resources") or {})
+    res["devices"] = with_runc_defaults(res.get("devices"))
     return res
 
 

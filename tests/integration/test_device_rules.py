@@ -1,0 +1,128 @@
+"""The device cgroup as the container meets it: v1 devices.allow/deny on
+this host's v1 hybrid layout, the eBPF program on pure v2 (the v2 view of
+test_cgroup_v2_mode).
+
+A device the config creates (linux.devices) or the container makes with
+mknod is still subject to linux.resources.devices: a deny-all rule set
+denies it (runc's tests/integration/dev.bats), before and after an
+`update`. Only open(2) is tried on the nodes, for reading and for writing;
+nothing is written.
+"""
+import os
+
+import pytest
+
+from bundles import PYRUNC, make_rootfs
+from test_cgroup_v2_mode import in_v2_view
+
+V1_DEVICES = "/sys/fs/cgroup/devices"
+
+KMSG = {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}
+# In a user namespace /dev/kmsg refuses even reading without CAP_SYSLOG in
+# the host's namespace, so the device cgroup would not be what denies it;
+# /dev/loop-control opens for anyone its mode lets in.
+LOOP_CONTROL = {"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237}
+EPERM = "Operation not permitted"
+
+
+def _probe(files) -> str:
+    """Shell that opens each file for writing and for reading (nothing is
+    written): one line per open, "<file> <w|r> ok" or the shell's error."""
+    return "; ".join(f"(exec 3{op}{f}) 2>/tmp/err && echo {f} {m} ok || echo {f} {m} $(cat /tmp/err)"
+                     for f in files for m, op in (("w", ">>"), ("r", "<")))
+
+
+def _probe_script(userns: bool) -> str:
+    """Opens of the node the runtime made from linux.devices and, outside a
+    user namespace, of a 1:11 node the container makes itself."""
+    if userns:
+        return _probe([LOOP_CONTROL["path"], "/dev/null"])
+    return "rm -f /tmp/kmsg-mknod; mknod /tmp/kmsg-mknod c 1 11; " + _probe(["/dev/kmsg", "/tmp/kmsg-mknod",
+                                                                            "/dev/null"])
+
+
+def _check_denied(out: str) -> None:
+    """Every open denied by the device cgroup (EPERM), /dev/null's allowed."""
+    lines = {}
+    for line in out.strip().split("\n"):
+        f, mode, result = line.split(" ", 2)
+        lines[f"{f} {mode}"] = result
+    assert lines.pop("/dev/null w") == lines.pop("/dev/null r") == "ok", out
+    assert len(lines) >= 2, out
+    for what, result in lines.items():
+        assert result.endswith(EPERM), f"{what}: {result} (under a deny-all rule set)"
+
+
+def _deny_all_config(userns: bool):
+    def m(c):
+        c["root"]["readonly"] = False
+        c["linux"]["resources"]["devices"] = [{"allow": False, "access": "rwm"}]
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k] += ["CAP_SYSLOG", "CAP_MKNOD"]
+        if userns:
+            # linux.devices are bind mounts of the host's nodes here. Root
+            # is mapped to root so that the node's mode lets it in.
+            c["linux"]["devices"] = [dict(LOOP_CONTROL)]
+            c["linux"]["namespaces"].append({"type": "user"})
+            c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+            c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+            c["mounts"] = [x for x in c["mounts"] if x["destination"] not in ("/sys", "/sys/fs/cgroup")]
+        else:
+            c["linux"]["devices"] = [dict(KMSG)]
+    return m
+
+
+@pytest.fixture
+def own_rootfs(open_tmp):
+    """A rootfs of the test's own: these containers write to theirs."""
+    return make_rootfs(open_tmp / "rootfs")
+
+
+def _skip_without(userns: bool) -> None:
+    if userns and not os.path.exists(LOOP_CONTROL["path"]):
+        pytest.skip("no /dev/loop-control on this host")
+
+
+def _probe_in(rt, cid, userns):
+    p = rt("exec", cid, "sh", "-c", _probe_script(userns))
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["mknod", "userns-bind"])
+def test_deny_all_denies_created_devices_v1(rt, own_rootfs, userns):
+    """runc's dev.bats "device cgroup deny": linux.devices makes the node,
+    the rules decide whether it opens, before and after an update."""
+    if not os.path.isdir(V1_DEVICES):
+        pytest.skip("no v1 devices hierarchy")
+    _skip_without(userns)
+    b = rt.bundle(["sleep", "60"], mutate=_deny_all_config(userns), rootfs=own_rootfs)
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    _check_denied(_probe_in(rt, cid, userns))
+    rt("update", "--pids-limit", "42", cid, check=True)
+    _check_denied(_probe_in(rt, cid, userns))
+    lst = open(f"{V1_DEVICES}/{cid}/devices.list").read().split("\n")
+    assert "c 1:11 rwm" not in lst and "c 10:237 rwm" not in lst and "a *:* rwm" not in lst, lst
+    rt("delete", "--force", cid, check=True)
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["mknod", "userns-bind"])
+def test_deny_all_denies_created_devices_v2(rt, own_rootfs, userns):
+    _skip_without(userns)
+    cid = rt.new_id()
+
+    def m(c):
+        _deny_all_config(userns)(c)
+        c["linux"]["cgroupsPath"] = f"/{cid}"
+    b = rt.bundle(["sleep", "60"], mutate=m, rootfs=own_rootfs)
+    P = f"{PYRUNC} --root {rt.root}"
+    probe = f"{P} exec {cid} sh -c '{_probe_script(userns)}'"
+    # (The v2 view has no pids controller: an update that changes nothing.)
+    p = in_v2_view(f"{{ {P} run -d --bundle {b} {cid} && {probe} && echo -- && "
+                   f"echo '{{}}' | {P} update --resources - {cid} && {probe}; }} || echo FAILED; "
+                   f"{P} delete --force {cid}")
+    assert p.returncode == 0 and "FAILED" not in p.stdout, p.stdout + p.stderr
+    first, second = p.stdout.split("--\n")
+    _check_denied(first)
+    _check_denied(second)
