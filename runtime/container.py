@@ -289,9 +289,14 @@ class _Builder:
             # would, 5-20 ms). The limits go on after GO, while the child
             # makes the namespaces and init mounts the rootfs (runc, too,
             # sets them while its init prepares the rootfs): init cannot
-            # exec anything before APPLIED, which is sent after them. A realtime budget is
-            # the exception: a realtime task (a caller running SCHED_FIFO)
-            # can only join a cgroup that already has one.
+            # exec anything before APPLIED, which is sent after them.
+            # Two exceptions go first. The device rules: init makes device
+            # nodes and opens them, and v1 rules are written as a deny-all
+            # followed by the allows, so they must be whole before the
+            # child joins the v1 devices hierarchy at GO (on v2 the child is
+            # born in the cgroup, but touches no device before GO). And a
+            # realtime budget: a realtime task (a caller running
+            # SCHED_FIFO) can only join a cgroup that already has one.
             res = None
             if not isinstance(self.cgroup, _NoCgroup):
                 if self.cgroup_rest:
@@ -300,6 +305,8 @@ class _Builder:
                 if (res.get("cpu") or {}).get("realtimeRuntime"):
                     self._apply(res)
                     res = None
+                else:
+                    self._apply({"devices": res.pop("devices")})
             chan.send(sync.GO)
             if res is not None:
                 self._apply(res)

@@ -7,12 +7,21 @@ mknod is still subject to linux.resources.devices: a deny-all rule set
 denies it (runc's tests/integration/dev.bats), before and after an
 `update`. Only open(2) is tried on the nodes, for reading and for writing;
 nothing is written.
+
+The rules are complete before init can reach a device: `create` writes
+them before it releases the child (GO), which joins the v1 devices
+hierarchy only then; on v2, where the child is born in the cgroup, the
+program is attached before GO, and the child touches no device before GO.
+Recorded from the runtime's own cgroup writes, so the order shows whatever
+the timing.
 """
 import os
+import subprocess
+import sys
 
 import pytest
 
-from bundles import PYRUNC, make_rootfs
+from bundles import PYRUNC, REPO, make_rootfs
 from test_cgroup_v2_mode import in_v2_view
 
 V1_DEVICES = "/sys/fs/cgroup/devices"
@@ -126,3 +135,101 @@ def test_deny_all_denies_created_devices_v2(rt, own_rootfs, userns):
     first, second = p.stdout.split("--\n")
     _check_denied(first)
     _check_denied(second)
+
+
+# A pyrunc whose cgroup writes, device program attachments and GO are
+# appended to a log, one line each, by whichever process does them.
+RECORDER = """
+import os, sys
+sys.path.insert(0, {repo!r})
+LOG = {log!r}
+def rec(line):
+    fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.write(fd, f"{{os.getpid()}} {{line}}\\n".encode())
+    os.close(fd)
+from runtime import sync
+from runtime.cgroups import common, ebpf, v1, v1_writers, v2, v2_writers
+real_write = common.write_file
+def write_file(d, name, value, **kw):
+    rec(f"write {{os.path.join(d, name)}} {{value}}")
+    real_write(d, name, value, **kw)
+for mod in (common, v1, v1_writers, v2, v2_writers):
+    if hasattr(mod, "write_file"):
+        mod.write_file = write_file
+real_replace = ebpf.replace_device_program
+def replace_device_program(d, *a, **kw):
+    r = real_replace(d, *a, **kw)
+    rec(f"bpf-attached {{d}}")
+    return r
+ebpf.replace_device_program = replace_device_program
+real_send = sync.Channel.send
+def send(self, t, **kw):
+    if t == sync.GO:
+        rec("GO")
+    return real_send(self, t, **kw)
+sync.Channel.send = send
+sys.argv[0] = "pyrunc"
+from runtime.cli import main
+main()
+"""
+
+
+def _recorder(tmp_path) -> tuple[str, str]:
+    log = str(tmp_path / "writes.log")
+    script = tmp_path / "recording-pyrunc"
+    script.write_text(RECORDER.format(repo=REPO, log=log))
+    return str(script), log
+
+
+def _records(log: str) -> list[tuple[int, str, str]]:
+    out = []
+    with open(log) as f:
+        for line in f:
+            pid, what, *rest = line.rstrip("\n").split(" ", 2)
+            out.append((int(pid), what, rest[0] if rest else ""))
+    return out
+
+
+def test_v1_device_rules_written_before_init_joins(rt, tmp_path):
+    """Every devices.allow/deny write of `create` comes before GO, and the
+    child's join of the devices hierarchy after it: no mknod of init's can
+    meet the half-written rules (deny-all, before the allows)."""
+    if not os.path.isdir(V1_DEVICES):
+        pytest.skip("no v1 devices hierarchy")
+    script, log = _recorder(tmp_path)
+    b = rt.bundle(["true"], mutate=lambda c: c["linux"].update(devices=[dict(KMSG)]))
+    cid = rt.new_id()
+    with open(tmp_path / "err", "w+") as err:
+        # Files, not pipes: the created init keeps the caller's stdio.
+        p = subprocess.run([sys.executable, script, "--root", rt.root, "create", "--bundle", b, cid],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        assert p.returncode == 0, err.read()
+    recs = _records(log)
+    go = next(i for i, r in enumerate(recs) if r[1] == "GO")
+    parent = recs[go][0]
+    dev_dir = f"{V1_DEVICES}/{cid}/"
+    rules = [i for i, r in enumerate(recs) if r[1] == "write" and
+             r[2].startswith((dev_dir + "devices.allow", dev_dir + "devices.deny"))]
+    joins = [i for i, r in enumerate(recs) if r[1] == "write" and r[0] != parent and
+             r[2].startswith((dev_dir + "tasks", dev_dir + "cgroup.procs"))]
+    assert rules and joins, recs
+    assert max(rules) < go < min(joins), "\n".join(f"{r[0]} {r[1]} {r[2]}" for r in recs)
+    lst = open(dev_dir + "devices.list").read().split("\n")
+    assert "c 1:3 rwm" in lst and "c 1:11 rwm" not in lst
+    rt("delete", "--force", cid, check=True)
+
+
+def test_v2_device_program_attached_before_go(rt, tmp_path):
+    """On v2 the child is cloned into the cgroup; the device program is on
+    it before GO lets the child past its first step."""
+    script, log = _recorder(tmp_path)
+    cid = rt.new_id()
+    b = rt.bundle(["true"], mutate=lambda c: c["linux"].update(cgroupsPath=f"/{cid}"))
+    p = in_v2_view(f"{sys.executable} {script} --root {rt.root} create --bundle {b} {cid} || echo FAILED; "
+                   f"{PYRUNC} --root {rt.root} delete --force {cid}")
+    assert p.returncode == 0 and "FAILED" not in p.stdout, p.stdout + p.stderr
+    recs = _records(log)
+    go = next(i for i, r in enumerate(recs) if r[1] == "GO")
+    attached = [i for i, r in enumerate(recs) if r[1] == "bpf-attached" and r[2] == f"/sys/fs/cgroup/{cid}"]
+    assert attached and max(attached) < go, "\n".join(f"{r[0]} {r[1]} {r[2]}" for r in recs)
