@@ -14,7 +14,11 @@ hierarchy only then; on v2, where the child is born in the cgroup, the
 program is attached before GO, and the child touches no device before GO.
 Recorded from the runtime's own cgroup writes, so the order shows whatever
 the timing.
+
+`update` leaves the device rules alone, as runc 1.1.5's does, so it never
+briefly denies (or allows) a device.
 """
+import json
 import os
 import subprocess
 import sys
@@ -233,3 +237,56 @@ def test_v2_device_program_attached_before_go(rt, tmp_path):
     go = next(i for i, r in enumerate(recs) if r[1] == "GO")
     attached = [i for i, r in enumerate(recs) if r[1] == "bpf-attached" and r[2] == f"/sys/fs/cgroup/{cid}"]
     assert attached and max(attached) < go, "\n".join(f"{r[0]} {r[1]} {r[2]}" for r in recs)
+
+
+# Opens /dev/null and /dev/zero for writing in a loop, and counts the
+# failures, until /tmp/stop appears; then stays.
+HAMMER = ("n=0; f=0; touch /tmp/started; while [ ! -e /tmp/stop ]; do n=$((n+1)); "
+          "{ : >/dev/null && : </dev/zero; } 2>/dev/null || f=$((f+1)); done; echo $n $f > /tmp/result; "
+          "exec sleep 60")
+
+
+def test_update_leaves_device_rules_alone_v1(rt, own_rootfs):
+    """runc 1.1.5's update skips the devices: a resources file that has
+    them, deny-all or allow-all, changes neither devices.list nor what the
+    container can open, and nothing it opens fails meanwhile."""
+    if not os.path.isdir(V1_DEVICES):
+        pytest.skip("no v1 devices hierarchy")
+    b = rt.bundle(["sh", "-c", HAMMER], mutate=lambda c: c["root"].update(readonly=False), rootfs=own_rootfs)
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    lst = f"{V1_DEVICES}/{cid}/devices.list"
+    before = open(lst).read()
+    rt("exec", cid, "sh", "-c", "while [ ! -e /tmp/started ]; do sleep 0.01; done", check=True)
+    for devices in ([{"allow": False, "access": "rwm"}], [{"allow": True, "access": "rwm"}]) * 5:
+        rt("update", "--resources", "-", cid, input=json.dumps({"devices": devices, "pids": {"limit": 99}}),
+           check=True)
+        assert open(lst).read() == before
+    rt("exec", cid, "sh", "-c", "touch /tmp/stop; while [ ! -e /tmp/result ]; do sleep 0.01; done", check=True)
+    n, failed = rt("exec", cid, "cat", "/tmp/result", check=True).stdout.split()
+    assert int(n) > 0 and failed == "0", f"{failed} of {n} opens of /dev/null, /dev/zero failed"
+    rt("delete", "--force", cid, check=True)
+
+
+def test_update_leaves_device_program_alone_v2(rt, own_rootfs):
+    """The same on v2: the attached program stays; allow-all in an update
+    does not open a block device up, deny-all does not close /dev/null."""
+    cid = rt.new_id()
+
+    def m(c):
+        c["root"]["readonly"] = False
+        c["linux"]["cgroupsPath"] = f"/{cid}"
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_MKNOD")
+    b = rt.bundle(["sleep", "60"], mutate=m, rootfs=own_rootfs)
+    P = f"{PYRUNC} --root {rt.root}"
+    check = (f"{P} exec {cid} sh -c '(exec 3</tmp/blk) 2>/dev/null && echo blk-open || echo blk-denied; "
+             f"(exec 3>/dev/null) 2>/dev/null && echo null-open || echo null-denied'")
+    def upd(devices):
+        return f"echo '{json.dumps({'devices': devices})}' | {P} update --resources - {cid}"
+    p = in_v2_view(f"{{ {P} run -d --bundle {b} {cid} && {P} exec {cid} mknod /tmp/blk b 7 0 && {check} && "
+                   f"{upd([{'allow': True, 'access': 'rwm'}])} && {check} && "
+                   f"{upd([{'allow': False, 'access': 'rwm'}])} && {check}; }} || echo FAILED; "
+                   f"{P} delete --force {cid}")
+    assert p.returncode == 0 and "FAILED" not in p.stdout, p.stdout + p.stderr
+    assert p.stdout.split() == ["blk-denied", "null-open"] * 3, p.stdout
