@@ -178,7 +178,7 @@ def init(ctx: Context) -> None:
         clean_process_state(ctx.preserve_fds)
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
-            rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
+            rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"), ctx.no_pivot)
             # (create dropped mountLabel already where SELinux is off)
             rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
                              ctx.idmap_fds, linux.get("mountLabel"))

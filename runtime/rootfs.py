@@ -370,7 +370,7 @@ _BEFORE_PIVOT = {
 _EINVAL = 22
 
 
-def prepare_root(rootfs: str, propagation: str | None) -> None:
+def prepare_root(rootfs: str, propagation: str | None, no_pivot: bool = False) -> None:
     """First step in the container's new mount namespace: set the
     propagation of the host's mounts (rslave when linux.rootfsPropagation
     is unset), make the mount that holds `rootfs` private, then bind
@@ -383,9 +383,16 @@ def prepare_root(rootfs: str, propagation: str | None) -> None:
     container (proc, dev, sys, the config's binds, what the container
     mounts later) would show on the host, and pivot_root refuses a shared
     new root or one whose parent is shared (EINVAL). Only this namespace's
-    copy changes; the host's mount stays as it is."""
+    copy changes; the host's mount stays as it is.
+
+    With no_pivot the bind is later moved onto "/" (move_root): a move
+    onto a shared mount is copied to its peers, the host's "/" among them,
+    so "/" itself becomes a slave here (still receiving the host's
+    mounts, sending nothing back)."""
     flag = _BEFORE_PIVOT[propagation] if propagation else sc.MS_SLAVE
     sc.mount(None, "/", None, flag | sc.MS_REC, None, label="/ (propagation)")
+    if no_pivot and flag == sc.MS_SHARED:
+        sc.mount(None, "/", None, sc.MS_SLAVE, None, label="/ (propagation)")
     make_holder_private(rootfs)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC, None, label="rootfs")
 
