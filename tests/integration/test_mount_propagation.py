@@ -50,15 +50,22 @@ class HostNS:
         assert p.returncode == 0, f"{script}: {p.stderr}"
         return p.stdout
 
-    def mounts(self) -> dict[str, tuple[str, str, str]]:
-        """mount id -> (mount point, fstype, source) as the host sees them."""
+    def mounts(self, under: str) -> dict[str, tuple[str, str, str]]:
+        """mount id -> (mount point, fstype, source) as the host sees them,
+        for the mounts where a container's could land: "/", anything
+        under `under` (where the test keeps the rootfs and the bind
+        sources), and a tmpfs the test's containers name rtcanary. Mounts
+        other tests make on the real host meanwhile may reach this
+        namespace through peers it copied; they are left out."""
         out = {}
         with open(f"/proc/{self.pid}/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
                 fields = left.split()
                 fstype, source = right.split()[:2]
-                out[fields[0]] = (fields[4], fstype, source)
+                mp = fields[4]
+                if mp == "/" or mp == under or mp.startswith(under + "/") or source == "rtcanary":
+                    out[fields[0]] = (mp, fstype, source)
         return out
 
     def close(self):
@@ -128,17 +135,17 @@ def test_container_mounts_never_reach_the_host(host, host_rt, tmp_path, prop, pi
         ]
     b = host_rt.bundle(["sh", "-c", "mount -t tmpfs rtcanary /mnt/rt && touch /plain/ready && exec sleep 60"],
                        mutate=m)
-    before = host.mounts()
+    before = host.mounts(str(tmp_path))
     cid = host_rt.new_id()
     p = host_rt("run", "-d", *(() if pivot else ("--no-pivot",)), "--bundle", b, cid)
-    leaked = {v for k, v in host.mounts().items() if k not in before}
+    leaked = {v for k, v in host.mounts(str(tmp_path)).items() if k not in before}
     assert p.returncode == 0, f"{p.stderr.strip()}; leaked into the host: {sorted(leaked)}"
 
     def alive():
         st = host_rt("state", cid)
         assert st.returncode == 0 and '"running"' in st.stdout, st.stdout + st.stderr
     _wait_for(f"/proc/{host.pid}/root{src}/plain/ready", alive)
-    leaked = {v for k, v in host.mounts().items() if k not in before}
+    leaked = {v for k, v in host.mounts(str(tmp_path)).items() if k not in before}
     assert not leaked, f"container mounts appeared on the host: {sorted(leaked)}"
 
     # Host -> container, through the rshared and rslave bind mounts.
@@ -158,8 +165,8 @@ def test_container_mounts_never_reach_the_host(host, host_rt, tmp_path, prop, pi
     elif prop in ("unbindable", "runbindable"):
         assert "unbindable" in root, inside["/"]
 
-    leaked = {v for k, v in host.mounts().items() if k not in before and v[2] != "hostcanary"}
+    leaked = {v for k, v in host.mounts(str(tmp_path)).items() if k not in before and v[2] != "hostcanary"}
     assert not leaked, f"container mounts appeared on the host: {sorted(leaked)}"
     host_rt("delete", "--force", cid, check=True)
-    leaked = {v for k, v in host.mounts().items() if k not in before and v[2] != "hostcanary"}
+    leaked = {v for k, v in host.mounts(str(tmp_path)).items() if k not in before and v[2] != "hostcanary"}
     assert not leaked, f"container mounts left on the host: {sorted(leaked)}"
