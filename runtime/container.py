@@ -306,9 +306,14 @@ class _Builder:
             # would, 5-20 ms). The limits go on after GO, while the child
             # makes the namespaces and init mounts the rootfs (runc, too,
             # sets them while its init prepares the rootfs): init cannot
-            # exec anything before APPLIED, which is sent after them. A realtime budget is
-            # the exception: a realtime task (a caller running SCHED_FIFO)
-            # can only join a cgroup that already has one.
+            # exec anything before APPLIED, which is sent after them.
+            # Two exceptions go first. The device rules: init makes device
+            # nodes and opens them, and v1 rules are written as a deny-all
+            # followed by the allows, so they must be whole before the
+            # child joins the v1 devices hierarchy at GO (on v2 the child is
+            # born in the cgroup, but touches no device before GO). And a
+            # realtime budget: a realtime task (a caller running
+            # SCHED_FIFO) can only join a cgroup that already has one.
             res = None
             if not isinstance(self.cgroup, _NoCgroup):
                 if self.cgroup_rest:
@@ -317,6 +322,8 @@ class _Builder:
                 if (res.get("cpu") or {}).get("realtimeRuntime"):
                     self._apply(res)
                     res = None
+                else:
+                    self._apply({"devices": res.pop("devices")})
             chan.send(sync.GO)
             if res is not None:
                 self._apply(res)
@@ -785,31 +792,13 @@ def _write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-# runc's always-allowed device rules, appended after the config's own.
-_DEFAULT_DEVICE_RULES = [
-    ("c", None, None, "m"), ("b", None, None, "m"),
-    ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"),
-    ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 136, None, "rwm"), ("c", 5, 2, "rwm"),
-    ("c", 10, 200, "rwm"),
-]
-
-
 def _resources_with_default_devices(cfg: dict) -> dict:
     """linux.resources with runc's default device rules after the config's
-    own. A device in linux.devices gets no rule of its own (runc 1.1 adds
-    none): the node is made, and linux.resources.devices decides whether it
-    may be used."""
-    linux = cfg["linux"]
-    res = dict(linux.get("resources") or {})
-    rules = list(res.get("devices") or [])
-    for t, ma, mi, acc in _DEFAULT_DEVICE_RULES:
-        r = {"allow": True, "type": t, "access": acc}
-        if ma is not None:
-            r["major"] = ma
-        if mi is not None:
-            r["minor"] = mi
-        rules.append(r)
-    res["devices"] = rules
+    own. A node made from linux.devices gets no rule of its own, as in
+    runc: linux.resources.devices alone decides whether it opens."""
+    from runtime.cgroups.devices import with_runc_defaults
+    res = dict(cfg["linux"].get("resources") or {})
+    res["devices"] = with_runc_defaults(res.get("devices"))
     return res
 
 

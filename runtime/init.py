@@ -240,7 +240,7 @@ def init(ctx: Context) -> None:
             _loopback_up()
         # 3. Mount namespace: stop our mounts propagating back to the host.
         if "mount" in nstypes:
-            _prepare_root(ctx, linux)
+            rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"), ctx.no_pivot)
             # (create dropped mountLabel already where SELinux is off)
             ro_later = rootfs.mount_all(ctx.rootfs, cfg.get("mounts") or [], ctx.bundle, ctx.cgroup_mount,
                                         ctx.idmap_fds, linux.get("mountLabel"), _proc_mounter(ctx),
@@ -403,21 +403,6 @@ def preload(cfg: dict, check_seccomp: bool = True) -> None:
             seccomp.compile((cfg.get("linux") or {})["seccomp"])
 
 
-def _prepare_root(ctx: Context, linux: dict) -> None:
-    prop = linux.get("rootfsPropagation")
-    # Slave (or the requested mode) recursively: mounts we make never reach the host.
-    flag = rootfs.PROPAGATION.get(prop, sc.MS_SLAVE) if prop else sc.MS_SLAVE
-    sc.mount(None, "/", None, flag | sc.MS_REC, None, label="/ (propagation)")
-    # pivot_root refuses a new root whose parent mount is shared, and a bind
-    # of an unbindable tree fails: make the mount holding the rootfs private
-    # (only in our namespace); the requested propagation is applied to the
-    # new "/" after pivot_root.
-    sc.mount(None, _mountpoint_of(os.path.dirname(ctx.rootfs)), None, sc.MS_PRIVATE, None,
-             label="rootfs parent (private)")
-    # pivot_root needs the new root to be a mount point.
-    sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC, None, label="rootfs")
-
-
 def _proc_mounter(ctx: Context):
     """How a proc filesystem is mounted: outside its pid namespace, by
     pyrunc-exec from within it (proc shows its mounter's pid namespace)."""
@@ -427,17 +412,6 @@ def _proc_mounter(ctx: Context):
     def mount_proc(source: str, target_fd: int, flags: int, data: str | None, label: str) -> None:
         exechelper.mount_in_pidns(ctx.helper_fd, ctx.pidns_fd, source, target_fd, "proc", flags, data, label)
     return mount_proc
-
-
-def _mountpoint_of(path: str) -> str:
-    """The mount point (in this mount namespace) that holds `path`."""
-    best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split(" ", 5)[4].replace("\\040", " ")
-            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-                best = mp
-    return best
 
 
 def _ptmx_link(root: str) -> None:

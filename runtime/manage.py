@@ -140,6 +140,12 @@ def update(root: str, cid: str, resources_file: str | None, flags: dict) -> list
         res.setdefault(section, {}).update(vals)
     from runtime.validate import validate_config
     validate_config({"ociVersion": "1.3.0", "root": {"path": "rootfs"}, "linux": {"resources": res}})
+    # The device rules stay as create set them, as with runc 1.1.5's
+    # update. containerd sends the container's rules along with every
+    # update (without the runtime's defaults, which create adds), and v1
+    # can go from allow-all to an allow-list only through a deny-all
+    # write, which would briefly deny devices both rule sets allow.
+    res.pop("devices", None)
     with st.Lock(data["_dir"], cid):
         if st.status(data) == "stopped":
             raise InvalidState("container not running")

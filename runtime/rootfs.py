@@ -513,6 +513,63 @@ def _make_device(rootfd, path, t, major, minor, mode, uid, gid, in_userns, stric
         os.close(parent)
 
 
+# linux.rootfsPropagation as applied to the namespace's copy of the host's
+# mounts before anything is mounted. It decides how the bind mounts of host
+# paths relate to the host. Always recursive, so that no copy stays a peer
+# of the host unless the mode is a shared one. The unbindable modes count
+# as private here: an unbindable copy of the host could not be a bind
+# source. Their unbindable part, like every mode, is applied to the
+# container's "/" after pivot_root (PROPAGATION).
+_BEFORE_PIVOT = {
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE,
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE,
+    "unbindable": sc.MS_PRIVATE, "runbindable": sc.MS_PRIVATE,
+}
+_EINVAL = 22
+
+
+def prepare_root(rootfs: str, propagation: str | None, no_pivot: bool = False) -> None:
+    """First step in the container's new mount namespace: set the
+    propagation of the host's mounts (rslave when linux.rootfsPropagation
+    is unset), make the mount that holds `rootfs` private, then bind
+    `rootfs` onto itself, which pivot_root needs (a mount point).
+
+    The holding mount is the rootfs itself when it is a mount point of its
+    own (containerd's snapshots are), else the nearest mount above it.
+    Private, the bind of it is private too: a new mount of a shared one
+    would join the host's peer group, so that everything mounted in the
+    container (proc, dev, sys, the config's binds, what the container
+    mounts later) would show on the host, and pivot_root refuses a shared
+    new root or one whose parent is shared (EINVAL). Only this namespace's
+    copy changes; the host's mount stays as it is.
+
+    With no_pivot the bind is later moved onto "/" (move_root): a move
+    onto a shared mount is copied to its peers, the host's "/" among them,
+    so "/" itself becomes a slave here (still receiving the host's
+    mounts, sending nothing back)."""
+    flag = _BEFORE_PIVOT[propagation] if propagation else sc.MS_SLAVE
+    sc.mount(None, "/", None, flag | sc.MS_REC, None, label="/ (propagation)")
+    if no_pivot and flag == sc.MS_SHARED:
+        sc.mount(None, "/", None, sc.MS_SLAVE, None, label="/ (propagation)")
+    make_holder_private(rootfs)
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC, None, label="rootfs")
+
+
+def make_holder_private(path: str) -> None:
+    """Make the mount that holds `path` (path itself if it is a mount point)
+    private. Changing the propagation of a directory that is no mount's
+    root fails with EINVAL, so the walk up stops at the holding mount."""
+    while True:
+        try:
+            sc.mount(None, path, None, sc.MS_PRIVATE, None, label=f"{path} (private)")
+            return
+        except OSError as e:
+            if e.errno != _EINVAL or path == "/":
+                raise
+        path = os.path.dirname(path)
+
+
 def pivot(rootfs: str) -> None:
     """Make rootfs the new "/" and detach the old root entirely.
 

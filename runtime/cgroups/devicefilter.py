@@ -1,11 +1,14 @@
 """Generate a BPF_PROG_TYPE_CGROUP_DEVICE program from device rules.
 
-Shape (same as runc's/crun's device filter, written from the kernel ABI):
+Shape (that of runc's and crun's device filters, written from the kernel
+ABI; a deny block matches any of its access bits, as in the v1 controller,
+where theirs needs all of them):
 
     prologue (6 insns): R2 = type, R3 = access, R4 = major, R5 = minor
     one block per rule of the emulator's *clean* rule list:
         if R2 != type        goto next
-        [R1 = R3; R1 &= acc; if R1 != R3 goto next]   unless acc == rwm
+        [R1 = R3; R1 &= acc; if R1 != R3 goto next]   allow, unless acc == rwm
+        [R1 = R3; R1 &= acc; if R1 == 0 goto next]    deny, unless acc == rwm
         [if R4 != major      goto next]               unless major == *
         [if R5 != minor      goto next]               unless minor == *
         R0 = allow; exit
@@ -30,6 +33,7 @@ ALU_MOV_K = 0xB4      # BPF_ALU | BPF_MOV | BPF_K
 ALU_MOV_X = 0xBC      # BPF_ALU | BPF_MOV | BPF_X
 JMP_JNE_K = 0x55      # BPF_JMP | BPF_JNE | BPF_K
 JMP_JNE_X = 0x5D      # BPF_JMP | BPF_JNE | BPF_X
+JMP_JEQ_K = 0x15      # BPF_JMP | BPF_JEQ | BPF_K
 JMP_EXIT = 0x95       # BPF_JMP | BPF_EXIT
 
 LICENSE = "Apache"
@@ -68,8 +72,11 @@ def _block(rule: Rule) -> list[tuple]:
                 "m": _b.BPF_DEVCG_ACC_MKNOD}[c]
     out = [(JMP_JNE_K, 2, 0, "NEXT", t)]
     if acc != (_b.BPF_DEVCG_ACC_READ | _b.BPF_DEVCG_ACC_WRITE | _b.BPF_DEVCG_ACC_MKNOD):
-        # Match only when every requested access bit is in the rule.
-        out += [(ALU_MOV_X, 1, 3, 0, 0), (ALU_AND_K, 1, 0, 0, acc), (JMP_JNE_X, 1, 3, "NEXT", 0)]
+        # The kernel asks once for all the access an open wants (r and w
+        # for O_RDWR). As in the v1 controller, an allow rule must cover
+        # every requested bit, and a deny rule denies any of its bits.
+        out += [(ALU_MOV_X, 1, 3, 0, 0), (ALU_AND_K, 1, 0, 0, acc)]
+        out.append((JMP_JNE_X, 1, 3, "NEXT", 0) if rule.allow else (JMP_JEQ_K, 1, 0, "NEXT", 0))
     if rule.major != WILDCARD:
         out.append((JMP_JNE_K, 4, 0, "NEXT", _s32(rule.major)))
     if rule.minor != WILDCARD:
@@ -123,7 +130,7 @@ def device_filter(oci_rules) -> bytes:
 def disassemble(code: bytes) -> list[str]:
     """Human-readable listing (tests and debugging)."""
     names = {LDX_MEM_W: "ldxw", ALU_AND_K: "and32", ALU_RSH_K: "rsh32", ALU_MOV_K: "mov32",
-             ALU_MOV_X: "mov32x", JMP_JNE_K: "jne", JMP_JNE_X: "jnex", JMP_EXIT: "exit"}
+             ALU_MOV_X: "mov32x", JMP_JNE_K: "jne", JMP_JNE_X: "jnex", JMP_JEQ_K: "jeq", JMP_EXIT: "exit"}
     out = []
     for i in range(0, len(code), 8):
         c, regs, off, imm = struct.unpack_from("<BBhi", code, i)

@@ -119,6 +119,27 @@ def test_bpf_partial_access_rule(mgr, children):
     assert out.split() == ["ok", str(errno.EPERM)], err
 
 
+def test_bpf_deny_list_denies_any_overlap(mgr, children):
+    """In a deny-list, an open asking for any denied access is refused, as
+    the v1 controller does: /dev/null with "w" denied opens read-only, not
+    read-write (which asks for "w" too)."""
+    m = mgr()
+    m.create()
+    m.apply({"devices": [{"allow": True, "access": "rwm"},
+                         {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]})
+    p = children.start(
+        "res = []\n"
+        "for fl in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR):\n"
+        "    try:\n"
+        "        os.close(os.open('/dev/null', fl)); res.append('ok')\n"
+        "    except OSError as e:\n"
+        "        res.append(str(e.errno))\n"
+        "print(' '.join(res))\n")
+    m.add_task(p.pid)
+    out, err = children.go(p)
+    assert out.split() == ["ok", str(errno.EPERM), str(errno.EPERM)], err
+
+
 def test_freeze_thaw(mgr, children):
     m = mgr()
     m.create()

@@ -172,7 +172,7 @@ def test_program_block_count_runc_defaults():
     assert n_exits == 12
     # every jump lands inside the program
     for pos, (code, _d, _s, off, _imm) in enumerate(insns):
-        if code in (df.JMP_JNE_K, df.JMP_JNE_X):
+        if code in (df.JMP_JNE_K, df.JMP_JNE_X, df.JMP_JEQ_K):
             assert 0 < pos + 1 + off < len(insns)
 
 
@@ -183,6 +183,18 @@ def test_program_blacklist_mode_defaults_to_allow():
     assert insns[-2] == (df.ALU_MOV_K, 0, 0, 0, 1)
     # the one block returns 0 (deny)
     assert (df.ALU_MOV_K, 0, 0, 0, 0) in insns
+
+
+def test_program_deny_block_matches_any_denied_bit():
+    # deny-list with "c 1:3 w" denied: an open asking for r and w must hit
+    # the deny block, so it tests for overlap (r1 & w != 0), not inclusion.
+    code = df.device_filter([{"allow": True, "access": "rwm"},
+                             {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}])
+    block = _decode(code)[6:-2]
+    assert block[1] == (df.ALU_MOV_X, 0x31, 0, 0)
+    assert block[2] == (df.ALU_AND_K, 0x01, 0, ebpf.BPF_DEVCG_ACC_WRITE)
+    assert block[3] == (df.JMP_JEQ_K, 0x01, 4, 0)          # if r1 == 0 skip 4
+    assert block[-2] == (df.ALU_MOV_K, 0, 0, 0)             # deny
 
 
 def test_program_later_rule_overrides_earlier():
