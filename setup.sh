@@ -26,7 +26,7 @@ fi
 # - Debian's python3.11 when there is one: built with PGO and LTO, with
 #   _socket, _struct, fcntl and array compiled in, it starts and runs our
 #   verbs ~15% faster than a plain source build such as pyenv's
-#   (bench/RESULTS.md has the measurement).
+#   (docs/performance.md has the measurement).
 PY=""
 for c in /usr/bin/python3.11 /usr/bin/python3; do
     if [ -x "$c" ] && "$c" -c 'import sys, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then

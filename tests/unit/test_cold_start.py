@@ -1,5 +1,5 @@
 """Guard the verbs containerd runs on every container against heavy imports
-(each costs milliseconds on a cold interpreter; see bench/RESULTS.md)."""
+(each costs milliseconds on a cold interpreter; see docs/performance.md)."""
 import json
 import os
 import subprocess
