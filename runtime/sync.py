@@ -122,9 +122,13 @@ class Channel:
         try:
             data, fds = recv_fds(self.sock, 65536, 4)
         except ConnectionResetError:
-            # The peer exited with a message of ours unread (unix sockets
-            # then report ECONNRESET instead of EOF): it is gone all the same.
-            data, fds = b"", []
+            # The peer exited with a message of ours unread: the kernel then
+            # reports ECONNRESET once, ahead of whatever the peer sent before
+            # it went (its ERROR, say), which the next read returns.
+            try:
+                data, fds = recv_fds(self.sock, 65536, 4)
+            except (ConnectionResetError, BlockingIOError):
+                data, fds = b"", []
         if not data:
             if eof_ok:
                 return None, []

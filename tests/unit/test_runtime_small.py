@@ -65,6 +65,23 @@ def test_stage1_that_cannot_load_init_reports_an_error():
     parent.close()
 
 
+def test_channel_reports_the_error_a_peer_sent_before_it_went():
+    """A peer that exits with one of our messages unread makes the kernel
+    report ECONNRESET once, ahead of what it sent before going: its ERROR
+    still reaches the reader (not "exited unexpectedly")."""
+    import pytest
+
+    from runtime import sync
+    from runtime.errors import InitFailure
+    parent, child = sync.Channel.pair()
+    parent.send(sync.APPLIED)            # the child never reads it
+    child.send(sync.ERROR, msg="mount /proc: boom")
+    child.close()
+    with pytest.raises(InitFailure, match="^mount /proc: boom$"):
+        parent.next()
+    parent.close()
+
+
 def test_drop_bounding_without_setpcap_fails_only_for_a_capability_still_there():
     # A process without CAP_SETPCAP in its effective set cannot drop
     # anything: asking to drop what the bounding set no longer has is fine,
