@@ -133,6 +133,14 @@ def _check_config(cfg: dict) -> None:
         raise RuntimeFailure("config.json: linux.timeOffsets: time offsets given without a time namespace")
     if cfg.get("hostname") and "uts" not in seen:
         raise RuntimeFailure("config.json: hostname: setting the hostname needs a uts namespace")
+    nss = {ns["type"]: ns for ns in linux.get("namespaces") or ()}
+    uts_path = (nss.get("uts") or {}).get("path")
+    for field in ("hostname", "domainname"):
+        if cfg.get(field) and uts_path and _is_runtime_ns("uts", uts_path):
+            raise RuntimeFailure(f"config.json: {field}: the uts namespace {uts_path} is the runtime's own: "
+                                 f"setting the {field} there would change the host's")
+    if linux.get("sysctl"):
+        check_sysctl(linux["sysctl"], nss)
     for kind, hooks in (cfg.get("hooks") or {}).items():
         for i, h in enumerate(hooks or ()):
             p = h.get("path", "")
@@ -165,6 +173,74 @@ def _check_config(cfg: dict) -> None:
                              f"{proc['apparmorProfile']!r}: AppArmor is not enabled on this host")
     if linux.get("intelRdt") and not os.path.isdir("/sys/fs/resctrl/info"):
         raise RuntimeFailure("config.json: linux.intelRdt: resctrl is not mounted on this host")
+
+
+# The kernel.* sysctls an ipc namespace holds (with fs.mqueue.*); runc's list.
+_IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                          "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))
+
+
+def check_sysctl(sysctl: dict, nss: dict[str, dict]) -> None:
+    """Refuse a linux.sysctl key that would be written outside the
+    container's own namespaces, i.e. to the host: init writes them through
+    /proc/sys, and only the net.*, ipc and uts entries there are per
+    namespace. `nss` is linux.namespaces by type.
+
+    runc 1.1.5's rules and wording (libcontainer/configs/validate): net.*
+    needs a network namespace that is not the runtime's; the ipc keys an
+    ipc namespace; kernel.domainname a uts namespace; kernel.hostname is
+    refused (config.json has a field for it); everything else
+    (kernel.core_pattern, vm.*, fs.*, ...) is in no namespace at all. runc
+    compares a joined network namespace with its own; this does so for ipc
+    and uts too, where runc takes any joined one: a joined namespace that
+    is the runtime's is the host's."""
+    own: dict[str, bool] = {}
+
+    def private(t: str) -> bool:
+        if t not in own:
+            ns = nss.get(t)
+            own[t] = ns is not None and not (ns.get("path") and _is_runtime_ns(t, ns["path"]))
+        return own[t]
+
+    for key in sysctl:
+        s = _sysctl_dots(key)
+        q = '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'  # as Go's %q shows it
+        if s in _IPC_SYSCTLS or s.startswith("fs.mqueue."):
+            if private("ipc"):
+                continue
+            raise RuntimeFailure(f"sysctl {q} is not allowed in the hosts ipc namespace")
+        if s.startswith("net."):
+            if private("network"):
+                continue
+            raise RuntimeFailure(f"sysctl {q} not allowed in host network namespace")
+        if "uts" in nss:
+            if s == "kernel.domainname" and private("uts"):
+                continue
+            if s == "kernel.hostname":
+                raise RuntimeFailure(f'sysctl {q} is not allowed as it conflicts with the OCI "hostname" field')
+        raise RuntimeFailure(f"sysctl {q} is not in a separate kernel namespace")
+
+
+def _sysctl_dots(key: str) -> str:
+    """A sysctl name in its dotted form: a name written with '/' as the
+    separator (sysctl.d(5): "net/ipv4/ip_forward") has its '/' and '.'
+    swapped, as runc does before it checks a key."""
+    i = next((i for i, ch in enumerate(key) if ch in "./"), -1)
+    if i < 0 or key[i] == ".":
+        return key
+    return key.translate(str.maketrans("./", "/."))
+
+
+def _is_runtime_ns(nstype: str, path: str) -> bool:
+    """Whether the namespace file `path` is this process's own namespace of
+    `nstype` (the runtime's, which is the host's to the container)."""
+    from runtime.syscalls import NAMESPACE_PROC_NAMES
+    mine = os.stat(f"/proc/self/ns/{NAMESPACE_PROC_NAMES[nstype]}")
+    try:
+        other = os.stat(path)
+    except OSError as e:
+        raise RuntimeFailure(f"config.json: linux.namespaces {nstype} path {path}: {e.strerror}") from None
+    return (mine.st_dev, mine.st_ino) == (other.st_dev, other.st_ino)
 
 
 def selinux_enabled() -> bool:

@@ -1,0 +1,209 @@
+"""Configs and bundles that would make pyrunc change the host, or run a
+container with less isolation than it asked for: each must be refused (or
+made harmless) with one line naming what is wrong, and leave nothing behind.
+
+Namespaced settings are probed from inside namespaces the test makes
+(`unshare -n/-i/-u`): there, "the host's" namespace is a private one, so a
+runtime that wrongly writes to it changes nothing outside the test. Keys
+that are not namespaced at all (kernel.*, vm.*) are probed with names that
+do not exist, so nothing can be written even before the check existed."""
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from bundles import PYRUNC
+
+_NO_NET = ("pid", "ipc", "uts", "mount", "cgroup")
+
+
+def _sh(script: str, unshare: tuple[str, ...] = (), timeout: int = 60) -> tuple[int, str, str]:
+    """Run `script` with sh, in new namespaces when `unshare` names them.
+    Output goes through files: a container the script creates keeps its
+    stdio open, which would hold a pipe open past the script's end."""
+    cmd = (["unshare", *unshare] if unshare else []) + ["sh", "-c", script]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.run(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True, timeout=timeout)
+        out.seek(0)
+        err.seek(0)
+        return p.returncode, out.read(), err.read()
+
+
+def _namespaces(*types, **paths):
+    return [{"type": t} for t in types] + [{"type": t, "path": p} for t, p in paths.items()]
+
+
+def _hook_canary(c, path):
+    """A prestart hook that leaves `path`: it runs once init exists, so its
+    absence shows create refused before making any process."""
+    c.setdefault("hooks", {})["prestart"] = [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {path}"]}]
+
+
+def _nothing_left(rt):
+    assert not os.listdir(rt.root) if os.path.isdir(rt.root) else True
+
+
+# --- sysctl -----------------------------------------------------------------
+
+def _create_in(rt, unshare, cid, bundle, before_after: str) -> tuple[int, list[str], str]:
+    """create in new namespaces; `before_after` is a command printed before
+    and after create (the value the container must not change)."""
+    rc, out, err = _sh(f"{before_after}; {PYRUNC} --root {rt.root} create --bundle {bundle} {cid}; "
+                       f"echo rc=$?; {before_after}", unshare)
+    assert rc == 0, err
+    return rc, out.split(), err
+
+
+@pytest.mark.parametrize("case", ["no-netns", "host-netns-by-path"])
+def test_net_sysctl_refused_in_the_hosts_network_namespace(rt, open_tmp, case):
+    """runc's validator: net.* only where the container has a network
+    namespace of its own (a new one, or a joined one that is not the
+    runtime's). Probed in a network namespace this test made."""
+    canary = open_tmp / "hook-ran"
+
+    def m(c):
+        extra = {"network": "/proc/self/ns/net"} if case == "host-netns-by-path" else {}
+        c["linux"]["namespaces"] = _namespaces(*_NO_NET, **extra)
+        c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+        _hook_canary(c, canary)
+    cid = rt.new_id()
+    _, out, err = _create_in(rt, ("-n",), cid, rt.bundle(["true"], mutate=m),
+                             "cat /proc/sys/net/ipv4/ip_forward")
+    before, rc, after = out
+    assert rc == "rc=1"
+    assert err.strip() == 'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'
+    assert after == before, "the network namespace pyrunc runs in was changed"
+    assert not canary.exists()
+    _nothing_left(rt)
+
+
+def test_net_sysctl_allowed_in_a_joined_private_network_namespace(rt):
+    """A joined network namespace that is not the runtime's own takes net.*."""
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])
+    try:
+        ns = f"/proc/{holder.pid}/ns/net"
+        for _ in range(100):
+            if os.path.exists(ns) and os.readlink(ns) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.02)
+
+        def m(c):
+            c["linux"]["namespaces"] = _namespaces(*_NO_NET, network=ns)
+            c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+        p = rt("run", "--bundle", rt.bundle(["cat", "/proc/sys/net/ipv4/ip_forward"], mutate=m), rt.new_id())
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == ["1"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("key", ["kernel.pyrunc_canary", "vm.pyrunc_canary", "fs.pyrunc_canary",
+                                 "dev.pyrunc_canary"])
+def test_non_namespaced_sysctl_refused_before_any_process(rt, open_tmp, key):
+    """Keys outside every namespace (kernel.core_pattern, vm.*) would be the
+    host's: refused by create, naming the key, before init exists. The
+    probe uses keys that do not exist, so nothing is written either way."""
+    canary = open_tmp / "hook-ran"
+
+    def m(c):
+        c["linux"]["sysctl"] = {key: "1"}
+        _hook_canary(c, canary)
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == f'sysctl "{key}" is not in a separate kernel namespace'
+    assert not canary.exists()
+    _nothing_left(rt)
+
+
+@pytest.mark.parametrize("key,value,probe", [
+    ("kernel.msgmax", "12345", "cat /proc/sys/kernel/msgmax"),
+    ("fs.mqueue.msg_max", "77", "cat /proc/sys/fs/mqueue/msg_max"),
+])
+@pytest.mark.parametrize("case", ["no-ipcns", "host-ipcns-by-path"])
+def test_ipc_sysctl_refused_in_the_hosts_ipc_namespace(rt, key, value, probe, case):
+    """The ipc sysctls need an ipc namespace of the container's own (probed
+    inside an ipc namespace this test made)."""
+    def m(c):
+        extra = {"ipc": "/proc/self/ns/ipc"} if case == "host-ipcns-by-path" else {}
+        c["linux"]["namespaces"] = _namespaces("pid", "network", "uts", "mount", "cgroup", **extra)
+        c["linux"]["sysctl"] = {key: value}
+    _, out, err = _create_in(rt, ("-i",), rt.new_id(), rt.bundle(["true"], mutate=m), probe)
+    before, rc, after = out
+    assert rc == "rc=1"
+    assert err.strip() == f'sysctl "{key}" is not allowed in the hosts ipc namespace'
+    assert after == before
+    _nothing_left(rt)
+
+
+@pytest.mark.parametrize("case", ["no-utsns", "host-utsns-by-path"])
+def test_domainname_sysctl_refused_in_the_hosts_uts_namespace(rt, case):
+    def m(c):
+        extra = {"uts": "/proc/self/ns/uts"} if case == "host-utsns-by-path" else {}
+        c["linux"]["namespaces"] = _namespaces("pid", "network", "ipc", "mount", "cgroup", **extra)
+        c["linux"]["sysctl"] = {"kernel.domainname": "pyrunc-canary"}
+        del c["hostname"]
+    _, out, err = _create_in(rt, ("-u",), rt.new_id(), rt.bundle(["true"], mutate=m),
+                             "cat /proc/sys/kernel/domainname")
+    before, rc, after = out
+    assert rc == "rc=1"
+    assert err.strip() == 'sysctl "kernel.domainname" is not in a separate kernel namespace'
+    assert after == before
+    _nothing_left(rt)
+
+
+def test_hostname_sysctl_conflicts_with_the_hostname_field(rt):
+    """runc: kernel.hostname is namespaced, but config.json has a field for it."""
+    def m(c):
+        c["linux"]["sysctl"] = {"kernel.hostname": "other"}
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == 'sysctl "kernel.hostname" is not allowed as it conflicts with the OCI "hostname" field'
+    _nothing_left(rt)
+
+
+def test_hostname_refused_in_the_hosts_uts_namespace(rt):
+    """A joined uts namespace that is the runtime's own: setting the
+    hostname there would rename the host (probed in a private one)."""
+    def m(c):
+        c["linux"]["namespaces"] = _namespaces("pid", "network", "ipc", "mount", "cgroup",
+                                               uts="/proc/self/ns/uts")
+        c["hostname"] = "pyrunc-canary"
+    _, out, err = _create_in(rt, ("-u",), rt.new_id(), rt.bundle(["true"], mutate=m), "hostname")
+    before, rc, after = out
+    assert rc == "rc=1"
+    assert "hostname" in err and "/proc/self/ns/uts" in err and len(err.strip().splitlines()) == 1
+    assert after == before
+    _nothing_left(rt)
+
+
+@pytest.mark.parametrize("key", ["net/../kernel/msgmax", "net.//.kernel.msgmax", "net.ipv4/../../kernel/msgmax"])
+def test_sysctl_key_cannot_climb_out_of_its_namespace(rt, key):
+    """A key that passes as net.* must not name another file under
+    /proc/sys through "..": every '.' of a key is a separator, so no ".."
+    reaches the path. Probed with an ipc sysctl of an ipc namespace this
+    test made, the container having its own network namespace only."""
+    def m(c):
+        c["linux"]["namespaces"] = _namespaces("pid", "network", "uts", "mount", "cgroup")
+        c["linux"]["sysctl"] = {key: "12345"}
+    _, out, err = _create_in(rt, ("-i",), rt.new_id(), rt.bundle(["true"], mutate=m),
+                             "cat /proc/sys/kernel/msgmax")
+    before, rc, after = out
+    assert rc == "rc=1"
+    assert err.startswith(f"linux.sysctl {key}: ") and len(err.strip().splitlines()) == 1
+    assert after == before
+    _nothing_left(rt)
+
+
+def test_namespaced_sysctls_still_set(rt):
+    def m(c):
+        c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.msgmax": "12345",
+                                "kernel/shmmni": "1234", "net/ipv4/conf/lo/forwarding": "1",
+                                "kernel.domainname": "pyrunc.test"}
+    p = rt("run", "--bundle", rt.bundle(["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax",
+                                         "/proc/sys/kernel/shmmni", "/proc/sys/net/ipv4/conf/lo/forwarding",
+                                         "/proc/sys/kernel/domainname"], mutate=m), rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "12345", "1234", "1", "pyrunc.test"]
