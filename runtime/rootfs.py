@@ -249,8 +249,12 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             later = (norm, flags)
     copyup = mtype == "tmpfs" and "tmpcopyup" in special and not is_bind
     existed = copyup and _exists_in(rootfd, dest)
-    fd = resolve(rootfd, dest, create=kind, label=label)
+    if mtype in ("proc", "sysfs") and not is_bind:
+        fd = _ordinary_dir(rootfd, dest, mtype, label)
+    else:
+        fd = resolve(rootfd, dest, create=kind, label=label)
     try:
+        check_proc_mount(_path_in_root(rootfd, fd), mtype, is_bind, src, label)
         target = fd_path(fd)
         if mtype == "cgroup" and not is_bind:
             cgroup_mount(rootfd, dest, target, flags, label)
@@ -406,6 +410,62 @@ def _copy_attrs(src: int, dst: int, st) -> None:
             os.setxattr(dst, n, os.getxattr(src, n))
         except OSError:
             pass  # a namespace this filesystem or user namespace refuses (trusted.*, ...)
+
+
+def _ordinary_dir(rootfd: int, dest: str, mtype: str, label: str) -> int:
+    """O_PATH fd of the directory a proc or sysfs mount goes on, made if
+    missing. The destination itself must not be anything but a directory:
+    a symlink there (rootfs/proc -> /dev/shm) would put the filesystem
+    where a later mount can cover it and leave the container, and the
+    runtime's own /proc writes, a stand-in (runc refuses it too)."""
+    name = os.path.basename(dest.rstrip("/"))
+    if not name:
+        return resolve(rootfd, dest, label=label)
+    parent = resolve(rootfd, os.path.dirname(dest.rstrip("/")), create="dir", label=label)
+    try:
+        try:
+            st = os.lstat(name, dir_fd=parent)
+        except FileNotFoundError:
+            try:
+                os.mkdir(name, 0o755, dir_fd=parent)
+            except FileExistsError:
+                pass
+        else:
+            if st.st_mode & _S_IFMT != _S_IFDIR:
+                raise RuntimeFailure(f'{label}: filesystem "{mtype}" must be mounted on ordinary directory')
+        return sc.openat2(parent, name, os.O_PATH | os.O_DIRECTORY, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)
+    finally:
+        os.close(parent)
+
+
+# What may be mounted inside /proc: the files lxcfs stands in for (runc's list).
+_PROC_FILES_ALLOWED = frozenset(("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+                                 "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+                                 "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"))
+
+
+def check_proc_mount(where: str, mtype: str, is_bind: bool, src: str, label: str) -> None:
+    """runc's checkProcMount, for a mount that lands at `where` (the
+    destination as resolved inside the rootfs): on /proc itself only a
+    procfs (a new one, or a bind of one), inside it only the files lxcfs
+    emulates. Anything else would stand in for the files the runtime and
+    the LSMs write through /proc (attr/, sys/, oom_score_adj) or hide the
+    masks and read-only paths put there. runc 1.1.5 checks bind and
+    generic mounts; this checks every type (as later runc does)."""
+    if where != "/proc" and not where.startswith("/proc/"):
+        return
+    if where == "/proc":
+        if is_bind:
+            try:
+                ok = sc.statfs_type(src) == sc.PROC_SUPER_MAGIC
+            except OSError:
+                ok = False
+        else:
+            ok = mtype == "proc"
+        if not ok:
+            raise RuntimeFailure(f'{label}: "{where}" cannot be mounted because it is not of type proc')
+    elif where not in _PROC_FILES_ALLOWED:
+        raise RuntimeFailure(f'{label}: "{where}" cannot be mounted because it is inside /proc')
 
 
 def idmapped_tree(src: str, options: list[str] | None, userns_fd: int, label: str) -> int:

@@ -237,6 +237,18 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     return fd
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def statfs_type(path: str) -> int:
+    """The filesystem type (f_type, a magic number such as PROC_SUPER_MAGIC)
+    of the filesystem holding `path`, from statfs(2)."""
+    buf = ctypes.create_string_buffer(120)  # struct statfs; f_type is its first field, a long
+    if _libc.statfs(_b(path), buf) != 0:
+        raise _err("statfs", path)
+    return _field(buf.raw, 0, 8)
+
+
 def personality(persona: int) -> None:
     if _libc.personality(ctypes.c_ulong(persona)) == -1:
         raise _err("personality", hex(persona))

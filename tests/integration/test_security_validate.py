@@ -8,6 +8,7 @@ runtime that wrongly writes to it changes nothing outside the test. Keys
 that are not namespaced at all (kernel.*, vm.*) are probed with names that
 do not exist, so nothing can be written even before the check existed."""
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -207,3 +208,106 @@ def test_namespaced_sysctls_still_set(rt):
                                          "/proc/sys/kernel/domainname"], mutate=m), rt.new_id())
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["1", "12345", "1234", "1", "pyrunc.test"]
+
+
+# --- proc and sysfs destinations ---------------------------------------------
+
+@pytest.fixture
+def own_rootfs(tmp_path, busybox_rootfs):
+    r = tmp_path / "rootfs"
+    shutil.copytree(busybox_rootfs, r, symlinks=True)
+    return r
+
+
+@pytest.mark.parametrize("name,fstype", [("proc", "proc"), ("sys", "sysfs")])
+@pytest.mark.parametrize("target", ["/dev/shm", "../outside", "/etc/passwd"])
+def test_proc_and_sysfs_refused_on_a_symlink(rt, tmp_path, own_rootfs, name, fstype, target):
+    """rootfs/proc (or /sys) a symlink: the filesystem is not mounted
+    wherever it points (a later mount could cover it, leaving the container
+    a fake /proc); runc: 'must be mounted on ordinary directory'."""
+    (tmp_path / "outside").mkdir()
+    shutil.rmtree(own_rootfs / name)
+    os.symlink(target, own_rootfs / name)
+    p = rt("create", "--bundle", rt.bundle(["true"], rootfs=str(own_rootfs)), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == f'mounts[{0 if name == "proc" else 5}] /{name}: ' \
+                               f'filesystem "{fstype}" must be mounted on ordinary directory'
+    assert os.listdir(tmp_path / "outside") == []
+    assert not (own_rootfs / "outside").exists() and not (own_rootfs / "dev" / "shm").exists()
+    _nothing_left(rt)
+
+
+def test_proc_refused_on_a_file(rt, own_rootfs):
+    shutil.rmtree(own_rootfs / "proc")
+    (own_rootfs / "proc").write_text("")
+    p = rt("create", "--bundle", rt.bundle(["true"], rootfs=str(own_rootfs)), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == 'mounts[0] /proc: filesystem "proc" must be mounted on ordinary directory'
+    _nothing_left(rt)
+
+
+def test_proc_may_be_missing(rt, own_rootfs):
+    """A missing /proc is made (a directory), as before."""
+    shutil.rmtree(own_rootfs / "proc")
+    p = rt("run", "--bundle", rt.bundle(["cat", "/proc/self/comm"], rootfs=str(own_rootfs)), rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "cat"
+
+
+def test_fake_proc_bind_mount_refused(rt, tmp_path):
+    """A bind mount over /proc must come from a procfs: a directory of
+    fake files there would receive the runtime's and the LSM's /proc
+    writes (runc's checkProcMount)."""
+    fake = tmp_path / "fakeproc"
+    (fake / "sys").mkdir(parents=True)
+
+    def m(c):
+        c["mounts"].append({"destination": "/proc", "type": "bind", "source": str(fake), "options": ["rbind"]})
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == 'mounts[7] /proc: "/proc" cannot be mounted because it is not of type proc'
+    _nothing_left(rt)
+
+
+def test_mount_through_a_symlink_to_proc_refused(rt, tmp_path, own_rootfs):
+    """The check is on where the destination resolves to, not its name."""
+    os.symlink("/proc", own_rootfs / "innocent")
+    fake = tmp_path / "fakeproc"
+    fake.mkdir()
+
+    def m(c):
+        c["mounts"].append({"destination": "/innocent", "type": "bind", "source": str(fake), "options": ["rbind"]})
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m, rootfs=str(own_rootfs)), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == 'mounts[7] /innocent: "/proc" cannot be mounted because it is not of type proc'
+    _nothing_left(rt)
+
+
+@pytest.mark.parametrize("mtype", ["bind", "tmpfs"])
+def test_mount_inside_proc_refused(rt, tmp_path, mtype):
+    """Nothing may be mounted inside /proc but the files lxcfs emulates: a
+    tmpfs over /proc/sys would take the sysctls and hide the read-only
+    /proc/sys, a bind could stand in for any of the runtime's /proc files."""
+    d = tmp_path / "d"
+    d.mkdir()
+
+    def m(c):
+        c["mounts"].append({"destination": "/proc/sys", "type": mtype, "source": str(d) if mtype == "bind" else "tmpfs",
+                            "options": ["rbind"] if mtype == "bind" else []})
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == 'mounts[7] /proc/sys: "/proc/sys" cannot be mounted because it is inside /proc'
+    _nothing_left(rt)
+
+
+def test_lxcfs_style_mounts_over_proc_files_allowed(rt, tmp_path):
+    up = tmp_path / "uptime"
+    up.write_text("12345.00 0.00\n")
+
+    def m(c):
+        c["mounts"].append({"destination": "/proc/uptime", "type": "bind", "source": str(up), "options": ["bind"]})
+        c["mounts"].append({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]})
+        c["mounts"].append({"destination": "/proc/uptime", "type": "bind", "source": str(up), "options": ["bind"]})
+    p = rt("run", "--bundle", rt.bundle(["cat", "/proc/uptime"], mutate=m), rt.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "12345.00 0.00"
