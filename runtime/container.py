@@ -139,6 +139,9 @@ def _check_config(cfg: dict) -> None:
         if cfg.get(field) and uts_path and _is_runtime_ns("uts", uts_path):
             raise RuntimeFailure(f"config.json: {field}: the uts namespace {uts_path} is the runtime's own: "
                                  f"setting the {field} there would change the host's")
+    if (linux.get("maskedPaths") or linux.get("readonlyPaths")) and "mount" not in seen:
+        # init applies them in its own mount namespace only (runc's wording)
+        raise RuntimeFailure("unable to restrict sys entries without a private MNT namespace")
     if linux.get("sysctl"):
         check_sysctl(linux["sysctl"], nss)
     for kind, hooks in (cfg.get("hooks") or {}).items():

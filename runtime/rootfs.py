@@ -659,31 +659,43 @@ def move_root(rootfs: str) -> None:
 
 
 def readonly_path(path: str) -> None:
-    """Bind `path` onto itself read-only; a missing path is not an error."""
+    """Bind `path` onto itself read-only. Only a missing path is skipped;
+    one that exists but cannot be made read-only is an error naming it."""
     try:
         sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None)
     except FileNotFoundError:
         return
+    except OSError as e:
+        raise OSError(e.errno, f"linux.readonlyPaths {path}: {os.strerror(e.errno)}") from None
     flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY
     try:
-        sc.mount(None, path, None, flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, None)
-    except PermissionError:
-        # Locked flags (inside a user namespace) cannot be added; ro alone is enough.
-        sc.mount(None, path, None, flags, None)
+        try:
+            sc.mount(None, path, None, flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, None)
+        except PermissionError:
+            # Locked flags (inside a user namespace) cannot be added; ro alone is enough.
+            sc.mount(None, path, None, flags, None)
+    except OSError as e:
+        raise OSError(e.errno, f"linux.readonlyPaths {path}: {os.strerror(e.errno)}") from None
 
 
 def mask_path(path: str) -> None:
-    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory.
-    A missing path is not an error. This runs after pivot_root, so a symlink
-    can only lead to another path of the container, never to the host."""
+    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a
+    directory. Only a missing path is skipped; one that exists but cannot
+    be masked (a component that is not a directory, a mount that fails) is
+    an error naming it, as in runc. This runs after pivot_root, so a
+    symlink can only lead to another path of the container, never to the
+    host."""
     try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if st.st_mode & _S_IFMT == _S_IFDIR:
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
-    else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND, None)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return
+        if st.st_mode & _S_IFMT == _S_IFDIR:
+            sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
+        else:
+            sc.mount("/dev/null", path, None, sc.MS_BIND, None)
+    except OSError as e:
+        raise OSError(e.errno, f"linux.maskedPaths {path}: {os.strerror(e.errno)}") from None
 
 
 def remount_root_readonly() -> None:

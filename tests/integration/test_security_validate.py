@@ -311,3 +311,27 @@ def test_lxcfs_style_mounts_over_proc_files_allowed(rt, tmp_path):
     p = rt("run", "--bundle", rt.bundle(["cat", "/proc/uptime"], mutate=m), rt.new_id())
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "12345.00 0.00"
+
+
+# --- masked and read-only paths -------------------------------------------------
+
+def test_masked_path_that_cannot_be_masked_is_an_error(rt):
+    """Only a missing path is skipped: one that exists as something the
+    mask cannot cover is an error naming it (runc)."""
+    def m(c):
+        c["linux"]["maskedPaths"].append("/etc/passwd/x")
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
+    assert p.returncode == 1
+    assert "/etc/passwd/x" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    _nothing_left(rt)
+
+
+def test_masked_paths_need_a_mount_namespace(rt):
+    """runc: masks and read-only paths without a mount namespace of the
+    container's own cannot be applied, and are refused, not skipped."""
+    def m(c):
+        c["linux"]["namespaces"] = _namespaces("pid", "network", "ipc", "uts", "cgroup")
+    p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
+    assert p.returncode == 1
+    assert p.stderr.strip() == "unable to restrict sys entries without a private MNT namespace"
+    _nothing_left(rt)
