@@ -55,12 +55,12 @@ PROPAGATION = {
 # Options that only tell the runtime something and must not reach the kernel.
 _RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 
-# File types (S_IFMT bits of st_mode, stat(7)) and the one errno tested
+# File types (S_IFMT bits of st_mode, stat(7)) and the errnos tested
 # here: init loads this module after the fork, where importing `stat` and
 # `errno` cost 0.6 M instructions on create's critical path.
 _S_IFMT, _S_IFDIR, _S_IFCHR, _S_IFBLK, _S_IFIFO = 0o170000, 0o040000, 0o020000, 0o060000, 0o010000
 _S_IFREG, _S_IFLNK = 0o100000, 0o120000
-_ENOENT = 2
+_ENOENT, _EPERM, _EINVAL = 2, 1, 22
 
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
@@ -586,7 +586,6 @@ _BEFORE_PIVOT = {
     "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE,
     "unbindable": sc.MS_PRIVATE, "runbindable": sc.MS_PRIVATE,
 }
-_EINVAL = 22
 
 
 def prepare_root(rootfs: str, propagation: str | None, no_pivot: bool = False) -> None:
@@ -651,11 +650,61 @@ def pivot(rootfs: str) -> None:
 
 
 def move_root(rootfs: str) -> None:
-    """--no-pivot: move the rootfs mount over "/" and chroot into it."""
+    """--no-pivot: move the rootfs mount over "/" and chroot into it.
+
+    The old root's mounts stay in this mount namespace, under the moved
+    one: out of reach by path, but not out of the kernel's sight. A full
+    proc or sysfs mount among them (one showing its filesystem's root)
+    lets a process that makes a new user and mount namespace mount a
+    fresh, unmasked procfs or sysfs (the kernel allows that where one is
+    fully visible; CVE-2023-27561). So, as runc's msMoveRoot does, each
+    such mount outside the rootfs is unmounted first, after making it a
+    slave so the unmount stays in this namespace, or, where the kernel
+    will not unmount it (a mount locked by a user namespace), covered with
+    a tmpfs."""
+    for mp in _full_proc_sysfs_mounts(rootfs):
+        try:
+            sc.mount(None, mp, None, sc.MS_SLAVE | sc.MS_REC, None)
+        except FileNotFoundError:
+            continue  # under one unmounted already
+        try:
+            sc.umount2(mp, sc.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (_EINVAL, _EPERM):
+                raise
+            sc.mount("tmpfs", mp, "tmpfs", 0, None)
     os.chdir(rootfs)
     sc.mount(rootfs, "/", None, sc.MS_MOVE, None, label="rootfs")
     os.chroot(".")
     os.chdir("/")
+
+
+def _full_proc_sysfs_mounts(rootfs: str) -> list[str]:
+    """Mount points of the proc and sysfs mounts of this namespace that
+    show their filesystem's root and are not under `rootfs`, in mountinfo
+    order (parents first)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split(" ")
+            if len(fields) < 5 or right.split(" ", 1)[0] not in ("proc", "sysfs") or fields[3] != "/":
+                continue
+            mp = _unescape(fields[4])
+            if mp != rootfs and not mp.startswith(rootfs.rstrip("/") + "/"):
+                out.append(mp)
+    return out
+
+
+def _unescape(s: str) -> str:
+    """A mountinfo path field: space, tab, newline and backslash are \\ooo."""
+    if "\\" not in s:
+        return s
+    parts = s.split("\\")
+    out = [parts[0]]
+    for p in parts[1:]:
+        out.append(chr(int(p[:3], 8)) + p[3:] if p[:3].isdigit() else "\\" + p)
+    return "".join(out)
 
 
 def readonly_path(path: str) -> None:

@@ -7,6 +7,7 @@ Namespaced settings are probed from inside namespaces the test makes
 runtime that wrongly writes to it changes nothing outside the test. Keys
 that are not namespaced at all (kernel.*, vm.*) are probed with names that
 do not exist, so nothing can be written even before the check existed."""
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import time
 import pytest
 
 from bundles import PYRUNC
+from test_rootless import launcher  # noqa: F401 - the fixture
 
 _NO_NET = ("pid", "ipc", "uts", "mount", "cgroup")
 
@@ -335,3 +337,52 @@ def test_masked_paths_need_a_mount_namespace(rt):
     assert p.returncode == 1
     assert p.stderr.strip() == "unable to restrict sys entries without a private MNT namespace"
     _nothing_left(rt)
+
+
+# --- --no-pivot ---------------------------------------------------------------
+
+def _nested_proc_bundle(rt):
+    def m(c):
+        caps = c["process"]["capabilities"]
+        for k in ("bounding", "effective", "permitted"):
+            caps[k].append("CAP_SETFCAP")  # to map uid 0 in the nested user namespace
+        c["root"]["readonly"] = False
+    return rt.bundle(["unshare", "-mrpf", "sh", "-c", "echo nested; mount -t proc none /proc && echo MOUNTED"],
+                     mutate=m)
+
+
+@pytest.mark.parametrize("pivot", [True, False])
+def test_no_fresh_proc_from_a_nested_user_namespace(rt, pivot):
+    """CVE-2023-27561 class (runc's no_pivot.bats): the kernel lets a new
+    user namespace mount a fresh (unmasked) procfs when a full proc mount is
+    visible in its mount namespace; with --no-pivot the host's /proc stays
+    under the moved root unless the runtime removes it."""
+    args = ["run"] + ([] if pivot else ["--no-pivot"])
+    p = rt(*args, "--bundle", _nested_proc_bundle(rt), rt.new_id())
+    assert "nested" in p.stdout.split(), p.stderr  # the nested namespaces were made
+    assert "MOUNTED" not in p.stdout.split()
+    assert p.returncode != 0
+
+
+def test_no_fresh_proc_from_a_nested_user_namespace_rootless(launcher, open_tmp, busybox_rootfs):
+    """The same as an unprivileged user: there the old root's proc and
+    sysfs mounts are locked and cannot be unmounted, so they are covered."""
+    from test_rootless import NOBODY, _as_nobody
+    from runtime.specgen import default_spec
+    xdg = open_tmp / "xdg"
+    xdg.mkdir()
+    os.chown(xdg, NOBODY, NOBODY)
+    bundle = open_tmp / "bundle"
+    bundle.mkdir()
+    cfg = default_spec(rootless=True, terminal=False,
+                       args=["unshare", "-mrpf", "sh", "-c", "echo nested; mount -t proc none /proc && echo MOUNTED"])
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": NOBODY, "size": 1}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": NOBODY, "size": 1}]
+    cfg["root"] = {"path": busybox_rootfs, "readonly": True}
+    for k in ("bounding", "effective", "permitted"):
+        cfg["process"]["capabilities"][k].append("CAP_SETFCAP")
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(xdg)}
+    p = _as_nobody([launcher, "run", "--no-pivot", "--bundle", str(bundle), "rlnp"], env)
+    assert "nested" in p.stdout.split(), p.stderr
+    assert "MOUNTED" not in p.stdout.split()
