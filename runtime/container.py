@@ -301,6 +301,11 @@ class _Builder:
             for w in self.cgroup.create(cgroup2_only=self.cgroup_rest) or ():
                 log.warning(w)
         except RuntimeFailure as e:
+            if getattr(e, "frozen", False):
+                # Refused before anything was made: the cgroup, if it
+                # exists, is someone else's and abort() must leave it.
+                self.cgroup = None
+                raise
             # Rootless: cgroups are used only where they were delegated to us.
             if os.geteuid() == 0 or _wants_limits(linux):
                 raise

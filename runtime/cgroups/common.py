@@ -139,6 +139,38 @@ def set_rdma(d: str, res: dict) -> list[str]:
     return []
 
 
+def refuse_frozen(path: str, mount: str, v2: bool) -> None:
+    """Raise CgroupError ("container's cgroup unexpectedly frozen", runc's
+    words) when a process put in cgroup `path` would be frozen: `path` is
+    frozen, or, where it does not exist yet, the closest ancestor that does
+    (a new cgroup starts in its parent's freezer state); on v2 also when
+    any ancestor below `mount` asks to freeze. init would freeze on joining
+    it and create wait for it forever. runc only looks at `path` itself;
+    the error's `frozen` attribute tells the caller nothing was made."""
+    d = path
+    while len(d) > len(mount) and not os.path.isdir(d):
+        d = os.path.dirname(d)
+    frozen = None
+    while len(d) > len(mount):  # the hierarchy's root cannot be frozen
+        try:
+            if v2:
+                if read_file(d, "cgroup.freeze").strip() == "1":
+                    frozen = d
+            elif read_file(d, "freezer.state").strip() in ("FROZEN", "FREEZING"):
+                frozen = d  # v1 reports a frozen ancestor's state too
+        except OSError as e:
+            if e.errno not in (ENOENT, ENODEV):
+                raise
+        if frozen or not v2:
+            break
+        d = os.path.dirname(d)
+    if frozen:
+        err = CgroupError(f"container's cgroup unexpectedly frozen: {frozen}"
+                          + ("" if frozen == path else f" (an ancestor of {path})"))
+        err.frozen = True  # type: ignore[attr-defined]
+        raise err
+
+
 def create_v2_path(mount: str, path: str) -> None:
     """mkdir -p ``path`` below the cgroup2 ``mount``, enabling in each
     ancestor's cgroup.subtree_control every controller it offers (like

@@ -8,7 +8,7 @@ import time
 # pause and ps only reopen a manager and never pay for parsing them.
 from .base import Manager, empty_stats, runc_shape
 from .common import (ENODEV, ENOENT, CgroupError, all_pids, create_v2_path, hugepage_sizes, kill_pids,
-                     read_file, remove_if_empty, remove_paths, wait_empty, write_file)
+                     read_file, refuse_frozen, remove_if_empty, remove_paths, wait_empty, write_file)
 
 
 class V1Manager(Manager):
@@ -53,7 +53,9 @@ class V1Manager(Manager):
         """mkdir the container cgroup in every hierarchy (idempotent); with
         cgroup2_only, only the unified one (see Manager.create).
 
-        Refuses (CgroupError) an existing frozen cgroup; an existing one
+        Refuses (CgroupError) a cgroup that is frozen, by the v1 freezer or
+        the unified hierarchy's cgroup.freeze, itself or through an ancestor
+        (common.refuse_frozen), before it makes anything; an existing one
         that already holds processes only yields a warning, as in runc 1.1.
         Returns the warnings.
 
@@ -62,12 +64,14 @@ class V1Manager(Manager):
         runs (a realtime task can only join a cgroup that already has an RT
         budget). On error, destroy() rolls back."""
         warnings: list[str] = []
+        if "freezer" in self.paths:
+            refuse_frozen(self.paths["freezer"], self.mounts.get("freezer") or "/", False)
+        if self.unified:
+            refuse_frozen(self.unified, self.unified_mount, True)
         if self.exists():
             pids = self.pids()
             if pids:
                 warnings.append(f"container's cgroup is not empty: {len(pids)} process(es) found")
-            if self.is_frozen():
-                raise CgroupError(f"container's cgroup unexpectedly frozen: {self.paths.get('freezer')}")
         if self.unified:
             create_v2_path(self.unified_mount, self.unified)
         if not cgroup2_only:

@@ -5,7 +5,7 @@ import time
 
 from .base import Manager, empty_stats, runc_shape
 from .common import (ENODEV, ENOENT, CgroupError, all_pids, create_v2_path, hugepage_sizes, kill_pids,
-                     read_file, read_kv, remove_if_empty, remove_paths, wait_empty, write_file)
+                     read_file, read_kv, refuse_frozen, remove_if_empty, remove_paths, wait_empty, write_file)
 
 
 class V2Manager(Manager):
@@ -28,20 +28,21 @@ class V2Manager(Manager):
         return os.path.isdir(self.path_)
 
     def create(self, cgroup2_only: bool = False) -> list[str]:
-        """mkdir (idempotent; all of it is cgroup2). Refuses an existing frozen cgroup; an
-        existing one with processes yields a warning (runc 1.1).
+        """mkdir (idempotent; all of it is cgroup2). Refuses, before making
+        anything, a cgroup that is frozen or below one that is
+        (common.refuse_frozen); an existing one with processes yields a
+        warning (runc 1.1).
 
         Usual order: create(), apply(resources), then the process joins
         (join_self, or add_task(pid) from outside), so limits hold before it
         runs (a realtime task can only join a cgroup that already has an RT
         budget). On error, destroy() rolls back."""
         warnings = []
+        refuse_frozen(self.path_, self.mount, True)
         if self.exists():
             pids = self.pids()
             if pids:
                 warnings.append(f"container's cgroup is not empty: {len(pids)} process(es) found")
-            if self.is_frozen():
-                raise CgroupError(f"container's cgroup unexpectedly frozen: {self.path_}")
         create_v2_path(self.mount, self.path_)
         return warnings
 

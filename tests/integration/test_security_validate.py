@@ -386,3 +386,93 @@ def test_no_fresh_proc_from_a_nested_user_namespace_rootless(launcher, open_tmp,
     p = _as_nobody([launcher, "run", "--no-pivot", "--bundle", str(bundle), "rlnp"], env)
     assert "nested" in p.stdout.split(), p.stderr
     assert "MOUNTED" not in p.stdout.split()
+
+
+# --- frozen cgroups -------------------------------------------------------------
+
+def _freezer_base():
+    if os.path.isdir("/sys/fs/cgroup/freezer"):
+        return "/sys/fs/cgroup/freezer"
+    pytest.skip("no v1 freezer")
+
+
+def _cg_dirs(name):
+    return [d for d in (os.path.join(b, name) for b in
+                        [os.path.join("/sys/fs/cgroup", x) for x in os.listdir("/sys/fs/cgroup")] +
+                        ["/sys/fs/cgroup"]) if os.path.isdir(d)]
+
+
+@pytest.mark.parametrize("how", ["v1-self", "v1-parent", "unified-self", "unified-parent"])
+def test_create_refuses_a_frozen_cgroup(rt, how):
+    """runc: "container's cgroup unexpectedly frozen"; pyrunc also refuses a
+    cgroup below a frozen one (its init would freeze on joining and create
+    wait forever). Nothing is left, and the frozen cgroup is untouched."""
+    name = f"pyrunc-frozen-{os.getpid()}-{how}"
+    if how.startswith("v1"):
+        base = _freezer_base()
+        fdir, file, val = os.path.join(base, name), "freezer.state", "FROZEN"
+    else:
+        if not os.path.isdir("/sys/fs/cgroup/unified"):
+            pytest.skip("no hybrid unified hierarchy")
+        fdir, file, val = os.path.join("/sys/fs/cgroup/unified", name), "cgroup.freeze", "1"
+    cgpath = "/" + name + ("/child" if how.endswith("parent") else "")
+    cid = rt.new_id()
+    os.mkdir(fdir)
+    try:
+        with open(os.path.join(fdir, file), "w") as f:
+            f.write(val)
+        p = rt("create", "--bundle", rt.bundle(["true"], mutate=lambda c: c["linux"].update(cgroupsPath=cgpath)),
+               cid, timeout=30)
+        assert p.returncode == 1
+        assert p.stderr.startswith("container's cgroup unexpectedly frozen"), p.stderr
+        assert fdir in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        _nothing_left(rt)
+        assert _cg_dirs(name) == [fdir], "create made cgroups or removed the frozen one"
+        with open(os.path.join(fdir, file)) as f:
+            assert f.read().strip() == val
+    finally:
+        _thaw_and_remove(rt, cid, name)
+
+
+def _thaw_and_remove(rt, cid, name):
+    for d in _cg_dirs(name):
+        for sub in (os.path.join(d, "child"), d):
+            for file, val in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                if os.path.exists(os.path.join(sub, file)):
+                    with open(os.path.join(sub, file), "w") as f:
+                        f.write(val)
+    rt("delete", "--force", cid)
+    for d in _cg_dirs(name):
+        for sub in (os.path.join(d, "child"), d):
+            if os.path.isdir(sub):
+                os.rmdir(sub)
+
+
+@pytest.mark.parametrize("parent", [False, True])
+def test_create_refuses_a_frozen_cgroup_on_pure_v2(rt, parent):
+    from test_cgroup_v2_mode import in_v2_view
+    if not os.path.isdir("/sys/fs/cgroup/unified") and \
+            open("/proc/self/mountinfo").read().find(" /sys/fs/cgroup rw") < 0:
+        pytest.skip("no cgroup2 hierarchy to build a v2 view from")
+    name = f"pyrunc-v2-frozen-{os.getpid()}"
+    cgpath = f"/{name}/child" if parent else f"/{name}"
+    b = rt.bundle(["true"], mutate=lambda c: c["linux"].update(cgroupsPath=cgpath))
+    cid = rt.new_id()
+    d = f"/sys/fs/cgroup/{name}"
+    try:
+        p = in_v2_view(f"mkdir {d}; echo 1 > {d}/cgroup.freeze; rc=0; "
+                       f"timeout 30 {PYRUNC} --root {rt.root} create --bundle {b} {cid} || rc=$?; echo rc=$rc; "
+                       f"cat {d}/cgroup.freeze; ls {d} | grep -c child || true")
+        out = p.stdout.split()
+        assert out[:3] == ["rc=1", "1", "0"], (p.stdout, p.stderr)
+        assert "container's cgroup unexpectedly frozen" in p.stderr and d in p.stderr
+        _nothing_left(rt)
+    finally:
+        host = f"/sys/fs/cgroup/unified/{name}" if os.path.isdir("/sys/fs/cgroup/unified") else d
+        if os.path.isdir(host):
+            with open(f"{host}/cgroup.freeze", "w") as f:
+                f.write("0")
+        rt("delete", "--force", cid)
+        for x in (f"{host}/child", host):
+            if os.path.isdir(x):
+                os.rmdir(x)

@@ -111,3 +111,55 @@ def test_v2_state_and_paths(tmp_path):
     m.destroy()  # nothing there: no-op
     assert m.pids() == []
     assert m.is_frozen() is False
+
+
+def _state(d, name, value):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_text(value + "\n")
+
+
+@pytest.mark.parametrize("where,state,refused", [
+    ("self", "FROZEN", True), ("self", "FREEZING", True), ("self", "THAWED", False),
+    ("parent", "FROZEN", True), ("parent", "THAWED", False), ("grandparent", "FROZEN", True),
+])
+def test_refuse_frozen_v1(tmp_path, where, state, refused):
+    """v1: the freezer state of the cgroup, or of its closest existing
+    ancestor (a new cgroup inherits it), which reports a frozen ancestor
+    as FROZEN too."""
+    from runtime.cgroups.common import refuse_frozen
+    mount = tmp_path / "freezer"
+    target = mount / "a" / "b" / "c"
+    at = {"self": target, "parent": target.parent, "grandparent": target.parent.parent}[where]
+    _state(at, "freezer.state", state)
+    if refused:
+        with pytest.raises(CgroupError, match=f"^container's cgroup unexpectedly frozen: {at}") as e:
+            refuse_frozen(str(target), str(mount), False)
+        assert e.value.frozen
+    else:
+        refuse_frozen(str(target), str(mount), False)
+
+
+def test_refuse_frozen_v2_any_ancestor(tmp_path):
+    """v2: cgroup.freeze of the cgroup or any ancestor below the mount; the
+    mount's own (root) files are never read."""
+    from runtime.cgroups.common import refuse_frozen
+    mount = tmp_path / "cg"
+    _state(mount, "cgroup.freeze", "1")  # not a real root file: ignored
+    _state(mount / "a", "cgroup.freeze", "1")
+    _state(mount / "a" / "b", "cgroup.freeze", "0")
+    with pytest.raises(CgroupError, match=f"frozen: {mount / 'a'} \\(an ancestor of {mount / 'a' / 'b' / 'c'}\\)"):
+        refuse_frozen(str(mount / "a" / "b" / "c"), str(mount), True)
+    (mount / "a" / "cgroup.freeze").write_text("0\n")
+    refuse_frozen(str(mount / "a" / "b" / "c"), str(mount), True)
+
+
+def test_create_refuses_a_frozen_unified_cgroup_before_making_anything(tmp_path):
+    """hybrid: a cgroup.freeze of the unified side freezes the process as
+    surely as the v1 freezer; nothing is made in any hierarchy."""
+    _state(tmp_path / "unified" / "pod", "cgroup.freeze", "1")
+    (tmp_path / "memory").mkdir()
+    m = V1Manager({"memory": str(tmp_path / "memory" / "pod" / "c")}, {"memory": str(tmp_path / "memory")},
+                  unified=str(tmp_path / "unified" / "pod" / "c"), unified_mount=str(tmp_path / "unified"))
+    with pytest.raises(CgroupError, match="unexpectedly frozen"):
+        m.create()
+    assert not (tmp_path / "memory" / "pod").exists() and not (tmp_path / "unified" / "pod" / "c").exists()
