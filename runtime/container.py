@@ -287,11 +287,12 @@ class _Builder:
         # Parent directories this create makes are ours to remove on delete.
         self.cgroup_parents = _missing_parents(st.cgroup_dirs(self.cgroup.to_state()))
         # Saved before the cgroup or any process exists, so `delete --force`
-        # can clean up after a create that was killed at any point.
+        # can clean up after a create that was killed at any point; kept as
+        # state.FIRST_FILE, it names the cgroup if the state file is damaged.
         early = {"id": opts.cid, "pid": 0, "bundle": opts.bundle, "rootfs": cfg["_rootfs"],
                  "created": _now_rfc3339(), "cgroup": self.cgroup.to_state(),
                  "cgroup_parents": self.cgroup_parents}
-        st.save(self.cdir, early)
+        st.save_first(self.cdir, early)
         try:
             # As root, only what stage1 is cloned into: the v1 hierarchies'
             # directories are made after the fork, while it loads init
@@ -311,7 +312,7 @@ class _Builder:
                 raise
             log.debug(f"rootless: running without a cgroup ({e})")
             self.cgroup = _NoCgroup()
-            st.save(self.cdir, dict(early, cgroup=None))
+            st.save_first(self.cdir, dict(early, cgroup=None))
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
         # which a non-dumpable init running as another uid would not have.

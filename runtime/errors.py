@@ -27,6 +27,15 @@ def _define(name: str) -> type:
             def __init__(self, cid: str):
                 super().__init__(f'container with id "{cid}" already exists')
         return ContainerExists
+    if name == "StateDamaged":
+        class StateDamaged(RuntimeFailure):
+            """A container's state file cannot be used (runtime.state.load):
+            its processes may still run."""
+            def __init__(self, cid: str, cdir: str, reason: str):
+                self.cid, self.cdir = cid, cdir
+                self.detail = f"state file in {cdir} is corrupt ({reason})"
+                super().__init__(f"container {cid!r}: {self.detail}")
+        return StateDamaged
     if name == "InvalidState":
         class InvalidState(RuntimeFailure):
             """The container is not in a state that allows the operation."""

@@ -7,6 +7,23 @@ interpreter, so this module and everything it loads stay off `os`
 off anything else `create` alone needs. Each public function is one CLI
 verb's library call; they raise RuntimeFailure (or OSError) with a one-line
 message, which the CLI maps to exit codes and log lines.
+
+A damaged state file (truncated, overwritten, of the wrong shape, or gone
+while create's first record is still there: runtime.state.load raises
+StateDamaged) means the container's processes may still run, so the
+container is never forgotten:
+
+* `list` leaves it out of its table and says so on stderr, one
+  `load container ID: ...` line each, as runc does;
+* `state`, `start`, `kill` and a plain `delete` fail, naming it, as in runc;
+* `delete --force`, where runc fails too (it cannot load the container,
+  and leaves the directory), finds the processes through the cgroup that
+  create recorded before any process existed (state.FIRST_FILE), kills
+  everything in it, removes it and the state directory. That is what a
+  forced delete of a healthy container does as well, except the poststop
+  hooks, which only the damaged file recorded. Without a readable record
+  of a cgroup there is nothing that tells the container's processes from
+  others: it fails as runc does, keeps the directory, and says so.
 """
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 import time
@@ -26,15 +43,22 @@ def state(root: str, cid: str) -> dict:
 
 def list_containers(root: str) -> list[dict]:
     """runc's list entries: the state of each container, with the owner of
-    its state directory by name ("#UID" for a uid without one)."""
+    its state directory by name ("#UID" for a uid without one). One that
+    cannot be loaded is reported on stderr (runc's `load container ID:
+    ...`) and left out: listing the others must not fail for it."""
     out = []
     names: dict[int, str] = {}
     for cid in st.list_ids(root):
         try:
             data = st.load(root, cid)
             uid = os.stat(data["_dir"]).st_uid
-        except (RuntimeFailure, OSError):
+        except RuntimeFailure as e:
+            import sys
+            why = e.detail if isinstance(e, errors.StateDamaged) else str(e)
+            sys.stderr.write(f"load container {cid}: {why}\n")
             continue
+        except OSError:
+            continue  # removed meanwhile
         if uid not in names:
             import pwd
             try:
@@ -188,12 +212,17 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     kills a running one and succeeds when the container is half-made or gone."""
     try:
         data = st.load(root, cid)
-    except RuntimeFailure:
-        if force:
-            # Half-created (no state file yet) or already gone: clear what may remain.
-            _rmtree(st.container_dir(root, cid))
+    except RuntimeFailure as e:
+        if not force:
+            raise
+        if isinstance(e, errors.StateDamaged):
+            _destroy_damaged(e)
             return
-        raise
+        if not isinstance(e, errors.ContainerNotFound):
+            raise  # (a newer pyrunc's state: its processes may run)
+        # Half-created (no state file yet) or already gone: clear what may remain.
+        _rmtree(st.container_dir(root, cid))
+        return
     with st.Lock(data["_dir"], cid):
         status = st.status(data)
         if status in ("running", "paused") and not force:
@@ -229,6 +258,24 @@ def _destroy(data: dict, status: str) -> None:
         # Spec: a failed poststop hook is a warning; deletion still completes.
         run_hooks("poststop", hooks, st.oci_state(data, "stopped"), warn=_warn)
     _rmtree(data["_dir"])
+
+
+def _destroy_damaged(err) -> None:
+    """delete --force of a container whose state file is damaged (`err`, a
+    StateDamaged): kill what runs in the cgroup create recorded first and
+    remove it, or refuse when there is no such record (module docstring)."""
+    cdir = err.cdir
+    with st.Lock(cdir, err.cid):
+        first = st.read_first(cdir)
+        cg = (first or {}).get("cgroup")
+        if not cg:
+            raise RuntimeFailure(f"{err}; no cgroup was recorded to find its processes by, so it is not "
+                                 f"deleted: stop them, then remove {cdir}")
+        from runtime import cgroups
+        # (thaws it, kills every process in it, waits until it is empty)
+        cgroups.manager_from_state(cg).destroy()
+        _remove_parents(first.get("cgroup_parents") or [])
+        _rmtree(cdir)
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:

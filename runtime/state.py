@@ -8,6 +8,12 @@ Layout of ROOT/ID/:
                  `kill` and `delete`). Carries "version" so a newer pyrunc
                  can read an older file; `pyrunc state` prints the OCI state
                  as JSON. A state.json (what pyrunc wrote before) is read.
+  create.marshal the state as create saved it first, before any cgroup or
+                 process existed (id, bundle, cgroup): a second name (hard
+                 link) for that file, which keeps it when create's final
+                 save replaces state.marshal. Never rewritten, it still
+                 names the container's cgroup when state.marshal has been
+                 damaged (runtime.lifecycle.delete).
   exec.sock      exists from create until start: a listening unix socket on
                  which the waiting init blocks in accept().
 
@@ -24,6 +30,7 @@ from runtime.errors import RuntimeFailure
 
 STATE_VERSION = 1
 STATE_FILE = "state.marshal"
+FIRST_FILE = "create.marshal"
 _LEGACY_FILE = "state.json"
 START_SOCK = "exec.sock"
 # runc 1.1's rule (`^[\w+-\.]+$`: letters, digits and _ + , - .; the range
@@ -115,6 +122,30 @@ def save(cdir: str, data: dict) -> None:
     os.rename(tmp, os.path.join(cdir, STATE_FILE))
 
 
+def save_first(cdir: str, data: dict) -> None:
+    """save(), and keep that file as FIRST_FILE too (replacing an older one)."""
+    save(cdir, data)
+    first = os.path.join(cdir, FIRST_FILE)
+    try:
+        os.unlink(first)
+    except FileNotFoundError:
+        pass
+    os.link(os.path.join(cdir, STATE_FILE), first)
+
+
+def read_first(cdir: str) -> dict | None:
+    """The record FIRST_FILE holds, or None if it is missing or unreadable."""
+    try:
+        with open(os.path.join(cdir, FIRST_FILE), "rb") as f:
+            data = marshal.loads(f.read())
+    except (OSError, EOFError, TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version", 0) > STATE_VERSION \
+            or not isinstance(data.get("cgroup"), (dict, type(None))):
+        return None
+    return data
+
+
 def read_file(d: str) -> dict:
     """The state saved in container directory `d`. Raises FileNotFoundError
     when there is none, ValueError when it is not a state file."""
@@ -136,17 +167,39 @@ def read_file(d: str) -> dict:
 
 
 def load(root: str, cid: str) -> dict:
+    """The state of container `cid`. Raises ContainerNotFound when there is
+    none, and StateDamaged when its state file is unreadable, has lost
+    the fields every verb relies on, or is gone while create's first
+    record (FIRST_FILE) is still there."""
     d = container_dir(root, cid)
     try:
         data = read_file(d)
     except FileNotFoundError:
+        if os.path.exists(os.path.join(d, FIRST_FILE)):
+            raise errors.StateDamaged(cid, d, "missing") from None
         raise errors.ContainerNotFound(cid) from None
-    except ValueError:
-        raise RuntimeFailure(f"container {cid!r}: state file in {d} is corrupt") from None
+    except ValueError as e:
+        raise errors.StateDamaged(cid, d, str(e) or "unreadable") from None
     if data.get("version", 0) > STATE_VERSION:
         raise RuntimeFailure(f"container {cid!r}: state written by a newer pyrunc (version {data['version']})")
+    bad = _bad_field(data)
+    if bad:
+        raise errors.StateDamaged(cid, d, f"{bad} is missing or of the wrong type")
     data["_dir"] = d
     return data
+
+
+def _bad_field(data: dict) -> str | None:
+    """The first field the verbs index without checking that is absent or
+    of the wrong type in `data`, or None."""
+    for k, types in (("id", str), ("pid", int), ("bundle", str)):
+        if not isinstance(data.get(k), types) or isinstance(data.get(k), bool):
+            return k
+    for k in ("start_time", "cgroup", "hooks", "config"):
+        v = data.get(k)
+        if v is not None and not isinstance(v, int if k == "start_time" else dict):
+            return k
+    return None
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -229,7 +282,8 @@ def list_ids(root: str) -> list[str]:
     try:
         return sorted(n for n in os.listdir(root)
                       if os.path.isfile(os.path.join(root, n, STATE_FILE))
-                      or os.path.isfile(os.path.join(root, n, _LEGACY_FILE)))
+                      or os.path.isfile(os.path.join(root, n, _LEGACY_FILE))
+                      or os.path.isfile(os.path.join(root, n, FIRST_FILE)))
     except FileNotFoundError:
         return []
     except OSError as e:

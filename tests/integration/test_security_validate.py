@@ -476,3 +476,118 @@ def test_create_refuses_a_frozen_cgroup_on_pure_v2(rt, parent):
         for x in (f"{host}/child", host):
             if os.path.isdir(x):
                 os.rmdir(x)
+
+
+# --- damaged state files ----------------------------------------------------------
+
+def _pids_of(cgroup_dir):
+    with open(os.path.join(cgroup_dir, "cgroup.procs")) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong-type", "missing"])
+def test_damaged_state_file_never_forgets_a_running_container(rt, damage):
+    """A state file that cannot be read: the container's processes may run,
+    so it stays listed (runc: a 'load container' line on stderr), `delete`
+    refuses, and `delete --force` finds the processes through the cgroup
+    create recorded, kills them and removes everything."""
+    from runtime.state import STATE_FILE
+    name = f"pyrunc-damaged-{os.getpid()}-{damage}"
+    b = rt.bundle(["sleep", "600"], mutate=lambda c: c["linux"].update(cgroupsPath="/" + name))
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    pid = rt.state(cid)["pid"]
+    pids = _pids_of(f"/sys/fs/cgroup/pids/{name}") if os.path.isdir("/sys/fs/cgroup/pids") else [pid]
+    assert pid in pids
+    sf = os.path.join(rt.root, cid, STATE_FILE)
+    size = os.path.getsize(sf)
+    if damage == "truncated":
+        os.truncate(sf, size // 2)
+    elif damage == "garbage":
+        with open(sf, "wb") as f:
+            f.write(os.urandom(size))
+    elif damage == "empty":
+        os.truncate(sf, 0)
+    elif damage == "wrong-type":
+        import marshal
+        with open(sf, "wb") as f:
+            f.write(marshal.dumps({"id": cid, "pid": "not a pid"}))
+    else:
+        os.unlink(sf)
+    try:
+        p = rt("list")
+        assert p.returncode == 0
+        assert p.stderr.startswith(f"load container {cid}: "), p.stderr
+        p = rt("state", cid)
+        assert p.returncode == 1 and cid in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        p = rt("delete", cid)
+        assert p.returncode == 1 and cid in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        assert _alive(pid)
+        p = rt("delete", "--force", cid)
+        assert p.returncode == 0, p.stderr
+        for _ in range(200):
+            if not any(_alive(x) for x in pids):
+                break
+            time.sleep(0.02)
+        assert not any(_alive(x) for x in pids), "delete --force left the container's processes running"
+        assert not _cg_dirs(name), "delete --force left the container's cgroups"
+        assert not os.path.exists(os.path.join(rt.root, cid))
+        assert rt("list", "-q").stdout == ""
+    finally:
+        for x in pids:
+            try:
+                os.kill(x, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+        for d in _cg_dirs(name):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        shutil.rmtree(os.path.join(rt.root, cid), ignore_errors=True)
+
+
+def test_damaged_state_without_a_record_is_refused_not_forgotten(rt):
+    """When neither the state nor create's first record can be read, there
+    is no telling which processes are the container's: `delete --force`
+    refuses (as runc does), keeps the directory, and says what to do."""
+    from runtime.state import STATE_FILE
+    name = f"pyrunc-norecord-{os.getpid()}"
+    b = rt.bundle(["sleep", "600"], mutate=lambda c: c["linux"].update(cgroupsPath="/" + name))
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    pid = rt.state(cid)["pid"]
+    cdir = os.path.join(rt.root, cid)
+    try:
+        for n in os.listdir(cdir):
+            if n.endswith(".marshal") or n == STATE_FILE:
+                with open(os.path.join(cdir, n), "wb") as f:
+                    f.write(b"\x00garbage")
+        p = rt("delete", "--force", cid)
+        assert p.returncode == 1
+        assert cid in p.stderr and cdir in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        assert os.path.isdir(cdir)
+        assert _alive(pid)
+        assert rt("list").stderr.startswith(f"load container {cid}: ")
+    finally:
+        os.kill(pid, 9)
+        for _ in range(200):
+            if not _alive(pid):
+                break
+            time.sleep(0.02)
+        # With the state unreadable, the test removes what pyrunc could not.
+        for d in _cg_dirs(name):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        shutil.rmtree(cdir, ignore_errors=True)

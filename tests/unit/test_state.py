@@ -80,3 +80,46 @@ def test_status_compares_start_time(tmp_path):
 
 def test_proc_start_time_of_gone_pid():
     assert st.proc_start_time(2**22 + 12345) is None
+
+
+def test_first_record_survives_the_final_save(tmp_path):
+    """create's first save is kept as FIRST_FILE: the final save replaces
+    state.marshal by rename, and damage to it leaves the record readable."""
+    d = st.make_dir(str(tmp_path), "c1")
+    st.save_first(d, {"id": "c1", "pid": 0, "bundle": "/b", "cgroup": {"version": "v2", "path": "/x"}})
+    st.save(d, {"id": "c1", "pid": 42, "bundle": "/b", "cgroup": {"version": "v2", "path": "/x"}})
+    with open(os.path.join(d, st.STATE_FILE), "wb") as f:
+        f.write(b"\x00garbage")
+    assert st.read_first(d)["cgroup"] == {"version": "v2", "path": "/x"}
+    assert st.read_first(d)["pid"] == 0
+    # a second first save (rootless without cgroups) replaces the record
+    st.save_first(d, {"id": "c1", "pid": 0, "bundle": "/b", "cgroup": None})
+    assert st.read_first(d)["cgroup"] is None
+
+
+@pytest.mark.parametrize("data,field", [
+    ({"pid": 1, "bundle": "/b"}, "id"), ({"id": "c1", "pid": "1", "bundle": "/b"}, "pid"),
+    ({"id": "c1", "pid": True, "bundle": "/b"}, "pid"), ({"id": "c1", "pid": 1}, "bundle"),
+    ({"id": "c1", "pid": 1, "bundle": "/b", "cgroup": "v2"}, "cgroup"),
+    ({"id": "c1", "pid": 1, "bundle": "/b", "start_time": "x"}, "start_time"),
+])
+def test_state_without_the_fields_verbs_use_is_damaged(tmp_path, data, field):
+    from runtime import errors
+    d = st.make_dir(str(tmp_path), "c1")
+    with open(os.path.join(d, st.STATE_FILE), "wb") as f:
+        f.write(marshal.dumps(data))
+    with pytest.raises(errors.StateDamaged, match=f"corrupt \\({field} is missing or of the wrong type\\)"):
+        st.load(str(tmp_path), "c1")
+
+
+def test_state_file_gone_but_first_record_there_is_damaged_not_absent(tmp_path):
+    from runtime import errors
+    d = st.make_dir(str(tmp_path), "c1")
+    st.save_first(d, {"id": "c1", "pid": 0, "bundle": "/b"})
+    os.unlink(os.path.join(d, st.STATE_FILE))
+    assert st.list_ids(str(tmp_path)) == ["c1"]
+    with pytest.raises(errors.StateDamaged, match=r"corrupt \(missing\)"):
+        st.load(str(tmp_path), "c1")
+    os.unlink(os.path.join(d, st.FIRST_FILE))
+    with pytest.raises(errors.ContainerNotFound):
+        st.load(str(tmp_path), "c1")
