@@ -139,6 +139,15 @@ def _check_config(cfg: dict) -> None:
         if cfg.get(field) and uts_path and _is_runtime_ns("uts", uts_path):
             raise RuntimeFailure(f"config.json: {field}: the uts namespace {uts_path} is the runtime's own: "
                                  f"setting the {field} there would change the host's")
+    if linux.get("netDevices"):
+        # They are moved into init's network namespace and renamed there:
+        # the runtime's own would be the host's interfaces, renamed.
+        net = nss.get("network")
+        if net is None:
+            raise RuntimeFailure("unable to move network devices without a NET namespace")
+        if net.get("path") and _is_runtime_ns("network", net["path"]):
+            raise RuntimeFailure(f"config.json: linux.netDevices: the network namespace {net['path']} is the "
+                                 "runtime's own: the devices would stay on the host, renamed")
     if (linux.get("maskedPaths") or linux.get("readonlyPaths")) and "mount" not in seen:
         # init applies them in its own mount namespace only (runc's wording)
         raise RuntimeFailure("unable to restrict sys entries without a private MNT namespace")

@@ -212,6 +212,32 @@ def test_namespaced_sysctls_still_set(rt):
     assert p.stdout.split() == ["1", "12345", "1234", "1", "pyrunc.test"]
 
 
+@pytest.mark.parametrize("case", ["no-netns", "host-netns-by-path"])
+def test_net_devices_refused_in_the_hosts_network_namespace(rt, case):
+    """linux.netDevices moves and renames interfaces: in the runtime's own
+    network namespace that renames the host's (runc: a NET namespace is
+    required). Probed on a veth pair of a namespace this test made."""
+    if not shutil.which("ip"):
+        pytest.skip("iproute2 (ip) is not installed")
+
+    def m(c):
+        extra = {"network": "/proc/self/ns/net"} if case == "host-netns-by-path" else {}
+        c["linux"]["namespaces"] = _namespaces(*_NO_NET, **extra)
+        c["linux"]["netDevices"] = {"pyrdummy0": {"name": "pyrmoved0"}}
+    b = rt.bundle(["true"], mutate=m)
+    rc, out, err = _sh(f"ip link add pyrdummy0 type veth peer name pyrpeer0 || exit 1; "
+                       f"{PYRUNC} --root {rt.root} create --bundle {b} {rt.new_id()}; echo rc=$?; "
+                       f"ip -o link show | cut -d: -f2 | cut -d@ -f1", ("-n",))
+    assert rc == 0, err
+    words = out.split()
+    assert "rc=1" in words
+    assert "pyrdummy0" in words and "pyrmoved0" not in words
+    assert len(err.strip().splitlines()) == 1 and "network" in err.lower()
+    if case == "no-netns":
+        assert err.strip() == "unable to move network devices without a NET namespace"
+    _nothing_left(rt)
+
+
 # --- proc and sysfs destinations ---------------------------------------------
 
 @pytest.fixture
