@@ -45,18 +45,19 @@ def _hook_canary(c, path):
 
 
 def _nothing_left(rt):
-    assert not os.listdir(rt.root) if os.path.isdir(rt.root) else True
+    assert not os.path.isdir(rt.root) or not os.listdir(rt.root), os.listdir(rt.root)
 
 
 # --- sysctl -----------------------------------------------------------------
 
-def _create_in(rt, unshare, cid, bundle, before_after: str) -> tuple[int, list[str], str]:
-    """create in new namespaces; `before_after` is a command printed before
-    and after create (the value the container must not change)."""
+def _create_in(rt, unshare, cid, bundle, before_after: str) -> tuple[list[str], str]:
+    """create in new namespaces; `before_after` is a command whose output
+    (the value the container must not change) is printed before and after
+    create. Returns the words printed and create's stderr."""
     rc, out, err = _sh(f"{before_after}; {PYRUNC} --root {rt.root} create --bundle {bundle} {cid}; "
                        f"echo rc=$?; {before_after}", unshare)
     assert rc == 0, err
-    return rc, out.split(), err
+    return out.split(), err
 
 
 @pytest.mark.parametrize("case", ["no-netns", "host-netns-by-path"])
@@ -72,8 +73,8 @@ def test_net_sysctl_refused_in_the_hosts_network_namespace(rt, open_tmp, case):
         c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
         _hook_canary(c, canary)
     cid = rt.new_id()
-    _, out, err = _create_in(rt, ("-n",), cid, rt.bundle(["true"], mutate=m),
-                             "cat /proc/sys/net/ipv4/ip_forward")
+    out, err = _create_in(rt, ("-n",), cid, rt.bundle(["true"], mutate=m),
+                          "cat /proc/sys/net/ipv4/ip_forward")
     before, rc, after = out
     assert rc == "rc=1"
     assert err.strip() == 'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'
@@ -133,7 +134,7 @@ def test_ipc_sysctl_refused_in_the_hosts_ipc_namespace(rt, key, value, probe, ca
         extra = {"ipc": "/proc/self/ns/ipc"} if case == "host-ipcns-by-path" else {}
         c["linux"]["namespaces"] = _namespaces("pid", "network", "uts", "mount", "cgroup", **extra)
         c["linux"]["sysctl"] = {key: value}
-    _, out, err = _create_in(rt, ("-i",), rt.new_id(), rt.bundle(["true"], mutate=m), probe)
+    out, err = _create_in(rt, ("-i",), rt.new_id(), rt.bundle(["true"], mutate=m), probe)
     before, rc, after = out
     assert rc == "rc=1"
     assert err.strip() == f'sysctl "{key}" is not allowed in the hosts ipc namespace'
@@ -148,8 +149,8 @@ def test_domainname_sysctl_refused_in_the_hosts_uts_namespace(rt, case):
         c["linux"]["namespaces"] = _namespaces("pid", "network", "ipc", "mount", "cgroup", **extra)
         c["linux"]["sysctl"] = {"kernel.domainname": "pyrunc-canary"}
         del c["hostname"]
-    _, out, err = _create_in(rt, ("-u",), rt.new_id(), rt.bundle(["true"], mutate=m),
-                             "cat /proc/sys/kernel/domainname")
+    out, err = _create_in(rt, ("-u",), rt.new_id(), rt.bundle(["true"], mutate=m),
+                          "cat /proc/sys/kernel/domainname")
     before, rc, after = out
     assert rc == "rc=1"
     assert err.strip() == 'sysctl "kernel.domainname" is not in a separate kernel namespace'
@@ -174,7 +175,7 @@ def test_hostname_refused_in_the_hosts_uts_namespace(rt):
         c["linux"]["namespaces"] = _namespaces("pid", "network", "ipc", "mount", "cgroup",
                                                uts="/proc/self/ns/uts")
         c["hostname"] = "pyrunc-canary"
-    _, out, err = _create_in(rt, ("-u",), rt.new_id(), rt.bundle(["true"], mutate=m), "hostname")
+    out, err = _create_in(rt, ("-u",), rt.new_id(), rt.bundle(["true"], mutate=m), "hostname")
     before, rc, after = out
     assert rc == "rc=1"
     assert "hostname" in err and "/proc/self/ns/uts" in err and len(err.strip().splitlines()) == 1
@@ -191,8 +192,8 @@ def test_sysctl_key_cannot_climb_out_of_its_namespace(rt, key):
     def m(c):
         c["linux"]["namespaces"] = _namespaces("pid", "network", "uts", "mount", "cgroup")
         c["linux"]["sysctl"] = {key: "12345"}
-    _, out, err = _create_in(rt, ("-i",), rt.new_id(), rt.bundle(["true"], mutate=m),
-                             "cat /proc/sys/kernel/msgmax")
+    out, err = _create_in(rt, ("-i",), rt.new_id(), rt.bundle(["true"], mutate=m),
+                          "cat /proc/sys/kernel/msgmax")
     before, rc, after = out
     assert rc == "rc=1"
     assert err.startswith(f"linux.sysctl {key}: ") and len(err.strip().splitlines()) == 1
@@ -343,14 +344,16 @@ def test_lxcfs_style_mounts_over_proc_files_allowed(rt, tmp_path):
 
 # --- masked and read-only paths -------------------------------------------------
 
-def test_masked_path_that_cannot_be_masked_is_an_error(rt):
-    """Only a missing path is skipped: one that exists as something the
-    mask cannot cover is an error naming it (runc)."""
+@pytest.mark.parametrize("field", ["maskedPaths", "readonlyPaths"])
+def test_a_path_that_cannot_be_masked_is_an_error(rt, field):
+    """Only a missing path is skipped: one that cannot be masked or made
+    read-only (here a component is not a directory) is an error naming the
+    entry, as in runc."""
     def m(c):
-        c["linux"]["maskedPaths"].append("/etc/passwd/x")
+        c["linux"][field].append("/etc/passwd/x")
     p = rt("create", "--bundle", rt.bundle(["true"], mutate=m), rt.new_id())
     assert p.returncode == 1
-    assert "/etc/passwd/x" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert p.stderr.strip() == f"linux.{field} /etc/passwd/x: Not a directory"
     _nothing_left(rt)
 
 
