@@ -7,7 +7,8 @@ Layout of ROOT/ID/:
                  accelerator is a shared library: ~0.3 ms of every `start`,
                  `kill` and `delete`). Carries "version" so a newer pyrunc
                  can read an older file; `pyrunc state` prints the OCI state
-                 as JSON. A state.json (what pyrunc wrote before) is read.
+                 as JSON. Ends with a checksum, verified before the rest is
+                 parsed. A state.json (what pyrunc wrote before) is read.
   create.marshal the state as create saved it first, before any cgroup or
                  process existed (id, bundle, cgroup): a second name (hard
                  link) for that file, which keeps it when create's final
@@ -21,6 +22,7 @@ Writes are atomic (temporary file + rename). Every verb that changes a
 container holds an exclusive flock on its directory, so concurrent commands
 on one container are serialised.
 """
+import binascii  # built into the interpreter, as marshal is
 import fcntl
 import marshal
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
@@ -113,13 +115,45 @@ class Lock:
 def save(cdir: str, data: dict) -> None:
     """Atomically replace the state file. `data` goes through JSON first, so
     later verbs read exactly what a JSON file would give them (lists, not
-    tuples; str keys)."""
+    tuples; str keys). A trailer (_TRAILER and the payload's CRC-32) lets a
+    reader refuse a damaged file without parsing it (_decode)."""
     from runtime import fastjson as json  # create has it loaded already
     data["version"] = STATE_VERSION
+    payload = marshal.dumps(json.loads(json.dumps(data)), 4)
     tmp = os.path.join(cdir, "." + STATE_FILE + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(marshal.dumps(json.loads(json.dumps(data)), 4))
+        f.write(payload + _TRAILER + binascii.crc32(payload).to_bytes(4, "little"))
     os.rename(tmp, os.path.join(cdir, STATE_FILE))
+
+
+# Ends every state file save() writes, followed by the payload's CRC-32.
+_TRAILER = b"\x00pyrunc-state\x00"
+
+
+def _decode(raw: bytes) -> dict:
+    """The state in a state file's bytes; ValueError (a short reason) when
+    they are not one. The checksum is verified before anything is parsed:
+    marshal trusts the sizes it reads, and garbage can make it allocate
+    gigabytes for seconds. A file without the trailer (an older pyrunc's)
+    is parsed only if it starts like a marshalled dict."""
+    n = len(_TRAILER) + 4
+    if raw[-n:-4] == _TRAILER:
+        payload = memoryview(raw)[:-n]
+        if binascii.crc32(payload) != int.from_bytes(raw[-4:], "little"):
+            raise ValueError("its checksum does not match")
+    elif raw[:1] in (b"{", b"\xfb"):  # TYPE_DICT, with or without FLAG_REF
+        payload = raw
+    else:
+        raise ValueError("truncated" if not raw else "not a state file")
+    try:
+        data = marshal.loads(payload) if payload is not raw else _loads_bounded(raw)
+    except EOFError:
+        raise ValueError("truncated") from None
+    except (TypeError, ValueError, OverflowError, MemoryError):
+        raise ValueError("not a state file") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a state file")
+    return data
 
 
 def save_first(cdir: str, data: dict) -> None:
@@ -133,22 +167,42 @@ def save_first(cdir: str, data: dict) -> None:
     os.link(os.path.join(cdir, STATE_FILE), first)
 
 
+def _loads_bounded(raw: bytes):
+    """marshal.loads of a file no checksum vouches for, with this process's
+    address space capped a little above its current size: the sizes in
+    garbage fail as MemoryError at once instead of being allocated."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * resource.getpagesize()
+    cap = size + (64 << 20)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        return marshal.loads(raw)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def read_first(cdir: str) -> dict | None:
     """The record FIRST_FILE holds, or None if it is missing or unreadable."""
     try:
         with open(os.path.join(cdir, FIRST_FILE), "rb") as f:
-            data = marshal.loads(f.read())
-    except (OSError, EOFError, TypeError, ValueError):
+            data = _decode(f.read())
+    except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("version", 0) > STATE_VERSION \
-            or not isinstance(data.get("cgroup"), (dict, type(None))):
+    if data.get("version", 0) > STATE_VERSION or not isinstance(data.get("cgroup"), (dict, type(None))):
         return None
     return data
 
 
 def read_file(d: str) -> dict:
     """The state saved in container directory `d`. Raises FileNotFoundError
-    when there is none, ValueError when it is not a state file."""
+    when there is none, ValueError (a short reason) when it is not a state
+    file."""
     try:
         with open(os.path.join(d, STATE_FILE), "rb") as f:
             raw = f.read()
@@ -156,14 +210,10 @@ def read_file(d: str) -> dict:
         from runtime import fastjson as json
         with open(os.path.join(d, _LEGACY_FILE), "rb") as f:
             data = json.loads(f.read())
-    else:
-        try:
-            data = marshal.loads(raw)
-        except (EOFError, TypeError) as e:
-            raise ValueError(str(e)) from None
-    if not isinstance(data, dict):
-        raise ValueError("not an object")
-    return data
+        if not isinstance(data, dict):
+            raise ValueError("not a state file") from None
+        return data
+    return _decode(raw)
 
 
 def load(root: str, cid: str) -> dict:
@@ -179,7 +229,7 @@ def load(root: str, cid: str) -> dict:
             raise errors.StateDamaged(cid, d, "missing") from None
         raise errors.ContainerNotFound(cid) from None
     except ValueError as e:
-        raise errors.StateDamaged(cid, d, str(e) or "unreadable") from None
+        raise errors.StateDamaged(cid, d, str(e)) from None
     if data.get("version", 0) > STATE_VERSION:
         raise RuntimeFailure(f"container {cid!r}: state written by a newer pyrunc (version {data['version']})")
     bad = _bad_field(data)

@@ -541,8 +541,9 @@ def test_damaged_state_file_never_forgets_a_running_container(rt, damage):
     if damage == "truncated":
         os.truncate(sf, size // 2)
     elif damage == "garbage":
+        import random
         with open(sf, "wb") as f:
-            f.write(os.urandom(size))
+            f.write(random.Random(damage).randbytes(size))
     elif damage == "empty":
         os.truncate(sf, 0)
     elif damage == "wrong-type":

@@ -123,3 +123,34 @@ def test_state_file_gone_but_first_record_there_is_damaged_not_absent(tmp_path):
     os.unlink(os.path.join(d, st.FIRST_FILE))
     with pytest.raises(errors.ContainerNotFound):
         st.load(str(tmp_path), "c1")
+
+
+def test_a_damaged_state_file_is_refused_before_it_is_parsed(tmp_path):
+    """save() ends the file with a checksum: a flipped byte is refused, and
+    garbage that would make marshal allocate gigabytes (a tuple claiming
+    2**31-1 items) is refused at once, with or without a dict's first byte
+    (which sends it down the path for an older pyrunc's files)."""
+    import time
+    from runtime import errors
+    d = st.make_dir(str(tmp_path), "c1")
+    st.save(d, {"id": "c1", "pid": 0, "bundle": "/b"})
+    path = os.path.join(d, st.STATE_FILE)
+    raw = bytearray(open(path, "rb").read())
+    raw[len(raw) // 3] ^= 0x20
+    open(path, "wb").write(bytes(raw))
+    with pytest.raises(errors.StateDamaged, match=r"corrupt \(its checksum does not match\)"):
+        st.load(str(tmp_path), "c1")
+    for garbage in (b"(\xff\xff\xff\x7f" + b"N" * 64, b"{" + b"(\xff\xff\xff\x7f" + b"N" * 64):
+        open(path, "wb").write(garbage)
+        t = time.monotonic()
+        with pytest.raises(errors.StateDamaged, match=r"corrupt \((not a state file|truncated)\)"):
+            st.load(str(tmp_path), "c1")
+        assert time.monotonic() - t < 0.5
+
+
+def test_state_file_without_the_trailer_is_still_read(tmp_path):
+    """An older pyrunc's file (no trailer) of a container still running."""
+    d = st.make_dir(str(tmp_path), "c1")
+    with open(os.path.join(d, st.STATE_FILE), "wb") as f:
+        f.write(marshal.dumps({"version": 1, "id": "c1", "pid": 0, "bundle": "/b"}, 4))
+    assert st.load(str(tmp_path), "c1")["bundle"] == "/b"
