@@ -107,19 +107,13 @@ def image_present(root: str, ref: str) -> bool:
 # mounts
 
 
-def _libc():
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def mount_overlay(cwd: str, lowers: list[str], upper: str, work: str, target: str, extra: str = "") -> None:
     """Mount an overlay at ``target``; lower/upper/work paths are relative to ``cwd``.
 
     ``lowers`` is topmost first.  Raises BundleError when the options do not
     fit in a page or the kernel refuses the mount.
     """
-    import ctypes
+    from runtime import syscalls  # (ctypes' slice: only calls that mount load it)
 
     opts = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}{extra}"
     if len(opts.encode()) > _OPTS_MAX:
@@ -130,24 +124,24 @@ def mount_overlay(cwd: str, lowers: list[str], upper: str, work: str, target: st
         # Relative lowerdirs are resolved against the mounting process's
         # cwd: that keeps the option string short.
         os.chdir(cwd)
-        rc = _libc().mount(b"pyimg", os.fsencode(target), b"overlay", 0, opts.encode())
-        err = ctypes.get_errno()
+        syscalls.mount("pyimg", os.fsencode(target), "overlay", 0, opts, label=target)
+    except OSError as e:
+        raise BundleError(f"{target}: cannot mount overlay: {os.strerror(e.errno)}") from None
     finally:
         os.fchdir(saved)
         os.close(saved)
-    if rc != 0:
-        raise BundleError(f"{target}: cannot mount overlay: {os.strerror(err)}")
 
 
 def umount(target: str) -> None:
     """Unmount ``target``; silently nothing when it is not a mount point."""
-    import ctypes
+    from runtime import syscalls
 
     if not os.path.ismount(target):
         return
-    if _libc().umount2(os.fsencode(target), 0) != 0:
-        err = ctypes.get_errno()
-        raise BundleError(f"{target}: cannot unmount: {os.strerror(err)}")
+    try:
+        syscalls.umount2(os.fsencode(target))
+    except OSError as e:
+        raise BundleError(f"{target}: cannot unmount: {os.strerror(e.errno)}") from None
 
 
 _overlay_ok: dict[str, bool] = {}
