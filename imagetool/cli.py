@@ -310,7 +310,8 @@ def _context(v: str, a: dict) -> str:
 
 
 def _error(line: str) -> None:
-    sys.stderr.write(f"pyimg: error: {line}\n")
+    # one line, whatever a message quoted (a registry's answer, a helper's output)
+    sys.stderr.write("pyimg: error: " + " ".join(line.splitlines()) + "\n")
 
 
 def _usage_error(msg: str) -> int:

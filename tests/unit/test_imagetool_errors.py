@@ -141,6 +141,11 @@ def test_the_line_names_the_verb_and_subject_never_the_command_or_options(probe,
     assert _line(capsys) == "pyimg: error: rmi: no such image in the store /s: b"
 
 
+def test_a_message_with_newlines_is_still_one_line(probe, capsys):
+    probe("images", errors.RegistryError("the registry said:\nline two\r\nline three"))
+    assert _line(capsys) == "pyimg: error: images: the registry said: line two line three"
+
+
 def test_a_library_context_wins_over_the_verbs(probe, capsys):
     e = errors.RegistryError("cannot reach r:5000").within("pull r:5000/app:latest")
     probe("pull", e, {"ref": "r:5000/app"})
