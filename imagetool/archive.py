@@ -14,6 +14,7 @@ the images it loads; names in docker-archives are normalised.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -22,17 +23,13 @@ import tarfile
 import tempfile
 
 from imagetool import reference as refmod
-from imagetool.tarstream import LayerStream, StreamError
-from imagetool.store import (DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, REF_NAME, Store,
-                             StoreError)
+from imagetool.errors import ArchiveError, PyimgError, UsageError, os_message
+from imagetool.tarstream import LayerStream
+from imagetool.store import DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, REF_NAME, Store
 
 DOCKER_CONFIG_MT = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-
-
-class ArchiveError(Exception):
-    pass
 
 
 def _add_file(tf: tarfile.TarFile, name: str, path: str | None = None, data: bytes | None = None,
@@ -53,19 +50,28 @@ def _add_file(tf: tarfile.TarFile, name: str, path: str | None = None, data: byt
 
 
 def save(root: str, refs: list[str], output: str, fmt: str = "docker-archive") -> None:
+    """Write the stored images refs to the archive output (atomically).
+    Errors name "save REF...", then what failed."""
+    try:
+        _save(root, refs, output, fmt)
+    except PyimgError as e:
+        raise e.within(f"save {' '.join(refs)}")
+
+
+def _save(root: str, refs: list[str], output: str, fmt: str) -> None:
     if fmt not in ("docker-archive", "oci-archive"):
-        raise ArchiveError(f"save: unknown format {fmt!r} (docker-archive or oci-archive)")
+        raise UsageError(f"unknown format {fmt!r} (docker-archive or oci-archive)")
     store = Store(root)
     chosen = []
     for ref in refs:
-        try:
-            desc = store.descriptor(ref)
-            digest, m = store.resolve(ref)
-        except StoreError as e:
-            raise ArchiveError(f"save {ref}: {e}") from None
+        desc = store.descriptor(ref)
+        digest, m = store.resolve(ref)
         chosen.append((ref, desc, digest, m))
     out_dir = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".pyimg-save-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".pyimg-save-")
+    except OSError as e:
+        raise ArchiveError(os_message(e, f"creating a file in {out_dir}")) from None
     os.close(fd)
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
@@ -76,12 +82,14 @@ def save(root: str, refs: list[str], output: str, fmt: str = "docker-archive") -
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, output)
-    except ArchiveError:
-        os.unlink(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):  # a blob it names, or the archive being written
+            raise ArchiveError(os_message(e) if e.filename else os_message(e, f"writing {output}")) from None
+        if isinstance(e, tarfile.TarError):
+            raise ArchiveError(f"writing {output}: {e}") from None
         raise
-    except (OSError, StoreError, tarfile.TarError, StreamError) as e:
-        os.unlink(tmp)
-        raise ArchiveError(f"save {' '.join(refs)}: {e}") from None
 
 
 def _save_oci(store, chosen, tf):
@@ -118,7 +126,7 @@ def _save_docker(store, chosen, tf):
         cfg = store.read_json(cfg_digest)
         diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(m["layers"]):
-            raise ArchiveError(f"save {ref}: config lists {len(diff_ids)} diff ids for "
+            raise ArchiveError(f"{ref}: config lists {len(diff_ids)} diff ids for "
                                f"{len(m['layers'])} layers")
         cfg_name = cfg_digest[7:] + ".json"
         if cfg_name not in added:
@@ -139,7 +147,7 @@ def _save_docker(store, chosen, tf):
                     tmp.write(chunk)
                 hexdigest, size = src.finish()
                 if "sha256:" + hexdigest != diff_id:
-                    raise ArchiveError(f"save {ref}: layer {l['digest']} does not uncompress "
+                    raise ArchiveError(f"{ref}: layer {l['digest']} does not uncompress "
                                        f"to its diff id {diff_id}")
                 tmp.seek(0)
                 _add_file(tf, name, stream=tmp, size=size)
@@ -160,22 +168,45 @@ def _save_docker(store, chosen, tf):
 
 def load(root: str, path: str) -> list[str]:
     """Load every image of the archive at path into the store; returns the
-    references (or image ids, for unnamed images) loaded."""
+    references (or image ids, for unnamed images) loaded. Errors name
+    "load PATH", then what failed."""
+    try:
+        return _load(root, path)
+    except PyimgError as e:
+        raise e.within(f"load {path}")
+
+
+def _load(root: str, path: str) -> list[str]:
     store = Store(root)
     try:
         tf = tarfile.open(path, "r:*")
-    except (OSError, tarfile.TarError) as e:
-        raise ArchiveError(f"load {path}: not a readable tar archive ({e})") from None
-    with tf, tempfile.TemporaryDirectory(prefix="pyimg-load-") as work:
+    except OSError as e:
+        raise ArchiveError(os_message(e, f"reading {path}")) from None
+    except tarfile.TarError:
+        raise ArchiveError("not a readable tar archive") from None
+    try:
+        work_dir = tempfile.TemporaryDirectory(prefix="pyimg-load-")
+    except OSError as e:
+        tf.close()
+        raise ArchiveError(os_message(e, "creating a temporary directory")) from None
+    with tf, work_dir as work:
         try:
             names = set(tf.getnames())  # reads the whole archive: a truncated one fails here
             if "oci-layout" in names and "index.json" in names:
                 return _load_oci(store, tf, work, path)
             if "manifest.json" in names:
                 return _load_docker(store, tf, work, path)
-        except (OSError, StoreError, tarfile.TarError, StreamError, ValueError, KeyError, TypeError) as e:
-            raise ArchiveError(f"load {path}: {e}") from None
-        raise ArchiveError(f"load {path}: neither a docker-archive (manifest.json) nor an "
+        except PyimgError:
+            raise
+        except OSError as e:
+            raise ArchiveError(os_message(e)) from None
+        except tarfile.TarError as e:
+            raise ArchiveError(f"not a readable tar archive ({str(e).splitlines()[0]})") from None
+        except KeyError as e:  # a member or a key the archive lacks
+            raise ArchiveError(f"not a valid image archive: {e.args[0] if e.args else e}") from None
+        except (ValueError, TypeError) as e:
+            raise ArchiveError(f"not a valid image archive: {e}") from None
+        raise ArchiveError("neither a docker-archive (manifest.json) nor an "
                            "oci-archive (oci-layout, index.json)")
 
 

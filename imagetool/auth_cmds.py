@@ -11,7 +11,8 @@ import urllib.parse
 
 from imagetool.config import Config
 from imagetool.credentials import Credentials, server_key
-from imagetool.registry import AuthError, NotFoundError, RegistryClient, RegistryError
+from imagetool.errors import AuthError, CredentialsError, NotFoundError, RegistryError, UsageError
+from imagetool.registry import RegistryClient
 
 
 class _Given:
@@ -38,7 +39,7 @@ def login(registry: str, username: str, password: str, config: Config) -> str:
     """Verify and store credentials; returns the message to print."""
     reg = _registry_name(registry)
     if not username or not password:
-        raise ValueError("username and password must not be empty")
+        raise UsageError("username and password must not be empty")
     client = RegistryClient(reg, config, _Given(username, password))
     # mirrors are not where credentials are checked
     client.endpoints = client.endpoints[-1:]
@@ -53,7 +54,7 @@ def login(registry: str, username: str, password: str, config: Config) -> str:
 def logout(registry: str, config: Config) -> str:
     reg = _registry_name(registry)
     if not Credentials(config.docker_config).erase(reg):
-        raise ValueError(f"not logged in to {reg}")
+        raise CredentialsError(f"not logged in to {reg}")
     return f"Removing login credentials for {server_key(reg)}"
 
 

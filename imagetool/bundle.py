@@ -37,7 +37,8 @@ import stat
 import time
 
 from imagetool._lazy import LazyModule, sha256
-from imagetool.layer import IdMap, LayerError, apply_layer, open_in_root
+from imagetool.errors import BundleError, LayerError, NotFound, StoreError, UsageError, os_message, reason
+from imagetool.layer import IdMap, apply_layer, open_in_root
 from runtime import fastjson as json
 
 # Loaded when first used: a second bundle of an unpacked image needs none.
@@ -56,10 +57,6 @@ _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 _OPTS_MAX = 4095  # one page of mount data, less the terminating NUL
 
 
-class BundleError(Exception):
-    """A bundle operation failed; str() is one line naming the bundle/ref/path."""
-
-
 # --------------------------------------------------------------------------
 # reading images from the store
 
@@ -74,21 +71,19 @@ class Image:
         try:
             self.digest, self.manifest = self.store.resolve(ref, platform=platform)
             self.config = self.store.read_json(self.manifest["config"]["digest"])
-        except storemod.StoreError as e:
-            raise BundleError(str(e)) from None
         except (KeyError, TypeError):
-            raise BundleError(f"{ref}: malformed image manifest") from None
+            raise StoreError(f"{ref}: malformed image manifest") from None
         self.ref = ref
         layers = self.manifest.get("layers") or []
         diff_ids = (self.config.get("rootfs") or {}).get("diff_ids") or []
         if len(layers) != len(diff_ids):
-            raise BundleError(f"{ref}: manifest has {len(layers)} layers but the config lists {len(diff_ids)} diff_ids")
+            raise StoreError(f"{ref}: manifest has {len(layers)} layers but the config lists {len(diff_ids)} diff_ids")
         self.layers = [(d["digest"], d.get("mediaType"), diff) for d, diff in zip(layers, diff_ids)]
 
     def blob_path(self, digest: str) -> str:
         path = self.store.blob_path(digest)
         if not os.path.exists(path):
-            raise BundleError(f"{self.ref}: layer blob {digest} is missing from the store {self.store.root}")
+            raise NotFound(f"{self.ref}: layer blob {digest} is missing from the store {self.store.root}")
         return path
 
 
@@ -107,19 +102,13 @@ def image_present(root: str, ref: str) -> bool:
 # mounts
 
 
-def _libc():
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def mount_overlay(cwd: str, lowers: list[str], upper: str, work: str, target: str, extra: str = "") -> None:
     """Mount an overlay at ``target``; lower/upper/work paths are relative to ``cwd``.
 
     ``lowers`` is topmost first.  Raises BundleError when the options do not
     fit in a page or the kernel refuses the mount.
     """
-    import ctypes
+    from runtime import syscalls  # (ctypes' slice: only calls that mount load it)
 
     opts = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}{extra}"
     if len(opts.encode()) > _OPTS_MAX:
@@ -130,24 +119,24 @@ def mount_overlay(cwd: str, lowers: list[str], upper: str, work: str, target: st
         # Relative lowerdirs are resolved against the mounting process's
         # cwd: that keeps the option string short.
         os.chdir(cwd)
-        rc = _libc().mount(b"pyimg", os.fsencode(target), b"overlay", 0, opts.encode())
-        err = ctypes.get_errno()
+        syscalls.mount("pyimg", os.fsencode(target), "overlay", 0, opts, label=target)
+    except OSError as e:
+        raise BundleError(f"{target}: cannot mount overlay: {reason(e)}") from None
     finally:
         os.fchdir(saved)
         os.close(saved)
-    if rc != 0:
-        raise BundleError(f"{target}: cannot mount overlay: {os.strerror(err)}")
 
 
 def umount(target: str) -> None:
     """Unmount ``target``; silently nothing when it is not a mount point."""
-    import ctypes
+    from runtime import syscalls
 
     if not os.path.ismount(target):
         return
-    if _libc().umount2(os.fsencode(target), 0) != 0:
-        err = ctypes.get_errno()
-        raise BundleError(f"{target}: cannot unmount: {os.strerror(err)}")
+    try:
+        syscalls.umount2(os.fsencode(target))
+    except OSError as e:
+        raise BundleError(f"{target}: cannot unmount: {reason(e)}") from None
 
 
 _overlay_ok: dict[str, bool] = {}
@@ -173,8 +162,12 @@ def overlay_supported(root: str) -> bool:
     layers = os.path.join(root, "layers")
     if layers in _overlay_ok:
         return _overlay_ok[layers]
-    os.makedirs(os.path.join(layers, "tmp"), exist_ok=True)
-    key = f"{_boot_id()} {os.stat(layers).st_dev}"
+    try:
+        os.makedirs(os.path.join(layers, "tmp"), exist_ok=True)
+        st_dev = os.stat(layers).st_dev
+    except OSError as e:
+        raise BundleError(os_message(e, f"creating {os.path.join(layers, 'tmp')}")) from None
+    key = f"{_boot_id()} {st_dev}"
     record = os.path.join(layers, ".overlay-probe")
     try:
         with open(record) as f:
@@ -187,19 +180,22 @@ def overlay_supported(root: str) -> bool:
     ok = False
     import tempfile
 
-    probe = tempfile.mkdtemp(prefix="probe-", dir=os.path.join(layers, "tmp"))
     try:
-        for d in ("l", "u", "w", "m"):
-            os.mkdir(os.path.join(probe, d))
-        rel = os.path.relpath(probe, layers)
+        probe = tempfile.mkdtemp(prefix="probe-", dir=os.path.join(layers, "tmp"))
         try:
-            mount_overlay(layers, [f"{rel}/l"], f"{rel}/u", f"{rel}/w", os.path.join(probe, "m"))
-            ok = True
-            umount(os.path.join(probe, "m"))
-        except BundleError:
-            ok = False
-    finally:
-        shutil.rmtree(probe, ignore_errors=True)
+            for d in ("l", "u", "w", "m"):
+                os.mkdir(os.path.join(probe, d))
+            rel = os.path.relpath(probe, layers)
+            try:
+                mount_overlay(layers, [f"{rel}/l"], f"{rel}/u", f"{rel}/w", os.path.join(probe, "m"))
+                ok = True
+                umount(os.path.join(probe, "m"))
+            except BundleError:
+                ok = False
+        finally:
+            shutil.rmtree(probe, ignore_errors=True)
+    except OSError as e:
+        raise BundleError(os_message(e, f"probing overlayfs in {os.path.join(layers, 'tmp')}")) from None
     _overlay_ok[layers] = ok
     tmp = f"{record}.{os.getpid()}"
     try:
@@ -246,7 +242,7 @@ def _copy_root_meta(src: str, dst: str) -> None:
 def _lock(path: str):
     from imagetool.store import Flock
 
-    return Flock(path)
+    return Flock(path, error=BundleError)
 
 
 def planned_keys(image: "Image", uid_map: IdMap, gid_map: IdMap) -> list[str]:
@@ -258,7 +254,10 @@ def planned_keys(image: "Image", uid_map: IdMap, gid_map: IdMap) -> list[str]:
 def ensure_layers(root: str, image: Image, uid_map: IdMap, gid_map: IdMap, *, out=None) -> list[str]:
     """Make sure every layer of ``image`` is in the cache; return their keys, bottom first."""
     layers_dir = os.path.join(root, "layers")
-    os.makedirs(os.path.join(layers_dir, "tmp"), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(layers_dir, "tmp"), exist_ok=True)
+    except OSError as e:
+        raise BundleError(os_message(e, f"creating {os.path.join(layers_dir, 'tmp')}")) from None
     chains = _chain_ids([diff for _, _, diff in image.layers])
     keys: list[str] = []
     for (digest, media_type, diff_id), chain in zip(image.layers, chains):
@@ -279,7 +278,11 @@ def _clean_stale_stages(layers_dir: str) -> None:
     # Called with the layers lock held: every stage left is from a process
     # that died while applying; its view may still be mounted.
     tmp = os.path.join(layers_dir, "tmp")
-    for name in os.listdir(tmp):
+    try:
+        names = os.listdir(tmp)
+    except OSError as e:
+        raise BundleError(os_message(e, f"listing {tmp}")) from None
+    for name in names:
         if name.startswith("probe-"):
             continue  # probes run without the lock and clean up after themselves
         stage = os.path.join(tmp, name)
@@ -292,7 +295,10 @@ def _clean_stale_stages(layers_dir: str) -> None:
 def _apply_cached(layers_dir, key, lower_keys, blob, media_type, diff_id, chain, uid_map, gid_map):
     import tempfile
 
-    stage = tempfile.mkdtemp(prefix=f"{key}-", dir=os.path.join(layers_dir, "tmp"))
+    try:
+        stage = tempfile.mkdtemp(prefix=f"{key}-", dir=os.path.join(layers_dir, "tmp"))
+    except OSError as e:
+        raise BundleError(os_message(e, f"creating a directory in {os.path.join(layers_dir, 'tmp')}")) from None
     rel = os.path.relpath(stage, layers_dir)
     upper = os.path.join(stage, "fs")
     mnt = os.path.join(stage, "m")
@@ -327,20 +333,31 @@ def _apply_cached(layers_dir, key, lower_keys, blob, media_type, diff_id, chain,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         _atomic_json(os.path.join(layers_dir, f"{key}.json"), meta)
         os.rename(upper, os.path.join(layers_dir, key))
-    except LayerError as e:
-        raise BundleError(str(e)) from None
+    except OSError as e:  # (the layer's own errors are LayerErrors already)
+        raise BundleError(os_message(e) if e.filename else
+                          os_message(e, f"caching layer {diff_id} in {layers_dir}")) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
 def _atomic_json(path: str, obj) -> None:
+    """Write obj to path through a temp file and a rename; raises
+    BundleError naming path (the temp file is gone then)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        try:
+            with open(tmp, "w") as f:
+                json.dump(obj, f, indent=2)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise BundleError(os_message(e, f"writing {path}")) from None
 
 
 # --------------------------------------------------------------------------
@@ -561,11 +578,16 @@ def _record_path(root: str, bid: str) -> str:
 
 def read_record(root: str, bundle: str) -> dict | None:
     """The record of ``bundle`` (a path), or None when it is not a pyimg bundle."""
+    path = _record_path(root, bundle_id(bundle))
     try:
-        with open(_record_path(root, bundle_id(bundle))) as f:
+        with open(path) as f:
             return json.load(f)
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise BundleError(os_message(e, f"reading {path}")) from None
+    except ValueError:
+        raise BundleError(f"{path} is not valid JSON") from None
 
 
 class RunOptions:
@@ -651,7 +673,7 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
     root = os.path.abspath(root)
     bundle = os.path.abspath(bundle)
     if mode not in (None, "overlay", "copy"):
-        raise BundleError(f"unknown unpack mode {mode!r}: use overlay or copy")
+        raise UsageError(f"unknown unpack mode {mode!r}: use overlay or copy")
     rootfs = os.path.join(bundle, "rootfs")
     for p in (rootfs, os.path.join(bundle, "config.json")):
         if os.path.lexists(p):
@@ -666,7 +688,10 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
     if os.path.exists(os.path.join(wdir, RECORD)):
         raise BundleError(f"bundle {bundle} is already recorded in {wdir}")
     made_bundle = not os.path.exists(bundle)
-    os.makedirs(wdir, exist_ok=True)
+    try:
+        os.makedirs(wdir, exist_ok=True)
+    except OSError as e:
+        raise BundleError(os_message(e, f"creating {wdir}")) from None
     record = {"id": bid, "bundle": bundle, "rootfs": rootfs, "mode": mode, "ref": ref,
               "manifest": image.digest, "diff_ids": [d for _, _, d in image.layers],
               "layers": planned_keys(image, uid_map, gid_map) if mode == "overlay" else [],
@@ -680,11 +705,8 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
             for digest, media_type, diff_id in image.layers:
                 if out is not None:
                     print(f"Applying layer {diff_id[7:19]}", file=out)
-                try:
-                    apply_layer(rootfs, image.blob_path(digest), media_type=media_type, diff_id=diff_id,
-                                uid_map=uid_map, gid_map=gid_map)
-                except LayerError as e:
-                    raise BundleError(str(e)) from None
+                apply_layer(rootfs, image.blob_path(digest), media_type=media_type, diff_id=diff_id,
+                            uid_map=uid_map, gid_map=gid_map)
         else:
             if ensure_layers(root, image, uid_map, gid_map, out=out) != record["layers"]:
                 raise BundleError(f"bundle {bundle}: layer cache keys changed while unpacking")
@@ -716,9 +738,11 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
         record["state"] = "ready"
         _atomic_json(os.path.join(wdir, RECORD), record)
         return record
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(Exception):
             _destroy(root, record, remove_bundle_dir=made_bundle)
+        if isinstance(e, OSError):  # one the steps above did not name better
+            raise BundleError(os_message(e)) from None
         raise
 
 
@@ -734,16 +758,19 @@ def _mount_bundle(root: str, record: dict, *, fresh: bool = False) -> None:
     missing = [k for k in record["layers"] if not os.path.isdir(os.path.join(layers_dir, k))]
     if missing:
         raise BundleError(f"bundle {record['bundle']}: layer {missing[0]} is missing from {layers_dir}")
-    if fresh:
-        os.makedirs(upper, exist_ok=True)
-        os.makedirs(work, exist_ok=True)
-        if record["layers"]:
-            _copy_root_meta(os.path.join(layers_dir, record["layers"][-1]), upper)
     lowers = list(reversed(record["layers"]))
-    if not lowers:  # an image without layers: overlay needs one lowerdir
-        os.makedirs(os.path.join(layers_dir, "empty"), exist_ok=True)
-        lowers = ["empty"]
-    os.makedirs(record["rootfs"], exist_ok=True)
+    try:
+        if fresh:
+            os.makedirs(upper, exist_ok=True)
+            os.makedirs(work, exist_ok=True)
+            if record["layers"]:
+                _copy_root_meta(os.path.join(layers_dir, record["layers"][-1]), upper)
+        if not lowers:  # an image without layers: overlay needs one lowerdir
+            os.makedirs(os.path.join(layers_dir, "empty"), exist_ok=True)
+            lowers = ["empty"]
+        os.makedirs(record["rootfs"], exist_ok=True)
+    except OSError as e:
+        raise BundleError(os_message(e)) from None
     mount_overlay(layers_dir, lowers, os.path.relpath(upper, layers_dir), os.path.relpath(work, layers_dir),
                   record["rootfs"])
 
@@ -813,7 +840,10 @@ def remove_bundle(root: str, bundle: str, *, force: bool = False) -> dict:
         users = containers_using(record["bundle"])
         if users:
             raise BundleError(f"bundle {record['bundle']} is in use by container {users[0]} (delete it first)")
-    _destroy(root, record, remove_bundle_dir=True)
+    try:
+        _destroy(root, record, remove_bundle_dir=True)
+    except OSError as e:
+        raise BundleError(os_message(e, f"removing bundle {record['bundle']}")) from None
     return record
 
 
@@ -821,7 +851,11 @@ def list_bundles(root: str) -> list[dict]:
     """All recorded bundles, each record plus ``mounted`` (bool), oldest first."""
     out = []
     bdir = _bundles_dir(os.path.abspath(root))
-    for bid in sorted(os.listdir(bdir)) if os.path.isdir(bdir) else []:
+    try:
+        ids = sorted(os.listdir(bdir)) if os.path.isdir(bdir) else []
+    except OSError as e:
+        raise BundleError(os_message(e, f"listing {bdir}")) from None
+    for bid in ids:
         try:
             with open(os.path.join(bdir, bid, RECORD)) as f:
                 rec = json.load(f)
@@ -883,12 +917,15 @@ def prune_layer_cache(root: str) -> list[str]:
         keep = set()
         for rec in list_bundles(root):
             keep.update(rec.get("layers") or [])
-        for name in os.listdir(layers_dir):
-            if name.endswith(".json") or name in ("tmp", "empty") or name.startswith("."):
-                continue
-            if name not in keep and os.path.isdir(os.path.join(layers_dir, name)):
-                shutil.rmtree(os.path.join(layers_dir, name))
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(layers_dir, f"{name}.json"))
-                removed.append(name)
+        try:
+            for name in os.listdir(layers_dir):
+                if name.endswith(".json") or name in ("tmp", "empty") or name.startswith("."):
+                    continue
+                if name not in keep and os.path.isdir(os.path.join(layers_dir, name)):
+                    shutil.rmtree(os.path.join(layers_dir, name))
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(layers_dir, f"{name}.json"))
+                    removed.append(name)
+        except OSError as e:
+            raise BundleError(os_message(e, f"pruning the layer cache {layers_dir}")) from None
     return removed

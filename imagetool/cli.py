@@ -9,16 +9,21 @@ imagetool.cli_bundle, so the two halves stay in their files.
 
 Global options (before the verb): --root DIR (default /var/lib/pyimg, or
 $PYIMG_ROOT) and --config FILE (default /etc/pyimg/config.json, or
-$PYIMG_CONFIG). Verbs get them as the dict `g`.
+$PYIMG_CONFIG). A verb is called as func(g, a), as pyrunc's are: the
+global and the verb's own values, as dicts.
 
-Errors print one line "pyimg: error: ..." on stderr and exit 1; main() is
-the one place that maps exceptions to exit codes. Heavy modules are
-imported inside the verbs.
+Errors: a verb calls its library function and lets what it raises
+propagate; _call is the one place that maps an exception to one line on
+stderr, "pyimg: error: <verb> <subject>: <what failed>", and an exit
+status (imagetool.errors): 1, 2 for a usage error, 125 for anything of
+pyimg's own in `run` (docker's: every other status is the container's),
+130 for Ctrl-C, and INTERNAL for an exception nobody meant (a bug; the
+traceback with PYIMG_DEBUG=1). Heavy modules are imported inside the verbs.
 """
 import os
 import sys
 
-from runtime.cmdtable import Arg, CommandExit, Opt, Table, finish, short_lived
+from runtime.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived
 
 T = Table("pyimg", "Pull images and unpack them into OCI bundles.", [
     Opt("--root", "root", str, lambda: os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"),
@@ -27,18 +32,9 @@ T = Table("pyimg", "Pull images and unpack them into OCI bundles.", [
 ])
 
 
-def _die(msg: str) -> None:
-    sys.stderr.write(f"pyimg: error: {msg}\n")
-    sys.stderr.flush()
-    raise CommandExit(1)
-
-
 def _config(g: dict):
-    from imagetool.config import Config, ConfigError
-    try:
-        return Config.load(g["config"])
-    except ConfigError as e:
-        _die(str(e))
+    from imagetool.config import Config
+    return Config.load(g["config"])
 
 
 from imagetool import cli_bundle  # noqa: E402  (registers unpack/run/bundles)
@@ -55,34 +51,31 @@ cli_bundle.register(T)
         Opt("--download-progress-timeout", "progress_timeout", str, None,
             "Seconds a download may make no progress before it is retried (0: no deadline); "
             "overrides download-progress-timeout."))
-def pull(g, ref, platform, quiet, max_layer_size, progress_timeout):
+def pull(g, a):
     """Pull an image from a registry into the store."""
     import signal
 
     from imagetool.config import parse_seconds, parse_size
-    from imagetool.pull import PullError, pull_image
+    from imagetool.errors import ConfigError, Interrupted
+    from imagetool.pull import pull_image
     bounds = {}
     for flag, value, parse, key in (
-            ("--max-layer-size", max_layer_size, parse_size, "max_layer_size"),
-            ("--download-progress-timeout", progress_timeout, parse_seconds,
+            ("--max-layer-size", a["max_layer_size"], parse_size, "max_layer_size"),
+            ("--download-progress-timeout", a["progress_timeout"], parse_seconds,
              "download_progress_timeout")):
         if value is not None:
             try:
                 bounds[key] = parse(value)
-            except ValueError as e:
-                _die(f"pull {ref}: {flag} {value!r}: {e}")
+            except ValueError as e:  # the options override settings of the same names
+                raise ConfigError(f"{flag} {value!r}: {e}") from None
 
-    def _term(signum, _frame):
-        # unwind normally so partial downloads are removed from ingest/
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
-    try:
-        pull_image(ref, root=g["root"], config_path=g["config"], platform=platform, quiet=quiet,
-                   **bounds)
-    except PullError as e:
-        _die(str(e))
-    except KeyboardInterrupt:
-        _die(f"pull {ref}: interrupted; the store was left as it was")
+    def _stop(signum, _frame):
+        # unwinds like any error, so partial downloads leave ingest/
+        raise Interrupted("interrupted; the store was left as it was")
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    pull_image(a["ref"], root=g["root"], config_path=g["config"], platform=a["platform"],
+               quiet=a["quiet"], **bounds)
 
 
 def _ago(created: str) -> str:
@@ -119,24 +112,23 @@ def _size(n: int) -> str:
 @T.verb("images", Opt("--format", "fmt", str, "table", "table or json"),
         Opt("--no-trunc", "no_trunc", bool, False, "Full image ids."),
         Opt("-q,--quiet", "quiet", bool, False, "Only image ids."))
-def images(g, fmt, no_trunc, quiet):
+def images(g, a):
     """List stored images (REPOSITORY TAG IMAGE ID CREATED SIZE)."""
-    from imagetool.store import Store, StoreError
-    try:
-        rows = Store(g["root"]).images()
-    except StoreError as e:
-        _die(f"images: {e}")
+    from imagetool.errors import UsageError
+    from imagetool.store import Store
+    fmt = a["fmt"]
+    if fmt not in ("table", "json"):
+        raise UsageError(f"unknown --format {fmt!r} (use table or json)")
+    rows = Store(g["root"]).images()
     if fmt == "json":
         from runtime import fastjson as json
         print(json.dumps(rows, indent=2))
         return
-    if fmt != "table":
-        _die(f"images: unknown --format {fmt!r} (use table or json)")
 
     def ident(r):
         i = r["id"] or r["digest"]
-        return i if no_trunc else i[7:19]
-    if quiet:
+        return i if a["no_trunc"] else i[7:19]
+    if a["quiet"]:
         seen = set()
         for r in rows:
             i = ident(r)
@@ -154,19 +146,20 @@ def images(g, fmt, no_trunc, quiet):
 
 @T.verb("inspect", Arg("refs", "Image references or ids.", many=True),
         Opt("--platform", "platform", str, None, "os/arch[/variant]"))
-def inspect(g, refs, platform):
+def inspect(g, a):
     """Show a stored image as JSON: digests, platform, config, layers."""
     from runtime import fastjson as json
-    from imagetool.store import Store, StoreError
+    from imagetool.errors import StoreError
+    from imagetool.store import Store
     store = Store(g["root"])
     out = []
-    for ref in refs:
+    for ref in a["refs"]:
+        desc = store.descriptor(ref)
+        digest, m = store.resolve(ref, a["platform"])
         try:
-            desc = store.descriptor(ref)
-            digest, m = store.resolve(ref, platform)
             cfg = store.read_json(m["config"]["digest"])
-        except (StoreError, KeyError) as e:
-            _die(f"inspect {ref}: {e}")
+        except (KeyError, TypeError):
+            raise StoreError(f"{ref}: malformed image manifest {digest}") from None
         ann = desc.get("annotations") or {}
         plat = {k: cfg[k] for k in ("os", "architecture", "variant") if cfg.get(k)}
         out.append({
@@ -188,46 +181,42 @@ def inspect(g, refs, platform):
 
 
 @T.verb("tag", Arg("src", "Stored image."), Arg("dst", "New reference."))
-def tag(g, src, dst):
+def tag(g, a):
     """Give a stored image another reference."""
-    from imagetool.reference import ReferenceError_
-    from imagetool.store import Store, StoreError
-    try:
-        Store(g["root"]).tag(src, dst)
-    except (StoreError, ReferenceError_) as e:
-        _die(f"tag {src} {dst}: {e}")
+    from imagetool.store import Store
+    Store(g["root"]).tag(a["src"], a["dst"])
 
 
 @T.verb("rmi", Arg("refs", "Image references or ids.", many=True),
         Opt("--no-prune", "no_prune", bool, False, "Keep unreferenced blobs."))
-def rmi(g, refs, no_prune):
+def rmi(g, a):
     """Remove references; then delete blobs nothing references (unless --no-prune)."""
-    from imagetool.store import Store, StoreError
+    from imagetool.errors import StoreError
+    from imagetool.store import Store
     store = Store(g["root"])
-    failed = False
-    for ref in refs:
+    failed = []
+    for ref in a["refs"]:
+        # like docker rmi: one reference that cannot be removed does not stop the others
         try:
-            for name in store.remove(ref):
-                print(f"Untagged: {name}")
+            names = store.remove(ref)
         except StoreError as e:
-            sys.stderr.write(f"pyimg: error: rmi {ref}: {e}\n")
-            failed = True
-    if not no_prune:
+            failed.append(e)
+            continue
+        for name in names:
+            print(f"Untagged: {name}")
+    if not a["no_prune"]:
         n, freed = _gc(store)
         if n:
             print(f"Deleted: {n} blobs, {_size(freed)}")
-    if failed:
-        raise CommandExit(1)
+    if failed:  # one line for all of them
+        raise failed[0] if len(failed) == 1 else StoreError("; ".join(map(str, failed)))
 
 
 @T.verb("gc")
-def gc(g):
+def gc(g, a):
     """Delete blobs no stored reference reaches."""
-    from imagetool.store import Store, StoreError
-    try:
-        n, freed = _gc(Store(g["root"]))
-    except (StoreError, OSError) as e:
-        _die(f"gc: {e}")
+    from imagetool.store import Store
+    n, freed = _gc(Store(g["root"]))
     print(f"Deleted {n} blobs, reclaimed {_size(freed)}")
 
 
@@ -240,78 +229,60 @@ def _gc(store) -> tuple[int, int]:
 
 
 @T.verb("push", Arg("ref", "Stored image to push."))
-def push(g, ref):
+def push(g, a):
     """Push a stored image to its registry."""
-    from imagetool.push import PushError, push_image
-    try:
-        push_image(ref, root=g["root"], config_path=g["config"])
-    except PushError as e:
-        _die(str(e))
+    from imagetool.push import push_image
+    push_image(a["ref"], root=g["root"], config_path=g["config"])
 
 
 @T.verb("login", Arg("registry", "Registry (default docker.io).", required=False),
         Opt("-u,--username", "username", str, None, "User name.", required=True),
         Opt("--password-stdin", "password_stdin", bool, False, "Read the password from stdin."),
         Opt("-p,--password", "password", str, None, "Password."))
-def login(g, registry, username, password_stdin, password):
+def login(g, a):
     """Check credentials against a registry and store them (Docker's config.json)."""
     from imagetool.auth_cmds import login as do_login
-    if password_stdin:
+    from imagetool.errors import UsageError
+    password = a["password"]
+    if a["password_stdin"]:
         password = sys.stdin.read().rstrip("\n")
     if password is None:
-        _die("login: give the password with --password-stdin")
-    try:
-        msg = do_login(registry or "docker.io", username, password, _config(g))
-    except Exception as e:  # one line, whatever failed
-        _die(f"login {registry or 'docker.io'}: {e}")
-    print(msg)
+        raise UsageError("give the password with --password-stdin")
+    print(do_login(a["registry"] or "docker.io", a["username"], password, _config(g)))
 
 
 @T.verb("logout", Arg("registry", "Registry (default docker.io).", required=False))
-def logout(g, registry):
+def logout(g, a):
     """Forget stored credentials for a registry."""
     from imagetool.auth_cmds import logout as do_logout
-    try:
-        print(do_logout(registry or "docker.io", _config(g)))
-    except Exception as e:
-        _die(f"logout {registry or 'docker.io'}: {e}")
+    print(do_logout(a["registry"] or "docker.io", _config(g)))
 
 
 @T.verb("search", Arg("term", "What to look for."),
         Opt("--registry", "registry", str, None, "HOST[:PORT]"),
         Opt("--limit", "limit", int, 25, "Most results to show."))
-def search(g, term, registry, limit):
+def search(g, a):
     """Search Docker Hub, or another registry's catalog."""
     from imagetool.auth_cmds import search as do_search
-    try:
-        lines = do_search(term, registry or "docker.io", _config(g), limit)
-    except Exception as e:
-        _die(f"search {term} on {registry or 'docker.io'}: {e}")
-    for ln in lines:
+    for ln in do_search(a["term"], a["registry"] or "docker.io", _config(g), a["limit"]):
         print(ln)
 
 
 @T.verb("save", Arg("refs", "Images to write.", many=True),
         Opt("-o,--output", "output", str, None, "Archive to write.", required=True),
         Opt("--format", "fmt", str, "docker-archive", "docker-archive or oci-archive"))
-def save(g, refs, output, fmt):
+def save(g, a):
     """Write stored images to a tar archive."""
-    from imagetool.archive import ArchiveError, save as do_save
-    try:
-        do_save(g["root"], refs, output, fmt)
-    except ArchiveError as e:
-        _die(str(e))
+    from imagetool.archive import save as do_save
+    do_save(g["root"], a["refs"], a["output"], a["fmt"])
 
 
 @T.verb("load", Opt("-i,--input", "input", str, None, "Archive to read.", required=True))
-def load(g, input):
+def load(g, a):
     """Load images from a docker-archive or oci-archive tar."""
-    from imagetool.archive import ArchiveError, load as do_load
-    try:
-        for name in do_load(g["root"], input):
-            print(f"Loaded image: {name}")
-    except ArchiveError as e:
-        _die(str(e))
+    from imagetool.archive import load as do_load
+    for name in do_load(g["root"], a["input"]):
+        print(f"Loaded image: {name}")
 
 
 def _version() -> None:
@@ -319,9 +290,33 @@ def _version() -> None:
     print(f"pyimg version {VERSION}")
 
 
+USAGE = 2       # the command line does not parse (and errors.UsageError)
+INTERRUPTED = 130
+INTERNAL = 70   # sysexits.h's EX_SOFTWARE: an exception pyimg did not mean, a bug
+# A verb whose own failures all exit with one status: docker run's 125
+# ("the engine failed"), so that every other status is the container's.
+_FAILED = {"run": 125}
+# The positionals that name what a verb works on, for the start of its
+# error line ("unpack busybox /tmp/bb: ..."); a verb that takes several
+# references leaves it to the message, which names the one that failed.
+# (Never a container's command, nor the options.)
+_SUBJECT = {"pull": ("ref",), "push": ("ref",), "tag": ("src", "dst"), "login": ("registry",),
+            "logout": ("registry",), "search": ("term",), "load": ("input",),
+            "unpack": ("ref", "bundle"), "remount": ("bundle",), "run": ("ref",)}
+
+
+def _context(v: str, a: dict) -> str:
+    return " ".join([v] + [str(a[k]) for k in _SUBJECT.get(v, ()) if a.get(k)])
+
+
+def _error(line: str) -> None:
+    # one line, whatever a message quoted (a registry's answer, a helper's output)
+    sys.stderr.write("pyimg: error: " + " ".join(line.splitlines()) + "\n")
+
+
 def _usage_error(msg: str) -> int:
-    sys.stderr.write(f"pyimg: error: {msg}\n")
-    return 2
+    _error(msg)
+    return USAGE
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -329,23 +324,37 @@ def _dispatch(argv: list[str]) -> int:
     if isinstance(routed, int):
         return routed
     g, v, a = routed
+    return _call(v, g, a)
+
+
+def _call(v: str, g: dict, a: dict) -> int:
+    """Run verb v; the single place that turns what it raises into one
+    line on stderr and an exit status (see the module docstring)."""
+    from imagetool import errors
     try:
-        rc = T.func(v)(g, **a)
+        rc = T.func(v)(g, a)
         return rc if isinstance(rc, int) else 0
-    except CommandExit as e:
-        return e.code
+    except errors.PyimgError as e:
+        _error(str(e.within(_context(v, a))))
+        return _FAILED.get(v, e.exit_code)
+    except UsageError as e:  # the table's own, raised by a verb
+        _error(f"{_context(v, a)}: {e}")
+        return _FAILED.get(v, USAGE)
+    except OSError as e:  # one its module did not translate: still what and where
+        _error(f"{_context(v, a)}: {errors.os_message(e)}")
+        return _FAILED.get(v, 1)
     except KeyboardInterrupt:
-        sys.stderr.write("pyimg: error: interrupted\n")
-        return 130
-    except Exception as e:  # noqa: BLE001 - the last line of defence
+        _error("interrupted")
+        return INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("PYIMG_DEBUG"):
-            raise
-        sys.stderr.write(f"pyimg: error: {' '.join(argv)[:200]}: {type(e).__name__}: {e}\n")
-        return 1
+            import traceback
+            traceback.print_exc()
+        _error(f"{_context(v, a)}: {errors.internal(e)}")
+        return _FAILED.get(v, INTERNAL)
 
 
 def main() -> None:
-    """Entry point: one verb, then exit. An unexpected exception becomes one
-    error line and exit 1 (PYIMG_DEBUG=1 shows the traceback instead)."""
+    """Entry point: one verb, then exit (cmdtable.finish: flush, then os._exit)."""
     short_lived()  # run in the foreground calls stays()
     finish(_dispatch(sys.argv[1:]))

@@ -1,35 +1,30 @@
 """pyimg verbs that turn stored images into bundles (unpack, run, rm-bundle, bundles, remount).
 
 Imports of the heavy modules happen inside the commands, so `pyimg --help`
-and the other verbs do not pay for them.
+and the other verbs do not pay for them. Like pyimg's other verbs, these
+are called as func(g, a) and let errors propagate to imagetool.cli._call
+(which makes every failure of `run` exit 125, as docker run does).
 """
 import os
 import sys
 
-from runtime.cmdtable import Arg, CommandExit, Opt, stays
-
-def _ctx(g: dict) -> tuple[str, str | None]:
-    """(store root, settings file) from pyimg's global options (the table's
-    --root default already reads $PYIMG_ROOT)."""
-    return g["root"], g.get("config")
-
-
-def _fail(msg: str, code: int = 1):
-    print(f"pyimg: error: {msg}", file=sys.stderr)
-    raise CommandExit(code)
+from runtime.cmdtable import Arg, Opt, stays
 
 
 def _maps(uid_map, gid_map):
+    from imagetool.errors import UsageError
     from imagetool.layer import IdMap
 
     try:
         return IdMap.parse(uid_map), IdMap.parse(gid_map)
     except ValueError as e:
-        _fail(str(e))
+        raise UsageError(str(e)) from None
 
 
 def _find_runtime(explicit: str | None) -> str:
     import shutil
+
+    from imagetool.errors import RunError
 
     if explicit:
         return explicit
@@ -40,7 +35,7 @@ def _find_runtime(explicit: str | None) -> str:
     cand = os.path.join(os.path.dirname(sys.executable), "pyrunc")
     if os.access(cand, os.X_OK):
         return cand
-    _fail("cannot find the pyrunc runtime on PATH (set PYIMG_RUNTIME)", 125)
+    raise RunError("cannot find the pyrunc runtime on PATH (set PYIMG_RUNTIME)")
 
 
 UNPACK = (
@@ -53,16 +48,13 @@ UNPACK = (
 )
 
 
-def unpack(ctx, ref, bundle, mode, uid_map, gid_map, platform):
+def unpack(g, a):
     """Unpack an image into an OCI runtime bundle."""
-    root, config = _ctx(ctx)
-    from imagetool.bundle import BundleError, create_bundle
+    from imagetool.bundle import create_bundle
 
-    umap, gmap = _maps(uid_map, gid_map)
-    try:
-        create_bundle(root, ref, bundle, mode=mode, uid_map=umap, gid_map=gmap, platform=platform)
-    except BundleError as e:
-        _fail(str(e))
+    umap, gmap = _maps(a["uid_map"], a["gid_map"])
+    create_bundle(g["root"], a["ref"], a["bundle"], mode=a["mode"], uid_map=umap, gid_map=gmap,
+                  platform=a["platform"])
 
 
 RM_BUNDLE = (
@@ -71,20 +63,20 @@ RM_BUNDLE = (
 )
 
 
-def rm_bundle(ctx, bundles, force):
+def rm_bundle(g, a):
     """Unmount bundles and delete their writable layer (shared layers stay)."""
-    root, config = _ctx(ctx)
-    from imagetool.bundle import BundleError, remove_bundle
+    from imagetool.bundle import remove_bundle
+    from imagetool.errors import BundleError
 
-    failed = False
-    for b in bundles:
+    failed = []
+    for b in a["bundles"]:
+        # one bundle that cannot be removed does not stop the others
         try:
-            remove_bundle(root, b, force=force)
+            remove_bundle(g["root"], b, force=a["force"])
         except BundleError as e:
-            print(f"pyimg: error: {e}", file=sys.stderr)
-            failed = True
-    if failed:
-        raise CommandExit(1)
+            failed.append(e)
+    if failed:  # one line for all of them
+        raise failed[0] if len(failed) == 1 else BundleError("; ".join(map(str, failed)))
 
 
 BUNDLES = (
@@ -93,18 +85,14 @@ BUNDLES = (
 )
 
 
-def bundles_cmd(ctx, quiet, remount):
+def bundles_cmd(g, a):
     """List bundles created by pyimg."""
-    root, config = _ctx(ctx)
-    from imagetool.bundle import BundleError, list_bundles, remount_bundles
+    from imagetool.bundle import list_bundles, remount_bundles
 
-    if remount:
-        try:
-            remount_bundles(root)
-        except BundleError as e:
-            _fail(str(e))
-    recs = list_bundles(root)
-    if quiet:
+    if a["remount"]:
+        remount_bundles(g["root"])
+    recs = list_bundles(g["root"])
+    if a["quiet"]:
         for r in recs:
             print(r["bundle"])
         return
@@ -117,16 +105,12 @@ def bundles_cmd(ctx, quiet, remount):
 REMOUNT = (Arg("bundle", "Bundle to mount (default: every overlay bundle).", required=False),)
 
 
-def remount(ctx, bundle):
+def remount(g, a):
     """Re-mount overlay bundle rootfs (e.g. after a reboot)."""
-    root, config = _ctx(ctx)
-    from imagetool.bundle import BundleError, remount_bundles
+    from imagetool.bundle import remount_bundles
 
-    try:
-        for b in remount_bundles(root, bundle):
-            print(b)
-    except BundleError as e:
-        _fail(str(e))
+    for b in remount_bundles(g["root"], a["bundle"]):
+        print(b)
 
 
 RUN = (
@@ -150,17 +134,18 @@ RUN = (
 )
 
 
-def run(ctx, ref, cmd, rm, detach, interactive, tty, name, env, workdir, user, entrypoint, network, mode,
-        platform, runtime):
+def run(g, a):
     """Run a command in a new container, pulling the image if needed (like docker run)."""
-    root, config = _ctx(ctx)
-    if detach and (rm or interactive or tty):
-        _fail("-d cannot be combined with --rm, -i or -t", 125)
-    if not detach:
+    from imagetool.errors import UsageError
+
+    if a["detach"] and (a["rm"] or a["interactive"] or a["tty"]):
+        raise UsageError("-d cannot be combined with --rm, -i or -t")
+    if not a["detach"]:
         stays()
-    return (_run(ref, cmd or [], rm=rm, detach=detach, interactive=interactive, tty=tty, name=name, env=env,
-                          workdir=workdir, user=user, entrypoint=entrypoint, network=network, mode=mode,
-                          platform=platform, runtime=runtime, root=root, config=config))
+    return _run(a["ref"], a["cmd"] or [], rm=a["rm"], detach=a["detach"], interactive=a["interactive"],
+                tty=a["tty"], name=a["name"], env=a["env"], workdir=a["workdir"], user=a["user"],
+                entrypoint=a["entrypoint"], network=a["network"], mode=a["mode"], platform=a["platform"],
+                runtime=a["runtime"], root=g["root"], config=g.get("config"))
 
 
 def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint, network, mode, platform,
@@ -170,50 +155,52 @@ def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint
     import signal
     import subprocess
 
-    from imagetool.bundle import BundleError, RunOptions, create_bundle, image_present, remove_bundle
+    from imagetool.bundle import RunOptions, create_bundle, image_present, remove_bundle
+    from imagetool.errors import BundleError, PyimgError, RunError, UsageError, os_message
 
     if network not in ("host", "none"):
-        _fail(f"unsupported network mode {network!r}: use host or none", 125)
+        raise UsageError(f"unsupported network mode {network!r}: use host or none")
     if name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
-        _fail(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
+        raise UsageError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     runtime_bin = _find_runtime(runtime)
     if not image_present(root, ref):
         print(f"Unable to find image '{ref}' locally", file=sys.stderr)
-        try:
-            from imagetool.pull import pull_image
-        except ImportError:
-            _fail("pulling is not available (imagetool.pull is missing)", 125)
-        try:
-            pull_image(ref, root=root, config_path=config, platform=platform, out=sys.stderr)
-        except Exception as e:  # the puller's own error types; one line
-            _fail(f"{ref}: pull failed: {e}", 125)
+        from imagetool.pull import pull_image
+
+        pull_image(ref, root=root, config_path=config, platform=platform, out=sys.stderr)
     cid = name or secrets.token_hex(6)
     bundle = os.path.join(os.path.abspath(root), "containers", cid)
     if os.path.exists(bundle):
-        _fail(f"container name {cid!r} is already in use (bundle {bundle})", 125)
-    os.makedirs(os.path.dirname(bundle), exist_ok=True)
+        raise BundleError(f"container name {cid!r} is already in use (bundle {bundle})")
+    try:
+        os.makedirs(os.path.dirname(bundle), exist_ok=True)
+    except OSError as e:
+        raise BundleError(os_message(e, f"creating {os.path.dirname(bundle)}")) from None
     opts = RunOptions(cmd=cmd or None, entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []), env=env,
                       workdir=workdir, user=user, terminal=tty, hostname=cid[:12] if not name else name[:63],
                       network=network, etc_files=True)
-    try:
-        create_bundle(root, ref, bundle, mode=mode, platform=platform, run=opts)
-    except BundleError as e:
-        _fail(str(e), 125)
+    create_bundle(root, ref, bundle, mode=mode, platform=platform, run=opts)
     if detach:
         # The container keeps the stdio it is given: a log file, not our terminal.
-        with open(os.path.join(bundle, "container.log"), "ab") as log, open(os.devnull, "rb") as null:
-            rc = subprocess.run([runtime_bin, "run", "-d", "--bundle", bundle, cid],
-                                stdin=null, stdout=log, stderr=log).returncode
-        if rc == 0:
-            print(cid)
-            return 0
+        try:
+            with open(os.path.join(bundle, "container.log"), "ab") as log, open(os.devnull, "rb") as null:
+                rc = subprocess.run([runtime_bin, "run", "-d", "--bundle", bundle, cid],
+                                    stdin=null, stdout=log, stderr=log).returncode
+        except OSError as e:
+            failure = RunError(os_message(e, f"starting the runtime {runtime_bin}"))
+        else:
+            if rc == 0:
+                print(cid)
+                return 0
+            failure = RunError(f"the runtime could not start the container (exit {rc})")
         try:
             remove_bundle(root, bundle)
-        except BundleError:
+        except PyimgError:
             pass
-        _fail(f"{ref}: the runtime could not start the container (exit {rc})", 125)
+        raise failure
     # The runtime forwards signals to the container; a Ctrl-C reaches it
     # (same process group) so pyimg itself must outlive it to clean up.
+    failure = None
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc = subprocess.Popen([runtime_bin, "run", "--bundle", bundle, cid],
@@ -228,18 +215,23 @@ def _run(ref, cmd, *, rm, interactive, tty, name, env, workdir, user, entrypoint
         finally:
             signal.signal(signal.SIGTERM, old_term)
     except OSError as e:
-        rc = 125
-        print(f"pyimg: error: cannot start {runtime_bin}: {e.strerror}", file=sys.stderr)
+        rc = None
+        failure = RunError(os_message(e, f"starting the runtime {runtime_bin}"))
     finally:
         signal.signal(signal.SIGINT, old_int)
-    if rc < 0:  # killed by a signal: report it the shell way
+    if rc is not None and rc < 0:  # killed by a signal: report it the shell way
         rc = 128 - rc
     if rm:
-        subprocess.run([runtime_bin, "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if failure is None:  # (else the runtime never ran: no container to delete)
+            subprocess.run([runtime_bin, "delete", "--force", cid], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         try:
             remove_bundle(root, bundle)
-        except BundleError as e:
-            print(f"pyimg: error: {e}", file=sys.stderr)
+        except PyimgError as e:
+            # the status stays the container's; the bundle is left, and said so
+            print(f"pyimg: warning: run {ref}: {e}", file=sys.stderr)
+    if failure is not None:
+        raise failure
     return rc
 
 

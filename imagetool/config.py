@@ -58,12 +58,10 @@ import json
 import os
 import re
 
+from imagetool.errors import ConfigError, os_message
+
 DEFAULT_CONFIG_PATH = "/etc/pyimg/config.json"
 DEFAULT_ROOT = "/var/lib/pyimg"
-
-
-class ConfigError(Exception):
-    pass
 
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2,
@@ -149,14 +147,20 @@ class Config:
         explicit = path is not None
         path = path or os.environ.get("PYIMG_CONFIG") or DEFAULT_CONFIG_PATH
         try:
-            with open(path) as f:
-                raw = json.load(f)
+            with open(path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             if explicit:
                 raise ConfigError(f"config file {path} does not exist") from None
             return cls(path=None)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"config file {path}: {e}") from None
+        except OSError as e:
+            raise ConfigError(os_message(e, f"reading the config file {path}")) from None
+        try:
+            raw = json.loads(data.decode())
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path}: not UTF-8 text") from None
+        except ValueError as e:
+            raise ConfigError(f"config file {path}: not valid JSON ({e})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: top level must be a JSON object")
         c = cls(path=path)

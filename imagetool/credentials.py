@@ -19,11 +19,9 @@ import base64
 import json
 import os
 
+from imagetool.errors import CredentialsError, os_message
+
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-
-
-class CredentialsError(Exception):
-    pass
 
 
 def config_dir(override: str | None = None) -> str:
@@ -60,14 +58,19 @@ class Credentials:
                 data = json.load(f)
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as e:
-            raise CredentialsError(f"cannot read {self.path}: {e}") from None
+        except OSError as e:
+            raise CredentialsError(os_message(e, f"reading {self.path}")) from None
+        except ValueError:
+            raise CredentialsError(f"{self.path} is not valid JSON") from None
         return data if isinstance(data, dict) else {}
 
     def _save(self, data: dict) -> None:
         from imagetool.store import atomic_write
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        atomic_write(self.path, json.dumps(data, indent="\t").encode() + b"\n", mode=0o600)
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            atomic_write(self.path, json.dumps(data, indent="\t").encode() + b"\n", mode=0o600)
+        except OSError as e:
+            raise CredentialsError(os_message(e, f"writing {self.path}")) from None
 
     def _helper_for(self, data: dict, registry: str) -> str | None:
         helpers = data.get("credHelpers") or {}
@@ -86,6 +89,8 @@ class Credentials:
                                timeout=60)
         except FileNotFoundError:
             raise CredentialsError(f"credential helper {prog} not found in PATH") from None
+        except OSError as e:
+            raise CredentialsError(os_message(e, f"running the credential helper {prog}")) from None
         except subprocess.TimeoutExpired:
             raise CredentialsError(f"credential helper {prog} {action} timed out") from None
         out = p.stdout.decode(errors="replace").strip()

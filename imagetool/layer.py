@@ -34,6 +34,7 @@ import os
 import stat
 
 from imagetool import tarstream as ts
+from imagetool.errors import LayerError, os_message, reason
 
 __all__ = ["LayerError", "IdMap", "apply_layer", "open_in_root", "resolve_in_root"]
 
@@ -42,10 +43,6 @@ OPAQUE = ".wh..wh..opq"
 _MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class LayerError(Exception):
-    """A layer could not be applied; the message names the layer entry or blob."""
 
 
 class IdMap:
@@ -312,7 +309,7 @@ class _Applier:
                 # them there is tolerated (the attribute is dropped).
                 if e.type == ts.SYM and err.errno in (errno.EPERM, errno.ENOTSUP):
                     continue
-                raise LayerError(f"layer entry {entry!r}: cannot set xattr {xname}: {err.strerror}") from None
+                raise LayerError(f"layer entry {entry!r}: cannot set xattr {xname}: {reason(err)}") from None
 
     def _metadata(self, pfd: int, name: str | None, e: ts.Entry, entry: str, *, fd: int | None = None):
         """chown, then xattrs, then chmod (chown clears set-id bits), then
@@ -454,7 +451,7 @@ class _Applier:
         try:
             self._write(reader, e, pfd, parts[-1], rel, entry)
         except FileExistsError as err:
-            raise LayerError(f"layer entry {entry!r}: {err.strerror}") from None
+            raise LayerError(f"layer entry {entry!r}: {reason(err)}") from None
         self._mark(rel)
 
     def _write(self, reader, e, pfd, name, rel, entry):
@@ -578,28 +575,34 @@ def apply_layer(
     try:
         stream = ts.LayerStream(blob_path, media_type, algo)
     except OSError as e:
-        raise LayerError(f"layer {blob_path}: {e.strerror}") from None
+        raise LayerError(os_message(e, f"reading layer {blob_path}")) from None
     applier = None
     try:
-        applier = _Applier(root, rootless=rootless, uid_map=uid_map or IdMap(), gid_map=gid_map or IdMap())
+        try:
+            applier = _Applier(root, rootless=rootless, uid_map=uid_map or IdMap(), gid_map=gid_map or IdMap())
+        except OSError as err:
+            raise LayerError(os_message(err, f"opening {root}")) from None
         reader = ts.TarReader(stream)
         e = None
         try:
             for e in ts.entries(reader):
                 applier.entry(reader, e)
             hexdigest, size = stream.finish()
+            e = None
+            applier.finish()
         except ts.StreamError as err:
             raise LayerError(f"layer {blob_path}: {err}") from None
         except ts.TarError as err:
             raise LayerError(f"layer {blob_path}: corrupt tar stream: {err}") from None
         except OSError as err:
-            what = f"layer entry {e.name!r}" if e is not None else f"layer {blob_path}"
-            raise LayerError(f"{what}: {err.strerror}") from None
+            # what failed and where: the entry's path under root
+            where = (f"writing {os.path.normpath(os.path.join(root, e.name.lstrip('/')))}"
+                     if e is not None else f"applying layer {blob_path} to {root}")
+            raise LayerError(os_message(err, where)) from None
         except (ValueError, OverflowError) as err:
             # a value the system calls refuse (the reader checks the usual ones)
             what = f"layer entry {e.name!r}" if e is not None else f"layer {blob_path}"
             raise LayerError(f"{what}: {err}") from None
-        applier.finish()
     finally:
         stream.close()
         if applier is not None:

@@ -6,6 +6,10 @@ verified are they renamed into blobs/ and the reference written to
 index.json. A failed pull therefore leaves the store as it was (partial
 downloads are deleted). Blobs the store already has are never downloaded
 again ("Already exists"), whichever image brought them.
+
+Errors are those of the step that failed (imagetool.errors: registry,
+store, config, reference), named "pull REFERENCE: ..."; PullError is what
+the pull itself finds wrong with the image it was served.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import sys
 import threading
 
 from imagetool import reference as refmod
+from imagetool.errors import PullError, PyimgError, ReferenceError_
 from imagetool.store import (DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES,
                              OCI_INDEX, OCI_MANIFEST, Store, default_platform, match_platform,
                              parse_platform, platform_string)
@@ -33,10 +38,6 @@ LAYER_TYPES = {
 
 
 MAX_CONFIG_BYTES = 8 * 1024 * 1024  # configs are read into memory
-
-
-class PullError(Exception):
-    """A pull failed; str() is one line naming the reference and the cause."""
 
 
 # ---------------------------------------------------------------------------
@@ -176,28 +177,31 @@ def pull_image(ref: str, *, root: str, config_path: str | None = None,
 
     platform: "os/arch[/variant]"; default this machine's. max_layer_size
     (bytes) and download_progress_timeout (seconds, 0: none) override the
-    config's max-layer-size and download-progress-timeout. Raises PullError
-    (one line, naming the reference) on any failure, leaving the store as it
-    was. Progress goes to out (default sys.stdout); quiet suppresses it."""
-    from imagetool.config import Config, ConfigError
-    from imagetool.credentials import Credentials, CredentialsError
-    from imagetool.registry import RegistryClient, RegistryError
-    from imagetool.store import StoreError
-
-    out = out if out is not None else sys.stdout
-    try:
-        r = refmod.parse(ref)
-    except refmod.ReferenceError_ as e:
-        raise PullError(str(e)) from None
+    config's max-layer-size and download-progress-timeout. Raises a
+    PyimgError (imagetool.errors; one line, "pull REFERENCE: ...") on any
+    failure, leaving the store as it was. Progress goes to out (default
+    sys.stdout); quiet suppresses it."""
+    r = refmod.parse(ref)
     full = str(r)
+    try:
+        return _pull_image(r, full, root, config_path, platform, quiet,
+                           out if out is not None else sys.stdout, max_layer_size,
+                           download_progress_timeout)
+    except PyimgError as e:
+        raise e.within(f"pull {full}")
+
+
+def _pull_image(r, full, root, config_path, platform, quiet, out, max_layer_size,
+                download_progress_timeout) -> str:
+    from imagetool.config import Config
+    from imagetool.credentials import Credentials
+    from imagetool.registry import RegistryClient
+
     try:
         want = parse_platform(platform) if platform else parse_platform(default_platform())
     except ValueError as e:
-        raise PullError(f"pull {full}: {e}") from None
-    try:
-        cfg = Config.load(config_path)
-    except ConfigError as e:
-        raise PullError(f"pull {full}: {e}") from None
+        raise ReferenceError_(str(e)) from None
+    cfg = Config.load(config_path)
     if max_layer_size is not None:
         cfg.max_layer_size = max_layer_size
     if download_progress_timeout is not None:
@@ -212,15 +216,10 @@ def pull_image(ref: str, *, root: str, config_path: str | None = None,
 
     try:
         digest = _pull(r, full, client, store, cfg, want, bool(platform), prog)
-    except PullError:
-        raise
-    except (RegistryError, StoreError, CredentialsError) as e:
-        raise PullError(f"pull {full}: {e}") from None
-    except ValueError as e:
-        raise PullError(f"pull {full}: {e}") from None
-    except OSError as e:
-        raise PullError(f"pull {full}: {e.strerror or e}"
-                        f"{' (' + e.filename + ')' if getattr(e, 'filename', None) else ''}") from None
+    except ValueError as e:  # (validate_manifest and friends)
+        if isinstance(e, PyimgError):
+            raise
+        raise PullError(str(e)) from None
     if quiet:
         out.write(full + "\n")
         out.flush()
@@ -233,11 +232,11 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
         body, mt, repo_digest = client.get_manifest(r.repository, r.reference)
     except NotFoundError as e:
         what = f"manifest {r.reference}" if r.digest else f"tag {r.tag!r}"
-        raise PullError(f"pull {full}: {what} not found in {r.name} ({e})") from None
+        raise PullError(f"{what} not found in {r.name} ({e})") from None
     m = _load_json(body, "manifest")
     kind = _kind(mt, m)
     if kind == "schema1":
-        raise PullError(f"pull {full}: image uses Docker manifest schema 1, which is "
+        raise PullError("image uses Docker manifest schema 1, which is "
                         "deprecated and not supported; re-push it as schema 2 or OCI")
     to_store = [(body, repo_digest, m.get("mediaType") or mt)]
     manifest_desc = {"mediaType": m.get("mediaType") or mt, "digest": repo_digest,
@@ -249,32 +248,32 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
         chosen = match_platform(entries, want)
         if chosen is None:
             avail = ", ".join(sorted({platform_string(e.get("platform")) for e in entries})) or "none"
-            raise PullError(f"pull {full}: no image for platform {platform_string(want)} "
+            raise PullError(f"no image for platform {platform_string(want)} "
                             f"(available: {avail})")
         try:
             # read no further than the index's size for it
             cbody, cmt, cdigest = client.get_manifest(r.repository, chosen["digest"],
                                                       size=chosen["size"])
         except NotFoundError:
-            raise PullError(f"pull {full}: manifest {chosen['digest']} listed in the index "
+            raise PullError(f"manifest {chosen['digest']} listed in the index "
                             f"is missing from {r.name}") from None
         m = _load_json(cbody, "manifest")
         if _kind(cmt or chosen.get("mediaType", ""), m) != "manifest":
-            raise PullError(f"pull {full}: index entry {cdigest} is not an image manifest")
+            raise PullError(f"index entry {cdigest} is not an image manifest")
         to_store.append((cbody, cdigest, m.get("mediaType") or cmt))
         manifest_desc = {"mediaType": m.get("mediaType") or cmt or chosen.get("mediaType"),
                          "digest": cdigest, "size": len(cbody),
                          "platform": chosen.get("platform")}
     validate_manifest(m)
     if m["config"]["size"] > MAX_CONFIG_BYTES:
-        raise PullError(f"pull {full}: image config is too large ({m['config']['size']} bytes, "
+        raise PullError(f"image config is too large ({m['config']['size']} bytes, "
                         f"limit {MAX_CONFIG_BYTES})")
     # every layer, stored or not: whether an image is refused does not
     # depend on what the store happens to hold
     limit = cfg.max_layer_size
     for l in m["layers"]:
         if limit is not None and l["size"] > limit:
-            raise PullError(f"pull {full}: layer {l['digest']} is {l['size']} bytes, over "
+            raise PullError(f"layer {l['digest']} is {l['size']} bytes, over "
                             f"max-layer-size ({limit} bytes)")
     manifest_digest = manifest_desc["digest"]
 
@@ -307,13 +306,13 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
             except ValueError:
                 image_cfg = None
             if not isinstance(image_cfg, dict):
-                raise PullError(f"pull {full}: image config {cdesc['digest']} is not a JSON object")
+                raise PullError(f"image config {cdesc['digest']} is not a JSON object")
             if kind == "manifest" and explicit_platform:
                 got = {"os": image_cfg.get("os"), "architecture": image_cfg.get("architecture")}
                 if image_cfg.get("variant"):
                     got["variant"] = image_cfg["variant"]
                 if match_platform([{"platform": got}], want) is None:
-                    raise PullError(f"pull {full}: image is for {platform_string(got)}, "
+                    raise PullError(f"image is for {platform_string(got)}, "
                                     f"not the requested {platform_string(want)}")
             if "platform" not in manifest_desc and image_cfg.get("os"):
                 manifest_desc["platform"] = {k: image_cfg[k] for k in
@@ -367,7 +366,7 @@ def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
         try:
             client.fetch_blob(r.repository, d, w, progress)
         except NotFoundError:
-            raise PullError(f"pull {r}: blob {d['digest']} not found in {r.name}") from None
+            raise PullError(f"blob {d['digest']} not found in {r.name}") from None
         if is_layer:
             prog.status(ident, "Verifying Checksum")
         w.verify()

@@ -5,31 +5,28 @@ goes last, so the registry never holds a manifest whose blobs are missing.
 An image stored as an index (from `pyimg load` of an OCI archive) is pushed
 with every child manifest the store holds; a child that is absent makes the
 push fail before anything is written to the registry's tags.
+
+Errors are those of the step that failed (imagetool.errors), named
+"push REFERENCE: ...".
 """
 from __future__ import annotations
 
 import sys
 
 from imagetool import reference as refmod
-
-
-class PushError(Exception):
-    """One line naming the reference and what failed."""
+from imagetool.errors import PyimgError
 
 
 def push_image(ref: str, *, root: str, config_path: str | None = None, out=None,
                quiet: bool = False) -> str:
     """Push ref from the store at root; returns the pushed manifest's digest."""
-    from imagetool.config import Config, ConfigError
-    from imagetool.credentials import Credentials, CredentialsError
-    from imagetool.registry import RegistryClient, RegistryError
+    from imagetool.config import Config
+    from imagetool.credentials import Credentials
+    from imagetool.registry import RegistryClient
     from imagetool.store import INDEX_TYPES, Store, StoreError
 
     out = out if out is not None else sys.stdout
-    try:
-        r = refmod.parse(ref)
-    except refmod.ReferenceError_ as e:
-        raise PushError(str(e)) from None
+    r = refmod.parse(ref)
     full = str(r)
     try:
         cfg = Config.load(config_path)
@@ -81,5 +78,5 @@ def push_image(ref: str, *, root: str, config_path: str | None = None, out=None,
         digest = client.put_manifest(r.repository, r.tag or desc["digest"], body, mt)
         say(f"{r.tag or r.digest}: digest: {digest} size: {len(body)}")
         return digest
-    except (ConfigError, CredentialsError, RegistryError, StoreError, OSError) as e:
-        raise PushError(f"push {full}: {e}") from None
+    except PyimgError as e:
+        raise e.within(f"push {full}")

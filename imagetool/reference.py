@@ -10,12 +10,14 @@ A first path component is a registry host only if it contains "." or ":" or
 is "localhost" (Docker's rule); otherwise the image lives on docker.io, and a
 single-component docker.io name gets the "library/" prefix. "index.docker.io"
 is folded into "docker.io". A reference with a digest and no tag gets no
-":latest". Invalid references raise ReferenceError_ (a ValueError) with a
-one-line message naming the reference.
+":latest". Invalid references raise ReferenceError_ (imagetool.errors; a
+ValueError too) with a one-line message naming the reference.
 
 Pure functions, no I/O: safe to import from the CLI's cold path.
 """
 import re
+
+from imagetool.errors import ReferenceError_
 
 DOCKER_HUB = "docker.io"
 DEFAULT_TAG = "latest"
@@ -28,10 +30,6 @@ _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
 _HOSTNAME = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*\Z")
 _IPV6 = re.compile(r"\[[0-9a-fA-F:.%a-zA-Z]+\]\Z")
-
-
-class ReferenceError_(ValueError):
-    """An invalid image reference; str() is one line naming it."""
 
 
 class Reference:

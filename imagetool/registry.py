@@ -49,6 +49,7 @@ import urllib.parse
 import urllib.request
 
 from imagetool.config import Config
+from imagetool.errors import AuthError, NotFoundError, RegistryError, StoreError, os_message, reason
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -64,30 +65,11 @@ CHUNK = 256 * 1024
 PROGRESS_BYTES = 16 * 1024
 
 
-class RegistryError(Exception):
-    """A registry operation failed; str() is one line (without the reference,
-    which the caller prefixes)."""
-
-    def __init__(self, msg: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(msg)
-        self.status = status
-        self.code = code
-
-
-class AuthError(RegistryError):
-    pass
-
-
-class NotFoundError(RegistryError):
-    pass
-
+# RegistryError, AuthError and NotFoundError are imagetool.errors'; the
+# classes here sort the registry's failures for its retry and fallback loops.
 
 class Transient(RegistryError):
     """Worth retrying (connection trouble, 5xx, 429, truncated body)."""
-
-
-class EndpointFailed(RegistryError):
-    """This endpoint cannot serve the request; another one may."""
 
 
 class Stalled(Transient):
@@ -222,7 +204,15 @@ class Response:
         return self.resp.getheader(name, default)
 
     def read(self, n: int = -1) -> bytes:
-        return self.resp.read(n) if n >= 0 else self.resp.read()
+        """The body (up to n bytes). Raises Stalled or Transient when the
+        connection fails meanwhile."""
+        try:
+            return self.resp.read(n) if n >= 0 else self.resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            if self.watch is not None and self.watch.stalled:
+                raise Stalled(self.watch.reason()) from None
+            raise Transient(f"reading the answer of {urllib.parse.urlsplit(self.url).netloc} failed: "
+                            f"{_oserror_text(e)}") from None
 
     def read1(self, n: int) -> bytes:
         return self.resp.read1(n)
@@ -343,13 +333,17 @@ class RegistryClient:
             ctx = ssl.create_default_context()
         d = os.path.join(self.config.certs_dir, hostport)
         if os.path.isdir(d):
-            names = sorted(os.listdir(d))
+            try:
+                names = sorted(os.listdir(d))
+            except OSError as e:
+                raise RegistryError(os_message(e, f"listing {d}")) from None
             for n in names:
                 if n.endswith(".crt"):
                     try:
                         ctx.load_verify_locations(os.path.join(d, n))
-                    except (ssl.SSLError, OSError) as e:
-                        raise RegistryError(f"bad CA certificate {os.path.join(d, n)}: {e}")
+                    except OSError as e:  # ssl.SSLError included
+                        raise RegistryError(f"bad CA certificate {os.path.join(d, n)}: "
+                                            f"{reason(e)}") from None
             for n in names:
                 if n.endswith(".cert"):
                     keyf = os.path.join(d, n[:-5] + ".key")
@@ -358,8 +352,8 @@ class RegistryClient:
                                             f"matching {keyf}")
                     try:
                         ctx.load_cert_chain(os.path.join(d, n), keyf)
-                    except (ssl.SSLError, OSError) as e:
-                        raise RegistryError(f"bad client certificate in {d}: {e}")
+                    except OSError as e:  # ssl.SSLError included
+                        raise RegistryError(f"bad client certificate in {d}: {reason(e)}") from None
         with self._lock:
             self._ctx_cache[key] = ctx
         return ctx
@@ -820,7 +814,11 @@ class RegistryClient:
             if u.netloc and u.netloc != urllib.parse.urlsplit(ep._chosen).netloc:
                 raise RegistryError(f"{ep.host} redirected the upload to another host "
                                     f"({u.netloc}); not supported")
-            with open(path, "rb") as f:
+            try:
+                f = open(path, "rb")
+            except OSError as e:
+                raise StoreError(os_message(e, f"reading {path}")) from None
+            with f:
                 r = self.request(ep, "PUT", target, scope=scope, body=f,
                                  headers={"Content-Type": "application/octet-stream",
                                           "Content-Length": str(size)}, ok=(201,))
@@ -842,14 +840,14 @@ class RegistryClient:
         ep = self.endpoints[-1]
         with self._retrying(ep, lambda: self.request(ep, "GET", f"/v2/_catalog?n={n}",
                                                      scope="registry:catalog:*")) as r:
-            data = json.loads(r.read(8 << 20) or b"{}")
+            data = _json_object(r.read(8 << 20), f"{ep.host}'s catalog")
         return data.get("repositories") or []
 
     def tags(self, repo: str) -> list[str]:
         ep = self.endpoints[-1]
         with self._retrying(ep, lambda: self.request(ep, "GET", f"/v2/{repo}/tags/list",
                                                      scope=self.scope(repo))) as r:
-            data = json.loads(r.read(8 << 20) or b"{}")
+            data = _json_object(r.read(8 << 20), f"{ep.host}'s tags list of {repo}")
         return data.get("tags") or []
 
     def ping(self) -> None:
@@ -872,7 +870,20 @@ class _RangeRefused(_Fatal):
     """A Range request answered 416: the blob ends before the offset."""
 
 
+def _json_object(body: bytes, what: str) -> dict:
+    """A JSON object a registry answered (an empty body is {}); raises
+    RegistryError naming `what` when it is something else."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        raise RegistryError(f"{what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return data
+
+
 def _oserror_text(e: BaseException) -> str:
+    """A connection failure in words (no exception names)."""
     if isinstance(e, socket.timeout):
         return "timed out"
     if isinstance(e, ConnectionRefusedError):
@@ -881,5 +892,9 @@ def _oserror_text(e: BaseException) -> str:
         return f"connection closed early ({len(e.partial)} bytes read)"
     if isinstance(e, http.client.RemoteDisconnected):
         return "server closed the connection"
-    s = getattr(e, "strerror", None) or str(e) or e.__class__.__name__
-    return s
+    if isinstance(e, OSError):
+        return reason(e)
+    if isinstance(e, http.client.HTTPException):
+        detail = str(e).splitlines()[0][:80] if str(e) else ""
+        return "invalid HTTP response" + (f" ({detail})" if detail else "")
+    return str(e).splitlines()[0][:200] if str(e) else "connection failed"

@@ -38,6 +38,7 @@ import re
 import time
 
 from imagetool._lazy import LazyModule
+from imagetool.errors import DigestMismatch, NotFound, StoreError, os_message
 from runtime import fastjson as json
 
 # Loaded when first used (bulk hashing, temporary files, error paths): a
@@ -58,18 +59,6 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 
 _HEX64 = re.compile(r"[a-f0-9]{64}\Z")
-
-
-class StoreError(Exception):
-    """A store operation failed; str() is one line."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class DigestMismatch(StoreError):
-    pass
 
 
 def split_digest(digest: str) -> tuple[str, str]:
@@ -178,8 +167,11 @@ class BlobWriter:
         self.digest = digest
         self.size = size
         # only ingest/ now: the layout itself appears when something is published
-        os.makedirs(store.ingest_dir, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix=digest[7:19] + ".")
+        try:
+            os.makedirs(store.ingest_dir, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix=digest[7:19] + ".")
+        except OSError as e:
+            raise StoreError(os_message(e, f"creating a file in {store.ingest_dir}")) from None
         self.f = os.fdopen(fd, "w+b")
         self.offset = 0
         self._done = False
@@ -189,13 +181,22 @@ class BlobWriter:
     def write(self, data: bytes) -> None:
         if self.size is not None and self.offset + len(data) > self.size:
             raise DigestMismatch(f"blob {self.digest}: more data than the expected {self.size} bytes")
-        self.f.write(data)
+        try:
+            self.f.write(data)
+        except OSError as e:
+            raise StoreError(os_message(e, f"writing {self.tmp}")) from None
         self._hash.update(data)
         self.offset += len(data)
 
     def truncate(self, offset: int = 0) -> None:
         """Keep only the first `offset` bytes (a resumed download restarts
         there); the running hash is rebuilt from what is kept."""
+        try:
+            self._truncate(offset)
+        except OSError as e:
+            raise StoreError(os_message(e, f"writing {self.tmp}")) from None
+
+    def _truncate(self, offset: int) -> None:
         self.f.seek(offset)
         self.f.truncate(offset)
         self.offset = offset
@@ -216,7 +217,10 @@ class BlobWriter:
         """Check size and digest of what was written (raises DigestMismatch,
         after which the writer is aborted). The blob is not yet visible."""
         try:
-            self.f.flush()
+            try:
+                self.f.flush()
+            except OSError as e:
+                raise StoreError(os_message(e, f"writing {self.tmp}")) from None
             if self.size is not None and self.offset != self.size:
                 raise DigestMismatch(
                     f"blob {self.digest}: size {self.offset} bytes, expected {self.size}")
@@ -232,14 +236,17 @@ class BlobWriter:
         """fsync and rename the verified blob into blobs/ (atomic). Returns its path."""
         if not getattr(self, "_verified", False):
             raise StoreError(f"blob {self.digest}: publish() before verify()")
+        dest = self.store.blob_path(self.digest)
         try:
             self.store._ensure_layout()
-            os.fsync(self.f.fileno())
-            self.f.close()
-            os.chmod(self.tmp, 0o644)
-            dest = self.store.blob_path(self.digest)
-            os.replace(self.tmp, dest)
-            _fsync_dir(os.path.dirname(dest))
+            try:
+                os.fsync(self.f.fileno())
+                self.f.close()
+                os.chmod(self.tmp, 0o644)
+                os.replace(self.tmp, dest)
+                _fsync_dir(os.path.dirname(dest))
+            except OSError as e:
+                raise StoreError(os_message(e, f"storing {dest}")) from None
             self._done = True
             return dest
         except BaseException:
@@ -281,11 +288,14 @@ class Store:
     # ---- layout -----------------------------------------------------------
 
     def _ensure_layout(self) -> None:
-        os.makedirs(self.blobs_dir, exist_ok=True)
-        os.makedirs(self.ingest_dir, exist_ok=True)
         lp = os.path.join(self.root, "oci-layout")
-        if not os.path.exists(lp):
-            atomic_write(lp, b'{"imageLayoutVersion":"1.0.0"}')
+        try:
+            os.makedirs(self.blobs_dir, exist_ok=True)
+            os.makedirs(self.ingest_dir, exist_ok=True)
+            if not os.path.exists(lp):
+                atomic_write(lp, b'{"imageLayoutVersion":"1.0.0"}')
+        except OSError as e:
+            raise StoreError(os_message(e, f"creating the store layout in {self.root}")) from None
         if not os.path.exists(self.index_path):
             with self._index_lock():
                 if not os.path.exists(self.index_path):
@@ -293,8 +303,11 @@ class Store:
                                        "manifests": []})
 
     def _flock(self, name: str, mode: int) -> "Flock":
-        os.makedirs(self.root, exist_ok=True)
-        return Flock(os.path.join(self.root, name), mode)
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise StoreError(os_message(e, f"creating the store {self.root}")) from None
+        return Flock(os.path.join(self.root, name), mode, StoreError)
 
     def _index_lock(self):
         return self._flock("index.lock", fcntl.LOCK_EX)
@@ -318,11 +331,14 @@ class Store:
         return size is None or st.st_size == size
 
     def read_blob(self, digest: str) -> bytes:
+        path = self.blob_path(digest)
         try:
-            with open(self.blob_path(digest), "rb") as f:
+            with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store {self.root}") from None
+        except OSError as e:
+            raise StoreError(os_message(e, f"reading {path}")) from None
 
     def read_json(self, digest: str):
         data = self.read_blob(digest)
@@ -348,17 +364,24 @@ class Store:
     def import_blob_file(self, path: str, digest: str | None = None) -> tuple[str, int]:
         """Copy a file into the store, verifying digest if given. Returns (digest, size)."""
         h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise StoreError(os_message(e, f"reading {path}")) from None
         d = "sha256:" + h.hexdigest()
         if digest is not None and d != digest:
             raise DigestMismatch(f"blob {digest}: content has digest {d}")
-        size = os.path.getsize(path)
         if not self.has_blob(d, size):
-            with self.writer(d, size) as w, open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    w.write(chunk)
+            with self.writer(d, size) as w:
+                try:
+                    with open(path, "rb") as f:
+                        for chunk in iter(lambda: f.read(1 << 20), b""):
+                            w.write(chunk)  # (its own OSErrors are StoreErrors)
+                except OSError as e:
+                    raise StoreError(os_message(e, f"reading {path}")) from None
                 w.commit()
         return d, size
 
@@ -370,13 +393,18 @@ class Store:
                 idx = json.load(f)
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        except OSError as e:
+            raise StoreError(os_message(e, f"reading {self.index_path}")) from None
         except ValueError as e:
             raise StoreError(f"{self.index_path} is not valid JSON: {e}") from None
         idx.setdefault("manifests", [])
         return idx
 
     def _write_index(self, idx: dict) -> None:
-        atomic_write(self.index_path, json.dumps(idx, indent=2).encode() + b"\n")
+        try:
+            atomic_write(self.index_path, json.dumps(idx, indent=2).encode() + b"\n")
+        except OSError as e:
+            raise StoreError(os_message(e, f"writing {self.index_path}")) from None
 
     def _update_index(self) -> "_IndexUpdate":
         """Read-modify-write index.json under index.lock: the with block gets
@@ -472,7 +500,7 @@ class Store:
         manifest must be in the store. Raises NotFound naming ref."""
         hits = self._find(ref)
         if not hits:
-            raise NotFound(f"{ref}: no such image in the store {self.root}")
+            raise NotFound(f"no such image in the store {self.root}: {ref}")
         desc = hits[0]
         digest = desc["digest"]
         m = self.read_json(digest)
@@ -482,7 +510,8 @@ class Store:
             present = [c for c in m.get("manifests", []) if self.has_blob(c["digest"])]
             c = match_platform(present, want)
             if c is None:
-                raise NotFound(f"{ref}: no manifest for platform {platform_string(want)} in the store")
+                raise NotFound(f"no manifest for platform {platform_string(want)} in the store "
+                               f"{self.root}: {ref}")
             digest = c["digest"]
             m = self.read_json(digest)
         return digest, m
@@ -491,7 +520,7 @@ class Store:
         """The index.json descriptor for ref (raises NotFound)."""
         hits = self._find(ref)
         if not hits:
-            raise NotFound(f"{ref}: no such image in the store {self.root}")
+            raise NotFound(f"no such image in the store {self.root}: {ref}")
         return dict(hits[0])
 
     def images(self) -> list[dict]:
@@ -549,7 +578,7 @@ class Store:
         Returns the removed reference names; raises NotFound if none."""
         hits = self._find(ref)
         if not hits:
-            raise NotFound(f"{ref}: no such image in the store {self.root}")
+            raise NotFound(f"no such image in the store {self.root}: {ref}")
         names = [(d.get("annotations") or {}).get(REF_NAME, d["digest"]) for d in hits]
         drop = {(d["digest"], (d.get("annotations") or {}).get(REF_NAME)) for d in hits}
         with self._update_index() as idx:
@@ -598,6 +627,8 @@ class Store:
                 names = os.listdir(self.blobs_dir)
             except FileNotFoundError:
                 names = []
+            except OSError as e:
+                raise StoreError(os_message(e, f"listing {self.blobs_dir}")) from None
             for name in names:
                 if "sha256:" + name in live:
                     continue
@@ -607,7 +638,7 @@ class Store:
                     os.unlink(p)
                 except OSError as e:
                     if e.errno != errno.ENOENT:
-                        raise
+                        raise StoreError(os_message(e, f"removing {p}")) from None
                     continue
                 removed += 1
                 freed += size
@@ -621,17 +652,23 @@ class Store:
 
 class Flock:
     """flock(2) on a lock file (created if missing) for the length of a with
-    block; the lock goes with the fd when the block ends, however it ends."""
+    block; the lock goes with the fd when the block ends, however it ends.
+    An OSError is raised as `error` (the caller's kind) naming the file."""
 
-    def __init__(self, path: str, mode: int = fcntl.LOCK_EX):
-        self.path, self.mode, self.fd = path, mode, -1
+    def __init__(self, path: str, mode: int = fcntl.LOCK_EX, error: type = StoreError):
+        self.path, self.mode, self.error, self.fd = path, mode, error, -1
 
     def __enter__(self) -> "Flock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise self.error(os_message(e, f"locking {self.path}")) from None
         try:
             fcntl.flock(self.fd, self.mode)
-        except BaseException:
+        except BaseException as e:
             os.close(self.fd)
+            if isinstance(e, OSError):
+                raise self.error(os_message(e, f"locking {self.path}")) from None
             raise
         return self
 

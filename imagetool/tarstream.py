@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import os
 
+from imagetool.errors import StreamError, TarError, os_message
+
 __all__ = ["Entry", "LayerStream", "StreamError", "TarError", "entries",
            "REG", "LNK", "SYM", "CHR", "BLK", "DIR", "FIFO"]
 
@@ -44,14 +46,6 @@ _MAX_NS = 1 << 63         # times must fit utimensat's signed 64-bit nanoseconds
 REG, LNK, SYM, CHR, BLK, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
 _HEADER_ONLY = frozenset((LNK, SYM, CHR, BLK, DIR, FIFO))  # no data blocks follow
 _ZERO_BLOCK = bytes(512)
-
-
-class StreamError(Exception):
-    """The compressed stream is corrupt or truncated (message says which)."""
-
-
-class TarError(Exception):
-    """The tar stream is malformed; the message names the entry or offset."""
 
 
 # --------------------------------------------------------------------------
@@ -115,7 +109,7 @@ class LayerStream:
                             break
                         self._emit(data)
         except OSError as e:
-            self._q.put(StreamError(f"cannot read the blob: {e.strerror or e}"))
+            self._q.put(StreamError(os_message(e, f"reading {self.path}")))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             self._q.put(e)
         else:
