@@ -293,10 +293,12 @@ def test_damaged_gzip_is_an_error(tmp_path, damage, what):
 
 def test_close_stops_the_helper_midway(tmp_path):
     data = random.Random(3).randbytes(32 << 20)
-    before = threading.active_count()
+    before = set(threading.enumerate())
     s = _stream(tmp_path, gzip.compress(data, 1))
     assert s.read_chunk()  # the helper is now blocked on a full queue
+    assert set(threading.enumerate()) - before  # it runs on a thread of its own
     s.close()
     s.close()  # idempotent
-    assert threading.active_count() == before
+    # (compared by identity: threads of earlier tests may end meanwhile)
+    assert not set(threading.enumerate()) - before
     assert s.size < len(data)  # it stopped instead of inflating the rest
