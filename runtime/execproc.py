@@ -17,6 +17,7 @@ from runtime import fastjson as json
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 
+from runtime import spawn
 from runtime import state as st
 from runtime.errors import InitFailure, InvalidState, RuntimeFailure
 
@@ -208,15 +209,14 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     initial_cpus, final_cpus = _cpu_affinity(proc)
     pid = data["pid"]
     low = 3 + o.preserve_fds
-    from runtime.container import _connect_console, _dup_above, _move_sock_above
     console_fd = None
     pair = None
     if proc.get("terminal"):
         if o.console_socket:
-            console_fd = _connect_console(o.console_socket, low)
+            console_fd = spawn.connect_console(o.console_socket, low)
         else:
             pair = sync.socketpair()
-            console_fd = _dup_above(os.dup(pair[1].fileno()), low)
+            console_fd = spawn.dup_above(os.dup(pair[1].fileno()), low)
     if not o.detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     # Namespace files are opened before forking: after joining the mount
@@ -225,17 +225,16 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     ns_fds = []
     for t in order:
         fd = os.open(f"/proc/{pid}/ns/{sc.NAMESPACE_PROC_NAMES[t]}", os.O_RDONLY | os.O_CLOEXEC)
-        ns_fds.append((t, _dup_above(fd, low)))
+        ns_fds.append((t, spawn.dup_above(fd, low)))
     parent_chan, child_chan = sync.Channel.pair()
-    _move_sock_above(child_chan, low)
+    spawn.move_sock_above(child_chan, low)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    err_w = _dup_above(err_w, low)
+    err_w = spawn.dup_above(err_w, low)
     # The container's seccomp profile applies to every process in it.
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
     from runtime import cgroups, exechelper
     from runtime import log
-    from runtime.container import _reap, fork_into
     helper_fd = exechelper.sealed_fd(low)
     m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
     # execCPUAffinity.initial applies before the process enters the
@@ -243,7 +242,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     # `initial` inside the cpuset instead, so it is forked plainly then;
     # so is one that goes to sub-cgroups (--cgroup).
     target = m.cgroup2_dir() if m is not None and initial_cpus is None and sub_dirs is None else None
-    child, cloned = fork_into(target)
+    child, cloned = spawn.fork_into(target)
     if child == 0:
         parent_chan.close()
         os.close(err_r)
@@ -281,8 +280,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
             if msg["type"] == sync.ERROR:
                 raise InitFailure(msg.get("msg", "exec failed"))
             if msg["type"] == sync.SECCOMP_FD:
-                from runtime.container import _send_seccomp_fd
-                _send_seccomp_fd({"linux": {"seccomp": cfg["linux"]["seccomp"]}}, data, fds)
+                spawn.send_seccomp_fd({"linux": {"seccomp": cfg["linux"]["seccomp"]}}, data, fds)
                 parent_chan.send(sync.SECCOMP_DONE)
                 continue
             if msg["type"] == sync.INIT_PID:
@@ -300,12 +298,12 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _reap(child)
+        spawn.reap(child)
         os.close(err_r)
         raise
     finally:
         parent_chan.close()
-    _reap(child)
+    spawn.reap(child)
     # Wait for execve (EOF) or an error message.
     chunks = []
     while True:
@@ -319,12 +317,10 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
             _wait(exec_pid)
         raise InitFailure(b"".join(chunks).decode(errors="replace"))
     if o.pid_file:
-        from runtime.container import _write_pid_file
-        _write_pid_file(o.pid_file, exec_pid)
+        spawn.write_pid_file(o.pid_file, exec_pid)
     if o.detach:
         return 0
-    from runtime.container import _install_forwarding
-    fwd = _install_forwarding(exec_pid)
+    fwd = spawn.install_forwarding(exec_pid)
     if pair is not None:
         pair[1].close()
         _, fds = sync.recv_fds(pair[0], 1024, 1)
@@ -335,8 +331,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
 
 
 def _wait(pid: int) -> int:
-    from runtime.container import _wait_init
-    return _wait_init(pid)
+    return spawn.wait_init(pid)
 
 
 def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data, join_cgroup,

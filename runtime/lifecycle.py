@@ -221,7 +221,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         if not isinstance(e, errors.ContainerNotFound):
             raise  # (a newer pyrunc's state: its processes may run)
         # Half-created (no state file yet) or already gone: clear what may remain.
-        _rmtree(st.container_dir(root, cid))
+        rmtree(st.container_dir(root, cid))
         return
     with st.Lock(data["_dir"], cid):
         status = st.status(data)
@@ -247,17 +247,17 @@ def _destroy(data: dict, status: str) -> None:
             os.kill(data["pid"], signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _wait_gone(data["pid"])
+        wait_gone(data["pid"])
     if m is not None:
         m.destroy()
     if cg:
-        _remove_parents(data.get("cgroup_parents") or [])
+        remove_parents(data.get("cgroup_parents") or [])
     hooks = (data.get("hooks") or {}).get("poststop")
     if hooks:
         from runtime.hooks import run_hooks
         # Spec: a failed poststop hook is a warning; deletion still completes.
         run_hooks("poststop", hooks, st.oci_state(data, "stopped"), warn=_warn)
-    _rmtree(data["_dir"])
+    rmtree(data["_dir"])
 
 
 def _destroy_damaged(err) -> None:
@@ -274,11 +274,11 @@ def _destroy_damaged(err) -> None:
         from runtime import cgroups
         # (thaws it, kills every process in it, waits until it is empty)
         cgroups.manager_from_state(cg).destroy()
-        _remove_parents(first.get("cgroup_parents") or [])
-        _rmtree(cdir)
+        remove_parents(first.get("cgroup_parents") or [])
+        rmtree(cdir)
 
 
-def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+def wait_gone(pid: int, timeout: float = 10.0) -> None:
     """Wait until pid no longer runs (a zombie counts as gone)."""
     end = time.monotonic() + timeout
     while st.proc_start_time(pid) is not None and time.monotonic() < end:
@@ -290,7 +290,7 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
-def _rmtree(path: str) -> None:
+def rmtree(path: str) -> None:
     """Remove a state directory (flat: a few files); idempotent. shutil is
     only imported for the unexpected case of subdirectories."""
     try:
@@ -311,7 +311,7 @@ def _rmtree(path: str) -> None:
         pass
 
 
-def _remove_parents(parents: list[str]) -> None:
+def remove_parents(parents: list[str]) -> None:
     """rmdir the cgroup parents a create made, deepest first; one that another
     container still uses (not empty) stays."""
     for p in parents:

@@ -191,7 +191,7 @@ def mount_all(rootfs: str, mounts: list[dict], bundle: str, cgroup_mount,
     `idmap_fds` maps a mount's index to its detached id-mapped tree
     (prepared by the parent), `source_fds` a bind mount's index to an
     O_PATH fd of its source (opened by the parent, see
-    container._send_mount_sources); this function closes none of them.
+    container.send_mount_sources); this function closes none of them.
     `mount_label` (linux.mountLabel, only passed where SELinux is enabled)
     labels the filesystems mounted here. `proc_mount(source, target_fd,
     flags, data, label)`, when given, mounts the proc filesystems (init's

@@ -87,6 +87,7 @@ class Manager:
     """Interface every cgroup manager implements (see package docstring)."""
 
     version = "?"
+    null = False  # NullManager: no cgroup at all
 
     def create(self, cgroup2_only: bool = False) -> list[str]:
         """mkdir the container's cgroup (idempotent); returns warnings. With
@@ -129,3 +130,38 @@ class Manager:
     def oom_eventfd(self):
         """Alias of oom_watcher() (the name the runtime's brief uses)."""
         return self.oom_watcher()
+
+
+class NullManager(Manager):
+    """The manager of a container without a cgroup (rootless, where none was
+    delegated): nothing to make, join, limit or remove."""
+
+    version = "none"
+    null = True
+
+    def create(self, cgroup2_only: bool = False) -> list[str]:
+        return []
+
+    def add_task(self, pid: int) -> None:
+        pass
+
+    def join_self(self, in_cgroup2: bool = False) -> None:
+        pass
+
+    def apply(self, resources: dict) -> list[str]:
+        return []
+
+    def pids(self) -> list[int]:
+        return []
+
+    def is_frozen(self) -> bool:
+        return False
+
+    def destroy(self) -> None:
+        pass
+
+    def exists(self) -> bool:
+        return False
+
+    def to_state(self) -> None:
+        return None

@@ -97,6 +97,15 @@ def with_runc_defaults(oci_rules) -> list[dict]:
     return list(oci_rules or []) + [dict(r) for r in RUNC_DEFAULT_RULES]
 
 
+def resources_with_runc_defaults(resources: dict | None) -> dict:
+    """A copy of linux.resources whose device rules are with_runc_defaults().
+    A node made from linux.devices gets no rule of its own, as in runc:
+    linux.resources.devices alone decides whether it opens."""
+    res = dict(resources or {})
+    res["devices"] = with_runc_defaults(res.get("devices"))
+    return res
+
+
 class Emulator:
     """In-memory model of a v1 devices cgroup.
 

@@ -364,7 +364,7 @@ def test_join_self_after_a_clone_into_the_unified_dir(mgr):
     """On hybrid, a child cloned into the unified part (fork_into) joins only
     the v1 hierarchies; it is in all of them afterwards."""
     from runtime.cgroups.common import own_cgroups
-    from runtime.container import fork_into
+    from runtime.spawn import fork_into
     m = mgr()
     m.create()
     if not m.cgroup2_dir():

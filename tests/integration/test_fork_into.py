@@ -9,7 +9,7 @@ import pytest
 from runtime import cgroups
 from runtime import syscalls as sc
 from runtime.cgroups.common import own_cgroups, read_mountinfo
-from runtime.container import fork_into
+from runtime.spawn import fork_into
 
 pytestmark = [pytest.mark.root]
 
@@ -75,7 +75,7 @@ def test_a_v1_directory_is_refused_by_the_kernel_and_falls_back():
 
 
 def test_clone_init_makes_pid_1_of_a_new_pid_namespace_in_the_cgroup(cg2_dir):
-    from runtime.container import clone_init
+    from runtime.spawn import clone_init
     mnt = _cgroup2_mount()
     r = clone_init(cg2_dir, True)
     assert r is not None
@@ -89,7 +89,7 @@ def test_clone_init_makes_pid_1_of_a_new_pid_namespace_in_the_cgroup(cg2_dir):
 
 
 def test_clone_init_without_cgroup2_and_when_it_adds_nothing():
-    from runtime.container import clone_init
+    from runtime.spawn import clone_init
     assert clone_init(None, False) is None  # nothing clone3 would add: the caller forks as usual
     r = clone_init(None, True)
     assert r is not None

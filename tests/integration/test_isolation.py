@@ -465,7 +465,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("name,mutate,needle", BAD_INPUTS, ids=[x[0] for x in BAD_INPUTS])
 def test_bad_input_one_line_nothing_left(rt, name, mutate, needle):
-    from runtime.container import apparmor_enabled
+    from runtime.config import apparmor_enabled
     if name == "apparmor" and apparmor_enabled():
         pytest.skip("this host has AppArmor: the profile may well apply")
     b = rt.bundle(["true"], mutate=mutate)

@@ -2,7 +2,7 @@
 never writes one to the host (runc 1.1.5's rules and wording)."""
 import pytest
 
-from runtime.container import check_sysctl
+from runtime.config import check_sysctl
 from runtime.errors import RuntimeFailure
 
 

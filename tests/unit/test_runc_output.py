@@ -62,9 +62,9 @@ def test_stats_maps_are_sorted_and_blkio_in_struct_order():
 def test_created_time_is_rfc3339nano_without_trailing_zeros(monkeypatch):
     from runtime import container
     monkeypatch.setattr(container.time, "time_ns", lambda: 1_765_000_000_120_000_000)
-    assert container._now_rfc3339() == "2025-12-06T05:46:40.12Z"
+    assert container.now_rfc3339() == "2025-12-06T05:46:40.12Z"
     monkeypatch.setattr(container.time, "time_ns", lambda: 1_765_000_000_000_000_000)
-    assert container._now_rfc3339() == "2025-12-06T05:46:40Z"
+    assert container.now_rfc3339() == "2025-12-06T05:46:40Z"
 
 
 def _spec(binary, d, *flags):
