@@ -39,7 +39,8 @@ from runtime import syscalls as sc
 
 class Context:
     """Everything init needs, prepared by the parent before fork (the child
-    builds the Context from it: container._stage1).
+    builds the Context from it: container._stage1). The order of the
+    messages exchanged with the parent is runtime/sync.py's table.
     All fds are close-on-exec and numbered above the preserved-fd range."""
 
     def __init__(self, **kw):

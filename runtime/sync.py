@@ -3,6 +3,45 @@
 Each message is one JSON object with a "type"; file descriptors ride along
 with SCM_RIGHTS. A peer that dies closes its end, so a blocked recv() ends
 with EOF (raised as InitFailure on the parent side) instead of a hang.
+
+The order of `create` (parent: container._Builder.sync_until_ready; child:
+init.stage1 and init.init). Rows in brackets happen only where their
+condition holds; ERROR may replace any child message, and the child then
+exits.
+
+  #  from    message          when / why
+  1  parent  GO               the device rules (and a realtime budget) are
+                              in force: the child may join the cgroup and
+                              make its namespaces; the other limits are
+                              written while it works
+ [2] child   USERNS_CREATED   a new user namespace: parent writes the maps
+ [3] parent  USERNS_MAPPED
+ [4] child   MOUNT_SOURCES    user + mount namespaces as root: the parent
+     parent  (fds)            opens the bind sources in the child's mount
+                              namespace and sends them (userns.py)
+ [5] child   INIT_PID         two stages (not a direct clone): init's host
+                              pid; in outside mode, stage1's own
+  6  parent  APPLIED          limits written, network devices moved in,
+                              state saved with init's pid. It comes before
+                              init's hooks and pivot_root (they need the
+                              cgroup and the devices), or, with no create
+                              hooks and no netDevices, at init's step 11b
+                              (after pivot_root, before the process's
+                              identity is set up): nothing earlier needs it
+  7  child   PRESTART         right after APPLIED: the rootfs is mounted,
+                              run prestart/createRuntime (both hook kinds
+                              mean APPLIED came early, before pivot_root)
+  8  parent  PRESTART_DONE    {"pid"}
+ [9] child   SECCOMP_FD       a listenerPath: the notify fd, which the
+[10] parent  SECCOMP_DONE     parent forwards to the agent
+ 11  child   READY            set up; init now execs pyrunc-exec, which
+                              waits on the start socket
+[12] child   INIT_PID         outside mode: pyrunc-exec forked init into
+                              the joined pid namespace (init.py)
+
+`exec` (execproc.py) uses GO, INIT_PID (from pyrunc-exec's spawn mode),
+APPLIED (the process waits for it before execve), SECCOMP_FD/DONE and
+ERROR; EARLY_OK lets APPLIED overtake the seccomp exchange.
 """
 import _socket  # the C module: `socket` imports enum (~5 ms on every create)
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
