@@ -243,6 +243,21 @@ def _ps(g, a):
         raise RuntimeFailure("invalid format option")
 
 
+@verb("checkpoint",
+      Opt("--image-path", "image_path", str, None, "path for saving criu image files"),
+      Opt("--work-path", "work_path", str, None, "path for saving work files and logs"),
+      Opt("--parent-path", "parent_path", str, None, "path for previous criu image files in pre-dump"),
+      Opt("--leave-running", "leave_running", bool, False, "leave the process running after checkpointing"),
+      Opt("--pre-dump", "pre_dump", bool, False, "dump the container's memory information only"),
+      help="""checkpoint a running container (not implemented)
+
+The arguments are checked as runc checks them; pyrunc has no CRIU support,
+so a checkpoint itself fails with an error saying so.""")
+def _checkpoint(g, a):
+    from runtime import manage
+    manage.checkpoint(g["root"], a["id"], a["image_path"], a["work_path"], a["parent_path"])
+
+
 @verb("pause", help="freeze every process of a container")
 def _pause(g, a):
     from runtime import manage
@@ -332,12 +347,6 @@ def _features(g, a):
     from runtime import fastjson as json
     from runtime import manage
     print(json.go_dumps(manage.features(), indent="    "))
-
-
-@verb("checkpoint", rest="_", help="not supported (pyrunc has no CRIU integration)")
-def _checkpoint(g, a):
-    from runtime.errors import RuntimeFailure
-    raise RuntimeFailure("checkpoint is not supported by pyrunc")
 
 
 @verb("restore", rest="_", help="not supported (pyrunc has no CRIU integration)")

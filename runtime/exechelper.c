@@ -289,6 +289,16 @@ static const char *errname(long e)
     }
 }
 
+/* Go's words for a death by signal (runtime/hooks.py has the same table). */
+static const char *const signame[] = {
+    "", "hangup", "interrupt", "quit", "illegal instruction", "trace/breakpoint trap", "aborted",
+    "bus error", "floating point exception", "killed", "user defined signal 1", "segmentation fault",
+    "user defined signal 2", "broken pipe", "alarm clock", "terminated", "stack fault", "child exited",
+    "continued", "stopped (signal)", "stopped", "stopped (tty input)", "stopped (tty output)",
+    "urgent I/O condition", "CPU time limit exceeded", "file size limit exceeded",
+    "virtual timer expired", "profiling timer expired", "window changed", "I/O possible",
+    "power failure", "bad system call"};
+
 static void put_errno(struct buf *b, long e)
 {
     put(b, errname(e));
@@ -392,9 +402,10 @@ static int run_hook(const char *kind, int index, char *path, long timeout, char 
 {
     int in[2], out[2], errp[2], fail[2];
     struct buf o = {.n = 0}, e = {.n = 0};
-    put(err, kind);
-    put(err, " hook #");
+    put(err, "error running hook #");
     putnum(err, index);
+    put(err, ": ");
+    put(err, kind);
     put(err, " ");
     put(err, path);
     put(err, ": ");
@@ -480,9 +491,9 @@ static int run_hook(const char *kind, int index, char *path, long timeout, char 
     if (pidfd >= 0)
         sys1(NR_close, pidfd);
     if (timed_out) {
-        put(err, "timed out after ");
+        put(err, "hook ran past specified timeout of ");
         putnum(err, timeout);
-        put(err, "s");
+        put(err, ".0s");
         return 1;
     }
     if ((st & 0x7f) == 0 && ((st >> 8) & 0xff) == 0)
@@ -490,8 +501,11 @@ static int run_hook(const char *kind, int index, char *path, long timeout, char 
     if ((st & 0x7f) == 0) {
         put(err, "exit status ");
         putnum(err, (st >> 8) & 0xff);
+    } else if ((st & 0x7f) < (int)(sizeof signame / sizeof signame[0])) {
+        put(err, "signal: ");
+        put(err, signame[st & 0x7f]);
     } else {
-        put(err, "killed by signal ");
+        put(err, "signal: signal ");
         putnum(err, st & 0x7f);
     }
     put(err, ", stdout: ");

@@ -66,6 +66,26 @@ _SUFFIX = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g
            "t": 1024**4, "tb": 1024**4}
 
 
+def checkpoint(root: str, cid: str, image_path: str | None, work_path: str | None,
+               parent_path: str | None) -> None:
+    """`checkpoint`: the container and the image paths are checked as runc
+    checks them; the dump itself (CRIU) is not implemented, which is said
+    in one line instead of pretending."""
+    data = st.load(root, cid)
+    if st.status(data) != "running":
+        raise InvalidState("container is not running")
+    image = image_path or os.path.join(os.getcwd(), "checkpoint")
+    if parent_path:
+        if os.path.isabs(parent_path):
+            raise RuntimeFailure("--parent-path must be relative")
+        real = os.path.join(image, parent_path)
+        if not os.path.isdir(real):
+            what = "not a directory" if os.path.exists(real) else "no such file or directory"
+            raise RuntimeFailure(f"invalid --parent-path: stat {real}: {what}")
+    del work_path
+    raise RuntimeFailure("checkpoint is not supported by pyrunc (no CRIU integration)")
+
+
 def parse_bytes(flag: str, v: str) -> int:
     """runc accepts memory sizes like 512m, 1G or -1."""
     s = v.strip().lower()

@@ -168,12 +168,14 @@ class V1Manager(Manager):
 
     def _check_unified_keys(self, res: dict) -> None:
         if not self.unified:
-            raise CgroupError("linux.resources.unified: cannot be used with cgroup v1 (the host is not on cgroup v2)")
+            raise CgroupError("invalid configuration: linux.resources.unified: cannot be used with cgroup v1 "
+                              "(the host is not on cgroup v2)")
         for k in res["unified"]:
             ctrl = k.partition(".")[0]
             if ctrl != "cgroup" and ctrl not in self.unified_controllers:
-                raise CgroupError(f"linux.resources.unified[{k!r}]: controller {ctrl!r} is not in the "
-                                  f"unified hierarchy of this hybrid host ({self.unified_mount})")
+                # (runc's validator words such refusals "invalid configuration")
+                raise CgroupError(f"invalid configuration: linux.resources.unified[{k!r}]: controller {ctrl!r} is "
+                                  f"not in the unified hierarchy of this hybrid host ({self.unified_mount})")
 
     # ------------------------------------------------------------- freezer
     def freeze(self) -> None:

@@ -379,3 +379,21 @@ def test_no_debug_lines_without_debug(rt, tmp_path):
     p = rt("--log", str(logf), "run", "--bundle", b, rt.new_id())
     assert p.returncode == 0 and p.stderr == ""
     assert not logf.exists() or "debug" not in logf.read_text()
+
+
+# --- checkpoint.bats: "checkpoint --pre-dump (bad --parent-path)" -------------
+
+def test_checkpoint_checks_its_paths_then_says_it_is_not_supported(rt, tmp_path):
+    b = rt.bundle(["sleep", "60"])
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", b, cid, check=True)
+    p = rt("checkpoint", "--parent-path", str(tmp_path / "parent"), "--image-path", str(tmp_path / "img"), cid)
+    assert p.returncode != 0 and "--parent-path must be relative" in p.stderr
+    p = rt("checkpoint", "--parent-path", "./parent", "--image-path", str(tmp_path / "img"), cid)
+    assert p.returncode != 0 and "invalid --parent-path" in p.stderr
+    p = rt("checkpoint", "--image-path", str(tmp_path / "img"), cid)
+    assert p.returncode != 0 and p.stderr.strip().endswith("checkpoint is not supported by pyrunc (no CRIU integration)")
+    assert rt.state(cid)["status"] == "running"
+    rt("delete", "--force", cid, check=True)
+    p = rt("checkpoint", cid)
+    assert p.returncode != 0 and f'container "{cid}" does not exist' in p.stderr

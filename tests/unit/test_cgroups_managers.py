@@ -55,14 +55,14 @@ def test_hybrid_unified_keys(hybrid):
     m, root = hybrid
     m.apply({"unified": {"hugetlb.2MB.max": "4194304"}})
     assert (root / "unified/c/hugetlb.2MB.max").read_text() == "4194304"
-    with pytest.raises(CgroupError, match="controller 'memory' is not in the unified hierarchy"):
+    with pytest.raises(CgroupError, match="^invalid configuration: linux.resources.unified.*controller 'memory' is not in the unified hierarchy"):
         m.apply({"unified": {"memory.high": "1"}})
 
 
 def test_pure_v1_refuses_unified(tmp_path):
     m = V1Manager({"pids": _mk(tmp_path / "pids" / "c", "pids.max")}, {"pids": str(tmp_path / "pids")})
     assert m.version == "v1"
-    with pytest.raises(CgroupError, match="cannot be used with cgroup v1"):
+    with pytest.raises(CgroupError, match="^invalid configuration: linux.resources.unified: cannot be used with cgroup v1"):
         m.apply({"unified": {"pids.max": "3"}})
 
 

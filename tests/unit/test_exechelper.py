@@ -60,18 +60,23 @@ def test_start_hook_failure_is_reported_and_nothing_runs(tmp_path):
     marker = tmp_path / "ran"
     hooks = [{"path": "/bin/sh", "args": ["sh", "-c", "echo out; echo err >&2; exit 3"]}]
     got, rc, _ = _start(tmp_path, hooks, "/bin/touch", ["touch", str(marker)])
-    assert got == b"0EstartContainer hook #0 /bin/sh: exit status 3, stdout: out, stderr: err"
+    assert got == b"0Eerror running hook #0: startContainer /bin/sh: exit status 3, stdout: out, stderr: err"
     assert rc == 1 and not marker.exists()
+
+
+def test_start_hook_killed_by_a_signal_is_worded_as_go_does(tmp_path):
+    got, rc, _ = _start(tmp_path, [{"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]}], "/bin/true", ["true"])
+    assert got.startswith(b"0Eerror running hook #0: startContainer /bin/sh: signal: bad system call, stdout: ")
 
 
 def test_start_hook_timeout_and_missing_hook(tmp_path):
     t0 = time.monotonic()
     got, rc, _ = _start(tmp_path, [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}],
                         "/bin/true", ["true"])
-    assert got == b"0EstartContainer hook #0 /bin/sleep: timed out after 1s" and rc == 1
+    assert got == b"0Eerror running hook #0: startContainer /bin/sleep: hook ran past specified timeout of 1.0s" and rc == 1
     assert time.monotonic() - t0 < 10
     got, rc, _ = _start(tmp_path, [{"path": "/nonexistent/hook"}], "/bin/true", ["true"])
-    assert got == b"0EstartContainer hook #0 /nonexistent/hook: no such file or directory" and rc == 1
+    assert got == b"0Eerror running hook #0: startContainer /nonexistent/hook: no such file or directory" and rc == 1
 
 
 def test_start_exec_failure_names_the_path(tmp_path):
