@@ -434,7 +434,7 @@ def test_hook_timeout(rt, tmp_path):
     b = rt.bundle(["true"], mutate=m)
     cid = rt.new_id()
     p = rt("create", "--bundle", b, cid)
-    assert p.returncode == 1 and "timed out" in p.stderr
+    assert p.returncode == 1 and "hook ran past specified timeout of 1.0s" in p.stderr
     assert not os.path.exists(os.path.join(rt.root, cid))
 
 
