@@ -29,6 +29,7 @@ Any exception is sent to the parent as an ERROR message naming what failed;
 after READY, errors go to `start` through the start socket instead.
 """
 import _signal as signal  # the C module: `signal` imports enum
+import errno
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import sys
 
@@ -170,7 +171,7 @@ def _receive_mount_sources(ctx: Context) -> None:
     while True:
         msg = ctx.chan.next(keep_fds=True)
         if msg["type"] != sync.MOUNT_SOURCES:
-            raise OSError(22, f"sync: expected {sync.MOUNT_SOURCES!r}, got {msg['type']!r}")
+            raise OSError(errno.EINVAL, f"sync: expected {sync.MOUNT_SOURCES!r}, got {msg['type']!r}")
         for i, fd in zip(msg["indexes"], msg["_fds"]):
             ctx.source_fds[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
             os.close(fd)
@@ -321,7 +322,7 @@ def init(ctx: Context) -> None:
             try:
                 sc.keyctl_join_session_keyring(None)
             except OSError as e:
-                if e.errno not in (38,):  # ENOSYS: kernel without keys
+                if e.errno != errno.ENOSYS:  # a kernel without keys
                     raise
         # 11b. In the container's cgroup before the process is set up (its
         #      seccomp profile may not allow reading the socket later).
@@ -365,7 +366,7 @@ def init(ctx: Context) -> None:
             _report(ctx, e)
         else:
             sys.stderr.write(f"pyrunc init: {describe(e)}\n")
-        os._exit(1 if not isinstance(e, OSError) or e.errno not in (2, 13) else 127)
+        os._exit(1 if not isinstance(e, OSError) or e.errno not in (errno.ENOENT, errno.EACCES) else 127)
 
 
 def clean_process_state(preserve_fds: int) -> None:
@@ -464,7 +465,7 @@ def _make_cwd(proc: dict) -> None:
             os.mkdir(path, 0o755)
         except FileExistsError:
             if not os.path.isdir(path):
-                raise OSError(20, f"process.cwd {cwd}: {path} is not a directory") from None
+                raise OSError(errno.ENOTDIR, f"process.cwd {cwd}: {path} is not a directory") from None
         except OSError as e:
             raise OSError(e.errno, f"process.cwd {cwd}: {e.strerror}") from None
 
@@ -485,7 +486,7 @@ def setup_terminal(ctx: Context, proc: dict, controlling: bool = True) -> None:
     import struct
     import termios
     if ctx.console_fd is None:
-        raise OSError(22, "process.terminal is set but no console socket was given")
+        raise OSError(errno.EINVAL, "process.terminal is set but no console socket was given")
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     # unlockpt, then the pts number (the termios module lacks both ioctls).
     TIOCSPTLCK, TIOCGPTN = 0x40045431, 0x80045430
@@ -719,7 +720,7 @@ def fix_stdio_owner(uid: int) -> None:
         try:
             os.fchown(fd, uid, st.st_gid)
         except OSError as e:
-            if e.errno not in (1, 22, 30):  # EPERM, EINVAL, EROFS
+            if e.errno not in (errno.EPERM, errno.EINVAL, errno.EROFS):
                 raise OSError(e.errno, f"process.user.uid {uid}: cannot give fd {fd} to the user: "
                                        f"{e.strerror}") from None
 
@@ -730,7 +731,7 @@ def _setgroups(gids: list[int]) -> None:
     except PermissionError:
         # In a user namespace with setgroups denied only an empty list is possible.
         if gids:
-            raise OSError(1, "process.user.additionalGids: setgroups is denied in this user namespace") from None
+            raise OSError(errno.EPERM, "process.user.additionalGids: setgroups is denied in this user namespace") from None
 
 
 def _load_seccomp(ctx: Context, cfg: dict) -> None:
@@ -761,7 +762,7 @@ def lookup(name: str, env: list[str]) -> str:
         except OSError as e:
             raise OSError(e.errno, f'exec: "{name}": stat {name}: {_go_strerror(e.errno)}') from None
         if not _exec_candidate(mode):
-            raise OSError(13, f'exec: "{name}": permission denied')
+            raise OSError(errno.EACCES, f'exec: "{name}": permission denied')
         found = name
     else:
         path = ""
@@ -777,13 +778,13 @@ def lookup(name: str, env: list[str]) -> str:
             except OSError:
                 continue
             if not cand.startswith("/"):
-                raise OSError(13, f'exec: "{name}": cannot run executable found relative to current directory')
+                raise OSError(errno.EACCES, f'exec: "{name}": cannot run executable found relative to current directory')
             found = os.path.normpath(cand)
             break
         if found is None:
-            raise OSError(2, f'exec: "{name}": executable file not found in $PATH')
+            raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found in $PATH')
     if not os.access(found, os.X_OK, effective_ids=True):
-        raise OSError(13, f"exec {found}: permission denied")
+        raise OSError(errno.EACCES, f"exec {found}: permission denied")
     return found
 
 

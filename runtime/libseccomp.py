@@ -16,6 +16,7 @@ Conventions:
 """
 
 
+import errno
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 
 # --- actions (seccomp.h) -------------------------------------------------
@@ -169,7 +170,7 @@ def init(default_action: int) -> int:
     ctx = _get().init(default_action & 0xFFFFFFFF)
     if not ctx:
         # seccomp_init returns NULL for an invalid action or out of memory
-        raise OSError(22, f"seccomp_init: cannot create filter with default action "
+        raise OSError(errno.EINVAL, f"seccomp_init: cannot create filter with default action "
                           f"0x{default_action & 0xFFFFFFFF:08x}")
     return ctx
 

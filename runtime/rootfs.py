@@ -60,7 +60,7 @@ _RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 # `errno` cost 0.6 M instructions on create's critical path.
 _S_IFMT, _S_IFDIR, _S_IFCHR, _S_IFBLK, _S_IFIFO = 0o170000, 0o040000, 0o020000, 0o060000, 0o010000
 _S_IFREG, _S_IFLNK = 0o100000, 0o120000
-_ENOENT, _EPERM, _EINVAL = 2, 1, 22
+from errno import EINVAL, ENOENT, EPERM
 
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
@@ -624,7 +624,7 @@ def make_holder_private(path: str) -> None:
             sc.mount(None, path, None, sc.MS_PRIVATE, None, label=f"{path} (private)")
             return
         except OSError as e:
-            if e.errno != _EINVAL or path == "/":
+            if e.errno != EINVAL or path == "/":
                 raise
         path = os.path.dirname(path)
 
@@ -670,7 +670,7 @@ def move_root(rootfs: str) -> None:
         try:
             sc.umount2(mp, sc.MNT_DETACH)
         except OSError as e:
-            if e.errno not in (_EINVAL, _EPERM):
+            if e.errno not in (EINVAL, EPERM):
                 raise
             sc.mount("tmpfs", mp, "tmpfs", 0, None)
     os.chdir(rootfs)
@@ -752,4 +752,4 @@ def remount_root_readonly() -> None:
 
 
 def is_enoent(e: OSError) -> bool:
-    return e.errno == _ENOENT
+    return e.errno == ENOENT

@@ -24,7 +24,7 @@ from runtime.errors import RuntimeFailure
 
 # errno values these modules test for (Linux, both LP64 ABIs); the errno
 # module costs every create ~0.2 M instructions to import.
-EPERM, ENOENT, EACCES, EBUSY, ENODEV, EINVAL = 1, 2, 13, 16, 19, 22
+from errno import EACCES, EBUSY, EINVAL, ENODEV, ENOENT, EPERM  # noqa: F401 - also for the managers
 
 
 class CgroupError(RuntimeFailure):

@@ -9,6 +9,7 @@ fd ownership: functions returning an fd hand it to the caller, who must
 os.close() it. Functions taking fds never close them.
 """
 
+import errno
 from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
 import struct
 
@@ -57,7 +58,7 @@ def _nr() -> int:
     try:
         return _SYS_BPF[m]
     except KeyError:
-        raise OSError(38, f"bpf(2): syscall number unknown for architecture {m}") from None
+        raise OSError(errno.ENOSYS, f"bpf(2): syscall number unknown for architecture {m}") from None
 
 
 def bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
@@ -94,7 +95,7 @@ def prog_load(insns: bytes, license: str = "Apache", *, prog_type: int = BPF_PRO
     try:
         return bpf(BPF_PROG_LOAD, attr, "bpf(BPF_PROG_LOAD, CGROUP_DEVICE)")
     except OSError as e:
-        if e.errno not in (1, 22):  # EPERM / EINVAL: ask again with a log
+        if e.errno not in (errno.EPERM, errno.EINVAL):  # ask again with a log
             raise
     attr = _attr("=IIQQIIQ", prog_type, len(insns) // 8, ctypes.addressof(code),
                  ctypes.addressof(lic), 1, log_size, ctypes.addressof(log))
@@ -130,13 +131,13 @@ def prog_query(target_fd: int, *, attach_type: int = BPF_CGROUP_DEVICE, target: 
         try:
             bpf(BPF_PROG_QUERY, attr, f"bpf(BPF_PROG_QUERY) on {target or target_fd}")
         except OSError as e:
-            if e.errno == 28:  # ENOSPC: prog_cnt now says how many
+            if e.errno == errno.ENOSPC:  # prog_cnt now says how many
                 cnt = struct.unpack_from("=I", attr, 24)[0]
                 continue
             raise
         n = struct.unpack_from("=I", attr, 24)[0]
         return list(ids[:n])
-    raise OSError(28, f"bpf(BPF_PROG_QUERY) on {target or target_fd}: list kept growing")
+    raise OSError(errno.ENOSPC, f"bpf(BPF_PROG_QUERY) on {target or target_fd}: list kept growing")
 
 
 def prog_get_fd_by_id(prog_id: int) -> int:
@@ -183,7 +184,7 @@ def replace_device_program(cgroup_dir: str, insns: bytes, license: str = "Apache
                     except OSError as e:
                         # A program we may not touch (LSM policy) can only add
                         # restrictions; leave it, as runc does.
-                        if e.errno not in (1, 13, 2):
+                        if e.errno not in (errno.EPERM, errno.EACCES, errno.ENOENT):
                             raise
                 if len(old_fds) == 1:
                     try:
@@ -191,14 +192,14 @@ def replace_device_program(cgroup_dir: str, insns: bytes, license: str = "Apache
                                     replace_fd=old_fds[0], target=cgroup_dir)
                         return new_id
                     except OSError as e:
-                        if e.errno != 22:  # EINVAL: kernel without BPF_F_REPLACE
+                        if e.errno != errno.EINVAL:  # a kernel without BPF_F_REPLACE
                             raise
                 prog_attach(dfd, pfd, flags=BPF_F_ALLOW_MULTI, target=cgroup_dir)
                 for ofd in old_fds:
                     try:
                         prog_detach(dfd, ofd, target=cgroup_dir)
                     except OSError as e:
-                        if e.errno != 2:  # ENOENT: detached meanwhile
+                        if e.errno != errno.ENOENT:  # detached meanwhile
                             raise
                 return new_id
             finally:
