@@ -586,6 +586,13 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     # unprivileged process load it (runc does the same).
     seccomp_cfg = linux.get("seccomp")
     nnp = proc.get("noNewPrivileges", False)
+    user = proc.get("user") or {}
+    env = proc.get("env") or []
+    if not _env_value(env, "HOME"):
+        # As runc's setupUser: HOME from the user's passwd entry when the
+        # environment has none (or an empty one). Read before any seccomp
+        # profile is on: one may refuse openat2.
+        proc["env"] = [*env, "HOME=" + passwd_home(user.get("uid", 0))]
     if seccomp_cfg and not nnp:
         _load_seccomp(ctx, seccomp_cfg)
     # The cwd is entered first with the runtime's privileges, which may
@@ -610,11 +617,6 @@ def setup_process(ctx: Context, proc: dict, linux: dict, oom: bool = True) -> No
     if capsets is not None:
         # Keep permitted caps across the uid change; they are set exactly below.
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    env = proc.get("env") or []
-    if not _env_value(env, "HOME"):
-        # As runc's setupUser: HOME from the user's passwd entry when the
-        # environment has none (or an empty one).
-        proc["env"] = [*env, "HOME=" + passwd_home(uid)]
     fix_stdio_owner(uid)
     _setgroups(user.get("additionalGids") or [])
     os.setresgid(gid, gid, gid)
@@ -783,9 +785,31 @@ def lookup(name: str, env: list[str]) -> str:
             break
         if found is None:
             raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found in $PATH')
-    if not os.access(found, os.X_OK, effective_ids=True):
+    if not _may_exec(found):
         raise OSError(errno.EACCES, f"exec {found}: permission denied")
     return found
+
+
+def _may_exec(path: str) -> bool:
+    """Whether this process (its effective ids) may execute `path`. The
+    container's seccomp profile is in force by now and may refuse
+    faccessat2 itself (EPERM or ENOSYS): then, as Go's Faccessat does for
+    runc, the answer comes from the file's mode, owner and group."""
+    try:
+        sc.faccessat2(path, os.X_OK, sc.AT_EACCESS)
+        return True
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOSYS):
+            return False
+    st = os.stat(path)
+    uid = os.geteuid()
+    if uid == 0:
+        return bool(st.st_mode & 0o111)
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
 
 
 def _exec_candidate(mode: int) -> bool:

@@ -21,11 +21,11 @@ _syscall = _libc.syscall
 
 # Numbers for calls glibc may not export (or exports only in newer versions).
 _NR = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "mount_setattr": 442, "open_tree": 428,
+    "x86_64": {"pivot_root": 155, "openat2": 437, "faccessat2": 439, "mount_setattr": 442, "open_tree": 428,
                "move_mount": 429, "close_range": 436, "ioprio_set": 251,
                "sched_setattr": 314, "keyctl": 250, "pidfd_open": 434, "capget": 125,
                "capset": 126, "clone3": 435},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "mount_setattr": 442, "open_tree": 428,
+    "aarch64": {"pivot_root": 41, "openat2": 437, "faccessat2": 439, "mount_setattr": 442, "open_tree": 428,
                 "move_mount": 429, "close_range": 436, "ioprio_set": 30,
                 "sched_setattr": 274, "keyctl": 219, "pidfd_open": 434, "capget": 90,
                 "capset": 91, "clone3": 435},
@@ -235,6 +235,17 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     if fd < 0:
         raise _err("openat2", path)
     return fd
+
+
+AT_EACCESS = 0x200
+
+
+def faccessat2(path: str, mode: int, flags: int = 0) -> None:
+    """faccessat2(2) from the current directory; OSError(errno, path) when
+    access is refused or the call itself is (os.access cannot tell the two
+    apart)."""
+    if _syscall(_NR["faccessat2"], -100, _b(path), mode, flags) < 0:  # AT_FDCWD
+        raise _err("faccessat2", path)
 
 
 PROC_SUPER_MAGIC = 0x9FA0

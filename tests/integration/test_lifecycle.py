@@ -666,3 +666,24 @@ def test_hooks_work_where_runc_runs_them(rt, tmp_path):
     assert (out / "cr").read_text().strip() == str(caller)
     assert (out / "cc").read_text().strip() == os.path.realpath(rt.rootfs)
     assert (out / "sc").read_text().strip() == "/tmp"
+
+
+def test_profile_refusing_faccessat2_and_openat2(rt):
+    """The container's seccomp profile is in force when create checks that
+    args[0] may be executed and reads HOME from /etc/passwd; a profile that
+    refuses faccessat2 and openat2 (runtime-tools' default one does) changes
+    neither answer: runc falls back the same way."""
+    def mutate(cfg):
+        cfg["process"]["env"] = [e for e in cfg["process"]["env"] if not e.startswith("HOME=")]
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["faccessat2", "openat2"], "action": "SCMP_ACT_ERRNO",
+                                                 "errnoRet": 1}]}
+    b = rt.bundle(["sh", "-c", 'echo "home=$HOME"'], mutate=mutate)
+    cid = rt.new_id()
+    p = rt("run", "--bundle", b, cid)
+    assert p.returncode == 0, p.stderr
+    assert "home=/root" in p.stdout
+    # still refused where the file is not executable: /etc/passwd has no x bit
+    b = rt.bundle(["/etc/passwd"], mutate=mutate)
+    p = rt("run", "--bundle", b, rt.new_id())
+    assert p.returncode == 1 and 'exec: "/etc/passwd": permission denied' in p.stderr
