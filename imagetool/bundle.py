@@ -36,10 +36,10 @@ import os
 import stat
 import time
 
-from imagetool._lazy import LazyModule, sha256
+from imagetool.lazy import LazyModule, sha256
 from imagetool.errors import BundleError, LayerError, NotFound, StoreError, UsageError, os_message, reason
 from imagetool.layer import IdMap, apply_layer, open_in_root
-from runtime import fastjson as json
+from runtime.toolkit import fastjson as json
 
 # Loaded when first used: a second bundle of an unpacked image needs none.
 contextlib = LazyModule("contextlib")

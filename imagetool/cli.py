@@ -1,6 +1,6 @@
 """pyimg command line.
 
-Every verb is declared once, in the table T (runtime.cmdtable): its
+Every verb is declared once, in the table T (runtime.toolkit.cmdtable): its
 options, positionals and the function it maps to. Real calls go through the
 table's small parser (pyimg is a fresh interpreter per call, and typer
 costs ~40-60 ms to import); --help, and pyimg without a verb, get typer
@@ -23,7 +23,7 @@ traceback with PYIMG_DEBUG=1). Heavy modules are imported inside the verbs.
 import os
 import sys
 
-from runtime.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived
+from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived
 
 T = Table("pyimg", "Pull images and unpack them into OCI bundles.", [
     Opt("--root", "root", str, lambda: os.environ.get("PYIMG_ROOT", "/var/lib/pyimg"),
@@ -121,7 +121,7 @@ def images(g, a):
         raise UsageError(f"unknown --format {fmt!r} (use table or json)")
     rows = Store(g["root"]).images()
     if fmt == "json":
-        from runtime import fastjson as json
+        from runtime.toolkit import fastjson as json
         print(json.dumps(rows, indent=2))
         return
 
@@ -148,7 +148,7 @@ def images(g, a):
         Opt("--platform", "platform", str, None, "os/arch[/variant]"))
 def inspect(g, a):
     """Show a stored image as JSON: digests, platform, config, layers."""
-    from runtime import fastjson as json
+    from runtime.toolkit import fastjson as json
     from imagetool.errors import StoreError
     from imagetool.store import Store
     store = Store(g["root"])

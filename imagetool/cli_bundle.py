@@ -8,7 +8,7 @@ are called as func(g, a) and let errors propagate to imagetool.cli._call
 import os
 import sys
 
-from runtime.cmdtable import Arg, Opt, stays
+from runtime.toolkit.cmdtable import Arg, Opt, stays
 
 
 def _maps(uid_map, gid_map):

@@ -37,9 +37,9 @@ import os
 import re
 import time
 
-from imagetool._lazy import LazyModule
+from imagetool.lazy import LazyModule
 from imagetool.errors import DigestMismatch, NotFound, StoreError, os_message
-from runtime import fastjson as json
+from runtime.toolkit import fastjson as json
 
 # Loaded when first used (bulk hashing, temporary files, error paths): a
 # call that only reads the store does not pay for them.

@@ -1,6 +1,6 @@
 """pyrunc's command line, compatible with runc's.
 
-Each verb is declared once, in the table T (runtime.cmdtable, shared with
+Each verb is declared once, in the table T (runtime.toolkit.cmdtable, shared with
 pyimg): its options, arguments and the one library call it maps to. Real
 calls go through the table's small parser, in runc's (Go flag) style; help
 (`-h`, `--help`, `help [VERB]`, no verb) is runc's layout built from the
@@ -9,10 +9,10 @@ same table (runtime.cmdhelp).
 main() is the single place that maps exceptions to exit codes and to
 runc-style log lines.
 """
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import sys
 
-from runtime.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived, stays
+from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived, stays
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.3.0"
@@ -110,7 +110,7 @@ def _run(g, a):
 
 @verb("state", help="print the state of a container (JSON)")
 def _state(g, a):
-    from runtime import fastjson as json
+    from runtime.toolkit import fastjson as json
     from runtime import lifecycle
     # (runc writes it without a final newline)
     sys.stdout.write(json.go_dumps(lifecycle.state(g["root"], a["id"]), indent="  "))
@@ -148,7 +148,7 @@ def _list(g, a):
                                 [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])
                                  for c in items]))
     elif a["format"] == "json":
-        from runtime import fastjson as json
+        from runtime.toolkit import fastjson as json
         # runc prints a Go nil slice: null when there are no containers.
         print(json.go_dumps(items or None))
     else:
@@ -172,7 +172,7 @@ namespaces, read-only root "rootfs", the usual /proc, /dev and /sys mounts.
 Edit it before `run`; with --rootless it maps root in a user namespace to
 the caller.""")
 def _spec(g, a):
-    from runtime import fastjson as json
+    from runtime.toolkit import fastjson as json
     from runtime.errors import RuntimeFailure
     from runtime.specgen import default_spec
     path = os.path.join(a["bundle"], "config.json")
@@ -234,7 +234,7 @@ def _exec(g, a):
 def _ps(g, a):
     from runtime import manage
     if a["format"] == "json":
-        from runtime import fastjson as json
+        from runtime.toolkit import fastjson as json
         print(json.go_dumps(manage.pids(g["root"], a["id"])))
     elif a["format"] == "table":
         print(manage.ps_table(g["root"], a["id"], a["ps_args"]))
@@ -344,7 +344,7 @@ def parse_duration(text: str) -> float | None:
 What this runtime and host support, as runtime-spec's features document
 (JSON).""")
 def _features(g, a):
-    from runtime import fastjson as json
+    from runtime.toolkit import fastjson as json
     from runtime import manage
     print(json.go_dumps(manage.features(), indent="    "))
 

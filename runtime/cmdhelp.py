@@ -1,4 +1,4 @@
-"""The human front end of a runtime.cmdtable Table, for --help and for a
+"""The human front end of a runtime.toolkit.cmdtable Table, for --help and for a
 program called without a verb: for a "go" style table (pyrunc) the text
 runc prints, in urfave/cli v1's layout (NAME, USAGE, VERSION, COMMANDS,
 OPTIONS, aligned as its tabwriter does); for a "posix" one (pyimg) typer
@@ -6,7 +6,7 @@ built from the table. Kept apart from cmdtable, which every call loads,
 since only those requests need it."""
 import sys
 
-from runtime.cmdtable import opt_names, split_items
+from runtime.toolkit.cmdtable import opt_names, split_items
 
 
 def _align(text: str) -> str:

@@ -12,8 +12,8 @@ exists, and the defaults create derives from it.
 - exec_defaults, wants_limits: what later verbs and rootless create need
   to know of the config.
 """
-from runtime import fastjson as json
-from runtime import _os as os
+from runtime.toolkit import fastjson as json
+from runtime.toolkit import os_lite as os
 import sys
 
 from runtime import errors, log

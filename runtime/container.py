@@ -6,8 +6,8 @@ exit codes and log lines. The verbs on an existing container (state, list,
 start, kill, delete) live in runtime.lifecycle, which stays light to
 import (and which create itself does not load).
 """
-from runtime import fastjson as json
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import fastjson as json
+from runtime.toolkit import os_lite as os
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 import sys
 import time

@@ -14,7 +14,7 @@ Contract:
   named in the command line inheritable.
 - A missing helper binary is an installation error named with its path.
 """
-from runtime import _os as os
+from runtime.toolkit import os_lite as os
 
 from runtime.errors import RuntimeFailure
 

@@ -13,8 +13,8 @@ nothing in the container can reach the host's interpreter through
 /proc/PID/exe. A close-on-exec pipe carries a setup error back to the
 caller; its EOF without a message means execve succeeded.
 """
-from runtime import fastjson as json
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import fastjson as json
+from runtime.toolkit import os_lite as os
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 
 from runtime import spawn

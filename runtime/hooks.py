@@ -4,7 +4,7 @@ A hook gets the container state JSON on stdin, its own env (nothing
 inherited) and args; a timeout kills it. Output is captured and only shown
 when the hook fails, as runc does.
 """
-from runtime import fastjson as json
+from runtime.toolkit import fastjson as json
 import subprocess
 
 from runtime.errors import RuntimeFailure

@@ -30,11 +30,11 @@ after READY, errors go to `start` through the start socket instead.
 """
 import _signal as signal  # the C module: `signal` imports enum
 import errno
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import sys
 
 from runtime import exechelper, rootfs, sync
-from runtime import fastjson as json
+from runtime.toolkit import fastjson as json
 from runtime import syscalls as sc
 
 

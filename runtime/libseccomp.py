@@ -17,7 +17,7 @@ Conventions:
 
 
 import errno
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 
 # --- actions (seccomp.h) -------------------------------------------------
 ACT_KILL_PROCESS = 0x80000000
@@ -70,14 +70,14 @@ ARG_COUNT_MAX = 6
 
 _LIBNAME = "libseccomp.so.2"
 _lib = None
-_ct = None  # runtime._ffi (ctypes' core), imported on first use
+_ct = None  # runtime.toolkit.ffi (ctypes' core), imported on first use
 
 
 class _Lib:
     """Holds the loaded CDLL and the ctypes struct type; built once."""
 
     def __init__(self):
-        from runtime import _ffi as ctypes
+        from runtime.toolkit import ffi as ctypes
 
         global _ct
         _ct = ctypes

@@ -3,7 +3,7 @@ and delete (create and run are in runtime.container).
 
 containerd's shim runs these once or more per container, each in a fresh
 interpreter, so this module and everything it loads stay off `os`
-(runtime._os: the same posix functions without os.py's import cost) and
+(runtime.toolkit.os_lite: the same posix functions without os.py's import cost) and
 off anything else `create` alone needs. Each public function is one CLI
 verb's library call; they raise RuntimeFailure (or OSError) with a one-line
 message, which the CLI maps to exit codes and log lines.
@@ -28,7 +28,7 @@ container is never forgotten:
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 import time
 
-from runtime import _os as os
+from runtime.toolkit import os_lite as os
 from runtime import state as st
 from runtime import errors
 from runtime.errors import RuntimeFailure

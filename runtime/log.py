@@ -12,7 +12,7 @@ file to explain a failure, so errors always reach the log file in the chosen
 format; the plain message also goes to stderr for people. Debug lines
 (--debug) and warnings go to the log file, or to stderr without one.
 """
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import sys
 import time
 
@@ -81,7 +81,7 @@ def _text_value(v) -> str:
 def _line(level: str, msg: str, fields: dict | None = None) -> str:
     if _format == "json":
         # (the JSON encoder loads here: most calls never log)
-        from runtime import fastjson as json
+        from runtime.toolkit import fastjson as json
         d = dict(fields or ())
         d.update(level=level, msg=msg, time=_stamp())
         return json.go_dumps({k: d[k] for k in sorted(d)}) + "\n"

@@ -1,6 +1,6 @@
 """linux.netDevices: host interfaces moved into the container's network
 namespace (and renamed) by the parent, after GO and before APPLIED."""
-from runtime import _os as os
+from runtime.toolkit import os_lite as os
 
 from runtime.errors import RuntimeFailure
 

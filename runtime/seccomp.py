@@ -138,7 +138,7 @@ class Filter:
     def export_bpf(self) -> bytes:
         """The BPF program libseccomp generates (host-endian struct
         sock_filter array), without the -ENOSYS stub."""
-        from runtime import _os as os
+        from runtime.toolkit import os_lite as os
         # a memfd, not a pipe: libseccomp writes the whole program before we
         # read, and a pipe could fill up
         fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
@@ -533,7 +533,7 @@ def _load_patched(f: Filter) -> int | None:
     """load() for filters with an -ENOSYS stub: install stub + libseccomp's
     program with seccomp(2) ourselves (as runc does), with the requested
     flags, plus NEW_LISTENER for NOTIFY rules. No no_new_privs is set."""
-    from runtime import _ffi as ctypes
+    from runtime.toolkit import ffi as ctypes
     code = f.program()
     ninsn = len(code) // 8
     if ninsn > 4096:  # BPF_MAXINSNS
@@ -582,7 +582,7 @@ def _kernel_flag_supported(bit: int) -> bool:
     """seccomp(SECCOMP_SET_MODE_FILTER, bit, NULL) fails with EFAULT when the
     kernel knows the flag (it got as far as reading the NULL program) and with
     EINVAL when it does not. Nothing is installed either way."""
-    from runtime import _ffi as ctypes
+    from runtime.toolkit import ffi as ctypes
     nr = _L.syscall_resolve_name("seccomp")
     if nr < 0:
         return False

@@ -13,13 +13,13 @@ The primitives that make the runtime's children and hand fds to them:
   (install_forwarding).
 The hand-over into the container itself is exechelper's (pyrunc-exec).
 """
-from runtime import _os as os
+from runtime.toolkit import os_lite as os
 import _signal as signal
 import sys
 
 from runtime import errors, log
 from runtime import state as st
-from runtime import fastjson as json
+from runtime.toolkit import fastjson as json
 from runtime.errors import RuntimeFailure
 
 
@@ -124,7 +124,7 @@ def listen_fds() -> int:
     whose environment then says LISTEN_FDS=N, LISTEN_PID=1 (runc's rule:
     init is pid 1 of its namespace). 0 when there are none."""
     import posix
-    env = posix.environ  # bytes keys; runtime._os has no environ
+    env = posix.environ  # bytes keys; runtime.toolkit.os_lite has no environ
     fds, pid = env.get(b"LISTEN_FDS", b""), env.get(b"LISTEN_PID", b"")
     if not (fds.isdigit() and pid.isdigit()) or int(pid) != os.getpid():
         return 0

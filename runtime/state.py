@@ -25,7 +25,7 @@ on one container are serialised.
 import binascii  # built into the interpreter, as marshal is
 import fcntl
 import marshal
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 
 from runtime import errors
 from runtime.errors import RuntimeFailure
@@ -117,7 +117,7 @@ def save(cdir: str, data: dict) -> None:
     later verbs read exactly what a JSON file would give them (lists, not
     tuples; str keys). A trailer (_TRAILER and the payload's CRC-32) lets a
     reader refuse a damaged file without parsing it (_decode)."""
-    from runtime import fastjson as json  # create has it loaded already
+    from runtime.toolkit import fastjson as json  # create has it loaded already
     data["version"] = STATE_VERSION
     payload = marshal.dumps(json.loads(json.dumps(data)), 4)
     tmp = os.path.join(cdir, "." + STATE_FILE + ".tmp")
@@ -207,7 +207,7 @@ def read_file(d: str) -> dict:
         with open(os.path.join(d, STATE_FILE), "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        from runtime import fastjson as json
+        from runtime.toolkit import fastjson as json
         with open(os.path.join(d, _LEGACY_FILE), "rb") as f:
             data = json.loads(f.read())
         if not isinstance(data, dict):

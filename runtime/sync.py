@@ -44,10 +44,10 @@ APPLIED (the process waits for it before execve), SECCOMP_FD/DONE and
 ERROR; EARLY_OK lets APPLIED overtake the seccomp exchange.
 """
 import _socket  # the C module: `socket` imports enum (~5 ms on every create)
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import sys
 
-from runtime import fastjson as json
+from runtime.toolkit import fastjson as json
 from runtime import errors
 
 AF_UNIX = _socket.AF_UNIX

@@ -1,22 +1,22 @@
 """Raw Linux system calls the runtime needs and Python 3.11 lacks.
 
 This is the one module that talks to the kernel through ctypes (the slice
-of it in runtime._ffi, which skips ctypes/__init__.py's import cost). Every
+of it in runtime.toolkit.ffi, which skips ctypes/__init__.py's import cost). Every
 wrapper raises ``OSError`` carrying errno, the call's name and the path it
 worked on, so callers can let it propagate and the CLI prints one line
 such as ``mount /proc (proc): Operation not permitted``.
 """
 import sys
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 
-from runtime import _ffi as ctypes
+from runtime.toolkit import ffi as ctypes
 
 _libc = ctypes.Library(None)
 # syscall(2) returns a long; every call made through it here returns an
 # int-sized value (0 or -1, an fd, a pid, a key serial), which the default
 # c_int return type reads whole. (Setting c_long would make that type in
-# create's parent, before its fork: see runtime._ffi.)
+# create's parent, before its fork: see runtime.toolkit.ffi.)
 _syscall = _libc.syscall
 
 # Numbers for calls glibc may not export (or exports only in newer versions).

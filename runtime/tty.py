@@ -1,6 +1,6 @@
 """The terminal side of a foreground `pyrunc run` with process.terminal:
 our terminal in raw mode, bytes copied both ways, window size followed."""
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import select
 import _signal as signal  # the C module: `signal` imports enum (~5 ms)
 

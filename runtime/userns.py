@@ -10,7 +10,7 @@ from the runtime before it can mount.
   send_mount_sources), inside the container's mount namespace, and passes
   the fds to init (sync.MOUNT_SOURCES).
 """
-from runtime import _os as os
+from runtime.toolkit import os_lite as os
 import _signal as signal
 import sys
 

@@ -23,7 +23,7 @@ Only this module and .common load at import: the managers, writers and
 bpf code are imported when first used.
 """
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 
 from .common import CgroupError, DEFAULT_ROOT, clean_path
 

@@ -4,7 +4,7 @@ Everything here is stdlib-only and cheap to import: the runtime is a
 short-lived CLI, so nothing heavy is loaded at module level.
 """
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import time
 
 DEFAULT_ROOT = "/sys/fs/cgroup"

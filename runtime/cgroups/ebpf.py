@@ -10,10 +10,10 @@ os.close() it. Functions taking fds never close them.
 """
 
 import errno
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import struct
 
-from runtime import _ffi as ctypes
+from runtime.toolkit import ffi as ctypes
 
 # bpf commands (include/uapi/linux/bpf.h)
 BPF_PROG_LOAD = 5

@@ -2,7 +2,7 @@
 the v2 tree or each v1 hierarchy, bound from the host where the container
 has no cgroup namespace of its own), and the parent directories a create
 makes (missing_parents), which delete removes again."""
-from runtime import _os as os
+from runtime.toolkit import os_lite as os
 
 from runtime import state as st
 from runtime.errors import RuntimeFailure

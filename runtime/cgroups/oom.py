@@ -16,10 +16,10 @@ v2: inotify IN_MODIFY on memory.events, comparing the oom_kill counter.
 The watcher owns its fds; the caller must close() it.
 """
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import select
 
-from runtime import _ffi as ctypes
+from runtime.toolkit import ffi as ctypes
 
 from .common import CgroupError, read_kv
 

@@ -8,7 +8,7 @@ raise CgroupError naming the OCI field and the file on failure. They take
 a plain directory so tests can aim them at a synthetic tree.
 """
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 
 from .common import EBUSY, EINVAL, CgroupError, read_file, read_kv, read_uint, write_file
 from .common import exists as _exists

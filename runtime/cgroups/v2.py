@@ -1,6 +1,6 @@
 """cgroup v2 (unified hierarchy) manager."""
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import time
 
 from .base import Manager, empty_stats, runc_shape

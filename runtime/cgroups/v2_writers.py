@@ -8,7 +8,7 @@ OCI values are v1-shaped, so the runc conversions live here: cpu.shares
 quota/period -> cpu.max.
 """
 
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 
 from .common import (EACCES, EINVAL, ENOENT, EPERM, CgroupError, blkio_weight_to_io_weight, cpu_max, num_to_v2,
                      read_file, read_kv, read_uint, shares_to_weight, swap_to_v2, write_file)

@@ -1,7 +1,7 @@
-"""runtime.cmdtable: the table-driven parser both command lines use."""
+"""runtime.toolkit.cmdtable: the table-driven parser both command lines use."""
 import pytest
 
-from runtime.cmdtable import Arg, Opt, Table, UsageError
+from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError
 
 
 def _table(style="posix"):

@@ -39,7 +39,7 @@ def test_create_path_imports_nothing_heavy():
 
 def test_create_and_exec_paths_import_neither_os_nor_ctypes():
     # os.py (+ _collections_abc) and ctypes/__init__.py cost ~4.4 M and ~5.5 M
-    # instructions per call; runtime._os and runtime._ffi stand in for them.
+    # instructions per call; runtime.toolkit.os_lite and runtime.toolkit.ffi stand in for them.
     code = ("from runtime import cli, container, execproc, init, sync, state, cgroups, validate, rootfs, caps\n"
             "from runtime import syscalls, seccomp, libseccomp, lifecycle, manage\n"
             "from runtime.cgroups import v1, v2, v1_writers, v2_writers, devices, devicefilter, ebpf, oom\n"

@@ -1,4 +1,4 @@
-"""runtime._ffi against ctypes: same sizes, same calling behaviour, and not
+"""runtime.toolkit.ffi against ctypes: same sizes, same calling behaviour, and not
 ctypes/__init__.py's import cost."""
 import ctypes
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from runtime import _ffi
+from runtime.toolkit import ffi as _ffi
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -76,7 +76,7 @@ def test_string_buffers_and_string_at():
 
 
 def test_importing_does_not_import_ctypes():
-    code = ("import sys; sys.path.insert(0, %r); import runtime._ffi, runtime.syscalls; "
+    code = ("import sys; sys.path.insert(0, %r); import runtime.toolkit.ffi, runtime.syscalls; "
             "print('ctypes' in sys.modules)" % REPO)
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -113,7 +113,7 @@ def test_capget_agrees_with_proc_status_and_capset_round_trips():
 def test_types_made_on_first_use_are_made_once():
     out = subprocess.run([sys.executable, "-I", "-S", "-c",
                           f"import sys; sys.path.insert(0, {REPO!r})\n"
-                          "from runtime import _ffi\n"
+                          "from runtime.toolkit import ffi as _ffi\n"
                           "assert 'c_void_p' not in vars(_ffi)\n"
                           "a = _ffi.c_void_p; b = _ffi.c_void_p\n"
                           "buf = _ffi.create_string_buffer(b'hi')\n"

@@ -1,4 +1,4 @@
-"""runtime._os against os: same answers for the path helpers, walk and
+"""runtime.toolkit.os_lite against os: same answers for the path helpers, walk and
 makedirs, and the hot verbs' modules never import os."""
 import os
 import posixpath
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from runtime import _os
+from runtime.toolkit import os_lite as _os
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 from runtime import cli  # noqa: E402
-from runtime import fastjson  # noqa: E402
+from runtime.toolkit import fastjson  # noqa: E402
 from runtime.cgroups.base import empty_stats, runc_shape  # noqa: E402
 
 RUNC = shutil.which("runc")

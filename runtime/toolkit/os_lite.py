@@ -6,7 +6,7 @@ more than `pyrunc state` does with everything else it loads (callgrind,
 tests/unit/test_os_lite.py keeps the import free of it). The functions are
 the `posix` C module's, which os re-exports; what os adds in Python and the
 hot paths use is rewritten below: the lexical os.path helpers, walk and
-makedirs. Modules on those paths write `from runtime import _os as os` and
+makedirs. Modules on those paths write `from runtime.toolkit import os_lite as os
 keep reading like ordinary code.
 
 Differences from os, on purpose: there is no `environ` (a copy here would
@@ -148,7 +148,7 @@ def _islink(p: str) -> bool:
 
 # os.path: a module object holding the functions above (a class of
 # staticmethods cost every call ~60 us to build).
-path = type(posix)("runtime._os.path", "The lexical parts of posixpath (same results for str paths).")
+path = type(posix)("runtime.toolkit.os_lite.path", "The lexical parts of posixpath (same results for str paths).")
 path.__dict__.update(
     sep="/", join=_join, split=_split, dirname=_dirname, basename=_basename, isabs=_isabs,
     normpath=_normpath, abspath=_abspath, relpath=_relpath, realpath=_realpath, exists=_exists,

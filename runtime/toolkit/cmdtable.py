@@ -15,7 +15,7 @@ Go's flag package and runc's argument checks, help in urfave/cli's layout,
 `help [VERB]` as a verb) and "posix" (docker's: bundled short flags such as
 -it, -eVALUE). Both take --name=value and `--` ends the options.
 """
-from runtime import _os as os  # os.py costs ~1.8 ms per call: runtime._os
+from runtime.toolkit import os_lite as os
 import sys
 
 
