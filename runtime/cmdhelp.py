@@ -3,10 +3,10 @@ program called without a verb: for a "go" style table (pyrunc) the text
 runc prints, in urfave/cli v1's layout (NAME, USAGE, VERSION, COMMANDS,
 OPTIONS, aligned as its tabwriter does); for a "posix" one (pyimg) typer
 built from the table. Kept apart from cmdtable, which every call loads,
-since only those requests need it."""
+since only those requests need it. It reads the table only through the
+Table it is given (runtime.cmdtable imports this module, not the other way
+round)."""
 import sys
-
-from runtime.cmdtable import opt_names, split_items
 
 
 def _align(text: str) -> str:
@@ -31,12 +31,12 @@ def _align(text: str) -> str:
     return "\n".join(out)
 
 
-def _go_flag(o: tuple) -> str:
+def _go_flag(table, o: tuple) -> str:
     """One option line: `--name value, -n value<TAB>usage (default: ...)`."""
     _, _, kind, default, help, _ = o
     value = "" if kind is bool else " value"
     # urfave/cli: one dash for a one-letter name, two otherwise.
-    names = ", ".join(("-" if len(n.lstrip("-")) == 1 else "--") + n.lstrip("-") + value for n in opt_names(o))
+    names = ", ".join(("-" if len(n.lstrip("-")) == 1 else "--") + n.lstrip("-") + value for n in table.opt_names(o))
     if callable(default):
         default = default()
     shown = ""
@@ -60,9 +60,9 @@ def go_help(table, topic: str | None) -> str:
         return (f"NAME:\n   {prog} help - show the list of commands, or the help of one\n\n"
                 f"USAGE:\n   {prog} help [command]\n")
     if topic is not None:
-        _, items, help, _ = table.verbs[topic]
+        help = table.verbs[topic][2]
         usage, desc = _summary(help)
-        opts, _ = split_items(items)
+        opts, _ = table.split(topic)
         text = f"NAME:\n   {prog} {topic} - {usage}\n\nUSAGE:\n   {prog} {topic}"
         if opts:
             text += " [command options]"
@@ -71,7 +71,7 @@ def go_help(table, topic: str | None) -> str:
         if desc:
             text += f"\n\nDESCRIPTION:\n   {desc}"
         if opts:
-            text += "\n\nOPTIONS:\n   " + "".join(_go_flag(o) + "\n   " for o in opts)
+            text += "\n\nOPTIONS:\n   " + "".join(_go_flag(table, o) + "\n   " for o in opts)
         return _align(text) + "\n"
     text = (f"NAME:\n   {prog} - {table.help.strip()}\n\nUSAGE:\n"
             f"   {prog} [global options] command [command options] [arguments...]")
@@ -82,7 +82,7 @@ def go_help(table, topic: str | None) -> str:
         text += f"\n   {name}\t{_summary(help)[0]}"
     text += "\n   help, h\tshow the list of commands, or the help of one"
     text += "\n\nGLOBAL OPTIONS:\n   " + "\n   ".join(
-        [_go_flag(o) for o in table.global_opts] + ["--help, -h\tshow help", "--version, -v\tprint the version"])
+        [_go_flag(table, o) for o in table.global_opts] + ["--help, -h\tshow help", "--version, -v\tprint the version"])
     return _align(text) + "\n"
 
 
@@ -103,14 +103,14 @@ def typer_main(table, argv: list[str], dispatch) -> int:
         ann = list[str] if kind is list else kind
         default = None if kind is list else (default() if callable(default) else default)
         return inspect.Parameter(dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
-                                 default=typer.Option(... if required else default, *opt_names(o), help=help))
+                                 default=typer.Option(... if required else default, *table.opt_names(o), help=help))
 
     def callback(**kw):
         pass
     callback.__signature__ = inspect.Signature([opt_param(o) for o in table.global_opts])
     app.callback()(callback)
-    for name, (func, items, help, _) in table.verbs.items():
-        opts, args = split_items(items)
+    for name, (func, _, help, _) in table.verbs.items():
+        opts, args = table.split(name)
         params = []
         for arg, arg_help, required, many in args:
             ann = list[str] if many else str

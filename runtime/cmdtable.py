@@ -65,21 +65,11 @@ def Arg(name: str, help: str = "", required: bool = True, many: bool = False) ->
     return (name, help, required, many)
 
 
-def opt_names(o: tuple) -> tuple[str, ...]:
-    return tuple(o[0].replace(" ", "").split(","))
-
-
 def _initial(o: tuple):
     kind, default = o[2], o[3]
     if kind is list:
         return []
     return default() if callable(default) else default
-
-
-def split_items(items: tuple) -> tuple[list[tuple], list[tuple]]:
-    """A verb's (options, positionals), in declaration order."""
-    opts = [x for x in items if x[0].startswith("-")]
-    return opts, [x for x in items if not x[0].startswith("-")]
 
 
 def __getattr__(name: str):
@@ -129,12 +119,22 @@ class Table:
         """The function of verb `name`."""
         return self.verbs[name][0]
 
+    def split(self, name: str) -> tuple[list[tuple], list[tuple]]:
+        """Verb `name`'s (options, positionals), in declaration order."""
+        items = self.verbs[name][1]
+        return [x for x in items if x[0].startswith("-")], [x for x in items if not x[0].startswith("-")]
+
+    @staticmethod
+    def opt_names(o: tuple) -> tuple[str, ...]:
+        """An option's names ("--all,-a" -> ("--all", "-a"))."""
+        return tuple(o[0].replace(" ", "").split(","))
+
     # ------------------------------------------------------------- parsing
     def _index(self, opts: list[tuple]) -> dict[str, tuple]:
         idx = {}
         go = self.style == "go"
         for o in opts:
-            for n in opt_names(o):
+            for n in self.opt_names(o):
                 idx[n] = o
                 if go and n.startswith("--"):
                     idx[n[1:]] = o  # Go's flag package also takes -name
@@ -244,7 +244,7 @@ class Table:
                 raise _usage(f"No help topic for '{name}'", kind="topic", code=3)  # runc's words
             raise UsageError(f"unknown command {name!r} for {self.prog!r}")
         i += 1
-        opts, args = split_items(v[1])
+        opts, args = self.split(name)
         raw_rest = v[3] and args and args[-1][3]
         idx = self._index(opts)
         a = {o[1]: _initial(o) for o in opts}
@@ -270,7 +270,7 @@ class Table:
             i += 1
         for o in opts:
             if o[5] and not a.get(o[1]):
-                raise _usage(f"{name}: required flag {opt_names(o)[-1]} not set", name)
+                raise _usage(f"{name}: required flag {self.opt_names(o)[-1]} not set", name)
         if go:
             self._check_count(name, args, len(pos))
         self._bind(name, args, pos, a)
