@@ -42,7 +42,7 @@ VERBS = T.verbs
 _ID = "<container-id>"
 
 
-def verb(name: str, *opts: tuple, args: tuple[str, ...] = ("id",), optional: tuple[str, ...] = (),
+def verb(name: str, *opts: Opt, args: tuple[str, ...] = ("id",), optional: tuple[str, ...] = (),
          rest: str | None = None, help: str = "", usage: str = _ID):
     """Register a verb. `args` are required positionals, `optional` ones
     that may follow; `rest` collects the remainder, options included
