@@ -42,35 +42,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-# (the install also builds pyrunc-exec from runtime/exechelper.c: setup.py)
+# The install also builds pyrunc-exec from runtime/exechelper.c, and the
+# `pyrunc` and `pyimg` commands in .venv/bin from runtime/launcher.c: they
+# start the interpreter with no site processing, and (for this editable
+# install) this checkout first on sys.path (docs/performance.md).
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 # Byte-compile now: every pyrunc call is a fresh interpreter, and compiling
 # the sources on each call (e.g. with PYTHONDONTWRITEBYTECODE set) costs more
 # than running them.
 .venv/bin/python -m compileall -q -j 0 runtime imagetool
-# pyrunc's and pyimg's own launchers: -I -S skips site-packages processing
-# (the editable install's path finder alone costs ~15 ms per call); the
-# project is found by path, and site runs only when typer shows help.
-# -X utf8 (UTF-8 mode, PEP 540) is what Python chooses by itself in the C
-# locale containerd runs the runtime in; set always, it also spares every
-# call the locale's codec set-up (0.9 M instructions). Linux passes a
-# shebang's flags as one word, hence the cluster -ISXutf8.
-SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-for prog in "pyrunc runtime.cli" "pyimg imagetool.cli"; do
-    set -- $prog
-    # site-packages goes last on the path: third-party modules a verb
-    # imports (zstandard for zstd layers) are found there without running
-    # site.py and the editable install's .pth hooks on every call.
-    cat > ".venv/bin/$1" <<LAUNCHER
-#!$PWD/.venv/bin/python3 -ISXutf8
-import sys
-sys.path.insert(0, "$PWD")
-sys.path.append("$SITE")
-from $2 import main
-main()
-LAUNCHER
-    chmod 755 ".venv/bin/$1"
-done
 # PYRUNC_SETUP_LINKS=0 leaves /usr/local/bin alone (a second checkout, such
 # as a git worktree, gets its own .venv without taking over the commands).
 if [ "${PYRUNC_SETUP_LINKS:-1}" != 0 ]; then

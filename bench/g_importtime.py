@@ -22,18 +22,6 @@ def parse(stderr: str):
     return mods
 
 
-def shebang(script: str) -> list[str]:
-    """The interpreter and flags the console script really runs with (e.g.
-    `python3 -IS`), so the profile matches the installed command."""
-    with open(script, "rb") as f:
-        line = f.readline().decode().strip()
-    if line.startswith("#!"):
-        parts = line[2:].split()
-        if parts and "python" in os.path.basename(parts[0]):
-            return parts
-    return [PY]
-
-
 def _first_party(name):
     return name.split(".")[0] in ("runtime", "imagetool")
 
@@ -58,7 +46,8 @@ def run(args, report: H.Report):
         rt.create(cid, bundle, pf)
         return cid, wait_pid_file(pf)
 
-    base = [*shebang(PYRUNC), "-X", "importtime", PYRUNC, "--root", rt.root]
+    # as the installed command runs it (its interpreter flags), plus importtime
+    base = [*H.python_command(PYRUNC, "-X", "importtime"), "--root", rt.root]
     reps = 3
 
     def prof(label, make_argv, after=None):
@@ -144,7 +133,7 @@ def run(args, report: H.Report):
     store = os.path.join(tmp, "pyimg-store")
     walls, mods = [], None
     for _ in range(reps):
-        res = H.run([*shebang(pyimg), "-X", "importtime", pyimg, "--root", store, "images"])
+        res = H.run([*H.python_command(pyimg, "-X", "importtime"), "--root", store, "images"])
         walls.append(res.wall)
         mods = parse(res.err.decode(errors="replace"))
     results.append(("pyimg images (empty store)", H.median(walls), mods))
@@ -177,7 +166,7 @@ def run(args, report: H.Report):
             for m in sorted(mods, key=lambda m: -m[1])[:12]:
                 detail.append([label, m[0], f"{m[1] / 1000:.2f}", f"{m[2] / 1000:.2f}"])
     report.section("Import time: python -X importtime of each pyrunc verb, with the console script's own "
-                   f"interpreter flags ({' '.join(shebang(PYRUNC)[1:]) or 'none'}) "
+                   f"interpreter flags ({' '.join(H.python_flags(PYRUNC)) or 'none'}) "
                    "(median wall of 3; profile of the last)",
                    ["verb", "wall ms (with -X importtime)", "imports total ms", "of which runtime.*/imagetool.* self ms",
                     "modules", "top-level imports by cumulative ms"], rows,

@@ -394,6 +394,33 @@ def series_rows(series: dict, variants, ref=None, time_fmt=fmt_ms, extra=None):
     return rows
 
 
+# ---------------------------------------------------------------- launchers
+
+def python_command(command: str, *flags: str) -> list[str]:
+    """The interpreter command line an installed `pyrunc` or `pyimg` runs,
+    with `flags` (e.g. "-X", "importtime") added to the interpreter's: for
+    the launcher programs (runtime/launcher.c), BIN/python3 -I -S -X utf8
+    -c BOOT as they exec it, BOOT read from the program; for a script (an
+    earlier commit's launcher), its shebang's interpreter and flags and the
+    script."""
+    with open(command, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\x7fELF"):
+        start = data.index(b"import sys\n")
+        boot = data[start:data.index(b"\0", start)].decode()
+        interp = os.path.join(os.path.dirname(os.path.realpath(command)), "python3")
+        return [interp, "-I", "-S", "-X", "utf8", *flags, "-c", boot]
+    line = data.split(b"\n", 1)[0].decode(errors="replace")
+    interp = line[2:].split() if line.startswith("#!") else [sys.executable]
+    return [*interp, *flags, command]
+
+
+def python_flags(command: str) -> list[str]:
+    """The interpreter flags of python_command(command) (e.g. -I -S -X utf8)."""
+    cmd = python_command(command)
+    return cmd[1:cmd.index("-c")] if cmd[-2:-1] == ["-c"] else cmd[1:-1]
+
+
 # ---------------------------------------------------------------- machine info
 
 def _first_line(argv):

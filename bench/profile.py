@@ -29,14 +29,9 @@ sys.path.insert(0, HERE)
 PYRUNC = os.path.join(REPO, ".venv", "bin", "pyrunc")
 
 
-def _shebang(script):
-    """The interpreter + flags the console script runs with (e.g. python3 -IS)."""
-    with open(script) as f:
-        line = f.readline().strip()
-    return line[2:].split() if line.startswith("#!") else [os.path.join(REPO, ".venv", "bin", "python")]
+import harness as H  # noqa: E402
 
-
-PY = _shebang(PYRUNC)
+CMD = H.python_command(PYRUNC)  # what the installed command runs, with its interpreter flags
 OUT = os.path.join(HERE, "out")  # = harness.OUT, ignored by git
 
 
@@ -174,8 +169,7 @@ def main():
         for verb, mk in verbs.items():
             report = [f"# pyrunc {verb}: strace -c (runtime process only) and py-spy ({a.reps} runs)\n"]
             argv = mk()
-            subprocess.run(["strace", "-c", "-o", os.path.join(tmp, "strace.txt"), *PY, PYRUNC, "--root", root,
-                            *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            subprocess.run(["strace", "-c", "-o", os.path.join(tmp, "strace.txt"), *CMD, "--root", root, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
             with open(os.path.join(tmp, "strace.txt")) as f:
                 st = f.read()
@@ -186,7 +180,7 @@ def main():
                     argv = mk()
                     raw = os.path.join(tmp, f"{verb}{i}.raw")
                     subprocess.run([a.py_spy, "record", "--rate", "2000", "--format", "raw", "--nonblocking",
-                                    "-o", raw, "--", *PY, PYRUNC, "--root", root, *argv],
+                                    "-o", raw, "--", *CMD, "--root", root, *argv],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     raws.append(raw)
                 total, incl, selfc = aggregate(raws)

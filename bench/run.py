@@ -104,12 +104,11 @@ def main(argv=None) -> int:
     H.CLEANUP.push(__import__("shutil").rmtree, wrapdir, ignore_errors=True)
     H.build_wrapper(wrapdir)
     report = H.Report()
-    with open(os.path.join(REPO, ".venv", "bin", "pyrunc"), "rb") as f:
-        first = f.readline().decode(errors="replace").strip()
-    flags = "".join(t[1:].split("X")[0] for t in first.split()[1:] if t.startswith("-"))
+    given = H.python_flags(os.path.join(REPO, ".venv", "bin", "pyrunc"))
+    flags = "".join(t[1:].split("X")[0] for t in given if t.startswith("-"))
     if "I" not in flags and "S" not in flags:
-        report.note(f"the installed pyrunc launcher runs without -I/-S ({first!r}): site-packages "
-                    "processing (~17 ms per call here) is included; ./setup.sh writes the fast launcher")
+        report.note(f"the installed pyrunc runs without -I/-S ({' '.join(given)!r}): site-packages "
+                    "processing (~17 ms per call here) is included; ./setup.sh installs the fast launcher")
     t0 = time.time()
     failed = []
     try:

@@ -286,7 +286,7 @@ def load(g, a):
 
 
 def _version() -> None:
-    from runtime.cli import VERSION
+    from runtime.version import VERSION
     print(f"pyimg version {VERSION}")
 
 

@@ -14,10 +14,6 @@ import sys
 
 from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived, stays
 
-VERSION = "0.1.0"
-SPEC_VERSION = "1.3.0"
-
-
 GLOBAL_OPTS = [
     Opt("--debug", "debug", bool, False, "write debug lines to the log"),
     Opt("--log", "log", str, None, "file to append log lines to (default: stderr)"),
@@ -46,7 +42,7 @@ VERBS = T.verbs
 _ID = "<container-id>"
 
 
-def verb(name: str, *opts: tuple, args: tuple[str, ...] = ("id",), optional: tuple[str, ...] = (),
+def verb(name: str, *opts: Opt, args: tuple[str, ...] = ("id",), optional: tuple[str, ...] = (),
          rest: str | None = None, help: str = "", usage: str = _ID):
     """Register a verb. `args` are required positionals, `optional` ones
     that may follow; `rest` collects the remainder, options included
@@ -359,19 +355,8 @@ parse = T.parse
 
 
 def _version_text() -> str:
-    commit = "unknown"
-    try:
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        with open(os.path.join(here, ".git", "HEAD")) as f:
-            head = f.read().strip()
-        if head.startswith("ref: "):
-            with open(os.path.join(here, ".git", head[5:])) as f:
-                commit = f.read().strip()[:12]
-        else:
-            commit = head[:12]
-    except OSError:
-        pass
-    return f"{VERSION}\ncommit: {commit}\nspec: {SPEC_VERSION}"
+    from runtime import version
+    return version.text()
 
 
 T.version_text = _version_text

@@ -3,10 +3,10 @@ program called without a verb: for a "go" style table (pyrunc) the text
 runc prints, in urfave/cli v1's layout (NAME, USAGE, VERSION, COMMANDS,
 OPTIONS, aligned as its tabwriter does); for a "posix" one (pyimg) typer
 built from the table. Kept apart from cmdtable, which every call loads,
-since only those requests need it."""
+since only those requests need it. It reads the table only through the
+Table it is given (runtime.cmdtable imports this module, not the other way
+round)."""
 import sys
-
-from runtime.toolkit.cmdtable import opt_names, split_items
 
 
 def _align(text: str) -> str:
@@ -31,12 +31,12 @@ def _align(text: str) -> str:
     return "\n".join(out)
 
 
-def _go_flag(o: tuple) -> str:
+def _go_flag(o) -> str:
     """One option line: `--name value, -n value<TAB>usage (default: ...)`."""
-    _, _, kind, default, help, _ = o
+    kind, default = o.kind, o.default
     value = "" if kind is bool else " value"
     # urfave/cli: one dash for a one-letter name, two otherwise.
-    names = ", ".join(("-" if len(n.lstrip("-")) == 1 else "--") + n.lstrip("-") + value for n in opt_names(o))
+    names = ", ".join(("-" if len(n.lstrip("-")) == 1 else "--") + n.lstrip("-") + value for n in o.names)
     if callable(default):
         default = default()
     shown = ""
@@ -44,7 +44,7 @@ def _go_flag(o: tuple) -> str:
         shown = f" (default: {default or 0})"
     elif kind is str and default:
         shown = f' (default: "{default}")'
-    return f"{names}\t{(help + shown).strip()}"
+    return f"{names}\t{(o.help + shown).strip()}"
 
 
 def _summary(help: str) -> tuple[str, str]:
@@ -60,9 +60,8 @@ def go_help(table, topic: str | None) -> str:
         return (f"NAME:\n   {prog} help - show the list of commands, or the help of one\n\n"
                 f"USAGE:\n   {prog} help [command]\n")
     if topic is not None:
-        _, items, help, _ = table.verbs[topic]
-        usage, desc = _summary(help)
-        opts, _ = split_items(items)
+        usage, desc = _summary(table.verbs[topic].help)
+        opts, _ = table.split(topic)
         text = f"NAME:\n   {prog} {topic} - {usage}\n\nUSAGE:\n   {prog} {topic}"
         if opts:
             text += " [command options]"
@@ -78,8 +77,8 @@ def go_help(table, topic: str | None) -> str:
     if table.version_text is not None:
         text += "\n\nVERSION:\n   " + table.version_text().rstrip("\n")
     text += "\n\nCOMMANDS:"
-    for name, (_, _, help, _) in sorted(table.verbs.items()):
-        text += f"\n   {name}\t{_summary(help)[0]}"
+    for name, v in sorted(table.verbs.items()):
+        text += f"\n   {name}\t{_summary(v.help)[0]}"
     text += "\n   help, h\tshow the list of commands, or the help of one"
     text += "\n\nGLOBAL OPTIONS:\n   " + "\n   ".join(
         [_go_flag(o) for o in table.global_opts] + ["--help, -h\tshow help", "--version, -v\tprint the version"])
@@ -98,31 +97,29 @@ def typer_main(table, argv: list[str], dispatch) -> int:
     app = typer.Typer(add_completion=False, no_args_is_help=True, help=table.help,
                       context_settings={"help_option_names": ["-h", "--help"]})
 
-    def opt_param(o: tuple):
-        _, dest, kind, default, help, required = o
-        ann = list[str] if kind is list else kind
-        default = None if kind is list else (default() if callable(default) else default)
-        return inspect.Parameter(dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
-                                 default=typer.Option(... if required else default, *opt_names(o), help=help))
+    def opt_param(o):
+        ann = list[str] if o.kind is list else o.kind
+        default = None if o.kind is list else o.initial()
+        return inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
+                                 default=typer.Option(... if o.required else default, *o.names, help=o.help))
 
     def callback(**kw):
         pass
     callback.__signature__ = inspect.Signature([opt_param(o) for o in table.global_opts])
     app.callback()(callback)
-    for name, (func, items, help, _) in table.verbs.items():
-        opts, args = split_items(items)
+    for name, v in table.verbs.items():
+        opts, args = table.split(name)
         params = []
-        for arg, arg_help, required, many in args:
-            ann = list[str] if many else str
+        for x in args:
             params.append(inspect.Parameter(
-                arg, inspect.Parameter.KEYWORD_ONLY, annotation=ann,
-                default=typer.Argument(... if required else None, metavar=arg.upper(), help=arg_help)))
+                x.name, inspect.Parameter.KEYWORD_ONLY, annotation=list[str] if x.many else str,
+                default=typer.Argument(... if x.required else None, metavar=x.name.upper(), help=x.help)))
         params += [opt_param(o) for o in opts]
 
         def cmd(**kw):
             raise typer.Exit(dispatch(argv))
         cmd.__signature__ = inspect.Signature(params)
-        app.command(name, help=help or (func.__doc__ or "").strip())(cmd)
+        app.command(name, help=v.help or (v.func.__doc__ or "").strip())(cmd)
     try:
         app(argv, prog_name=table.prog, standalone_mode=True)
     except SystemExit as e:

@@ -217,7 +217,7 @@ def events(root: str, cid: str, interval: float, once: bool, out=sys.stdout) -> 
 def features() -> dict:
     """runtime-spec features.md: what this build and host support."""
     from runtime import caps, cgroups, rootfs
-    from runtime.cli import SPEC_VERSION
+    from runtime.version import SPEC_VERSION, VERSION
     try:
         from runtime import seccomp
         sec = seccomp.features()
@@ -240,7 +240,7 @@ def features() -> dict:
             "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {
-            "org.opencontainers.pyrunc.version": "0.1.0",
+            "org.opencontainers.pyrunc.version": VERSION,
             "org.opencontainers.pyrunc.checkpoint.enabled": "false",
         },
     }

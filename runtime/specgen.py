@@ -7,8 +7,7 @@ the runtime spec this runtime implements), and a bundle made with one
 runtime runs unchanged under the other.
 """
 from runtime.toolkit import os_lite as os
-
-OCI_VERSION = "1.3.0"
+from runtime.version import SPEC_VERSION
 
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
@@ -71,7 +70,7 @@ def default_spec(*, rootless: bool = False, args: list[str] | None = None,
     linux["maskedPaths"] = list(_MASKED)
     linux["readonlyPaths"] = list(_READONLY)
     return {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": SPEC_VERSION,
         "process": {
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},

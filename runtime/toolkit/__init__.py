@@ -34,5 +34,5 @@ names only; tests/unit/test_boundaries.py checks it):
   runtime.toolkit.cmdtable (Table, Opt, Arg, UsageError, finish, short_lived, stays)
   runtime.syscalls (mount, umount2 and the rest of its documented calls)
   runtime.specgen.default_spec, runtime.validate.validate_config,
-  runtime.state.read_file, runtime.cli.VERSION
+  runtime.state.read_file, runtime.version
 """

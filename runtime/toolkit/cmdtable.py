@@ -44,42 +44,46 @@ _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # strconv.ParseBool
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-# Options, positionals and verbs are plain tuples and lists, not classes:
-# every call of either program declares its whole table at import, and a
-# class costs 50-70 K instructions to create (with the five classes this
-# module had, it and pyrunc's table cost `pyrunc start` 2.2 M instructions;
-# 1.4 M without them).
+# Options, positionals and verbs are small classes with __slots__ (every
+# call of either program declares its whole table at import; namedtuple
+# would import collections, which costs more than the rest of the table).
 
-def Opt(names: str, dest: str, kind: type = str, default=None, help: str = "",  # noqa: N802
-        required: bool = False) -> tuple:
-    """An option: (names, dest, kind, default, help, required). `names` is
-    comma-separated ("--all,-a"); every name starts with "-". kind: str,
-    int, bool or list (repeatable str). `default` may be a callable, called
-    at parse time (e.g. to read the environment)."""
-    return (names, dest, kind, default, help, required)
+class Opt:
+    """An option. names: its spellings, each starting with "-", given
+    comma-separated ("--all,-a") and kept as a tuple ("--all", "-a");
+    dest: the key of its value; kind: str, int, bool or list (a repeatable
+    str); default: the value when it is not given, or a callable called at
+    parse time (e.g. to read the environment); required: a call must give it."""
+    __slots__ = ("names", "dest", "kind", "default", "help", "required")
 
+    def __init__(self, names: str, dest: str, kind: type = str, default=None, help: str = "",
+                 required: bool = False):
+        self.names = tuple(names.replace(" ", "").split(","))
+        self.dest, self.kind, self.default, self.help, self.required = dest, kind, default, help, required
 
-def Arg(name: str, help: str = "", required: bool = True, many: bool = False) -> tuple:  # noqa: N802
-    """A positional: (name, help, required, many). many: takes every
-    remaining positional (a list); required with many means at least one."""
-    return (name, help, required, many)
-
-
-def opt_names(o: tuple) -> tuple[str, ...]:
-    return tuple(o[0].replace(" ", "").split(","))
-
-
-def _initial(o: tuple):
-    kind, default = o[2], o[3]
-    if kind is list:
-        return []
-    return default() if callable(default) else default
+    def initial(self):
+        """The value before the command line is read."""
+        if self.kind is list:
+            return []
+        return self.default() if callable(self.default) else self.default
 
 
-def split_items(items: tuple) -> tuple[list[tuple], list[tuple]]:
-    """A verb's (options, positionals), in declaration order."""
-    opts = [x for x in items if x[0].startswith("-")]
-    return opts, [x for x in items if not x[0].startswith("-")]
+class Arg:
+    """A positional. many: takes every remaining positional (a list);
+    required with many means at least one."""
+    __slots__ = ("name", "help", "required", "many")
+
+    def __init__(self, name: str, help: str = "", required: bool = True, many: bool = False):
+        self.name, self.help, self.required, self.many = name, help, required, many
+
+
+class Verb:
+    """A verb of a Table: the function a call runs, its Opts and Args in
+    declaration order, its help text, and raw_rest (Table.verb)."""
+    __slots__ = ("func", "items", "help", "raw_rest")
+
+    def __init__(self, func, items: tuple, help: str = "", raw_rest: bool = False):
+        self.func, self.items, self.help, self.raw_rest = func, items, help, raw_rest
 
 
 def __getattr__(name: str):
@@ -98,19 +102,18 @@ def __getattr__(name: str):
 
 
 class Table:
-    """A program's verbs. `verbs` maps a name to [func, items, help,
-    raw_rest]: items are its Opts and Args in declaration order, split
-    only for the verb a call names."""
+    """A program's verbs. `verbs` maps a name to its Verb, whose items are
+    split into options and positionals only for the verb a call names."""
 
-    def __init__(self, prog: str, help: str, global_opts: list[tuple], style: str = "posix"):
+    def __init__(self, prog: str, help: str, global_opts: list[Opt], style: str = "posix"):
         self.prog, self.help, self.global_opts, self.style = prog, help, global_opts, style
-        self.verbs: dict[str, list] = {}
+        self.verbs: dict[str, Verb] = {}
         # go style: the help's ARGS text per verb (Table.verb's args_usage),
         # and a function returning the version text the app help shows.
         self.args_usage: dict[str, str] = {}
         self.version_text = None
 
-    def verb(self, name: str, *items: tuple, help: str = "", raw_rest: bool = False, args_usage: str = ""):
+    def verb(self, name: str, *items: Opt | Arg, help: str = "", raw_rest: bool = False, args_usage: str = ""):
         """Register the decorated function as verb `name`; items are its Opts
         and Args in order. The function is called as func(g, a) with the
         global and the verb's values as dicts keyed by dest / arg name.
@@ -119,7 +122,7 @@ class Table:
         help: a one-line summary, then (after a blank line) a description;
         args_usage: what the go-style help shows for the positionals."""
         def deco(func):
-            self.verbs[name] = [func, items, help, raw_rest]
+            self.verbs[name] = Verb(func, items, help, raw_rest)
             if args_usage:
                 self.args_usage[name] = args_usage
             return func
@@ -127,14 +130,19 @@ class Table:
 
     def func(self, name: str):
         """The function of verb `name`."""
-        return self.verbs[name][0]
+        return self.verbs[name].func
+
+    def split(self, name: str) -> tuple[list[Opt], list[Arg]]:
+        """Verb `name`'s (options, positionals), in declaration order."""
+        items = self.verbs[name].items
+        return [x for x in items if type(x) is Opt], [x for x in items if type(x) is not Opt]
 
     # ------------------------------------------------------------- parsing
-    def _index(self, opts: list[tuple]) -> dict[str, tuple]:
+    def _index(self, opts: list[Opt]) -> dict[str, Opt]:
         idx = {}
         go = self.style == "go"
         for o in opts:
-            for n in opt_names(o):
+            for n in o.names:
                 idx[n] = o
                 if go and n.startswith("--"):
                     idx[n[1:]] = o  # Go's flag package also takes -name
@@ -154,7 +162,7 @@ class Table:
             return arg.partition("=")[0] in _GO_HELP
         return arg in ("--help", "-h")
 
-    def _take(self, idx: dict[str, tuple], argv: list[str], i: int, values: dict) -> int:
+    def _take(self, idx: dict[str, Opt], argv: list[str], i: int, values: dict) -> int:
         """Parse the option at argv[i] into values; return the next index."""
         arg = argv[i]
         name, eq, inline = arg.partition("=")
@@ -162,22 +170,22 @@ class Table:
         if o is None and self.style == "posix" and not arg.startswith("--") and len(arg) > 2:
             # -it (bundled booleans) or -eVALUE (a short option and its value)
             first = idx.get(arg[:2])
-            if first is not None and first[2] is not bool:
+            if first is not None and first.kind is not bool:
                 return self._store(first, arg[:2], arg[2:], values) or i + 1
             flags = [idx.get("-" + c) for c in arg[1:]]
-            if all(f is not None and f[2] is bool for f in flags):
+            if all(f is not None and f.kind is bool for f in flags):
                 for f in flags:
-                    values[f[1]] = True
+                    values[f.dest] = True
                 return i + 1
         if o is None:
             raise self._unknown(name)
-        if o[2] is bool:
+        if o.kind is bool:
             if not eq:
-                values[o[1]] = True
+                values[o.dest] = True
             elif self.style != "go":
-                values[o[1]] = inline.lower() not in ("false", "0")
+                values[o.dest] = inline.lower() not in ("false", "0")
             elif inline in _GO_TRUE or inline in _GO_FALSE:
-                values[o[1]] = inline in _GO_TRUE
+                values[o.dest] = inline in _GO_TRUE
             else:
                 raise UsageError(f'invalid boolean value "{inline}" for {self._flag(name)}: parse error')
             return i + 1
@@ -189,8 +197,8 @@ class Table:
         self._store(o, name, argv[i + 1], values)
         return i + 2
 
-    def _store(self, o: tuple, name: str, val: str, values: dict) -> None:
-        kind, dest = o[2], o[1]
+    def _store(self, o: Opt, name: str, val: str, values: dict) -> None:
+        kind, dest = o.kind, o.dest
         if kind is int:
             try:
                 val = int(val)
@@ -210,7 +218,7 @@ class Table:
         the program's). Raises UsageError."""
         go = self.style == "go"
         gidx = self._index(self.global_opts)
-        g = {o[1]: _initial(o) for o in self.global_opts}
+        g = {o.dest: o.initial() for o in self.global_opts}
         i = 0
         while i < len(argv) and argv[i].startswith("-"):
             arg = argv[i]
@@ -244,12 +252,12 @@ class Table:
                 raise _usage(f"No help topic for '{name}'", kind="topic", code=3)  # runc's words
             raise UsageError(f"unknown command {name!r} for {self.prog!r}")
         i += 1
-        opts, args = split_items(v[1])
-        raw_rest = v[3] and args and args[-1][3]
+        opts, args = self.split(name)
+        raw_rest = v.raw_rest and args and args[-1].many
         idx = self._index(opts)
-        a = {o[1]: _initial(o) for o in opts}
+        a = {o.dest: o.initial() for o in opts}
         pos: list[str] = []
-        fixed = len([x for x in args if not x[3]])
+        fixed = len([x for x in args if not x.many])
         while i < len(argv):
             arg = argv[i]
             if arg == "--":
@@ -269,18 +277,18 @@ class Table:
             pos.append(arg)
             i += 1
         for o in opts:
-            if o[5] and not a.get(o[1]):
-                raise _usage(f"{name}: required flag {opt_names(o)[-1]} not set", name)
+            if o.required and not a.get(o.dest):
+                raise _usage(f"{name}: required flag {o.names[-1]} not set", name)
         if go:
             self._check_count(name, args, len(pos))
         self._bind(name, args, pos, a)
         return g, name, a
 
-    def _check_count(self, name: str, args: list[tuple], n: int) -> None:
+    def _check_count(self, name: str, args: list[Arg], n: int) -> None:
         """runc's argument checks (exactly / a minimum of / a maximum of N),
         in its words."""
-        need = sum(1 for x in args if x[2] and not x[3])
-        most = None if any(x[3] for x in args) else sum(1 for x in args if not x[3])
+        need = sum(1 for x in args if x.required and not x.many)
+        most = None if any(x.many for x in args) else sum(1 for x in args if not x.many)
         if most == need and n != need:
             msg = f"requires exactly {need} argument(s)"
         elif n < need:
@@ -292,21 +300,21 @@ class Table:
         raise _usage(f'{self.prog}: "{name}" {msg}', name, kind="args")
 
     @staticmethod
-    def _bind(name: str, args: list[tuple], pos: list[str], a: dict) -> None:
+    def _bind(name: str, args: list[Arg], pos: list[str], a: dict) -> None:
         rest = list(pos)
-        for arg, _, required, many in args:
-            if many:
-                if required and not rest:
-                    raise UsageError(f"{name}: requires at least 1 {arg.upper()}")
-                a[arg] = rest
+        for x in args:
+            if x.many:
+                if x.required and not rest:
+                    raise UsageError(f"{name}: requires at least 1 {x.name.upper()}")
+                a[x.name] = rest
                 rest = []
             elif rest:
-                a[arg] = rest.pop(0)
-            elif required:
-                need = [y[0].upper() for y in args if y[2]]
+                a[x.name] = rest.pop(0)
+            elif x.required:
+                need = [y.name.upper() for y in args if y.required]
                 raise UsageError(f"{name}: \"{name}\" requires {len(need)} argument(s): {' '.join(need)}")
             else:
-                a[arg] = None
+                a[x.name] = None
         if rest:
             raise UsageError(f"{name}: unexpected argument {rest[0]!r}")
 

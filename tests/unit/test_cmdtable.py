@@ -87,9 +87,34 @@ def test_pyimg_runs_without_the_cyclic_gc_except_a_foreground_run(argv, enabled)
             "def probe(*a, **k):\n"
             "    sys.stdout.write('gc=%s' % gc.isenabled())\n"
             "    return 0\n"
-            "cli.T.verbs['images'][0] = probe\n"
+            "cli.T.verbs['images'].func = probe\n"
             "cli_bundle._run = probe\n"
             f"sys.argv = ['pyimg', '--root', '/nonexistent'] + {argv!r}\n"
             "cli.main()\n")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
     assert out.stdout.startswith(f"gc={enabled}"), (out.stdout, out.stderr)
+
+
+def test_records_have_named_fields():
+    o = Opt("--all, -a", "all", bool, False, "every one", required=True)
+    assert (o.names, o.dest, o.kind, o.default, o.help, o.required) == (("--all", "-a"), "all", bool, False,
+                                                                        "every one", True)
+    assert Opt("--root", "root", str, lambda: "/r").initial() == "/r" and Opt("-e", "env", list).initial() == []
+    x = Arg("cmd", "the command", required=False, many=True)
+    assert (x.name, x.help, x.required, x.many) == ("cmd", "the command", False, True)
+    t = _table()
+    v = t.verbs["rm"]
+    assert v.func({}, {}) == 0 and not v.raw_rest and t.verbs["run"].raw_rest
+    opts, args = t.split("run")
+    assert [o.dest for o in opts] == ["interactive", "tty", "env", "limit"] and [a.name for a in args] == ["ref", "cmd"]
+
+
+@pytest.mark.parametrize("prog", ["runtime.cli", "imagetool.cli"])
+def test_both_programs_declare_only_records(prog):
+    import importlib
+    t = importlib.import_module(prog).T
+    assert all(type(o) is Opt for o in t.global_opts)
+    for name, v in t.verbs.items():
+        assert callable(v.func) and isinstance(v.help, str), name
+        assert all(type(x) in (Opt, Arg) for x in v.items), name
+        assert all(n.startswith("-") for o in t.split(name)[0] for n in o.names), name

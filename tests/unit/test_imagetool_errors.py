@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from imagetool import cli, errors
+from runtime.toolkit.cmdtable import Verb
 
 # what a user must never see on the error line
 PYTHON_NAMES = re.compile(r"Traceback|\b[A-Z]\w*(Error|Exception|Interrupt)\b|\[Errno|Errno \d")
@@ -23,7 +24,7 @@ def probe(monkeypatch):
             if isinstance(what, BaseException):
                 raise what
             return what
-        monkeypatch.setitem(cli.T.verbs, verb, [func, (), "", False])
+        monkeypatch.setitem(cli.T.verbs, verb, Verb(func, ()))
         return cli._call(verb, {"root": "/nonexistent", "config": None}, dict(a or {}))
     return run
 
