@@ -802,8 +802,8 @@ _STATE_ROOTS = ("/run/pyrunc", "/run/runc")
 
 
 def containers_using(bundle: str, state_roots=_STATE_ROOTS) -> list[str]:
-    """Ids of live containers (pyrunc or runc state) whose bundle is ``bundle``."""
-    from runtime.state import read_file as read_state
+    """Ids of live containers (pyrunc or runc state) whose bundle is ``bundle``.
+    Both runtimes keep ROOT/ID/state.json; a file that is not JSON is skipped."""
     bundle = os.path.realpath(bundle)
     found = []
     for sroot in state_roots:
@@ -813,8 +813,11 @@ def containers_using(bundle: str, state_roots=_STATE_ROOTS) -> list[str]:
             continue
         for cid in names:
             try:
-                st = read_state(os.path.join(sroot, cid))  # pyrunc's state, or runc's state.json
+                with open(os.path.join(sroot, cid, "state.json"), "rb") as f:
+                    st = json.loads(f.read())
             except (OSError, ValueError):
+                continue
+            if not isinstance(st, dict):
                 continue
             # pyrunc writes "bundle"/"pid"; runc keeps "bundle=..." in its config labels
             b = st.get("bundle") or next((lab[7:] for lab in (st.get("config") or {}).get("labels") or []

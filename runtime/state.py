@@ -1,20 +1,19 @@
 """Per-container state under --root: one directory per container.
 
 Layout of ROOT/ID/:
-  state.marshal  what later verbs need (pid, start time, bundle, cgroup,
-                 hooks): JSON's data model in marshal's format, which the
-                 interpreter reads without loading a module (the JSON
-                 accelerator is a shared library: ~0.3 ms of every `start`,
-                 `kill` and `delete`). Carries "version" so a newer pyrunc
-                 can read an older file; `pyrunc state` prints the OCI state
-                 as JSON. Ends with a checksum, verified before the rest is
-                 parsed. A state.json (what pyrunc wrote before) is read.
-  create.marshal the state as create saved it first, before any cgroup or
+  state.json     what later verbs need (pid, start time, bundle, cgroup,
+                 hooks), as one line of JSON, readable with cat or jq.
+                 Carries "version" so a newer pyrunc can read an older
+                 file; `pyrunc state` prints the OCI state, not this file.
+                 Its last member, "crc32", is the CRC-32 of the bytes
+                 before it: a file that is truncated, overwritten or
+                 edited is refused as damaged before it is parsed.
+  create.json    the state as create saved it first, before any cgroup or
                  process existed (id, bundle, cgroup): a second name (hard
                  link) for that file, which keeps it when create's final
-                 save replaces state.marshal. Never rewritten, it still
-                 names the container's cgroup when state.marshal has been
-                 damaged (runtime.lifecycle.delete).
+                 save replaces state.json. Never rewritten, it still names
+                 the container's cgroup when state.json has been damaged
+                 (runtime.lifecycle.delete).
   exec.sock      exists from create until start: a listening unix socket on
                  which the waiting init blocks in accept().
 
@@ -22,18 +21,16 @@ Writes are atomic (temporary file + rename). Every verb that changes a
 container holds an exclusive flock on its directory, so concurrent commands
 on one container are serialised.
 """
-import binascii  # built into the interpreter, as marshal is
+import binascii  # built into the interpreter
 import fcntl
-import marshal
 from runtime.toolkit import os_lite as os
 
 from runtime import errors
 from runtime.errors import RuntimeFailure
 
 STATE_VERSION = 1
-STATE_FILE = "state.marshal"
-FIRST_FILE = "create.marshal"
-_LEGACY_FILE = "state.json"
+STATE_FILE = "state.json"
+FIRST_FILE = "create.json"
 START_SOCK = "exec.sock"
 # runc 1.1's rule (`^[\w+-\.]+$`: letters, digits and _ + , - .; the range
 # +-. holds the comma), checked without importing `re`.
@@ -113,47 +110,67 @@ class Lock:
 
 
 def save(cdir: str, data: dict) -> None:
-    """Atomically replace the state file. `data` goes through JSON first, so
-    later verbs read exactly what a JSON file would give them (lists, not
-    tuples; str keys). A trailer (_TRAILER and the payload's CRC-32) lets a
-    reader refuse a damaged file without parsing it (_decode)."""
+    """Atomically replace the state file with `data` as JSON, followed by
+    the checksum member (_SUM) that _decode verifies."""
     from runtime.toolkit import fastjson as json  # create has it loaded already
     data["version"] = STATE_VERSION
-    payload = marshal.dumps(json.loads(json.dumps(data)), 4)
+    body = json.dumps(data).encode()[:-1]  # (ASCII) all but the closing brace
     tmp = os.path.join(cdir, "." + STATE_FILE + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(payload + _TRAILER + binascii.crc32(payload).to_bytes(4, "little"))
+        f.write(b'%s%s%08x"}\n' % (body, _SUM, binascii.crc32(body)))
     os.rename(tmp, os.path.join(cdir, STATE_FILE))
 
 
-# Ends every state file save() writes, followed by the payload's CRC-32.
-_TRAILER = b"\x00pyrunc-state\x00"
+# A state file ends with _SUM, the CRC-32 of all that precedes it in 8 hex
+# digits, '"}' and a newline: _TAIL bytes.
+_SUM = b', "crc32": "'
+_TAIL = len(_SUM) + 11
 
 
 def _decode(raw: bytes) -> dict:
     """The state in a state file's bytes; ValueError (a short reason) when
-    they are not one. The checksum is verified before anything is parsed:
-    marshal trusts the sizes it reads, and garbage can make it allocate
-    gigabytes for seconds. A file without the trailer (an older pyrunc's)
-    is parsed only if it starts like a marshalled dict."""
-    n = len(_TRAILER) + 4
-    if raw[-n:-4] == _TRAILER:
-        payload = memoryview(raw)[:-n]
-        if binascii.crc32(payload) != int.from_bytes(raw[-4:], "little"):
-            raise ValueError("its checksum does not match")
-    elif raw[:1] in (b"{", b"\xfb"):  # TYPE_DICT, with or without FLAG_REF
-        payload = raw
-    else:
-        raise ValueError("truncated" if not raw else "not a state file")
+    they are not one. The checksum is verified before anything is parsed."""
+    if len(raw) <= _TAIL or raw[-_TAIL:-11] != _SUM or raw[-3:] != b'"}\n':
+        if raw[:1] != b"{" and raw:
+            raise ValueError("not a state file")
+        whole = raw.rstrip().endswith(b"}") and _SUM not in raw[-_TAIL - 1:]
+        raise ValueError("it has no checksum" if whole else "truncated")
     try:
-        data = marshal.loads(payload) if payload is not raw else _loads_bounded(raw)
-    except EOFError:
-        raise ValueError("truncated") from None
-    except (TypeError, ValueError, OverflowError, MemoryError):
+        ok = binascii.crc32(memoryview(raw)[:-_TAIL]) == int(raw[-11:-3], 16)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("its checksum does not match")
+    try:
+        text = raw.decode()
+        data, end = _scanner()(text, 0)
+    except (ValueError, StopIteration, TypeError, RecursionError):
         raise ValueError("not a state file") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or end != len(text) - 1 or "crc32" not in data:
         raise ValueError("not a state file")
+    del data["crc32"]
     return data
+
+
+_scan = None
+
+
+def _scanner():
+    """_json's scanner, set up here rather than through
+    runtime.toolkit.fastjson: start, kill and delete read a state file and
+    nothing else in JSON, and one module less to load is a measurable part
+    of what they cost (docs/performance.md, "Container state as JSON")."""
+    global _scan
+    if _scan is None:
+        import _json
+
+        class Ctx:  # the attributes make_scanner reads from a JSONDecoder
+            strict = True
+            object_hook = object_pairs_hook = None
+            parse_float = parse_constant = float
+            parse_int = int
+        _scan = _json.make_scanner(Ctx())
+    return _scan
 
 
 def save_first(cdir: str, data: dict) -> None:
@@ -165,26 +182,6 @@ def save_first(cdir: str, data: dict) -> None:
     except FileNotFoundError:
         pass
     os.link(os.path.join(cdir, STATE_FILE), first)
-
-
-def _loads_bounded(raw: bytes):
-    """marshal.loads of a file no checksum vouches for, with this process's
-    address space capped a little above its current size: the sizes in
-    garbage fail as MemoryError at once instead of being allocated."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as f:
-        size = int(f.read().split()[0]) * resource.getpagesize()
-    cap = size + (64 << 20)
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    if soft != resource.RLIM_INFINITY:
-        cap = min(cap, soft)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    try:
-        return marshal.loads(raw)
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def read_first(cdir: str) -> dict | None:
@@ -203,17 +200,8 @@ def read_file(d: str) -> dict:
     """The state saved in container directory `d`. Raises FileNotFoundError
     when there is none, ValueError (a short reason) when it is not a state
     file."""
-    try:
-        with open(os.path.join(d, STATE_FILE), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        from runtime.toolkit import fastjson as json
-        with open(os.path.join(d, _LEGACY_FILE), "rb") as f:
-            data = json.loads(f.read())
-        if not isinstance(data, dict):
-            raise ValueError("not a state file") from None
-        return data
-    return _decode(raw)
+    with open(os.path.join(d, STATE_FILE), "rb") as f:
+        return _decode(f.read())
 
 
 def load(root: str, cid: str) -> dict:
@@ -332,7 +320,6 @@ def list_ids(root: str) -> list[str]:
     try:
         return sorted(n for n in os.listdir(root)
                       if os.path.isfile(os.path.join(root, n, STATE_FILE))
-                      or os.path.isfile(os.path.join(root, n, _LEGACY_FILE))
                       or os.path.isfile(os.path.join(root, n, FIRST_FILE)))
     except FileNotFoundError:
         return []

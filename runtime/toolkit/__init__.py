@@ -34,5 +34,7 @@ names only; tests/unit/test_boundaries.py checks it):
   runtime.toolkit.cmdtable (Table, Opt, Arg, UsageError, finish, short_lived, stays)
   runtime.syscalls (mount, umount2 and the rest of its documented calls)
   runtime.specgen.default_spec, runtime.validate.validate_config,
-  runtime.state.read_file, runtime.version
+  runtime.version
+and the state file's name: imagetool reads ROOT/ID/state.json, pyrunc's
+or runc's, as plain JSON (bundle.containers_using).
 """

@@ -22,6 +22,7 @@ the installed binaries; nothing is mocked.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -161,11 +162,11 @@ def _is_zombie(pid: int) -> bool:
 
 def runtime_state(runc_root: str, ns: str, cid: str) -> dict | None:
     """The runtime's state file for a task (the shim runs the runtime with
-    --root RUNC_ROOT/NAMESPACE): pyrunc's, or runc's state.json; None if
-    there is none."""
-    from runtime.state import read_file
+    --root RUNC_ROOT/NAMESPACE), pyrunc's or runc's: both keep it as
+    ROOT/ID/state.json. None if there is none."""
     try:
-        return read_file(os.path.join(runc_root, ns, cid))
+        with open(os.path.join(runc_root, ns, cid, "state.json")) as f:
+            return json.load(f)
     except FileNotFoundError:
         return None
 

@@ -547,9 +547,8 @@ def test_damaged_state_file_never_forgets_a_running_container(rt, damage):
     elif damage == "empty":
         os.truncate(sf, 0)
     elif damage == "wrong-type":
-        import marshal
-        with open(sf, "wb") as f:
-            f.write(marshal.dumps({"id": cid, "pid": "not a pid"}))
+        from runtime.state import save
+        save(os.path.dirname(sf), {"id": cid, "pid": "not a pid"})
     else:
         os.unlink(sf)
     try:
@@ -590,7 +589,7 @@ def test_damaged_state_without_a_record_is_refused_not_forgotten(rt):
     """When neither the state nor create's first record can be read, there
     is no telling which processes are the container's: `delete --force`
     refuses (as runc does), keeps the directory, and says what to do."""
-    from runtime.state import STATE_FILE
+    from runtime.state import FIRST_FILE, STATE_FILE
     name = f"pyrunc-norecord-{os.getpid()}"
     b = rt.bundle(["sleep", "600"], mutate=lambda c: c["linux"].update(cgroupsPath="/" + name))
     cid = rt.new_id()
@@ -598,10 +597,10 @@ def test_damaged_state_without_a_record_is_refused_not_forgotten(rt):
     pid = rt.state(cid)["pid"]
     cdir = os.path.join(rt.root, cid)
     try:
-        for n in os.listdir(cdir):
-            if n.endswith(".marshal") or n == STATE_FILE:
-                with open(os.path.join(cdir, n), "wb") as f:
-                    f.write(b"\x00garbage")
+        for n in (STATE_FILE, FIRST_FILE):
+            assert os.path.isfile(os.path.join(cdir, n))
+            with open(os.path.join(cdir, n), "wb") as f:
+                f.write(b"\x00garbage")
         p = rt("delete", "--force", cid)
         assert p.returncode == 1
         assert cid in p.stderr and cdir in p.stderr and len(p.stderr.strip().splitlines()) == 1

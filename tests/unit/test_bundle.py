@@ -154,3 +154,24 @@ def test_layer_keys_depend_on_parents_and_maps():
     assert ca[0] == a and ca[1] != cb[1]  # same layer on different parents
     k = layer_key(ca[1], IdMap(), IdMap())
     assert len(k) == 12 and k != layer_key(ca[1], IdMap.parse(["0:1:1"]), IdMap())
+
+
+def test_containers_using_reads_pyrunc_and_runc_state_files(tmp_path):
+    """rm-bundle's check for live containers: pyrunc's state.json (with its
+    checksum member) and runc's (the bundle in its config labels) both
+    count; a container whose pid is gone, another bundle and a damaged file
+    do not."""
+    import json
+    from imagetool.bundle import containers_using
+    from runtime import state
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    pyrunc_root, runc_root = tmp_path / "pyrunc", tmp_path / "runc"
+    for cid, b, pid in (("py", bundle, os.getpid()), ("other", tmp_path, os.getpid()), ("gone", bundle, 2**22 + 1)):
+        state.save(state.make_dir(str(pyrunc_root), cid), {"id": cid, "pid": pid, "bundle": str(b)})
+    (pyrunc_root / "bad").mkdir()
+    (pyrunc_root / "bad" / state.STATE_FILE).write_bytes(b'{"id": "bad", "bun')
+    (runc_root / "rc").mkdir(parents=True)
+    (runc_root / "rc" / "state.json").write_text(json.dumps(
+        {"id": "rc", "init_process_pid": os.getpid(), "config": {"labels": [f"bundle={bundle}"]}}))
+    assert sorted(containers_using(str(bundle), (str(pyrunc_root), str(runc_root)))) == ["py", "rc"]

@@ -27,6 +27,20 @@ def test_verbs_import_nothing_heavy(verb, tmp_path):
     assert not (_loaded(code) & HEAVY), _loaded(code) & HEAVY
 
 
+@pytest.mark.parametrize("verb", ["start", "kill", "delete"])
+def test_verbs_reading_a_state_file_do_not_load_fastjson(verb, tmp_path):
+    """The state file is parsed by _json's scanner alone (runtime.state._scanner)."""
+    import binascii
+    (tmp_path / "c1").mkdir()
+    body = b'{"id": "c1", "pid": 0, "bundle": "/b", "version": 1'
+    (tmp_path / "c1" / "state.json").write_bytes(body + b', "crc32": "%08x"}\n' % binascii.crc32(body))
+    code = ("from runtime import cli\n"
+            f"cli._dispatch(['--root', {str(tmp_path)!r}, {verb!r}, 'c1'])")
+    loaded = _loaded(code)
+    assert "_json" in loaded and "runtime.toolkit.fastjson" not in loaded
+    assert os.path.exists(tmp_path / "c1") is (verb != "delete")
+
+
 def test_create_path_imports_nothing_heavy():
     code = ("from runtime import cli, container, init, sync, state, cgroups, validate, rootfs, caps\n"
             "from runtime.specgen import default_spec\n"
