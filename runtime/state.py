@@ -267,33 +267,15 @@ def status(data: dict) -> str:
     if os.path.exists(os.path.join(data["_dir"], START_SOCK)):
         return "created"
     cg = data.get("cgroup")
-    if cg and not _surely_thawed(cg):
-        from runtime import cgroups
-        try:
-            if cgroups.manager_from_state(cg).is_frozen():
-                return "paused"
-        except OSError:
-            pass
+    if cg:
+        from runtime import cgroups  # (the package alone; a manager only if it may be frozen)
+        if not cgroups.surely_thawed(cg):
+            try:
+                if cgroups.manager_from_state(cg).is_frozen():
+                    return "paused"
+            except OSError:
+                pass
     return "running"
-
-
-def _surely_thawed(cg: dict) -> bool:
-    """True when the cgroup's own freezer file says "not frozen", read
-    without loading the cgroup managers: the usual answer for a running
-    container, asked by every `kill` and `state`. False means "ask the
-    manager" (frozen, freezing, no freezer, or a state it cannot read).
-    `cg` is the manager's to_state() (runtime.cgroups)."""
-    if cg.get("version") == "v2":
-        d, name, thawed = cg.get("path"), "cgroup.freeze", "0"
-    else:
-        d, name, thawed = (cg.get("paths") or {}).get("freezer"), "freezer.state", "THAWED"
-    if not d:
-        return False
-    try:
-        with open(f"{d}/{name}") as f:
-            return f.read().strip() == thawed
-    except OSError:
-        return False
 
 
 def oci_state(data: dict, st: str | None = None) -> dict:

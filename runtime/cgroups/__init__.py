@@ -7,10 +7,11 @@ Entry points:
     manager_from_state(dict)                 -> Manager (from Manager.to_state())
     features()                               -> runtime-spec features linux.cgroup
     resolve_paths(...)                       -> where a container's cgroup lives
+    surely_thawed(dict)                      -> the freezer file of a to_state() says "not frozen"
 
 Manager methods: create, add_task, cgroup2_dir, join_self, apply, freeze,
 thaw, is_frozen, pids, stats, oom_watcher/oom_eventfd, oom_kill_count,
-destroy, exists, to_state. All raise CgroupError (one line naming the path/field).
+destroy, exists, to_state. All raise common.CgroupError (one line naming the path/field).
 
 cgroupsPath semantics follow runc 1.1 (cgroupfs driver): the path is
 cleaned so '..' cannot escape; an absolute path is taken below each
@@ -19,16 +20,18 @@ hierarchy's mountpoint; a relative one below the runtime's own cgroup
 since our own one already has processes); no path means the container id
 as a relative path.
 
-Only this module and .common load at import: the managers, writers and
-bpf code are imported when first used.
+Only this module loads at import, so that `state` and `kill` can call
+surely_thawed() for the price of one small module: .common (where
+CgroupError lives), the managers, writers and bpf code are imported when
+first used.
 """
 
 from runtime.toolkit import os_lite as os
 
-from .common import CgroupError, DEFAULT_ROOT, clean_path
+DEFAULT_ROOT = "/sys/fs/cgroup"
 
-__all__ = ["CgroupError", "detect_layout", "open_manager", "manager_from_state", "features",
-           "resolve_paths"]
+__all__ = ["detect_layout", "open_manager", "manager_from_state", "features", "resolve_paths",
+           "surely_thawed"]
 
 
 def detect_layout(root: str = DEFAULT_ROOT, *, mountinfo: str = "/proc/self/mountinfo") -> str:
@@ -56,10 +59,12 @@ def _layout(root: str, mounts: list[dict]) -> str:
             has_unified = True
     if has_v1:
         return "hybrid" if has_unified else "v1"
+    from .common import CgroupError
     raise CgroupError(f"no cgroup hierarchy mounted at {root}")
 
 
 def _inner(cgroups_path: str | None, container_id: str) -> str:
+    from .common import CgroupError, clean_path
     if cgroups_path:
         inner = clean_path(cgroups_path)
     else:
@@ -139,6 +144,7 @@ def open_manager(cgroups_path: str | None, container_id: str, *, root: str = DEF
     systemd=True needs a running systemd and the systemd driver, which
     pyrunc does not implement: both cases raise CgroupError."""
     if systemd:
+        from .common import CgroupError
         if not _systemd_running():
             raise CgroupError("systemd cgroup driver requested (--systemd-cgroup) but systemd is not running "
                               "(/run/systemd/system does not exist)")
@@ -167,7 +173,28 @@ def manager_from_state(d: dict):
     if d.get("version") in ("v1", "hybrid"):
         from .v1 import V1Manager
         return V1Manager.from_state(d)
+    from .common import CgroupError
     raise CgroupError(f"unknown cgroup manager state version {d.get('version')!r}")
+
+
+def surely_thawed(state: dict) -> bool:
+    """True when the cgroup that a manager's to_state() `state` describes
+    says, in its own freezer file, that it is not frozen (v1 freezer.state
+    THAWED, v2 cgroup.freeze 0): the usual answer for a running container,
+    asked by every `state` and `kill`, read without loading a manager.
+    False means "ask the manager" (is_frozen): frozen, freezing, no
+    freezer, or a file that cannot be read."""
+    if state.get("version") == "v2":
+        d, name, thawed = state.get("path"), "cgroup.freeze", "0"
+    else:
+        d, name, thawed = (state.get("paths") or {}).get("freezer"), "freezer.state", "THAWED"
+    if not d:
+        return False
+    try:
+        with open(f"{d}/{name}") as f:
+            return f.read().strip() == thawed
+    except OSError:
+        return False
 
 
 def features() -> dict:

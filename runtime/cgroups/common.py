@@ -7,7 +7,6 @@ short-lived CLI, so nothing heavy is loaded at module level.
 from runtime.toolkit import os_lite as os
 import time
 
-DEFAULT_ROOT = "/sys/fs/cgroup"
 MOUNTINFO = "/proc/self/mountinfo"
 PROC_SELF_CGROUP = "/proc/self/cgroup"
 

@@ -163,3 +163,36 @@ def test_create_refuses_a_frozen_unified_cgroup_before_making_anything(tmp_path)
     with pytest.raises(CgroupError, match="unexpectedly frozen"):
         m.create()
     assert not (tmp_path / "memory" / "pod").exists() and not (tmp_path / "unified" / "pod" / "c").exists()
+
+
+@pytest.mark.parametrize("version,name,value,thawed", [
+    ("v1", "freezer.state", "THAWED\n", True), ("v1", "freezer.state", "FROZEN\n", False),
+    ("v1", "freezer.state", "FREEZING\n", False), ("v1", None, None, False),
+    ("v2", "cgroup.freeze", "0\n", True), ("v2", "cgroup.freeze", "1\n", False), ("v2", None, None, False),
+])
+def test_surely_thawed_reads_the_freezer_file_of_a_managers_state(tmp_path, version, name, value, thawed):
+    """surely_thawed agrees with the manager's is_frozen where it answers
+    True, and says False (ask the manager) whenever it cannot be sure."""
+    from runtime import cgroups
+    d = tmp_path / "c"
+    d.mkdir()
+    if name:
+        (d / name).write_text(value)
+    if version == "v2":
+        (d / "cgroup.events").write_text("populated 1\nfrozen %s\n" % ("1" if value == "1\n" else "0"))
+        m = V2Manager(str(d), str(tmp_path))
+    else:
+        m = V1Manager({"freezer": str(d)}, {"freezer": str(tmp_path)})
+    state = m.to_state()
+    assert cgroups.surely_thawed(state) is thawed
+    if thawed:
+        assert not m.is_frozen()
+    if value in ("FROZEN\n", "1\n"):
+        assert m.is_frozen()
+
+
+def test_surely_thawed_without_a_freezer_hierarchy(tmp_path):
+    """A v1 state with no freezer controller: no file to read, ask the manager."""
+    from runtime import cgroups
+    m = V1Manager({"pids": str(tmp_path)}, {"pids": str(tmp_path)})
+    assert cgroups.surely_thawed(m.to_state()) is False

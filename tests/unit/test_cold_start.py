@@ -27,6 +27,33 @@ def test_verbs_import_nothing_heavy(verb, tmp_path):
     assert not (_loaded(code) & HEAVY), _loaded(code) & HEAVY
 
 
+@pytest.mark.parametrize("version,frozen", [("v1", False), ("v1", True), ("v2", False), ("v2", True)])
+def test_status_of_a_running_container_loads_a_cgroup_manager_only_when_frozen(tmp_path, version, frozen):
+    """`state` and `kill` ask the cgroups package whether a running
+    container is paused: its freezer file, read by the package's __init__
+    alone; the managers (and .common) load only when the file does not
+    say thawed."""
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    if version == "v2":
+        (cg / "cgroup.freeze").write_text("1\n" if frozen else "0\n")
+        (cg / "cgroup.events").write_text("populated 1\nfrozen %d\n" % frozen)
+        cgstate = {"version": "v2", "path": str(cg), "mount": str(tmp_path)}
+    else:
+        (cg / "freezer.state").write_text("FROZEN\n" if frozen else "THAWED\n")
+        cgstate = {"version": "v1", "paths": {"freezer": str(cg)}, "mounts": {"freezer": str(tmp_path)}}
+    code = ("from runtime import state\n"
+            "me = __import__('posix').getpid()\n"
+            f"data = {{'pid': me, 'start_time': state.proc_start_time(me), '_dir': {str(tmp_path)!r}, "
+            f"'cgroup': {cgstate!r}}}\n"
+            "sys.stderr.write(state.status(data))")
+    prog = f"import sys; sys.path.insert(0, {REPO!r})\n" + code + "\nimport json; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True, check=True)
+    assert out.stderr == ("paused" if frozen else "running")
+    managers = {m for m in json.loads(out.stdout) if m.startswith("runtime.cgroups.")}
+    assert bool(managers) is frozen, managers
+
+
 @pytest.mark.parametrize("verb", ["start", "kill", "delete"])
 def test_verbs_reading_a_state_file_do_not_load_fastjson(verb, tmp_path):
     """The state file is parsed by _json's scanner alone (runtime.state._scanner)."""
