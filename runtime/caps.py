@@ -68,10 +68,6 @@ def to_mask(names: list[str] | None, unknown: list[str]) -> int:
     return mask
 
 
-def mask_to_names(mask: int) -> list[str]:
-    return [n for i, n in enumerate(NAMES) if mask >> i & 1]
-
-
 def drop_bounding(keep: int) -> None:
     """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP)."""
     for i in range(last_cap() + 1):

@@ -37,7 +37,6 @@ To write a default configuration and run a container from a bundle:
     # pyrunc run --bundle mybundle <container-id>
 
 The container id names the instance; it must be unique under --root.""", GLOBAL_OPTS, style="go")
-VERBS = T.verbs
 
 _ID = "<container-id>"
 

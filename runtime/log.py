@@ -28,11 +28,6 @@ def configure(path: str | None, fmt: str = "text", debug: bool = False) -> None:
     _path, _format, _debug = path, fmt or "text", debug
 
 
-def debugging() -> bool:
-    """Whether --debug asked for debug lines (to skip building them)."""
-    return _debug
-
-
 def _stamp() -> str:
     """Go's time.RFC3339 of now, in local time ("Z" for UTC)."""
     lt = time.localtime()

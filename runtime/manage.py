@@ -172,11 +172,6 @@ def update(root: str, cid: str, resources_file: str | None, flags: dict) -> list
         return _manager(data).apply(res) or []
 
 
-def stats_event(root: str, cid: str) -> dict:
-    data = st.load(root, cid)
-    return {"type": "stats", "id": cid, "data": _manager(data).stats()}
-
-
 def events(root: str, cid: str, interval: float, once: bool, out=sys.stdout) -> None:
     """Print stats as JSON lines every `interval` seconds, and an "oom" event
     whenever the container hits its memory limit, until it stops."""

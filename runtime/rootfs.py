@@ -60,7 +60,7 @@ _RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 # `errno` cost 0.6 M instructions on create's critical path.
 _S_IFMT, _S_IFDIR, _S_IFCHR, _S_IFBLK, _S_IFIFO = 0o170000, 0o040000, 0o020000, 0o060000, 0o010000
 _S_IFREG, _S_IFLNK = 0o100000, 0o120000
-from errno import EINVAL, ENOENT, EPERM
+from errno import EINVAL, EPERM
 
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
@@ -749,7 +749,3 @@ def mask_path(path: str) -> None:
 
 def remount_root_readonly() -> None:
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY, None, label="/ (root.readonly)")
-
-
-def is_enoent(e: OSError) -> bool:
-    return e.errno == ENOENT

@@ -10,7 +10,7 @@ Entry points:
     surely_thawed(dict)                      -> the freezer file of a to_state() says "not frozen"
 
 Manager methods: create, add_task, cgroup2_dir, join_self, apply, freeze,
-thaw, is_frozen, pids, stats, oom_watcher/oom_eventfd, oom_kill_count,
+thaw, is_frozen, pids, stats, oom_watcher, oom_kill_count,
 destroy, exists, to_state. All raise common.CgroupError (one line naming the path/field).
 
 cgroupsPath semantics follow runc 1.1 (cgroupfs driver): the path is

@@ -1,8 +1,6 @@
 """Pieces shared by the v1 and v2 managers: the runc `events --stats`
 schema and the Manager protocol."""
 
-U64_MAX = (1 << 64) - 1
-
 
 def empty_stats() -> dict:
     """Zeroed stats in the shape of runc's types.Stats (types/events.go)."""
@@ -126,10 +124,6 @@ class Manager:
     def destroy(self) -> None: raise NotImplementedError
     def exists(self) -> bool: raise NotImplementedError
     def to_state(self) -> dict: raise NotImplementedError
-
-    def oom_eventfd(self):
-        """Alias of oom_watcher() (the name the runtime's brief uses)."""
-        return self.oom_watcher()
 
 
 class NullManager(Manager):

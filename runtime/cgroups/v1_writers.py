@@ -14,13 +14,6 @@ from .common import EBUSY, EINVAL, CgroupError, read_file, read_kv, read_uint, w
 from .common import exists as _exists
 from .common import rdma_line, set_cpuset, set_rdma  # noqa: F401  (same files on v1 and v2)
 
-# Which v1 controller each OCI linux.resources key needs.
-NEEDS = {
-    "memory": "memory", "cpu": "cpu", "pids": "pids", "blockIO": "blkio",
-    "hugepageLimits": "hugetlb", "rdma": "rdma", "devices": "devices",
-}
-
-
 
 def network_needs(res: dict) -> list[str]:
     net = res.get("network") or {}

@@ -16,34 +16,6 @@ from .common import exists as _exists
 from .common import set_cpuset, set_rdma  # noqa: F401  (same files on v1 and v2)
 
 
-
-# Which v2 controller each writer needs (for the hybrid split and for
-# enabling controllers in cgroup.subtree_control).
-def needed_controllers(res: dict) -> set[str]:
-    out = set()
-    mem = res.get("memory") or {}
-    if any(mem.get(k) for k in ("limit", "reservation", "swap")):
-        out.add("memory")
-    cpu = res.get("cpu") or {}
-    if any(cpu.get(k) for k in ("shares", "quota", "period")) or cpu.get("burst") is not None \
-            or cpu.get("idle") is not None:
-        out.add("cpu")
-    if cpu.get("cpus") or cpu.get("mems"):
-        out.add("cpuset")
-    if (res.get("pids") or {}).get("limit"):
-        out.add("pids")
-    b = res.get("blockIO") or {}
-    if b.get("weight") or any(b.get(k) for k in ("weightDevice", "throttleReadBpsDevice",
-                                                  "throttleWriteBpsDevice", "throttleReadIOPSDevice",
-                                                  "throttleWriteIOPSDevice")):
-        out.add("io")
-    if res.get("hugepageLimits"):
-        out.add("hugetlb")
-    if res.get("rdma"):
-        out.add("rdma")
-    return out
-
-
 # ---------------------------------------------------------------- pids
 
 def set_pids(d: str, res: dict) -> list[str]:

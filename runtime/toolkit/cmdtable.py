@@ -86,21 +86,6 @@ class Verb:
         self.func, self.items, self.help, self.raw_rest = func, items, help, raw_rest
 
 
-def __getattr__(name: str):
-    # CommandExit is pyimg's alone; made on first use (see the note above).
-    if name != "CommandExit":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-    class CommandExit(Exception):
-        """Leave a verb with this exit code (its message is already printed)."""
-
-        def __init__(self, code: int):
-            super().__init__(code)
-            self.code = code
-    globals()[name] = CommandExit
-    return CommandExit
-
-
 class Table:
     """A program's verbs. `verbs` maps a name to its Verb, whose items are
     split into options and positionals only for the verb a call names."""

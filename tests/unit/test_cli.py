@@ -102,7 +102,7 @@ def test_program_help_as_runc_s_help_bats_reads_it(argv):
         assert section in lines
     # every verb is listed, aligned in one column
     cmds = lines[lines.index("COMMANDS:") + 1:lines.index("GLOBAL OPTIONS:") - 1]
-    assert {c.split()[0] for c in cmds} == set(cli.VERBS) | {"help,"}
+    assert {c.split()[0] for c in cmds} == set(cli.T.verbs) | {"help,"}
 
     def desc_col(c):  # where the text after the name (and its padding) starts
         end = c.index("  ", 3)
@@ -110,7 +110,7 @@ def test_program_help_as_runc_s_help_bats_reads_it(argv):
     assert len({desc_col(c) for c in cmds}) == 1
 
 
-@pytest.mark.parametrize("verb", sorted(cli.VERBS))
+@pytest.mark.parametrize("verb", sorted(cli.T.verbs))
 @pytest.mark.parametrize("form", ["-h", "--help", "help"])
 def test_verb_help_as_runc_s_help_bats_reads_it(verb, form):
     p = _pyrunc("help", verb) if form == "help" else _pyrunc(verb, form)
