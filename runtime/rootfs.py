@@ -243,7 +243,8 @@ def mount_one(rootfd: int, index: int, m: dict, bundle: str, cgroup_mount,
             src = fd_path(source_fd)
     else:
         kind = "dir"
-        norm = os.path.normpath("/" + dest)
+        # (normpath keeps the two slashes "/" + "/dev" would start with)
+        norm = os.path.normpath("/" + dest.lstrip("/"))
         if flags & sc.MS_RDONLY and (mtype == "tmpfs" or norm == "/dev"):
             flags &= ~sc.MS_RDONLY
             later = (norm, flags)

@@ -415,6 +415,17 @@ def test_readonly_dev_with_pts_under_it(prt):
     assert "Read-only file system" in out
 
 
+def test_readonly_dev_of_another_type_than_tmpfs(prt):
+    """The rule is /dev's, whatever its filesystem: a read-only ramfs there
+    still gets the devices and /dev/pts before it becomes read-only."""
+    def m(c):
+        dev = next(x for x in c["mounts"] if x["destination"] == "/dev")
+        dev.update(type="ramfs", source="ramfs", options=["nosuid", "ro"])
+    out = sh(prt, "grep -E '^ramfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; "
+                  "echo > /dev/null && ls /dev/pts/ptmx", mutate=m)
+    assert out.split("\n")[:2] == ["ro", "/dev/pts/ptmx"]
+
+
 # --- tmpcopyup -----------------------------------------------------------
 
 def _copyup_image(rootfs: str, canary: str) -> None:

@@ -246,6 +246,32 @@ def test_a_read_only_bind_is_bound_then_remounted_on_the_new_mount(tmp_path, mon
     assert os.path.isdir(root / "data" / "x")
 
 
+def test_a_read_only_tmpfs_is_mounted_writable_and_returned_for_later(tmp_path, monkeypatch):
+    """tmpfs (and /dev) with "ro": mounted read-write so that devices and
+    copied-up content can be written, and handed back for remount_readonly."""
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    fake = fk.FakeSyscalls(str(root)).install(monkeypatch.setattr)
+    later = rfs.mount_all(str(root), [{"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+                                       "options": ["ro", "nodev"]}], str(tmp_path), None)
+    assert fake.names() == ["mount"] and fake.calls[0]["args"][3] == sc.MS_NODEV
+    assert later == [("/run", sc.MS_NODEV)]
+    rfs.remount_readonly(later)
+    assert fake.calls[1]["args"][1:4] == ["/run", None, sc.MS_NODEV | sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY]
+
+
+def test_a_read_only_dev_of_any_type_is_mounted_writable_first(tmp_path, monkeypatch):
+    """runc's rule: a "ro" mount on /dev, whatever its type, is mounted
+    read-write, for the device nodes, and made read-only afterwards."""
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    fake = fk.FakeSyscalls(str(root)).install(monkeypatch.setattr)
+    later = rfs.mount_all(str(root), [{"destination": "/dev", "type": "ramfs", "source": "ramfs",
+                                       "options": ["ro", "nosuid"]}], str(tmp_path), None)
+    assert fake.calls[0]["args"][2:4] == ["ramfs", sc.MS_NOSUID] and fake.calls[0]["where"] == "/dev"
+    assert later == [("/dev", sc.MS_NOSUID)]
+
+
 def test_a_symlink_in_the_image_cannot_send_a_mount_out_of_the_rootfs(tmp_path, monkeypatch):
     """The destination is resolved in the rootfs: /etc -> / in the image
     puts the mount on the rootfs' own directory, never the host's."""
