@@ -3,7 +3,7 @@
 Every verb is declared once, in the table T (runtime.toolkit.cmdtable): its
 options, positionals and the function it maps to. Real calls go through the
 table's small parser (pyimg is a fresh interpreter per call, and typer
-costs ~40-60 ms to import); --help, and pyimg without a verb, get typer
+is slow to import); --help, and pyimg without a verb, get typer
 built from the same table. The bundle verbs are registered from
 imagetool.cli_bundle, so the two halves stay in their files.
 

@@ -81,7 +81,7 @@ class Credentials:
 
     @staticmethod
     def _run_helper(name: str, action: str, payload: str) -> str:
-        import subprocess  # only credential helpers need it (~2.5 ms to import)
+        import subprocess  # only credential helpers need it
 
         prog = f"docker-credential-{name}"
         try:

@@ -25,7 +25,7 @@ class LazyModule:
 
 def sha256(data: bytes = b""):
     """A hashlib-compatible SHA-256 object. For short inputs (ids, keys) the
-    interpreter's built-in implementation avoids loading OpenSSL (~3 ms);
+    interpreter's built-in implementation avoids loading OpenSSL;
     bulk hashing (layers, blobs) uses hashlib, which is faster per byte."""
     try:
         from _sha256 import sha256 as impl  # built into Debian's python3.11

@@ -374,7 +374,7 @@ def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
             prog.status(ident, "Download complete")
 
     # A few plain threads taking descriptors from a list (concurrent.futures
-    # would import logging, ~3 ms on every pull).
+    # would import logging on every pull).
     todo = list(missing)
     lock = threading.Lock()
     errors: list[BaseException] = []

@@ -34,7 +34,7 @@ _IPV6 = re.compile(r"\[[0-9a-fA-F:.%a-zA-Z]+\]\Z")
 
 class Reference:
     """An immutable, hashable parsed reference. (A plain class: dataclasses
-    imports inspect and ast, ~10 ms on every pyimg call.)"""
+    imports inspect and ast on every pyimg call.)"""
     __slots__ = ("registry", "repository", "tag", "digest")
     registry: str          # "docker.io", "127.0.0.1:5000", "[::1]:5000"
     repository: str        # "library/busybox"

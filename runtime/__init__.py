@@ -4,8 +4,8 @@ Importing the package also puts a finder for its own submodules in front
 of sys.meta_path. Every pyrunc call is a fresh interpreter that imports ten
 (`start`, `delete`) to thirty (`create`) of these modules, and the general
 import path (PathFinder, FileFinder, SourceFileLoader.get_code: a few
-hundred bytecode-level steps per module) takes 60-100 us per module on a
-2-core VM; this finder takes 30-40 us. It loads the same bytes:
+hundred bytecode-level steps per module) takes about twice as long per
+module as this finder (docs/performance.md). It loads the same bytes:
 
 * plain modules (NAME.py) and packages (NAME/__init__.py) of this package,
   a package first, as FileFinder does (there are no extension modules here);

@@ -131,7 +131,7 @@ def _is_hugepage_size(v):
 
 
 # Plain-Python equivalents of the patterns specs/ uses, so that validating a
-# config never imports `re` (with `enum`, ~7 ms of every create). Each one is
+# config never imports `re` (and `enum` with it) on create. Each one is
 # checked against re on a corpus in tests/unit/test_schema_patterns.py; any
 # other pattern falls back to re.
 KNOWN_PATTERNS = {
@@ -269,7 +269,7 @@ def _obj(props=(), required=(), extra=None, closed=False, names_min=0, deps=(),
 def _lazy(build):
     """The checker build() returns, built on the first check. The generated
     module wraps every object schema in one: building all of them at import
-    cost every `create` ~0.25 M instructions, and a call reaches only the
+    would cost every `create`, and a call reaches only the
     objects its document has."""
     real = None
 

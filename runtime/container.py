@@ -8,7 +8,7 @@ import (and which create itself does not load).
 """
 from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
-import _signal as signal  # the C module: `signal` imports enum (~5 ms)
+import _signal as signal  # the C module: `signal` imports enum
 import sys
 import time
 
@@ -242,7 +242,7 @@ class _Builder:
         # The v1 directories are made while stage1 loads init (on the other
         # CPU): it joins them itself, first thing after GO and before it
         # forks init (see join_self and fork_into: neither waits for the
-        # RCU grace period a cgroup.procs write from here would, 5-20 ms).
+        # RCU grace period a cgroup.procs write from here would).
         # The limits go on after GO, while the child makes the namespaces
         # and init mounts the rootfs (runc, too, sets them while its init
         # prepares the rootfs): init cannot exec anything before APPLIED,
@@ -376,8 +376,8 @@ def _stage1(ctx_kw: dict, cfg: dict, join_cgroup) -> None:
     """The child's first steps; never returns.
 
     init's code is loaded here rather than before fork: on the other CPU,
-    while the parent applies the cgroup's limits (1-1.5 ms off every
-    create). The child is still in the host's namespaces, so this is also
+    while the parent applies the cgroup's limits (off create's critical
+    path). The child is still in the host's namespaces, so this is also
     where everything init will import must be loaded: inside a user
     namespace the host's Python library may be unreadable, and after
     pivot_root it is out of reach (init.preload)."""

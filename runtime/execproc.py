@@ -15,7 +15,7 @@ caller; its EOF without a message means execve succeeded.
 """
 from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
-import _signal as signal  # the C module: `signal` imports enum (~5 ms)
+import _signal as signal  # the C module: `signal` imports enum
 
 from runtime import spawn
 from runtime import state as st

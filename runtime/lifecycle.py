@@ -25,7 +25,7 @@ container is never forgotten:
   of a cgroup there is nothing that tells the container's processes from
   others: it fails as runc does, keeps the directory, and says so.
 """
-import _signal as signal  # the C module: `signal` imports enum (~5 ms)
+import _signal as signal  # the C module: `signal` imports enum
 import time
 
 from runtime.toolkit import os_lite as os

@@ -55,9 +55,9 @@ PROPAGATION = {
 # Options that only tell the runtime something and must not reach the kernel.
 _RUNTIME_ONLY = {"idmap", "ridmap", "tmpcopyup"} | set(RECURSIVE_ATTRS)
 
-# File types (S_IFMT bits of st_mode, stat(7)) and the errnos tested
-# here: init loads this module after the fork, where importing `stat` and
-# `errno` cost 0.6 M instructions on create's critical path.
+# File types (S_IFMT bits of st_mode, stat(7)): init loads this module
+# after the fork, on create's critical path, where `stat` is not worth its
+# import (docs/performance.md).
 _S_IFMT, _S_IFDIR, _S_IFCHR, _S_IFBLK, _S_IFIFO = 0o170000, 0o040000, 0o020000, 0o060000, 0o010000
 _S_IFREG, _S_IFLNK = 0o100000, 0o120000
 from errno import EINVAL, EPERM

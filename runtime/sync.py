@@ -43,7 +43,7 @@ exits.
 APPLIED (the process waits for it before execve), SECCOMP_FD/DONE and
 ERROR; EARLY_OK lets APPLIED overtake the seccomp exchange.
 """
-import _socket  # the C module: `socket` imports enum (~5 ms on every create)
+import _socket  # the C module: `socket` imports enum
 from runtime.toolkit import os_lite as os
 import sys
 
@@ -76,7 +76,7 @@ def accept(sock):
 
 
 # SCM_RIGHTS carries C ints. They are packed by hand: the array module
-# would import collections (~1.5 ms) on every create, start and exec.
+# would import collections on every create, start and exec.
 _INT = 4
 
 

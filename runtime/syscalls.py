@@ -126,8 +126,8 @@ def _struct(*fields: tuple[int, int]) -> bytes:
     field at a multiple of its size, so there is no padding to add. Passed
     as is, it is read-only memory for the kernel; a struct the kernel writes
     goes in ctypes.create_string_buffer(_struct(...)). (Not
-    ctypes.Structure: defining one costs ~0.4 M instructions, paid by every
-    create that imports this module.)"""
+    ctypes.Structure: defining one is costly, and every create imports this
+    module: docs/performance.md.)"""
     return b"".join(v.to_bytes(n, sys.byteorder, signed=v < 0) for v, n in fields)
 
 
@@ -296,7 +296,7 @@ def clone3(flags: int, cgroup_fd: int = 0) -> int:
 
     Why: moving a process with a cgroup.procs write takes the kernel's
     threadgroup lock, whose first writer waits for an RCU grace period
-    (5-20 ms here, on the critical path of every create); a process born
+    (on the critical path of every create); a process born
     in the cgroup waits for nothing. And a child born in its pid namespace
     can be the container's init itself (container.clone_init).
 

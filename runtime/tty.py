@@ -2,7 +2,7 @@
 our terminal in raw mode, bytes copied both ways, window size followed."""
 from runtime.toolkit import os_lite as os
 import select
-import _signal as signal  # the C module: `signal` imports enum (~5 ms)
+import _signal as signal  # the C module: `signal` imports enum
 
 
 def proxy(master: int, init_pid: int, forward) -> int:

@@ -21,8 +21,7 @@ V1_CONTROLLERS = (
 
 from runtime.errors import RuntimeFailure
 
-# errno values these modules test for (Linux, both LP64 ABIs); the errno
-# module costs every create ~0.2 M instructions to import.
+# errno values these modules test for.
 from errno import EACCES, EBUSY, EINVAL, ENODEV, ENOENT, EPERM  # noqa: F401 - also for the managers
 
 

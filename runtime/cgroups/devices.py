@@ -17,8 +17,8 @@ _PERMS = "rwm"
 
 class Rule(tuple):
     """One device rule (immutable). type is 'a', 'b' or 'c'; major/minor -1 = '*'.
-    A bare tuple subclass: `dataclasses` or `typing` would cost 15-50 ms
-    of imports on every `create`."""
+    A bare tuple subclass: `dataclasses` or `typing` would be imported on
+    every `create`."""
 
     __slots__ = ()
     _fields = ("type", "major", "minor", "access", "allow")

@@ -104,7 +104,7 @@ class V1Manager(Manager):
         v1 hierarchies are joined by writing "0" (this thread) to `tasks`:
         for a thread moving itself the kernel skips the threadgroup lock
         and with it the RCU grace period a cgroup.procs write waits for
-        (0.3 ms instead of 5-15 ms here). With one thread, the thread is the
+        (docs/performance.md). With one thread, the thread is the
         process. The unified dir is joined through cgroup.procs, unless the
         process was cloned into it (in_cgroup2)."""
         pid = os.getpid()

@@ -2,7 +2,7 @@
 
 pyrunc and pyimg are fresh interpreters on every call, and the calls tools
 make (containerd runs pyrunc 4-5 times per container; a second bundle of an
-image is one pyimg call) must not pay for importing typer (~40-60 ms). So
+image is one pyimg call) must not pay for importing typer. So
 each program declares its verbs in a Table: options, positionals, and the
 one function a verb maps to. Two front ends read that table:
 
@@ -339,8 +339,8 @@ def short_lived() -> None:
     """Turn the cyclic garbage collector off for this process: a call of
     pyrunc or pyimg ends in milliseconds to seconds and hands its memory
     back at exit, so the collector's passes over what imports create (a
-    full one among them) are wasted work (~1 ms of a create, ~3% of a layer
-    apply; neither grows without it). Entry points only; a verb that stays
+    full one among them) are wasted work (docs/performance.md; neither
+    grows without it). Entry points only; a verb that stays
     as long as a container or a stream calls stays()."""
     import gc
     gc.disable()
@@ -355,8 +355,8 @@ def stays() -> None:
 
 def finish(code) -> None:
     """End the process with `code` once stdout and stderr are flushed, with
-    os._exit: nothing here needs the interpreter's teardown, which costs
-    every call ~1 ms."""
+    os._exit: nothing here needs the interpreter's teardown, which every
+    call would pay."""
     try:
         sys.stdout.flush()
     except OSError:

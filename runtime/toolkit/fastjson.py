@@ -1,7 +1,7 @@
 """JSON for the runtime's hot paths, on the C accelerator alone.
 
-`import json` pulls in `re` and `enum` (~15 ms on a cold interpreter, paid
-by every verb containerd runs); `_json`'s scanner and encoder do the same
+`import json` pulls in `re` and `enum` (paid by every verb containerd
+runs); `_json`'s scanner and encoder do the same
 work without them. Output matches json.dumps with the same options.
 """
 import _json

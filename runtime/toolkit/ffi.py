@@ -3,10 +3,9 @@
 `_ctypes` is the C module ctypes is made of; `ctypes/__init__.py` only adds
 Python-level definitions on top of it: some thirty simple types, library
 loaders, `_endian`'s byte-order structures, and imports of `types` and
-`struct`. Running that file costs about 5.5 million instructions (~2.3 ms
-here) in every interpreter that imports it, and `create` and `exec` did, on
-their critical path (callgrind: `import ctypes` +6.3 M instructions,
-`import _ctypes` +0.7 M).
+`struct`. Running that file costs every interpreter that imports it
+several times what `_ctypes` alone does, and `create` and `exec` did, on
+their critical path (docs/performance.md).
 
 What is defined here is what ctypes would define (a simple type is a
 `_SimpleCData` subclass with a struct-style `_type_` code; a foreign
@@ -34,8 +33,8 @@ def _simple(name: str, code: str) -> type:
 
 
 # c_int is the default return type of every foreign function (_Function),
-# so it is made at import; each type costs ~0.17 M instructions to make (the
-# metaclass also builds its byte-swapped twin).
+# so it is made at import; the others are made on first use, since each
+# type is costly to make (the metaclass also builds its byte-swapped twin).
 c_int = _simple("c_int", "i")
 c_int32 = c_int  # LP64: int is 32 bits, long 64 (ctypes makes the same aliases)
 

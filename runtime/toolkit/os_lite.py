@@ -1,9 +1,9 @@
 """`os` for the verbs containerd runs most, without importing `os`.
 
-`import os` runs os.py and `_collections_abc` (some thirty ABCs): 4.4
-million instructions, about 1.8 ms here, in every pyrunc call; that is
-more than `pyrunc state` does with everything else it loads (callgrind,
-tests/unit/test_os_lite.py keeps the import free of it). The functions are
+`import os` runs os.py and `_collections_abc` (some thirty ABCs) in every
+pyrunc call, more work than `pyrunc state` does with everything else it
+loads (docs/performance.md; tests/unit/test_os_lite.py keeps the import
+free of it). The functions are
 the `posix` C module's, which os re-exports; what os adds in Python and the
 hot paths use is rewritten below: the lexical os.path helpers, walk and
 makedirs. Modules on those paths write `from runtime.toolkit import os_lite as os
@@ -20,7 +20,7 @@ import posix
 def __getattr__(name: str):
     # The rest of os's functions and constants are posix's, looked up on
     # first use and then kept as module attributes (copying all ~330 names
-    # with `from posix import *` cost each call 0.24 M instructions).
+    # with `from posix import *` costs every call: docs/performance.md).
     # posix.environ is left out: its keys are bytes (see the docstring).
     if name.startswith("__") or name == "environ":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -147,7 +147,7 @@ def _islink(p: str) -> bool:
 
 
 # os.path: a module object holding the functions above (a class of
-# staticmethods cost every call ~60 us to build).
+# staticmethods would be built on every call).
 path = type(posix)("runtime.toolkit.os_lite.path", "The lexical parts of posixpath (same results for str paths).")
 path.__dict__.update(
     sep="/", join=_join, split=_split, dirname=_dirname, basename=_basename, isabs=_isabs,
