@@ -30,65 +30,14 @@
  * stderr and exit 1.
  */
 
-typedef unsigned long size_t;
+#include "nolibc.h"
 
-#if defined(__x86_64__)
-#define NR_write 1
-#define NR_execve 59
-#define NR_exit_group 231
-#define NR_readlinkat 267
-
-static long sys4(long n, long a, long b, long c, long d)
-{
-    long ret;
-    register long r10 __asm__("r10") = d;
-    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
-    return ret;
-}
-
-__asm__(".text\n"
-        ".global _start\n"
-        "_start:\n"
-        "  xor %rbp, %rbp\n"
-        "  mov %rsp, %rdi\n"
-        "  and $-16, %rsp\n"
-        "  call launcher_main\n"
-        "  hlt\n");
-#elif defined(__aarch64__)
-#define NR_write 64
-#define NR_execve 221
-#define NR_exit_group 94
-#define NR_readlinkat 78
-
-static long sys4(long n, long a, long b, long c, long d)
-{
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
-    return x0;
-}
-
-__asm__(".text\n"
-        ".global _start\n"
-        "_start:\n"
-        "  mov x29, #0\n"
-        "  mov x30, #0\n"
-        "  mov x0, sp\n"
-        "  and x1, x0, #-16\n"
-        "  mov sp, x1\n"
-        "  bl launcher_main\n");
-#else
-#error "launcher: unsupported architecture"
-#endif
+NOLIBC_START(launcher_main);
 
 #if !defined(PROG) || !defined(MAIN)
 #error "launcher: build with -DPROG and -DMAIN (setup.py)"
 #endif
 
-#define sys3(n, a, b, c) sys4(n, (long)(a), (long)(b), (long)(c), 0)
 
 #define AT_FDCWD -100
 #define PATH_MAX 4096
