@@ -87,6 +87,19 @@ class Runtime:
         p = self("state", cid, check=True)
         return json.loads(p.stdout)
 
+    def wait_status(self, cid: str, want: str, timeout: float = 10) -> None:
+        """Poll `state` until the container is `want`; AssertionError after timeout."""
+        import time
+        end = time.monotonic() + timeout
+        s = None
+        while time.monotonic() < end:
+            p = self("state", cid)
+            s = json.loads(p.stdout)["status"] if p.returncode == 0 else None
+            if s == want:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{cid} never became {want} (last: {s})")
+
     def cleanup(self) -> None:
         for cid in self.ids:
             self("delete", "--force", cid)

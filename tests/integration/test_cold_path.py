@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -55,10 +54,7 @@ def test_the_verbs_containerd_calls_load_only_what_they_need(rt, tmp_path):
         rc, mods = _verb(rt, tmp_path, *args)
         assert rc == 0, f"{verb} failed"
         seen[verb] = mods
-    deadline = time.monotonic() + 10
-    while rt.state(cid)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    rt.wait_status(cid, "stopped")
     rc, seen["delete"] = _verb(rt, tmp_path, "delete", cid)
     assert rc == 0 and not os.path.exists(os.path.join(rt.root, cid))
     for verb, mods in seen.items():

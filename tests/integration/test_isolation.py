@@ -2,7 +2,6 @@
 attacks it must resist (escapes through symlinks, leaked fds)."""
 import json
 import os
-import time
 import socket
 import subprocess
 import threading
@@ -270,10 +269,7 @@ def test_waiting_init_runs_from_a_sealed_copy(rt, tmp_path):
         seals = fcntl.fcntl(fd, F_GET_SEALS)
         assert seals & (F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW) == F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW
         rt("start", cid, check=True)
-        deadline = time.monotonic() + 10
-        while rt.state(cid)["status"] != "stopped":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        rt.wait_status(cid, "stopped")
         # Nothing runs the copy now, so no ETXTBSY: the seals alone refuse.
         w = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
         try:

@@ -13,15 +13,7 @@ from runtime.state import read_file as read_state
 
 
 def _wait_status(rt, cid, want, timeout=10):
-    end = time.monotonic() + timeout
-    s = None
-    while time.monotonic() < end:
-        p = rt("state", cid)
-        s = json.loads(p.stdout)["status"] if p.returncode == 0 else None
-        if s == want:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{cid} never became {want} (last: {s})")
+    rt.wait_status(cid, want, timeout)
 
 
 def _cgroup_dirs(rt, cid):
