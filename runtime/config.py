@@ -18,6 +18,9 @@ import sys
 
 from runtime import errors, log
 from runtime.errors import RuntimeFailure
+from runtime import caps
+from runtime.syscalls import NAMESPACE_FLAGS, NAMESPACE_PROC_NAMES
+from runtime.validate import validate_config
 
 
 def load_bundle(bundle: str) -> dict:
@@ -32,7 +35,6 @@ def load_bundle(bundle: str) -> dict:
         cfg = json.loads(raw)
     except ValueError as e:
         raise RuntimeFailure(f"{path}: invalid JSON: {e}") from None
-    from runtime.validate import validate_config
     validate_config(cfg)
     linux = cfg.get("linux")
     if linux is None:
@@ -57,7 +59,6 @@ def check_systemd() -> None:
 
 def check_config(cfg: dict) -> None:
     """Checks the schema cannot express; each names the field."""
-    from runtime.syscalls import NAMESPACE_FLAGS
     seen = set()
     for i, ns in enumerate(cfg["linux"].get("namespaces") or ()):
         t = ns.get("type")
@@ -108,7 +109,6 @@ def check_config(cfg: dict) -> None:
                 if mode & 0o170000 != 0o100000 or not os.access(p, os.X_OK):  # S_ISREG
                     raise RuntimeFailure(f"config.json: hooks.{kind}[{i}].path: {p} is not executable")
     proc = cfg.get("process") or {}
-    from runtime import caps
     bad = caps.unknown_error(proc.get("capabilities"))
     if bad:
         raise RuntimeFailure(f"config.json: {bad}")
@@ -188,7 +188,6 @@ def _sysctl_dots(key: str) -> str:
 def _is_runtime_ns(nstype: str, path: str) -> bool:
     """Whether the namespace file `path` is this process's own namespace of
     `nstype` (the runtime's, which is the host's to the container)."""
-    from runtime.syscalls import NAMESPACE_PROC_NAMES
     mine = os.stat(f"/proc/self/ns/{NAMESPACE_PROC_NAMES[nstype]}")
     try:
         other = os.stat(path)
@@ -213,7 +212,6 @@ def drop_ungrantable_caps(cfg: dict, userns: bool) -> None:
     """Spec (config.md capabilities): a capability that cannot be granted is
     a warning, not a failure. Outside a user namespace that means one that
     is not in our own bounding set (CAP_SYS_RESOURCE on some hosts)."""
-    from runtime import caps
     capsets = (cfg.get("process") or {}).get("capabilities")
     if not capsets or userns:
         return

@@ -17,6 +17,14 @@ from runtime import errors
 from runtime.errors import RuntimeFailure
 from runtime import config, log, netdev, spawn, userns
 from runtime.cgroups import mounts as cgmounts
+from runtime import cgroups, exechelper, sync
+from runtime import syscalls as sc
+from runtime.cgroups.base import NullManager
+from runtime.cgroups.common import read_mountinfo
+from runtime.cgroups.devices import resources_with_runc_defaults
+# Optional edges, imported inside the functions that use them: init (loaded
+# by the child only, _stage1); seccomp, hooks and tty (only when the config
+# has them); runtime.lifecycle (only by run and by a failed create's abort).
 
 
 class Options:
@@ -119,11 +127,9 @@ class _Builder:
     # 1. The cgroup manager and the first state record ------------------
 
     def open_cgroup(self) -> None:
-        from runtime import cgroups
         opts, linux = self.opts, self.cfg["linux"]
         # One read of the mount table, for the cgroup paths and for the
         # hierarchies a "cgroup" mount shows the container (cgroup_mounter).
-        from runtime.cgroups.common import read_mountinfo
         self.mounts = read_mountinfo()
         self.cgroup = cgroups.open_manager(linux.get("cgroupsPath"), opts.cid,
                                            systemd=opts.systemd_cgroup, mounts=self.mounts)
@@ -154,14 +160,12 @@ class _Builder:
             if os.geteuid() == 0 or config.wants_limits(linux):
                 raise
             log.debug(f"rootless: running without a cgroup ({e})")
-            from runtime.cgroups.base import NullManager
             self.cgroup = NullManager()
             st.save_first(self.cdir, dict(early, cgroup=None))
 
     # 2. Everything the child inherits: fds above the preserved range -----
 
     def prepare_fds(self, foreground_console) -> dict:
-        from runtime import exechelper, sync
         opts, cfg = self.opts, self.cfg
         # init waits in accept() on this socket until `start` connects. A
         # socket bound here before pivot_root needs no /proc access later,
@@ -237,7 +241,6 @@ class _Builder:
     # 4. Limits, the child's messages until READY, the state record -------
 
     def sync_until_ready(self, chan) -> dict:
-        from runtime import sync
         cfg, linux = self.cfg, self.cfg["linux"]
         # The v1 directories are made while stage1 loads init (on the other
         # CPU): it joins them itself, first thing after GO and before it
@@ -257,7 +260,6 @@ class _Builder:
         if not self.cgroup.null:
             if self.cgroup_rest:
                 self.cgroup.create_rest()
-            from runtime.cgroups.devices import resources_with_runc_defaults
             res = resources_with_runc_defaults(linux.get("resources"))
             if (res.get("cpu") or {}).get("realtimeRuntime"):
                 self._apply(res)
@@ -386,7 +388,6 @@ def _stage1(ctx_kw: dict, cfg: dict, join_cgroup) -> None:
         init.preload(cfg, check_seccomp=False)
         ctx = init.Context(join_cgroup=join_cgroup, **ctx_kw)
     except BaseException as e:  # noqa: BLE001 - must reach the parent as an error
-        from runtime import sync
         try:
             ctx_kw["chan"].send(sync.ERROR, msg=f"container init: cannot load pyrunc's init: {e}")
         except OSError:
@@ -402,9 +403,7 @@ def run(opts: Options, detach: bool = False, keep: bool = False) -> int:
     signals, and delete it afterwards unless `keep` (runc's --keep: it stays,
     stopped, with its cgroup, until `delete`). Returns the exit code to use.
     A start that fails deletes the container in either case."""
-    from runtime import sync
     from runtime.lifecycle import delete, start
-    from runtime import syscalls as sc
     proc_terminal = False
     console_pair = None
     if not detach:

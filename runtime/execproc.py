@@ -20,6 +20,10 @@ import _signal as signal  # the C module: `signal` imports enum
 from runtime import spawn
 from runtime import state as st
 from runtime.errors import InitFailure, InvalidState, RuntimeFailure
+from runtime import caps, cgroups, exechelper, init, log, sync
+from runtime import syscalls as sc
+# Optional edges, imported where used: runtime.validate (only for --process)
+# and tty (only for a terminal).
 
 
 class ExecOptions:
@@ -149,7 +153,6 @@ def build_process(data: dict, o: ExecOptions) -> dict:
         proc["noNewPrivileges"] = True
     if not proc.get("args"):
         raise RuntimeFailure("process.args: must not be empty")
-    from runtime import caps
     bad = caps.unknown_error(proc.get("capabilities"), o.caps or ())
     if bad:
         raise RuntimeFailure(bad)
@@ -192,8 +195,6 @@ def _set_affinity(pid: int, cpus: set[int], field: str) -> None:
 def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     """Run the process; with --detach return once it execs (0), else wait and
     return its exit code."""
-    from runtime import init, sync
-    from runtime import syscalls as sc
     data = st.load(root, cid)
     status = st.status(data)
     if status == "stopped":
@@ -233,8 +234,6 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     # The container's seccomp profile applies to every process in it.
     cfg = {"process": proc, "linux": {"seccomp": (data.get("config") or {}).get("seccomp")}}
     init.preload(cfg)
-    from runtime import cgroups, exechelper
-    from runtime import log
     helper_fd = exechelper.sealed_fd(low)
     m = cgroups.manager_from_state(data["cgroup"]) if data.get("cgroup") else None
     # execCPUAffinity.initial applies before the process enters the
@@ -338,8 +337,6 @@ def _stage1(ns_fds, chan, err_w, proc, cfg, console_fd, preserve_fds, cid, data,
             helper_fd) -> None:
     """The child: join the container, set up the process, hand over to
     pyrunc-exec. Never returns."""
-    from runtime import exechelper, init, sync
-    from runtime import syscalls as sc
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         chan.expect(sync.GO)

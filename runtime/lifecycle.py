@@ -32,6 +32,12 @@ from runtime.toolkit import os_lite as os
 from runtime import state as st
 from runtime import errors
 from runtime.errors import RuntimeFailure
+import sys
+from runtime import log
+# Optional edges, imported where used, so each verb loads only its own: the
+# cgroups package (kill, delete, a running container's state), hooks (only
+# when the config has them), _socket (start), pwd (list), shutil (a tree
+# left by a failed create).
 
 
 # --- state / list ------------------------------------------------------------
@@ -53,7 +59,6 @@ def list_containers(root: str) -> list[dict]:
             data = st.load(root, cid)
             uid = os.stat(data["_dir"]).st_uid
         except RuntimeFailure as e:
-            import sys
             why = e.detail if isinstance(e, errors.StateDamaged) else str(e)
             sys.stderr.write(f"load container {cid}: {why}\n")
             continue
@@ -185,7 +190,6 @@ def _signal_all(m, signum: int, paused: bool) -> None:
     its pids are read, signal each, thaw. A paused container stays paused,
     except for SIGKILL, which frozen tasks only act on once thawed. A
     cgroup that cannot be frozen (no freezer) is signalled as it is."""
-    from runtime import log
     frozen = paused
     if not paused:
         try:
@@ -328,5 +332,4 @@ def exit_code(status: int) -> int:
 
 
 def _warn(msg: str) -> None:
-    from runtime import log
     log.warning(msg)

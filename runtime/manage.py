@@ -7,10 +7,13 @@ import time
 
 from runtime import state as st
 from runtime.errors import InvalidState, RuntimeFailure
+from runtime import cgroups
+# Optional edges, imported by the one verb that uses each: subprocess (ps),
+# runtime.validate (update), select (events), caps/rootfs/seccomp/version
+# (features).
 
 
 def _manager(data: dict):
-    from runtime import cgroups
     if not data.get("cgroup"):
         raise RuntimeFailure(f"container {data['id']!r} has no cgroup")
     return cgroups.manager_from_state(data["cgroup"])
@@ -211,7 +214,7 @@ def events(root: str, cid: str, interval: float, once: bool, out=sys.stdout) -> 
 
 def features() -> dict:
     """runtime-spec features.md: what this build and host support."""
-    from runtime import caps, cgroups, rootfs
+    from runtime import caps, rootfs
     from runtime.version import SPEC_VERSION, VERSION
     try:
         from runtime import seccomp

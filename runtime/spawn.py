@@ -21,10 +21,15 @@ from runtime import errors, log
 from runtime import state as st
 from runtime.toolkit import fastjson as json
 from runtime.errors import RuntimeFailure
+import fcntl
+import posix
+from runtime import sync
+from runtime import syscalls as sc
+# Optional edge: runtime.lifecycle (wait_init, used by run and a foreground exec;
+# create and a detached exec do not load it).
 
 
 def dup_above(fd: int, low: int) -> int:
-    import fcntl
     if fd >= low:
         return fd
     new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
@@ -33,7 +38,6 @@ def dup_above(fd: int, low: int) -> int:
 
 
 def move_sock_above(chan, low: int) -> None:
-    from runtime import sync
     fd = chan.sock.fileno()
     if fd >= low:
         return
@@ -43,7 +47,6 @@ def move_sock_above(chan, low: int) -> None:
 
 
 def connect_console(path: str, low: int) -> int:
-    from runtime import sync
     s = sync.unix_socket()
     try:
         s.connect(path)
@@ -92,7 +95,6 @@ def clone_init(cgroup2_dir: str | None, new_pid_ns: bool) -> tuple[int, bool] | 
     threading = sys.modules.get("threading")
     if not (cgroup2_dir or new_pid_ns) or (threading is not None and threading.active_count() != 1):
         return None
-    from runtime import syscalls as sc
     flags = sc.CLONE_NEWPID if new_pid_ns else 0
     fd = -1
     if cgroup2_dir:
@@ -123,7 +125,6 @@ def listen_fds() -> int:
     LISTEN_PID is our pid); they are handed on to the container's init,
     whose environment then says LISTEN_FDS=N, LISTEN_PID=1 (runc's rule:
     init is pid 1 of its namespace). 0 when there are none."""
-    import posix
     env = posix.environ  # bytes keys; runtime.toolkit.os_lite has no environ
     fds, pid = env.get(b"LISTEN_FDS", b""), env.get(b"LISTEN_PID", b"")
     if not (fds.isdigit() and pid.isdigit()) or int(pid) != os.getpid():
@@ -150,7 +151,6 @@ def write_pid_file(path: str, pid: int) -> None:
 def send_seccomp_fd(cfg: dict, data: dict, fds: list[int]) -> None:
     """Forward the seccomp notify fd to linux.seccomp.listenerPath with the
     container process state, as runtime-spec config-linux.md describes."""
-    from runtime import sync
     sec = cfg["linux"]["seccomp"]
     path = sec.get("listenerPath")
     try:

@@ -27,6 +27,11 @@ from runtime.toolkit import os_lite as os
 
 from runtime import errors
 from runtime.errors import RuntimeFailure
+import _json
+from runtime.log import go_quote
+# Optional edges, imported where used: fastjson (writing a state file: the
+# verbs that only read one never load it), the cgroups package (status of a
+# running container) and errno (an error path).
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -66,7 +71,6 @@ def validate_id(cid: str) -> None:
     if not cid:
         raise RuntimeFailure("container id cannot be empty")
     if cid in (".", "..") or not _ID_CHARS.issuperset(cid):
-        from runtime.log import go_quote  # (the id may hold anything: quoted, one line)
         raise RuntimeFailure(f"invalid container ID format: {go_quote(cid)} (letters, digits and _ + , - . only)")
 
 
@@ -162,7 +166,6 @@ def _scanner():
     of what they cost (docs/performance.md, "Container state as JSON")."""
     global _scan
     if _scan is None:
-        import _json
 
         class Ctx:  # the attributes make_scanner reads from a JSONDecoder
             strict = True

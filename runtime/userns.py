@@ -17,6 +17,10 @@ import sys
 from runtime import errors, log
 from runtime.errors import RuntimeFailure
 from runtime.spawn import dup_above, reap
+from runtime import sync
+from runtime import syscalls as sc
+# Optional edges, imported where used: runtime.rootfs (id-mapped mounts; init
+# loads it after the fork) and shutil/subprocess (newuidmap, rootless only).
 
 
 def idmap_userns_fds(cfg: dict, low: int) -> dict[int, int]:
@@ -58,7 +62,6 @@ def needs_idmap(m: dict) -> bool:
 def make_userns(uids: list[dict], gids: list[dict], label: str) -> int:
     """Open a new user namespace with the given maps: a child unshares it and
     waits while we write its maps and open /proc/CHILD/ns/user."""
-    from runtime import syscalls as sc
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -140,8 +143,6 @@ def send_mount_sources(chan, stage1: int, cfg: dict) -> None:
     its /proc root, so the mounts are that namespace's, as a bind needs),
     and send them over, at most four to a message (what Channel.recv
     takes)."""
-    from runtime import sync
-    from runtime import syscalls as sc
     root = os.open(f"/proc/{stage1}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     idx: list[int] = []
     fds: list[int] = []
