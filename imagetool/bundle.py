@@ -40,6 +40,11 @@ from imagetool.lazy import LazyModule, sha256
 from imagetool.errors import BundleError, LayerError, NotFound, StoreError, UsageError, os_message, reason
 from imagetool.layer import IdMap, apply_layer, open_in_root
 from runtime.toolkit import fastjson as json
+from imagetool import store as storemod
+# Optional edges, imported where used: runtime.syscalls (only the calls that
+# mount), tempfile, subprocess and socket (each by one step that needs it),
+# and runtime.specgen/runtime.validate (pyimg works without the runtime
+# package).
 
 # Loaded when first used: a second bundle of an unpacked image needs none.
 contextlib = LazyModule("contextlib")
@@ -65,7 +70,6 @@ class Image:
     """A resolved image: manifest, config and its layers, bottom first."""
 
     def __init__(self, root: str, ref: str, platform: str | None = None):
-        from imagetool import store as storemod
 
         self.store = storemod.Store(root)
         try:
@@ -89,7 +93,6 @@ class Image:
 
 def image_present(root: str, ref: str) -> bool:
     """True when ``ref`` resolves to a manifest in the store at ``root``."""
-    from imagetool import store as storemod
 
     try:
         storemod.Store(root).resolve(ref)
@@ -240,9 +243,8 @@ def _copy_root_meta(src: str, dst: str) -> None:
 
 
 def _lock(path: str):
-    from imagetool.store import Flock
 
-    return Flock(path, error=BundleError)
+    return storemod.Flock(path, error=BundleError)
 
 
 def planned_keys(image: "Image", uid_map: IdMap, gid_map: IdMap) -> list[str]:

@@ -18,7 +18,10 @@ import sys
 import threading
 
 from imagetool import reference as refmod
-from imagetool.errors import PullError, PyimgError, ReferenceError_
+from imagetool.config import Config
+from imagetool.credentials import Credentials
+from imagetool.registry import RegistryClient
+from imagetool.errors import NotFoundError, PullError, PyimgError, ReferenceError_
 from imagetool.store import (DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES,
                              OCI_INDEX, OCI_MANIFEST, Store, default_platform, match_platform,
                              parse_platform, platform_string)
@@ -193,9 +196,6 @@ def pull_image(ref: str, *, root: str, config_path: str | None = None,
 
 def _pull_image(r, full, root, config_path, platform, quiet, out, max_layer_size,
                 download_progress_timeout) -> str:
-    from imagetool.config import Config
-    from imagetool.credentials import Credentials
-    from imagetool.registry import RegistryClient
 
     try:
         want = parse_platform(platform) if platform else parse_platform(default_platform())
@@ -227,7 +227,6 @@ def _pull_image(r, full, root, config_path, platform, quiet, out, max_layer_size
 
 
 def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
-    from imagetool.registry import NotFoundError
     try:
         body, mt, repo_digest = client.get_manifest(r.repository, r.reference)
     except NotFoundError as e:
@@ -344,7 +343,6 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
 def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
     """Download and verify every descriptor in missing concurrently. Returns
     {digest: verified BlobWriter}; on any failure aborts all and raises."""
-    from imagetool.registry import NotFoundError
 
     writers: dict = {}
     cancel = threading.Event()

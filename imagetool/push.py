@@ -15,15 +15,15 @@ import sys
 
 from imagetool import reference as refmod
 from imagetool.errors import PyimgError
+from imagetool.config import Config
+from imagetool.credentials import Credentials
+from imagetool.registry import RegistryClient
+from imagetool.store import INDEX_TYPES, Store, StoreError
 
 
 def push_image(ref: str, *, root: str, config_path: str | None = None, out=None,
                quiet: bool = False) -> str:
     """Push ref from the store at root; returns the pushed manifest's digest."""
-    from imagetool.config import Config
-    from imagetool.credentials import Credentials
-    from imagetool.registry import RegistryClient
-    from imagetool.store import INDEX_TYPES, Store, StoreError
 
     out = out if out is not None else sys.stdout
     r = refmod.parse(ref)

@@ -40,6 +40,8 @@ import time
 from imagetool.lazy import LazyModule
 from imagetool.errors import DigestMismatch, NotFound, StoreError, os_message
 from runtime.toolkit import fastjson as json
+from imagetool import reference as refmod
+# Optional edge: platform (default_platform, only when pulling).
 
 # Loaded when first used (bulk hashing, temporary files, error paths): a
 # call that only reads the store does not pay for them.
@@ -442,7 +444,6 @@ class Store:
     def _find(self, ref: str) -> list[dict]:
         """Descriptors ref designates: a reference (short or full, by tag or
         digest) or an image/manifest id prefix (like docker rmi ID)."""
-        from imagetool import reference as refmod
         entries = self._read_index()["manifests"]
         # a name exactly as written in index.json (also bare tags other tools write)
         hits = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == ref]
@@ -527,7 +528,6 @@ class Store:
         """One dict per stored reference: ref, repository, tag, digest
         (manifest), repo_digest, id (config digest), created, size (sum of
         compressed blob sizes), platform."""
-        from imagetool import reference as refmod
         out = []
         for d in self._read_index()["manifests"]:
             ann = d.get("annotations") or {}
@@ -565,7 +565,6 @@ class Store:
 
     def tag(self, src: str, dst: str) -> str:
         """Make the normalised reference dst point where src points. Returns dst."""
-        from imagetool import reference as refmod
         desc = self.descriptor(src)
         dst_full = refmod.normalize(dst)
         ann = desc.get("annotations") or {}

@@ -14,6 +14,7 @@ Contract:
   named in the command line inheritable.
 - A missing helper binary is an installation error named with its path.
 """
+import fcntl
 from runtime.toolkit import os_lite as os
 
 from runtime.errors import RuntimeFailure
@@ -30,7 +31,6 @@ _F_SEAL_EXEC = 0x20       # Linux 6.3+: the mode bits cannot change either
 
 
 def sealed_fd(low: int) -> int:
-    import fcntl
     try:
         src = os.open(PATH, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
