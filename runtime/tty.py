@@ -3,15 +3,16 @@ our terminal in raw mode, bytes copied both ways, window size followed."""
 from runtime.toolkit import os_lite as os
 import select
 import _signal as signal  # the C module: `signal` imports enum
+import fcntl
+import termios
+import tty
+
+from runtime.lifecycle import exit_code
 
 
 def proxy(master: int, init_pid: int, forward) -> int:
     """Copy stdin -> master and master -> stdout until init exits; returns
     its exit code. Restores the terminal mode; closes `master`."""
-    import fcntl
-    import termios
-    import tty
-    from runtime.lifecycle import exit_code
     stdin_tty = os.isatty(0)
     saved = termios.tcgetattr(0) if stdin_tty else None
     rd, wr = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
