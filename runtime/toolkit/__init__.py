@@ -25,6 +25,9 @@ Import policy (one place for it):
   (seccomp, hooks, tty, id-mapped mounts, the cgroup managers and their
   writers, TLS, compression codecs); and a cycle-free late load into a
   child process before it leaves the host's filesystem (init.preload).
+- Each module names its optional edges once, in a comment at its top;
+  tests/unit/test_import_policy.py lists every import inside a function
+  outside the adapters, so a new one is added there deliberately.
 - The cold path of each verb is checked by tests/unit/test_cold_start.py.
 
 Public interface for other tools (imagetool uses runtime through these
