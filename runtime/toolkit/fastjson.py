@@ -51,16 +51,19 @@ _COMPACT = _json.make_encoder(None, _default, _json.encode_basestring_ascii, Non
                               ": ", ", ", False, True, True)
 
 
-def _pretty(o, pad: str, step: str) -> str:
-    # The C encoder has no indent mode; documents printed indented are small.
+def _pretty(o, pad: str, step: str, quote=_json.encode_basestring_ascii, compact=None) -> str:
+    """o indented by `step` from `pad`: keys through `quote`, everything
+    that is not a non-empty container through the C encoder `compact`
+    (default _COMPACT). The C encoder has no indent mode; documents printed
+    indented are small."""
     if isinstance(o, dict) and o:
         inner = pad + step
-        items = (f"{inner}{_json.encode_basestring_ascii(str(k))}: {_pretty(v, inner, step)}" for k, v in o.items())
+        items = (f"{inner}{quote(str(k))}: {_pretty(v, inner, step, quote, compact)}" for k, v in o.items())
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(o, (list, tuple)) and o:
         inner = pad + step
-        return "[\n" + ",\n".join(inner + _pretty(v, inner, step) for v in o) + "\n" + pad + "]"
-    return "".join(_COMPACT(o, 0))
+        return "[\n" + ",\n".join(inner + _pretty(v, inner, step, quote, compact) for v in o) + "\n" + pad + "]"
+    return "".join((compact or _COMPACT)(o, 0))
 
 
 def dumps(obj, indent: int | None = None) -> str:
@@ -90,23 +93,12 @@ def _go_str(s: str) -> str:
 _GO_COMPACT = _json.make_encoder(None, _default, _go_str, None, ":", ",", False, True, True)
 
 
-def _go_pretty(o, pad: str, step: str) -> str:
-    if isinstance(o, dict) and o:
-        inner = pad + step
-        items = (f"{inner}{_go_str(str(k))}: {_go_pretty(v, inner, step)}" for k, v in o.items())
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    if isinstance(o, (list, tuple)) and o:
-        inner = pad + step
-        return "[\n" + ",\n".join(inner + _go_pretty(v, inner, step) for v in o) + "\n" + pad + "]"
-    return "".join(_GO_COMPACT(o, 0))
-
-
 def go_dumps(obj, indent: str | None = None) -> str:
     """What Go's json.Marshal (or json.MarshalIndent with prefix "" and
     `indent`) writes for `obj`: no spaces, HTML characters escaped, keys in
     the dict's order (Go sorts map keys: sort those dicts first)."""
     if indent is not None:
-        return _go_pretty(obj, "", indent)
+        return _pretty(obj, "", indent, _go_str, _GO_COMPACT)
     return "".join(_GO_COMPACT(obj, 0))
 
 

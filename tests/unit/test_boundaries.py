@@ -6,32 +6,19 @@ Imports anywhere in a module count, at the top or inside functions."""
 import ast
 import os
 import re
+import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGES = ("runtime", "imagetool")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from project_modules import PACKAGES, REPO, modules  # noqa: E402
 # Private modules that their own room imports: the generated validator and
 # the checks it is generated against (validate.py, scripts/gen_validator.py).
 PRIVATE_MODULES_OK = {("runtime.validate", "runtime._config_validator"),
                       ("runtime._config_validator", "runtime._schema_checks")}
 
 
-def _modules():
-    out = {}
-    for pkg in PACKAGES:
-        for dirpath, _, files in os.walk(os.path.join(REPO, pkg)):
-            if "__pycache__" in dirpath:
-                continue
-            for f in files:
-                if f.endswith(".py"):
-                    path = os.path.join(dirpath, f)
-                    rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
-                    out[rel.removesuffix(".__init__")] = path
-    return out
-
-
-MODULES = _modules()
+MODULES = modules()
 
 
 def _imports(path):

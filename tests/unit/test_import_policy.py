@@ -11,9 +11,11 @@ Keys are (module, imported name): `import x` names "x", `from P import N`
 names "P.N" (relative imports resolved)."""
 import ast
 import os
+import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGES = ("runtime", "imagetool")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from project_modules import modules  # noqa: E402
+
 ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle"}
 
 
@@ -81,16 +83,6 @@ ALLOWED = (
 )
 
 
-def _module_files():
-    for pkg in PACKAGES:
-        for d, dirs, files in os.walk(os.path.join(REPO, pkg)):
-            dirs[:] = [x for x in dirs if x != "__pycache__"]
-            rel = os.path.relpath(d, REPO).replace(os.sep, ".")
-            for f in files:
-                if f.endswith(".py"):
-                    yield (rel if f == "__init__.py" else f"{rel}.{f[:-3]}"), os.path.join(d, f)
-
-
 def in_function_imports(name: str, source: str, is_pkg: bool) -> set[tuple[str, str]]:
     """(module, imported name) for every import statement inside a function
     (at any depth: nested functions and methods count)."""
@@ -113,7 +105,7 @@ def in_function_imports(name: str, source: str, is_pkg: bool) -> set[tuple[str, 
 
 def found_imports() -> set[tuple[str, str]]:
     out = set()
-    for name, path in _module_files():
+    for name, path in modules().items():
         if name in ADAPTERS:
             continue
         with open(path) as f:
