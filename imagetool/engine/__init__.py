@@ -1,0 +1,1 @@
+"""The container engine: records, monitor, operations, networks, volumes and output formatting."""
