@@ -596,10 +596,14 @@ class RunOptions:
     """What `pyimg run` adds on top of the image config."""
 
     def __init__(self, *, cmd=None, entrypoint=None, env=(), workdir=None, user=None, terminal=False,
-                 hostname=None, network="host", etc_files=True):
+                 hostname=None, network="host", etc_files=True, image_volumes=True, require_args=None):
         self.cmd, self.entrypoint, self.env, self.workdir = cmd, entrypoint, list(env), workdir
         self.user, self.terminal, self.hostname, self.network = user, terminal, hostname, network
-        self.etc_files = etc_files
+        # etc_files: write and mount hosts/hostname/resolv.conf; image_volumes:
+        # a bundle-private seeded directory for each of the image's Volumes
+        # (the engine makes real volumes instead, and its own /etc files).
+        self.etc_files, self.image_volumes = etc_files, image_volumes
+        self.require_args = etc_files if require_args is None else require_args
 
 
 def _seed_volume(rootfs: str, path: str, dest: str) -> None:
@@ -713,15 +717,15 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
             if ensure_layers(root, image, uid_map, gid_map, out=out) != record["layers"]:
                 raise BundleError(f"bundle {bundle}: layer cache keys changed while unpacking")
             _mount_bundle(root, record, fresh=True)
+        run = run or RunOptions(etc_files=False)
         volumes = {}
-        for path in sorted((image.config.get("config") or {}).get("Volumes") or {}):
+        for path in sorted((image.config.get("config") or {}).get("Volumes") or {} if run.image_volumes else ()):
             if not path.startswith("/"):
                 raise BundleError(f"{ref}: volume path {path!r} is not absolute")
             dest = os.path.join(wdir, "volumes", sha256(path.encode()).hexdigest()[:12])
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             _seed_volume(rootfs, path, dest)
             volumes[path] = dest
-        run = run or RunOptions(etc_files=False)
         hostname = run.hostname
         if run.etc_files and run.network == "host":
             import socket
@@ -731,7 +735,7 @@ def create_bundle(root: str, ref: str, bundle: str, *, mode: str | None = None, 
         spec = generate_config(image.config, rootfs, cmd=run.cmd, entrypoint=run.entrypoint, env=run.env,
                                workdir=run.workdir, user=run.user, terminal=run.terminal, hostname=hostname,
                                uid_map=uid_map, gid_map=gid_map, volumes=volumes, network=run.network,
-                               extra_mounts=extra, require_args=run.etc_files)
+                               extra_mounts=extra, require_args=run.require_args)
         if uid_map or gid_map:
             # The container's root must own its rootfs and writable layer.
             for p in ([rootfs] if mode == "copy" else [os.path.join(wdir, "upper")]):

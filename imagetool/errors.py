@@ -24,10 +24,14 @@ lets it propagate:
         ArchiveError               a docker-archive or oci-archive file
       BundleError               1  making, mounting or removing a bundle
       RunError                  1  the OCI runtime could not be found, run, or start a container
+      EngineError               1  a container, network or volume operation (imagetool.engine)
+        NoSuchContainer            no container by that name or id
+        CommandError      126/127  the container's command cannot be run / is not found
       Interrupted               1  an operation stopped by a signal, its effects undone
 
-`pyimg run` exits 125 for any of them (docker's "the engine failed"), so
-that every other status is the container's own.
+`pyimg run` (and create, start -a, exec) exit 125 for any of them
+(docker's "the engine failed"), so that every other status is the
+container's own; a CommandError keeps its 126 or 127 there too.
 
 An OSError is translated where it happens, with os_message(): what the OS
 said in words and what was being done to which path, e.g. "no space left
@@ -137,6 +141,24 @@ class BundleError(PyimgError):
 
 class RunError(PyimgError):
     """The OCI runtime could not be found or run, or it did not start the container."""
+
+
+class EngineError(PyimgError):
+    """A container, network or volume operation failed; the message names
+    the container, network or volume, in docker's words where docker has them."""
+
+
+class NoSuchContainer(EngineError):
+    """No container has that name, id or id prefix."""
+
+
+class CommandError(EngineError):
+    """The container's command cannot be run (126) or is not found (127):
+    docker run's own statuses for these, kept by every verb that runs one."""
+
+    def __init__(self, msg: str, status: int):
+        super().__init__(msg)
+        self.status = status
 
 
 class Interrupted(PyimgError):
