@@ -1,0 +1,1 @@
+"""The container engine (placeholder docstring: the lead writes this one)."""
