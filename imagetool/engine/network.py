@@ -260,7 +260,7 @@ class Allocator:
 
 # --- config validation ------------------------------------------------------
 
-def _net(text: str, what: str):
+def _net(text: str):
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -284,7 +284,7 @@ def validate_config(name: str, subnet=None, gateway=None, ip_range=None, driver=
         if ip_range:
             raise UsageError("every ip-range or gateway must have a corresponding subnet")
         return {"subnet": None, "gateway": None, "ip_range": None}
-    net = _net(subnet, "subnet")
+    net = _net(subnet)
     if net.version != 4:
         raise UsageError(f"invalid subnet {subnet}: IPv6 networks are not supported")
     if str(net) != subnet.strip():
@@ -304,7 +304,7 @@ def validate_config(name: str, subnet=None, gateway=None, ip_range=None, driver=
         gw = net.network_address + 1
     rng = None
     if ip_range:
-        rng = _net(ip_range, "ip-range")
+        rng = _net(ip_range)
         if rng.version != 4 or not rng.subnet_of(net):
             raise UsageError(f"no matching subnet for range {ip_range}")
     return {"subnet": str(net), "gateway": str(gw), "ip_range": str(rng) if rng else None}
@@ -756,8 +756,12 @@ class Networks:
     def setup(self, cid: str, name: str, networks: list[str], *, ports=(), aliases=(),
               hostname: str | None = None) -> dict:
         """Give container cid a network namespace attached to `networks`
-        (names or ids); see the module docstring. On failure everything
-        done is undone before the error propagates."""
+        (names or ids, in order: eth0, eth1, ...; none = loopback only); see
+        the module docstring. On a DNS-enabled network the container answers
+        to `name`, `aliases` and its short id (docker's names); `hostname`
+        is only recorded (docker does not publish it). dns_servers is empty
+        when no network has DNS: the caller then uses the host's resolvers.
+        On failure everything done is undone before the error propagates."""
         if not _valid_cid(cid):
             raise UsageError(f"invalid container id {cid!r}")
         path = self._record_path(cid)
