@@ -223,22 +223,23 @@ def test_list_has_bridge_first(nets):
 
 
 def test_remove_refuses_bridge_and_networks_in_use(nets):
-    a = nets.create("a", subnet="10.1.0.0/24")
+    a = nets.create("net-a", subnet="10.1.0.0/24")
     os.makedirs(nets.attach_dir)
     with open(os.path.join(nets.attach_dir, "c1.json"), "w") as f:
-        json.dump({"cid": "c1", "name": "x", "networks": {"a": {"id": a["Id"], "ip": "10.1.0.2"}}}, f)
-    assert nets.users("a") == ["c1"]
-    assert nets.get("a")["Containers"]["c1"]["IPv4Address"] == "10.1.0.2/24"
+        json.dump({"cid": "c1", "name": "x", "networks": {"net-a": {"id": a["Id"], "ip": "10.1.0.2"}}}, f)
+    assert nets.users("net-a") == ["c1"]
+    assert nets.get("net-a")["Containers"]["c1"]["IPv4Address"] == "10.1.0.2/24"
     with pytest.raises(UsageError) as e:
-        nets.remove("a")
-    assert str(e.value) == f"error while removing network: network a id {a['Id']} has active endpoints"
+        nets.remove("net-a")
+    assert str(e.value) == f"error while removing network: network net-a id {a['Id']} has active endpoints"
     with pytest.raises(UsageError, match="bridge is a pre-defined network and cannot be removed"):
         nets.remove("bridge")
     assert nets.prune() == []
     os.unlink(os.path.join(nets.attach_dir, "c1.json"))
+    # (a name that is not hex: "a" would then match any id starting with a, as in docker)
     nets.remove(a["Id"][:6])
     with pytest.raises(UsageError, match="not found"):
-        nets.get("a")
+        nets.get("net-a")
 
 
 def test_prune_removes_unused_user_networks_only(nets):
