@@ -128,6 +128,13 @@ class Containers:
     def cleanup(self):
         self.rt.cleanup()
 
+    def cgroups_left(self) -> list[str]:
+        """cgroups named after this scenario's containers, in any hierarchy."""
+        import glob
+        return [p for cid in self.rt.ids
+                for p in glob.glob(f"/sys/fs/cgroup/{cid}") + glob.glob(f"/sys/fs/cgroup/*/{cid}")
+                + glob.glob(f"/sys/fs/cgroup/*/*/*/{cid}")]
+
 
 def resolv_for(att: dict) -> str:
     lines = [f"nameserver {s}" for s in att["dns_servers"]]
@@ -251,6 +258,11 @@ def scenario_dns_and_ports(work: str, rootfs: str) -> dict:
             c.rt("delete", "--force", cid)
         teardown_all(n)
         c.cleanup()
+    for _ in range(50):  # the reaper of the killed containers may be slow
+        res["cgroups_left"] = c.cgroups_left()
+        if not res["cgroups_left"]:
+            break
+        time.sleep(0.1)
     return res
 
 

@@ -108,6 +108,7 @@ def test_user_network_dns_default_bridge_and_published_ports(tmp_path, net_rootf
     assert_rules_back(r["rules_diff"])
     assert r["rules_mention_containers"] == []
     assert r["networks_after"] == ["bridge"]
+    assert r["cgroups_left"] == []
 
 
 def test_teardown_after_sigkill_at_each_stage_of_setup(tmp_path, net_rootfs):
