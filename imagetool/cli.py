@@ -37,9 +37,10 @@ def _config(g: dict):
     return Config.load(g["config"])
 
 
-from imagetool import cli_bundle  # noqa: E402  (registers unpack/run/bundles)
+from imagetool import cli_bundle, cli_engine  # noqa: E402  (register the bundle and container verbs)
 
 cli_bundle.register(T)
+cli_engine.register(T)
 
 
 @T.verb("pull", Arg("ref", "Image reference."),
@@ -144,40 +145,34 @@ def images(g, a):
         print("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
 
 
-@T.verb("inspect", Arg("refs", "Image references or ids.", many=True),
-        Opt("--platform", "platform", str, None, "os/arch[/variant]"))
-def inspect(g, a):
-    """Show a stored image as JSON: digests, platform, config, layers."""
-    from runtime.toolkit import fastjson as json
+def image_inspect(root: str, ref: str, platform: str | None = None) -> dict:
+    """A stored image as `pyimg inspect` shows it: digests, platform, config, layers."""
     from imagetool.errors import StoreError
     from imagetool.store import Store
-    store = Store(g["root"])
-    out = []
-    for ref in a["refs"]:
-        desc = store.descriptor(ref)
-        digest, m = store.resolve(ref, a["platform"])
-        try:
-            cfg = store.read_json(m["config"]["digest"])
-        except (KeyError, TypeError):
-            raise StoreError(f"{ref}: malformed image manifest {digest}") from None
-        ann = desc.get("annotations") or {}
-        plat = {k: cfg[k] for k in ("os", "architecture", "variant") if cfg.get(k)}
-        out.append({
-            "Reference": ann.get("org.opencontainers.image.ref.name", ref),
-            "Id": m["config"]["digest"],
-            "ManifestDigest": digest,
-            "RepoDigest": ann.get("io.pyimg.repo.digest", digest),
-            "MediaType": m.get("mediaType") or desc.get("mediaType"),
-            "Platform": plat,
-            "Created": cfg.get("created"),
-            "Size": sum(l["size"] for l in m.get("layers", [])) + m["config"]["size"],
-            "Layers": [{"digest": l["digest"], "size": l["size"], "mediaType": l.get("mediaType")}
-                       for l in m.get("layers", [])],
-            "DiffIDs": (cfg.get("rootfs") or {}).get("diff_ids", []),
-            "Config": cfg.get("config") or {},
-            "Manifest": m,
-        })
-    print(json.dumps(out, indent=2))
+    store = Store(root)
+    desc = store.descriptor(ref)
+    digest, m = store.resolve(ref, platform)
+    try:
+        cfg = store.read_json(m["config"]["digest"])
+    except (KeyError, TypeError):
+        raise StoreError(f"{ref}: malformed image manifest {digest}") from None
+    ann = desc.get("annotations") or {}
+    plat = {k: cfg[k] for k in ("os", "architecture", "variant") if cfg.get(k)}
+    return {
+        "Reference": ann.get("org.opencontainers.image.ref.name", ref),
+        "Id": m["config"]["digest"],
+        "ManifestDigest": digest,
+        "RepoDigest": ann.get("io.pyimg.repo.digest", digest),
+        "MediaType": m.get("mediaType") or desc.get("mediaType"),
+        "Platform": plat,
+        "Created": cfg.get("created"),
+        "Size": sum(l["size"] for l in m.get("layers", [])) + m["config"]["size"],
+        "Layers": [{"digest": l["digest"], "size": l["size"], "mediaType": l.get("mediaType")}
+                   for l in m.get("layers", [])],
+        "DiffIDs": (cfg.get("rootfs") or {}).get("diff_ids", []),
+        "Config": cfg.get("config") or {},
+        "Manifest": m,
+    }
 
 
 @T.verb("tag", Arg("src", "Stored image."), Arg("dst", "New reference."))
@@ -294,8 +289,14 @@ USAGE = 2       # the command line does not parse (and errors.UsageError)
 INTERRUPTED = 130
 INTERNAL = 70   # sysexits.h's EX_SOFTWARE: an exception pyimg did not mean, a bug
 # A verb whose own failures all exit with one status: docker run's 125
-# ("the engine failed"), so that every other status is the container's.
-_FAILED = {"run": 125}
+# ("the engine failed"), so that every other status is the container's
+# (a CommandError keeps its 126 or 127).
+_FAILED = {"run": 125, "create": 125, "exec": 125, "start": 125}
+# The container verbs speak docker's language: their messages name the
+# container themselves, and a command line that does not parse exits 125.
+ENGINE_VERBS = frozenset(("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm", "wait",
+                          "ps", "logs", "top", "port", "stats", "exec", "cp", "rename", "container", "volume",
+                          "network", "version", "info", "container-cleanup"))
 # The positionals that name what a verb works on, for the start of its
 # error line ("unpack busybox /tmp/bb: ..."); a verb that takes several
 # references leaves it to the message, which names the one that failed.
@@ -305,7 +306,9 @@ _SUBJECT = {"pull": ("ref",), "push": ("ref",), "tag": ("src", "dst"), "login": 
             "unpack": ("ref", "bundle"), "remount": ("bundle",), "run": ("ref",)}
 
 
-def _context(v: str, a: dict) -> str:
+def _context(v: str, a: dict) -> str | None:
+    if v in ENGINE_VERBS:
+        return None
     return " ".join([v] + [str(a[k]) for k in _SUBJECT.get(v, ()) if a.get(k)])
 
 
@@ -319,8 +322,14 @@ def _usage_error(msg: str) -> int:
     return USAGE
 
 
+def _engine_usage_error(msg: str) -> int:
+    _error(msg)
+    return 125  # docker's status for a command line it cannot parse
+
+
 def _dispatch(argv: list[str]) -> int:
-    routed = T.route(argv, _dispatch, _version, _usage_error)
+    verb = next((x for x in argv if not x.startswith("-")), None)
+    routed = T.route(argv, _dispatch, _version, _engine_usage_error if verb in ENGINE_VERBS else _usage_error)
     if isinstance(routed, int):
         return routed
     g, v, a = routed
@@ -331,17 +340,23 @@ def _call(v: str, g: dict, a: dict) -> int:
     """Run verb v; the single place that turns what it raises into one
     line on stderr and an exit status (see the module docstring)."""
     from imagetool import errors
+    ctx = _context(v, a)
     try:
         rc = T.func(v)(g, a)
         return rc if isinstance(rc, int) else 0
+    except errors.CommandError as e:
+        _error(str(e.within(ctx) if ctx else e))
+        return e.status if v in _FAILED else e.exit_code
     except errors.PyimgError as e:
-        _error(str(e.within(_context(v, a))))
+        _error(str(e.within(ctx) if ctx else e))
+        if v in ENGINE_VERBS and isinstance(e, errors.UsageError):
+            return 125
         return _FAILED.get(v, e.exit_code)
     except UsageError as e:  # the table's own, raised by a verb
-        _error(f"{_context(v, a)}: {e}")
-        return _FAILED.get(v, USAGE)
+        _error(f"{ctx}: {e}" if ctx else str(e))
+        return _FAILED.get(v, 125 if v in ENGINE_VERBS else USAGE)
     except OSError as e:  # one its module did not translate: still what and where
-        _error(f"{_context(v, a)}: {errors.os_message(e)}")
+        _error(f"{ctx}: {errors.os_message(e)}" if ctx else errors.os_message(e))
         return _FAILED.get(v, 1)
     except KeyboardInterrupt:
         _error("interrupted")
@@ -350,8 +365,14 @@ def _call(v: str, g: dict, a: dict) -> int:
         if os.environ.get("PYIMG_DEBUG"):
             import traceback
             traceback.print_exc()
-        _error(f"{_context(v, a)}: {errors.internal(e)}")
+        _error(f"{ctx}: {errors.internal(e)}" if ctx else errors.internal(e))
         return _FAILED.get(v, INTERNAL)
+
+
+def _dispatch_verb(g: dict, verb: str, argv: list[str]) -> int:
+    """Run `verb` with its own arguments under the globals `g` (`pyimg container ls` is `pyimg ps`)."""
+    gargs = ["--root", g["root"]] + (["--config", g["config"]] if g.get("config") else [])
+    return _dispatch(gargs + [verb] + list(argv))
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ or is not found, otherwise the container's own status; 1 for the other
 verbs). ``volume`` and ``network`` have their own small tables of
 sub-verbs. Heavy modules are imported inside the verbs.
 """
-import os
 import sys
 
 from runtime.toolkit.cmdtable import Arg, Opt, Table, stays
@@ -65,8 +64,6 @@ def run_options(a: dict) -> dict:
     from imagetool.engine import spec
     from imagetool.errors import UsageError
 
-    if a["detach"] and a["rm"] and False:
-        pass
     env = []
     for f in a["env_file"] or []:
         env += spec.parse_env_file(f)
@@ -417,7 +414,6 @@ def container(g, a):
         from imagetool.engine.humanize import size
         print(f"Total reclaimed space: {size(freed)}")
         return 0
-    from imagetool.cli import T
     verbs = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
              "rm": "rm", "logs": "logs", "exec": "exec", "inspect": "inspect", "kill": "kill",
              "restart": "restart", "top": "top", "port": "port", "wait": "wait", "cp": "cp", "rename": "rename",

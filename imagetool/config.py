@@ -60,6 +60,7 @@ import re
 
 from imagetool.errors import ConfigError, os_message
 
+DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
 DEFAULT_CONFIG_PATH = "/etc/pyimg/config.json"
 DEFAULT_ROOT = "/var/lib/pyimg"
 
@@ -141,6 +142,27 @@ class Config:
         return isinstance(other, Config) and all(getattr(self, k) == getattr(other, k) for k in self._DEFAULTS)
 
     @classmethod
+    def _docker_daemon_settings(cls) -> "Config":
+        """Without a pyimg settings file, what a Docker user configured for
+        dockerd applies: registry-mirrors and insecure-registries from
+        /etc/docker/daemon.json (or $PYIMG_DOCKER_DAEMON_JSON). A file that
+        is missing or not a JSON object is ignored, as it is not ours."""
+        c = cls(path=None)
+        path = os.environ.get("PYIMG_DOCKER_DAEMON_JSON") or DOCKER_DAEMON_JSON
+        try:
+            with open(path, "rb") as f:
+                raw = json.loads(f.read().decode())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return c
+        if isinstance(raw, dict):
+            mirrors, insecure = raw.get("registry-mirrors"), raw.get("insecure-registries")
+            if isinstance(mirrors, list) and all(isinstance(m, str) for m in mirrors):
+                c.registry_mirrors = mirrors
+            if isinstance(insecure, list) and all(isinstance(m, str) for m in insecure):
+                c.insecure_registries = insecure
+        return c
+
+    @classmethod
     def load(cls, path: str | None = None) -> "Config":
         """Load path (default /etc/pyimg/config.json; a missing default file is
         fine, a missing explicit file is an error)."""
@@ -152,7 +174,7 @@ class Config:
         except FileNotFoundError:
             if explicit:
                 raise ConfigError(f"config file {path} does not exist") from None
-            return cls(path=None)
+            return cls._docker_daemon_settings()
         except OSError as e:
             raise ConfigError(os_message(e, f"reading the config file {path}")) from None
         try:

@@ -92,7 +92,7 @@ def spawn(*, cid: str, name: str, runtime: str, runtime_root: str, bundle: str, 
     cenv.update(env or {})
     try:
         with open(os.devnull, "r+b") as null:
-            proc = subprocess.Popen(args, stdin=null, stdout=null, stderr=subprocess.PIPE, env=cenv,
+            proc = subprocess.Popen(args, stdin=null, stdout=null, stderr=null, env=cenv,
                                     pass_fds=(sync_w, start_r), cwd="/")
     except OSError as e:
         for fd in (sync_r, sync_w, start_r, start_w):
@@ -105,23 +105,23 @@ def spawn(*, cid: str, name: str, runtime: str, runtime_root: str, bundle: str, 
     except OSError:
         pass
     os.close(start_w)
-    data = b""
-    with os.fdopen(sync_r, "rb") as f:
-        data = f.read()
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.wait()
+    # conmon writes one JSON line once the runtime's create has finished; the
+    # daemonized conmon keeps the pipe open afterwards, so read only that line.
     msg = None
-    for line in data.decode(errors="replace").splitlines():
-        try:
-            m = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(m, dict) and "data" in m:
-            if isinstance(m["data"], int) and m["data"] > 0:
-                return m["data"]
-            msg = m.get("message") or msg
-    raise _command_failure(msg or err.replace("[conmon:e]: ", "") or
-                           f"conmon exited with status {proc.returncode} before the container was created")
+    with os.fdopen(sync_r, "rb") as f:
+        for line in f:
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(m, dict) and "data" in m:
+                if isinstance(m["data"], int) and m["data"] > 0:
+                    proc.wait()
+                    return m["data"]
+                msg = m.get("message") or ""
+                break
+    proc.wait()
+    raise _command_failure(msg or f"conmon exited with status {proc.returncode} before the container was created")
 
 
 def exit_status(exit_file: str, persist_dir: str | None = None) -> tuple[int, float] | None:

@@ -316,7 +316,7 @@ class Engine:
             "State": {"Status": "creating", "Running": False, "Paused": False, "Restarting": False,
                       "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
                       "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
-            "Image": image.config_digest if hasattr(image, "config_digest") else _config_digest(image),
+            "Image": image.manifest["config"]["digest"],
             "ResolvConfPath": os.path.join(cdir, "etc", "resolv.conf"),
             "HostnamePath": os.path.join(cdir, "etc", "hostname"),
             "HostsPath": os.path.join(cdir, "etc", "hosts"),
@@ -426,6 +426,7 @@ class Engine:
             if rec["State"]["Status"] not in ("created", "exited", "restarting"):
                 raise EngineError(f"cannot start container {rec['Id'][:12]} in state {rec['State']['Status']}")
             rec["Pyimg"]["manual_stop"] = False
+            rec["Pyimg"]["attached"] = attach is not None
             return self._start_locked(rec, attach)
 
     def _start_locked(self, rec: dict, attach=None) -> dict:
@@ -609,11 +610,12 @@ class Engine:
             elif rec["State"]["Status"] != "exited":
                 return
             if rec["HostConfig"].get("AutoRemove"):
-                self._destroy(rec, volumes=True)
+                # an attached `run --rm` still has to read the status: it removes the exit file
+                self._destroy(rec, volumes=True, keep_exit=bool(rec["Pyimg"].get("attached")))
                 return
             restart = _should_restart(rec)
             if restart:
-                rec["State"].update(Status="restarting", Restarting=True)
+                rec["State"].update(Status="restarting", Restarting=True, Running=True)
                 self._save(rec)
         if not restart:
             return
@@ -775,7 +777,7 @@ class Engine:
             self._destroy(rec, volumes=volumes)
         return cid
 
-    def _destroy(self, rec: dict, *, volumes: bool) -> None:
+    def _destroy(self, rec: dict, *, volumes: bool, keep_exit: bool = False) -> None:
         """(under the lock) remove everything of a container that is not running."""
         from imagetool import bundle as bundlemod
 
@@ -794,7 +796,7 @@ class Engine:
                 with contextlib.suppress(PyimgError):
                     self.volumes.remove(v, in_use=self._volume_users(v, but=cid))
         self.records.free_name(rec["Name"][1:], cid)
-        self.records.drop(cid)
+        self.records.drop(cid, keep_exit=keep_exit)
 
     def _volume_users(self, vname: str, but: str | None = None) -> list[str]:
         out = []
@@ -822,7 +824,7 @@ class Engine:
             rec = self.records.load(rec["Id"])
             old = rec["Name"][1:]
             if old == new:
-                raise EngineError(f"Renaming a container with the same name as its current name")
+                raise EngineError("Renaming a container with the same name as its current name")
             self.records.rename(rec["Id"], old, new)
             rec["Name"] = "/" + new
             self._save(rec)
@@ -894,13 +896,6 @@ class Engine:
     def inspect(self, rec: dict) -> dict:
         out = {k: v for k, v in rec.items() if k != "Pyimg"}
         return out
-
-
-def _config_digest(image) -> str:
-    m = getattr(image, "manifest", None)
-    if isinstance(m, dict) and m.get("config"):
-        return m["config"]["digest"]
-    return getattr(image, "digest", "")
 
 
 def _merge_env(base: list[str], override: list[str]) -> list[str]:

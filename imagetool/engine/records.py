@@ -235,13 +235,14 @@ class Store:
             os.close(fd)
             return None
 
-    def drop(self, cid: str) -> None:
-        """Remove a container's directory and lock file (its record last but one: the dir goes whole)."""
+    def drop(self, cid: str, *, keep_exit: bool = False) -> None:
+        """Remove a container's directory and lock file; ``keep_exit`` leaves its exit status
+        for an attached caller still to read (it removes the file)."""
         d = self.paths.cdir(cid)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(d, RECORD))
         shutil.rmtree(d, ignore_errors=True)
-        for p in (self.paths.exit_file(cid), os.path.join(self.paths.sockets, cid),
-                  os.path.join(self.paths.locks, cid)):
+        for p in ((() if keep_exit else (self.paths.exit_file(cid),)) + (os.path.join(self.paths.sockets, cid),
+                  os.path.join(self.paths.locks, cid))):
             with contextlib.suppress(OSError):
                 os.unlink(p)

@@ -76,7 +76,7 @@ def parse_restart(value: str | None) -> dict:
         if name != "on-failure":
             raise UsageError(f"maximum retry count cannot be used with restart policy '{name}'")
         if not count.isdigit():
-            raise UsageError(f'invalid restart policy format: maximum retry count must be an integer')
+            raise UsageError('invalid restart policy format: maximum retry count must be an integer')
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
