@@ -145,36 +145,6 @@ def images(g, a):
         print("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
 
 
-def image_inspect(root: str, ref: str, platform: str | None = None) -> dict:
-    """A stored image as `pyimg inspect` shows it: digests, platform, config, layers."""
-    from imagetool.errors import StoreError
-    from imagetool.store import Store
-    store = Store(root)
-    desc = store.descriptor(ref)
-    digest, m = store.resolve(ref, platform)
-    try:
-        cfg = store.read_json(m["config"]["digest"])
-    except (KeyError, TypeError):
-        raise StoreError(f"{ref}: malformed image manifest {digest}") from None
-    ann = desc.get("annotations") or {}
-    plat = {k: cfg[k] for k in ("os", "architecture", "variant") if cfg.get(k)}
-    return {
-        "Reference": ann.get("org.opencontainers.image.ref.name", ref),
-        "Id": m["config"]["digest"],
-        "ManifestDigest": digest,
-        "RepoDigest": ann.get("io.pyimg.repo.digest", digest),
-        "MediaType": m.get("mediaType") or desc.get("mediaType"),
-        "Platform": plat,
-        "Created": cfg.get("created"),
-        "Size": sum(l["size"] for l in m.get("layers", [])) + m["config"]["size"],
-        "Layers": [{"digest": l["digest"], "size": l["size"], "mediaType": l.get("mediaType")}
-                   for l in m.get("layers", [])],
-        "DiffIDs": (cfg.get("rootfs") or {}).get("diff_ids", []),
-        "Config": cfg.get("config") or {},
-        "Manifest": m,
-    }
-
-
 @T.verb("tag", Arg("src", "Stored image."), Arg("dst", "New reference."))
 def tag(g, a):
     """Give a stored image another reference."""
@@ -327,8 +297,19 @@ def _engine_usage_error(msg: str) -> int:
     return 125  # docker's status for a command line it cannot parse
 
 
+# docker's management-command spellings of the container verbs
+_CONTAINER_SUB = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
+                  "rm": "rm", "logs": "logs", "exec": "exec", "inspect": "inspect", "kill": "kill",
+                  "restart": "restart", "top": "top", "port": "port", "wait": "wait", "cp": "cp",
+                  "rename": "rename", "pause": "pause", "unpause": "unpause", "stats": "stats"}
+
+
 def _dispatch(argv: list[str]) -> int:
-    verb = next((x for x in argv if not x.startswith("-")), None)
+    at = next((i for i, x in enumerate(argv) if not x.startswith("-") and (i == 0 or argv[i - 1] not in
+                                                                           ("--root", "--config"))), None)
+    if at is not None and argv[at] == "container" and at + 1 < len(argv) and argv[at + 1] in _CONTAINER_SUB:
+        argv = argv[:at] + [_CONTAINER_SUB[argv[at + 1]]] + argv[at + 2:]
+    verb = argv[at] if at is not None else None
     routed = T.route(argv, _dispatch, _version, _engine_usage_error if verb in ENGINE_VERBS else _usage_error)
     if isinstance(routed, int):
         return routed
@@ -367,12 +348,6 @@ def _call(v: str, g: dict, a: dict) -> int:
             traceback.print_exc()
         _error(f"{ctx}: {errors.internal(e)}" if ctx else errors.internal(e))
         return _FAILED.get(v, INTERNAL)
-
-
-def _dispatch_verb(g: dict, verb: str, argv: list[str]) -> int:
-    """Run `verb` with its own arguments under the globals `g` (`pyimg container ls` is `pyimg ps`)."""
-    gargs = ["--root", g["root"]] + (["--config", g["config"]] if g.get("config") else [])
-    return _dispatch(gargs + [verb] + list(argv))
 
 
 def main() -> None:

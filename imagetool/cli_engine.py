@@ -106,6 +106,9 @@ def run_options(a: dict) -> dict:
         parse_signal(a["stop_signal"])
     for c in (a["cap_add"] or []) + (a["cap_drop"] or []):
         spec.normalize_cap(c)
+    from imagetool.engine.records import NAME_RE
+    if a["name"] is not None and not NAME_RE.fullmatch(a["name"]):
+        raise UsageError(f"Invalid container name ({a['name']}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     network = a["network"] or "bridge"
     if network.startswith("container:") and (a["hostname"] or ports):
         raise UsageError("conflicting options: hostname and the network mode" if a["hostname"] else
@@ -337,14 +340,7 @@ def inspect(g, a):
     """Low-level information on containers, images, volumes or networks, as JSON or through --format."""
     from imagetool.engine import present
     return present.inspect(_engine(g), a["refs"], fmt=a["fmt"], kind=a["type"], platform=a["platform"],
-                           image_inspect=_image_inspect(g))
-
-
-def _image_inspect(g):
-    def one(ref, platform):
-        from imagetool.cli import image_inspect
-        return image_inspect(g["root"], ref, platform)
-    return one
+                           image_inspect=lambda ref, platform: present.image_inspect(g["root"], ref, platform))
 
 
 def top(g, a):
@@ -414,14 +410,7 @@ def container(g, a):
         from imagetool.engine.humanize import size
         print(f"Total reclaimed space: {size(freed)}")
         return 0
-    verbs = {"ls": "ps", "list": "ps", "run": "run", "create": "create", "start": "start", "stop": "stop",
-             "rm": "rm", "logs": "logs", "exec": "exec", "inspect": "inspect", "kill": "kill",
-             "restart": "restart", "top": "top", "port": "port", "wait": "wait", "cp": "cp", "rename": "rename",
-             "pause": "pause", "unpause": "unpause", "stats": "stats"}
-    if sub not in verbs:
-        raise UsageError(f"unknown command {sub!r} for \"pyimg container\"")
-    from imagetool import cli
-    return cli._dispatch_verb(g, verbs[sub], rest)
+    raise UsageError(f"unknown command {sub!r} for \"pyimg container\"")  # (cli routes ls, run, ... itself)
 
 
 def volume(g, a):

@@ -22,12 +22,17 @@ import os
 import signal
 import subprocess
 import sys
+import termios
 import time
+import tty as ttymod
 
 from runtime.toolkit import fastjson as json
-from imagetool.errors import EngineError, os_message
-from imagetool.engine import monitor
+from imagetool.errors import EngineError, UsageError, os_message
+from imagetool.engine import humanize, monitor
+from imagetool.engine.logs import Reader, docker_stamp
+from imagetool.engine.network import publish_all
 from imagetool.engine.ops import Engine
+from imagetool.engine.spec import capabilities
 
 _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -37,7 +42,6 @@ def create(eng: Engine, opts: dict) -> dict:
     rec = eng.create(opts)
     ports = [p.to_dict() for p in opts.get("ports") or []]
     if opts.get("publish_all"):
-        from imagetool.engine.network import publish_all
         have = {(p["container_port"], p["protocol"]) for p in ports}
         ports += [p.to_dict() for p in publish_all(rec["Config"].get("ExposedPorts") or {})
                   if (p.container_port, p.protocol) not in have]
@@ -56,15 +60,12 @@ class _Terminal:
         self.fd, self.saved = fd, None
 
     def __enter__(self):
-        import termios
-        import tty
         if os.isatty(self.fd):
             self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
+            ttymod.setraw(self.fd)
         return self
 
     def __exit__(self, *exc):
-        import termios
         if self.saved is not None:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
@@ -164,7 +165,6 @@ def exec_(eng: Engine, ref: str, cmd: list[str], *, interactive: bool, tty: bool
           user: str | None, workdir: str | None, privileged: bool = False) -> int:
     rec, proc = eng.exec_process(ref, cmd, tty=tty and not detach, env=env, user=user, workdir=workdir)
     if privileged:
-        from imagetool.engine.spec import capabilities
         caps = capabilities([], ["ALL"], [])
         proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
     cdir = eng.paths.cdir(rec["Id"])
@@ -206,10 +206,6 @@ def exec_(eng: Engine, ref: str, cmd: list[str], *, interactive: bool, tty: bool
 
 def logs(eng: Engine, ref: str, *, follow: bool, tail: str, timestamps: bool, since: str | None,
          until: str | None) -> None:
-    from imagetool.engine import humanize
-    from imagetool.engine.logs import Reader, docker_stamp
-    from imagetool.errors import UsageError
-
     rec = eng.get(ref)
     now = time.time()
     t_since = humanize.parse_since(since, now) if since else None

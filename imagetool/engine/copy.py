@@ -12,11 +12,13 @@ point the copy at the host's files. Host paths are the caller's own.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tarfile
 import tempfile
 
 from imagetool.errors import EngineError, LayerError, UsageError, os_message
+from imagetool.layer import apply_layer, open_in_root, resolve_in_root
 
 
 def _split(arg: str) -> tuple[str | None, str]:
@@ -46,7 +48,6 @@ def _rootfs(rec) -> str:
 
 
 def _out(eng, rec, cpath: str, host: str, follow: bool) -> None:
-    from imagetool.layer import open_in_root, resolve_in_root
     root = _rootfs(rec)
     if not cpath.startswith("/"):
         cpath = "/" + cpath
@@ -74,8 +75,6 @@ def _out(eng, rec, cpath: str, host: str, follow: bool) -> None:
 
 
 def _in(eng, rec, host: str, cpath: str, archive: bool) -> None:
-    from imagetool.layer import apply_layer, open_in_root
-    import stat
     root = _rootfs(rec)
     if not os.path.lexists(host):
         raise EngineError(f"lstat {host}: no such file or directory")

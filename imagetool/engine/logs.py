@@ -9,6 +9,7 @@ it, with the stream it went to. It only reads: conmon is the one writer.
 """
 from __future__ import annotations
 
+import calendar
 import os
 import time
 
@@ -24,7 +25,6 @@ class Entry:
 
 
 def _epoch(stamp: str) -> float:
-    import calendar
     try:
         main, _, rest = stamp.partition(".")
         frac, off = rest[:9], rest[9:] if rest else ""

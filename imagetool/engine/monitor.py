@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,7 +47,6 @@ def conmon_path() -> str:
     for c in _CONMON_CANDIDATES:
         if os.access(c, os.X_OK):
             return c
-    import shutil
     found = shutil.which("conmon")
     if found:
         return found

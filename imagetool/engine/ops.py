@@ -30,10 +30,12 @@ recorded but nobody cleaned up is cleaned up.
 """
 from __future__ import annotations
 
+import calendar
 import contextlib
 import os
 import shutil
 import signal as signals
+import stat as st_
 import subprocess
 import sys
 import time
@@ -41,8 +43,13 @@ import time
 from runtime.toolkit import fastjson as json
 from imagetool.errors import (BundleError, CommandError, EngineError, NoSuchContainer, PyimgError, UsageError,
                               os_message)
+from imagetool import bundle as bundlemod
+from imagetool.layer import LayerError, open_in_root
 from imagetool.engine import monitor, spec as specmod
+from imagetool.engine.network import Networks, PortMapping
 from imagetool.engine.records import Paths, Store, new_id, random_name
+from imagetool.engine.volumes import Volumes
+# Optional edge, imported where used: imagetool.pull (only when run's image is missing).
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 DEFAULT_STOP_TIMEOUT = 10
@@ -60,7 +67,6 @@ def parse_time(s: str) -> float:
     """Seconds since the epoch for one of our RFC 3339 strings (0 for docker's zero time)."""
     if not s or s.startswith("0001-"):
         return 0.0
-    import calendar
     main, _, frac = s.rstrip("Z").partition(".")
     return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
 
@@ -146,14 +152,12 @@ class Engine:
     @property
     def networks(self):
         if self._networks is None:
-            from imagetool.engine.network import Networks
             self._networks = Networks(self.paths.root, self.paths.run)
         return self._networks
 
     @property
     def volumes(self):
         if self._volumes is None:
-            from imagetool.engine.volumes import Volumes
             self._volumes = Volumes(self.paths.root)
         return self._volumes
 
@@ -246,8 +250,6 @@ class Engine:
     # ------------------------------------------------------------- create
     def create(self, opts: dict, *, progress=None) -> dict:
         """A new container from docker run's options (``opts``, see cli_engine.run_options)."""
-        from imagetool import bundle as bundlemod
-
         ref = opts["image"]
         host = opts["host"]
         runtime_path = find_runtime(host.get("Runtime"))
@@ -342,8 +344,6 @@ class Engine:
         return rec
 
     def _build(self, rec: dict, image, opts: dict, icfg: dict) -> None:
-        from imagetool import bundle as bundlemod
-
         cid, cfg, host = rec["Id"], rec["Config"], rec["HostConfig"]
         bundle = rec["Pyimg"]["bundle"]
         run = bundlemod.RunOptions(cmd=cfg["Cmd"] or [], entrypoint=list(cfg["Entrypoint"] or []),
@@ -440,7 +440,6 @@ class Engine:
                 os.unlink(self.paths.exit_file(cid))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.paths.cdir(cid), "exit"))
-            from imagetool import bundle as bundlemod
             brec = bundlemod.read_record(self.paths.root, bundle)
             if brec and brec.get("mode") == "overlay" and not os.path.ismount(brec["rootfs"]):
                 bundlemod.remount_bundles(self.paths.root, bundle)  # after a reboot
@@ -510,7 +509,6 @@ class Engine:
             path = f"/proc/{other['State']['Pid']}/ns/net"
             ns.update(SandboxKey=path, Networks={})
             return path, None
-        from imagetool.engine.network import PortMapping
         nets = self.networks
         netname = "bridge" if mode in ("bridge", "default") else mode
         if netname == "bridge":
@@ -779,8 +777,6 @@ class Engine:
 
     def _destroy(self, rec: dict, *, volumes: bool, keep_exit: bool = False) -> None:
         """(under the lock) remove everything of a container that is not running."""
-        from imagetool import bundle as bundlemod
-
         cid = rec["Id"]
         rec["State"]["Status"] = "removing"
         with contextlib.suppress(PyimgError):
@@ -833,8 +829,6 @@ class Engine:
     def exec_process(self, ref: str, cmd: list[str], *, tty: bool, env: list[str], user: str | None,
                      workdir: str | None) -> tuple[dict, dict]:
         """The running container and the OCI process for ``exec``; CommandError when cmd cannot run."""
-        from imagetool.bundle import resolve_user
-
         rec = self.get(ref)
         if rec["State"]["Status"] == "paused":
             raise EngineError(f"Container {rec['Id']} is paused, unpause the container before exec")
@@ -852,7 +846,7 @@ class Engine:
         rootfs = os.path.join(bundle, "rootfs")
         if user:
             try:
-                proc["user"] = resolve_user(rootfs, user)
+                proc["user"] = bundlemod.resolve_user(rootfs, user)
             except BundleError as e:
                 raise EngineError(str(e)) from None
         proc.pop("consoleSize", None)
@@ -973,9 +967,6 @@ def _oom_events(cid: str) -> bool:
 
 def _check_command(rootfs: str, proc: dict, exec_: bool = False) -> None:
     """docker's 127 (not found) and 126 (cannot be run) for the process's first arg, resolved in the rootfs."""
-    import stat as st_
-    from imagetool.layer import LayerError, open_in_root
-
     arg0 = (proc.get("args") or [""])[0]
     if not arg0:
         raise CommandError("No command specified", 127)

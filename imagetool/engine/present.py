@@ -9,13 +9,20 @@ tabwriter alignment) or ``inspect``'s JSON.
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 import sys
 import time
 
 from runtime.toolkit import fastjson as json
 from runtime.toolkit.cmdtable import Arg, Opt, Table
-from imagetool.errors import EngineError, PyimgError, UsageError
+from runtime.version import VERSION
+from imagetool.config import Config
+from imagetool.errors import EngineError, PyimgError, StoreError, UsageError
+from imagetool.store import Store
 from imagetool.engine import humanize, template
+from imagetool.engine.monitor import conmon_path
+from imagetool.engine.ops import find_runtime
 
 
 def table(fmt: str, headers: dict, rows: list) -> str:
@@ -107,6 +114,34 @@ def ps_filter(recs: list[dict], filters: list[str], *, all_: bool) -> list[dict]
 
 
 # ----------------------------------------------------------------- inspect
+def image_inspect(root: str, ref: str, platform: str | None = None) -> dict:
+    """A stored image as `pyimg inspect` shows it: digests, platform, config, layers."""
+    store = Store(root)
+    desc = store.descriptor(ref)
+    digest, m = store.resolve(ref, platform)
+    try:
+        cfg = store.read_json(m["config"]["digest"])
+    except (KeyError, TypeError):
+        raise StoreError(f"{ref}: malformed image manifest {digest}") from None
+    ann = desc.get("annotations") or {}
+    plat = {k: cfg[k] for k in ("os", "architecture", "variant") if cfg.get(k)}
+    return {
+        "Reference": ann.get("org.opencontainers.image.ref.name", ref),
+        "Id": m["config"]["digest"],
+        "ManifestDigest": digest,
+        "RepoDigest": ann.get("io.pyimg.repo.digest", digest),
+        "MediaType": m.get("mediaType") or desc.get("mediaType"),
+        "Platform": plat,
+        "Created": cfg.get("created"),
+        "Size": sum(l["size"] for l in m.get("layers", [])) + m["config"]["size"],
+        "Layers": [{"digest": l["digest"], "size": l["size"], "mediaType": l.get("mediaType")}
+                   for l in m.get("layers", [])],
+        "DiffIDs": (cfg.get("rootfs") or {}).get("diff_ids", []),
+        "Config": cfg.get("config") or {},
+        "Manifest": m,
+    }
+
+
 def inspect(eng, refs: list[str], *, fmt: str | None, kind: str | None, platform: str | None,
             image_inspect) -> int:
     if kind not in (None, "container", "image", "volume", "network"):
@@ -147,7 +182,6 @@ def inspect(eng, refs: list[str], *, fmt: str | None, kind: str | None, platform
 
 # --------------------------------------------------------- top, port, stats
 def top(eng, ref: str, _ps_args) -> str:
-    import subprocess
     rec, pids = eng.processes(ref)
     r = subprocess.run(["ps", "-ef"], capture_output=True, text=True)
     lines = r.stdout.splitlines()
@@ -442,8 +476,6 @@ def network_cmd(eng, action: str, args: list[str]):
 
 # ------------------------------------------------------- version and info
 def version(fmt: str | None) -> str:
-    import platform
-    from runtime.version import VERSION
     doc = {"Client": {"Version": VERSION, "ApiVersion": "1.41", "GoVersion": "python" + platform.python_version(),
                       "Os": "linux", "Arch": _arch(), "Platform": {"Name": "pyimg"}},
            "Server": {"Platform": {"Name": "pyimg (daemonless)"},
@@ -465,8 +497,6 @@ def _arch() -> str:
 
 
 def _conmon_version() -> str:
-    import subprocess
-    from imagetool.engine.monitor import conmon_path
     try:
         r = subprocess.run([conmon_path(), "--version"], capture_output=True, text=True)
         return r.stdout.split()[2] if r.stdout.startswith("conmon version") else "unknown"
@@ -475,9 +505,6 @@ def _conmon_version() -> str:
 
 
 def info(eng, config_path: str | None, fmt: str | None) -> str:
-    from imagetool.config import Config
-    from imagetool.engine.ops import find_runtime
-    from imagetool.store import Store
     recs = eng.list()
     counts = {s: sum(1 for r in recs if r["State"]["Status"] == s) for s in ("running", "paused")}
     stopped = len(recs) - counts["running"] - counts["paused"]
@@ -525,7 +552,6 @@ def info(eng, config_path: str | None, fmt: str | None) -> str:
 
 
 def version_string() -> str:
-    from runtime.version import VERSION
     return VERSION
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from imagetool.errors import UsageError
 
@@ -236,7 +237,6 @@ def parse_tmpfs(spec: str) -> MountReq:
 
 def _host_devices() -> list[dict]:
     """The host's character and block devices directly under /dev (for --privileged)."""
-    import stat
     out = []
     try:
         entries = list(os.scandir("/dev"))

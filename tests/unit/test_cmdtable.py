@@ -83,12 +83,13 @@ def test_pyimg_runs_without_the_cyclic_gc_except_a_foreground_run(argv, enabled)
     import sys
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     prog = (f"import gc, sys; sys.path.insert(0, {repo!r})\n"
-            "from imagetool import cli, cli_bundle\n"
+            "from imagetool import cli, cli_engine\n"
             "def probe(*a, **k):\n"
             "    sys.stdout.write('gc=%s' % gc.isenabled())\n"
-            "    return 0\n"
+            "    sys.stdout.flush()\n"
+            "    raise SystemExit(0)\n"
             "cli.T.verbs['images'].func = probe\n"
-            "cli_bundle._run = probe\n"
+            "cli_engine._engine = probe  # (run checks its options, then sets the gc policy, then asks for it)\n"
             f"sys.argv = ['pyimg', '--root', '/nonexistent'] + {argv!r}\n"
             "cli.main()\n")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)

@@ -132,7 +132,8 @@ def test_run_passes_the_containers_status(probe, capsys, status):
 def test_the_line_names_the_verb_and_subject_never_the_command_or_options(probe, capsys):
     a = {"ref": "busybox", "cmd": ["sh", "-c", "echo s3cret"], "env": ["TOKEN=s3cret"], "name": "c1"}
     probe("run", errors.BundleError("it failed"), a)
-    assert _line(capsys) == "pyimg: error: run busybox: it failed"
+    # (the engine's verbs say what failed in docker's words, which name the container or image)
+    assert _line(capsys) == "pyimg: error: it failed"
     probe("unpack", errors.LayerError("no space left on device (writing /tmp/bb/rootfs/bin/x)"),
           {"ref": "busybox", "bundle": "/tmp/bb", "mode": "copy"})
     assert _line(capsys) == ("pyimg: error: unpack busybox /tmp/bb: no space left on device "
@@ -247,12 +248,16 @@ def test_bad_reference_before_any_network(store_dir, capsys, keep_signals):
 
 
 def test_unknown_image_in_the_store(store_dir, tmp_path, capsys):
-    for argv in (["inspect", "nothing:here"], ["rmi", "nothing:here"], ["tag", "nothing:here", "x:1"],
+    for argv in (["rmi", "nothing:here"], ["tag", "nothing:here", "x:1"],
                  ["unpack", "nothing:here", str(tmp_path / "b")]):
         rc, line = _dispatch(capsys, "--root", str(store_dir), *argv)
         assert rc == 1, argv
         assert f"no such image in the store {store_dir}: nothing:here" in line, line
     assert not (tmp_path / "b").exists()
+    # inspect looks for a container, an image, a volume and a network, as docker does
+    assert cli._dispatch(["--root", str(store_dir), "inspect", "nothing:here"]) == 1
+    out = capsys.readouterr()
+    assert out.err == "Error: No such object: nothing:here\n" and out.out == "[]\n"
 
 
 def test_rmi_of_several_missing_references_is_one_line(store_dir, capsys):
@@ -269,9 +274,13 @@ def test_rmi_of_several_missing_references_is_one_line(store_dir, capsys):
     (["save", "--format", "zip", "-o", "/tmp/nowhere.tar", "busybox"], 2, "unknown format 'zip'"),
     (["images", "--nope"], 2, "--nope"),
     (["nosuchverb"], 2, "nosuchverb"),
-    (["run", "-d", "--rm", "busybox", "true"], 125, "-d cannot be combined"),
-    (["run", "--network", "bridge", "busybox"], 125, "unsupported network mode 'bridge'"),
-    (["run", "--name", "-bad", "busybox"], 125, "invalid container name '-bad'"),
+    (["run", "--restart", "bogus", "busybox", "true"], 125, "invalid restart policy 'bogus'"),
+    (["run", "--rm", "--restart", "always", "busybox"], 125, "Conflicting options: --restart and --rm"),
+    (["run", "-p", "abc", "busybox"], 125, "invalid containerPort: abc"),
+    (["run", "--name", "-bad", "busybox"], 125, "Invalid container name (-bad)"),
+    (["run", "--nope", "busybox"], 125, "unknown flag: --nope"),
+    (["run", "-m", "lots", "busybox"], 125, "invalid size: 'lots'"),
+    (["ps", "--nope"], 125, "unknown flag: --nope"),
 ])
 def test_usage_errors(store_dir, capsys, argv, status, fragment):
     rc, line = _dispatch(capsys, "--root", str(store_dir), *argv)

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from project_modules import modules  # noqa: E402
 
-ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle"}
+ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle", "imagetool.cli_engine"}
 
 
 def _names(module: str, *names: str) -> set[tuple[str, str]]:
@@ -45,6 +45,8 @@ ALLOWED = (
     | _names("runtime.cgroups.v2", "runtime.cgroups.oom.OOMWatcherV2", "runtime.cgroups.v2_writers")
     | _names("runtime.cgroups.v2_writers", "runtime.cgroups.common.write_hugetlb", "runtime.cgroups.devicefilter.LICENSE",
              "runtime.cgroups.devicefilter.device_filter", "runtime.cgroups.ebpf.replace_device_program")
+    # run pulls only an image the store does not have
+    | _names("imagetool.engine.ops", "imagetool.pull.pull_image")
     # typer help
     | _names("runtime.cmdhelp", "inspect", "site", "typer")
     | _names("runtime.toolkit.cmdtable", "gc", "runtime.cmdhelp.go_help", "runtime.cmdhelp.typer_main")
