@@ -8,6 +8,7 @@ or is not found, otherwise the container's own status; 1 for the other
 verbs). ``volume`` and ``network`` have their own small tables of
 sub-verbs. Heavy modules are imported inside the verbs.
 """
+import os
 import sys
 
 from runtime.toolkit.cmdtable import Arg, Opt, Table, stays
@@ -117,7 +118,7 @@ def run_options(a: dict) -> dict:
         "Binds": [v for v in a["volume"] or []] or None, "NetworkMode": network,
         "PortBindings": _port_bindings(ports), "RestartPolicy": restart, "AutoRemove": a["rm"],
         "Privileged": a["privileged"], "ReadonlyRootfs": a["read_only"], "CapAdd": a["cap_add"],
-        "CapDrop": a["cap_drop"], "Init": a["init"] or None, "Runtime": a["runtime"] or "pyrunc",
+        "CapDrop": a["cap_drop"], "Init": a["init"] or None, "Runtime": a["runtime"] or os.environ.get("PYIMG_RUNTIME") or "pyrunc",
         "Memory": spec.parse_memory(a["memory"]), "NanoCpus": spec.parse_cpus(a["cpus"]),
         "PidsLimit": a["pids_limit"], "ExtraHosts": a["add_host"], "SecurityOpt": a["security_opt"],
         "PublishAllPorts": a["publish_all"], "Tmpfs": {t.partition(":")[0]: t.partition(":")[2]

@@ -179,7 +179,7 @@ def test_a_bad_reference(reg, cfg, tmp_path):
     _one_line(p, 1, "invalid reference format 'UPPER/Case'")
     p = run_pyimg(root, "run", "--rm", "Not//x", config=cfg, env={"PYIMG_RUNTIME": "/bin/true"})
     assert p.returncode == 125, p.stderr
-    assert p.stderr.strip().splitlines()[-1].startswith("pyimg: error: run Not//x: invalid reference format")
+    assert p.stderr.strip().splitlines()[-1].startswith("pyimg: error: invalid reference format 'Not//x'")
     assert not PYTHON_NAMES.search(p.stderr), p.stderr
     assert tree_snapshot(root) == before
 
@@ -193,7 +193,9 @@ def test_an_unknown_image(reg, cfg, tmp_path):
     _one_line(p, 1, f"pyimg: error: pull {reg.host}/app:nope: tag 'nope' not found")
     p = run_pyimg(root, "pull", f"{reg.host}/nosuch/repo", config=cfg)
     _one_line(p, 1, f"pyimg: error: pull {reg.host}/nosuch/repo:latest: ", "not found")
-    for argv in (["unpack", "nosuch:1", tmp_path / "b"], ["inspect", "nosuch:1"], ["rmi", "nosuch:1"],
+    p = run_pyimg(root, "inspect", "nosuch:1", config=cfg)  # a container, image, volume or network: docker's words
+    assert (p.returncode, p.stderr, p.stdout) == (1, "Error: No such object: nosuch:1\n", "[]\n")
+    for argv in (["unpack", "nosuch:1", tmp_path / "b"], ["rmi", "nosuch:1"],
                  ["save", "-o", tmp_path / "out.tar", "nosuch:1"], ["tag", "nosuch:1", "other:1"]):
         p = run_pyimg(root, *argv, config=cfg)
         _one_line(p, 1, f"no such image in the store {root}: nosuch:1")
@@ -218,7 +220,7 @@ def test_run_with_a_runtime_that_cannot_be_executed(reg, cfg, tmp_path):
     notexec.chmod(0o644)
     try:
         p = run_pyimg(root, "run", "--rm", ref, "true", config=cfg, env={"PYIMG_RUNTIME": str(notexec)})
-        _one_line(p, 125, f"pyimg: error: run {ref}: permission denied (starting the runtime {notexec})")
+        _one_line(p, 125, f"pyimg: error: unknown or invalid runtime name: {notexec}")
         assert bundlemod.list_bundles(str(root)) == []  # --rm: the bundle went
     finally:
         for rec in bundlemod.list_bundles(str(root)):  # (its overlay is mounted)

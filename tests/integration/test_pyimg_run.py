@@ -1,5 +1,6 @@
 """Bundles from `pyimg unpack` run by runc, and `pyimg run` end to end."""
 import json
+import re
 import time
 import os
 import shutil
@@ -108,13 +109,13 @@ def runtime_env(store):
 
 def test_pyimg_run_passes_exit_code_and_options(store, runtime_env):
     name = f"pyimg-run-{os.getpid()}"
-    r = run_pyimg(store.root, "run", "--rm", "--name", name, "-e", "FOO=cli", "-e", "NEW=1", "-w", "/home/bob",
+    r = run_pyimg(store.root, "run", "--rm", "--network", "host", "--name", name, "-e", "FOO=cli", "-e", "NEW=1", "-w", "/home/bob",
                   "-u", "bob", "busybox", "sh", "-c",
                   "echo $FOO $NEW; pwd; id -u; id -g; id -G; cat /etc/hostname; test $(hostname) = $(cat /etc/hostname) || exit 9; "
                   "grep -c localhost /etc/hosts; test -s /etc/resolv.conf && echo resolv; exit 7",
                   env=runtime_env)
     assert r.returncode == 7, r.stderr
-    # --network host (the default): the host's hostname, as docker does
+    # --network host: the host's hostname, as docker does
     assert r.stdout.split("\n") == ["cli 1", "/home/bob", "1234", "1235", "1235 4000", socket.gethostname(),
                                     "1", "resolv", ""], r.stdout
     # --rm: no bundle, record or writable layer is left; shared layers are
@@ -129,7 +130,7 @@ def test_pyimg_run_writes_etc_files(store, runtime_env):
                   "cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf; ls /sys/class/net", env=runtime_env)
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
-    assert out[0] == name
+    assert re.fullmatch(r"[0-9a-f]{12}", out[0]), out  # docker: the short id, not the name
     assert "127.0.0.1\tlocalhost" in out
     assert any(line.startswith("nameserver ") for line in out)
     assert out[-1].split() == ["lo"]  # --network none: a private namespace with loopback only
@@ -137,20 +138,22 @@ def test_pyimg_run_writes_etc_files(store, runtime_env):
 
 def test_pyimg_run_without_rm_keeps_the_bundle(store, runtime_env):
     name = f"pyimg-run-keep-{os.getpid()}"
-    r = run_pyimg(store.root, "run", "--name", name, "busybox", "sh", "-c", "echo kept > /kept", env=runtime_env)
+    r = run_pyimg(store.root, "run", "--network", "none", "--name", name, "busybox", "sh", "-c", "echo kept > /kept",
+                  env=runtime_env)
     assert r.returncode == 0, r.stderr
-    bundle = os.path.join(store.root, "containers", name)
+    cid = run_pyimg(store.root, "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    bundle = os.path.join(store.root, "containers", cid, "bundle")
     assert open(os.path.join(bundle, "rootfs/kept")).read() == "kept\n"
-    r = run_pyimg(store.root, "run", "--name", name, "busybox", env=runtime_env)
-    assert r.returncode == 125 and "already in use" in r.stderr
-    assert run_pyimg(store.root, "rm-bundle", bundle).returncode == 0
-    assert not os.path.exists(bundle)
+    r = run_pyimg(store.root, "run", "--network", "none", "--name", name, "busybox", env=runtime_env)
+    assert r.returncode == 125 and "is already in use by container" in r.stderr
+    assert run_pyimg(store.root, "rm", name).returncode == 0
+    assert not os.path.exists(bundle) and bundlemod.list_bundles(store.root) == []
 
 
 def test_pyimg_run_reports_a_missing_command_inside(store, runtime_env):
-    r = run_pyimg(store.root, "run", "--rm", "--name", f"pyimg-run-nocmd-{os.getpid()}", "busybox",
-                  "/no/such/binary", env=runtime_env)
-    assert r.returncode != 0
+    r = run_pyimg(store.root, "run", "--rm", "--network", "none", "--name", f"pyimg-run-nocmd-{os.getpid()}",
+                  "busybox", "/no/such/binary", env=runtime_env)
+    assert r.returncode == 127 and "/no/such/binary" in r.stderr  # docker's status for a command not found
     assert bundlemod.list_bundles(store.root) == []
 
 
@@ -165,11 +168,11 @@ def test_pyimg_run_pulls_a_missing_image(tmp_path):
         cfg = write_pyimg_config(tmp_path)
         ref = f"{reg.host}/tools/bb:v1"
         env = {"PYIMG_RUNTIME": RUNC}
-        r = run_pyimg(root, "run", "--rm", ref, config=cfg, env=env)
+        r = run_pyimg(root, "run", "--rm", "--network", "none", ref, config=cfg, env=env)
         assert r.returncode == 0, r.stderr
         assert f"Unable to find image '{ref}' locally" in r.stderr
         assert r.stdout.strip().splitlines()[-1] == "pulled and ran"
-        r = run_pyimg(root, "run", "--rm", ref, "echo", "again", config=cfg, env=env)
+        r = run_pyimg(root, "run", "--rm", "--network", "none", ref, "echo", "again", config=cfg, env=env)
         assert r.returncode == 0 and "Unable to find" not in r.stderr
         assert r.stdout == "again\n"
         assert bundlemod.list_bundles(str(root)) == []
@@ -182,10 +185,10 @@ def test_pyimg_run_with_pyrunc(store):
         pytest.skip("pyrunc is not installed")
     name = f"pyimg-run-pyrunc-{os.getpid()}"
     try:
-        r = run_pyimg(store.root, "run", "--rm", "--name", name, "busybox", "sh", "-c", "echo $FOO; exit 3",
-                      env={"PYIMG_RUNTIME": ""}, timeout=120)
+        r = run_pyimg(store.root, "run", "--rm", "--network", "none", "--name", name, "busybox", "sh", "-c",
+                      "echo $FOO; exit 3", env={"PYIMG_RUNTIME": ""}, timeout=120)
     finally:
-        subprocess.run([PYRUNC, "delete", "--force", name], capture_output=True)
+        run_pyimg(store.root, "rm", "-f", name)
     assert r.returncode == 3, r.stderr
     assert r.stdout == "from-image\n"
     assert bundlemod.list_bundles(store.root) == []
@@ -196,23 +199,21 @@ def test_pyimg_run_detached(store):
         pytest.skip("pyrunc is not installed")
     name = f"pyimg-run-d-{os.getpid()}"
     try:
-        r = run_pyimg(store.root, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; sleep 30",
-                      env={"PYIMG_RUNTIME": ""}, timeout=120)
+        r = run_pyimg(store.root, "run", "-d", "--network", "none", "--name", name, "busybox", "sh", "-c",
+                      "echo started; sleep 30", env={"PYIMG_RUNTIME": ""}, timeout=120)
         assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == name
-        st = json.loads(subprocess.run([PYRUNC, "state", name], capture_output=True, text=True, check=True).stdout)
-        assert st["status"] == "running"
-        log = os.path.join(st["bundle"], "container.log")
+        cid = r.stdout.strip()
+        assert re.fullmatch(r"[0-9a-f]{64}", cid), r.stdout
+        st = run_pyimg(store.root, "inspect", "-f", "{{.State.Status}} {{.Name}}", name).stdout
+        assert st == f"running /{name}\n"
         for _ in range(100):
-            if os.path.exists(log) and "started" in open(log).read():
+            if "started" in run_pyimg(store.root, "logs", name).stdout:
                 break
             time.sleep(0.05)
-        assert "started" in open(log).read()
+        assert run_pyimg(store.root, "logs", name).stdout == "started\n"
     finally:
-        subprocess.run([PYRUNC, "delete", "--force", name], capture_output=True)
-        for b in bundlemod.list_bundles(store.root):
-            bundlemod.remove_bundle(store.root, b["bundle"])
-    assert run_pyimg(store.root, "run", "-d", "--rm", "busybox", "true").returncode == 125
+        run_pyimg(store.root, "rm", "-f", name)
+    assert bundlemod.list_bundles(store.root) == []
 
 
 def test_rm_bundle_refuses_while_a_container_runs(store, tmp_path):
@@ -241,7 +242,7 @@ def test_pyimg_run_tty(store, runtime_env):
     from bundles import run_in_pty
     name = f"pyimg-run-tty-{os.getpid()}"
     code, out = run_in_pty([os.path.join(os.path.dirname(sys.executable), "pyimg"), "--root", store.root,
-                            "run", "--rm", "-it", "--name", name, "busybox",
+                            "run", "--rm", "-it", "--network", "none", "--name", name, "busybox",
                             "sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; echo $TERM"],
                            env=runtime_env, timeout=60)
     assert code == 0, out
@@ -251,13 +252,13 @@ def test_pyimg_run_tty(store, runtime_env):
 
 def test_pyimg_run_interactive_stdin_and_entrypoint(store, runtime_env):
     name = f"pyimg-run-i-{os.getpid()}"
-    r = run_pyimg(store.root, "run", "--rm", "-i", "--name", name, "busybox", "cat", input="through stdin\n",
+    r = run_pyimg(store.root, "run", "--rm", "-i", "--network", "none", "--name", name, "busybox", "cat", input="through stdin\n",
                   env=runtime_env)
     assert (r.returncode, r.stdout) == (0, "through stdin\n"), r.stderr
     # without -i the container's stdin is empty, like docker run
-    r = run_pyimg(store.root, "run", "--rm", "--name", name, "busybox", "cat", input="not passed\n",
+    r = run_pyimg(store.root, "run", "--rm", "--network", "none", "--name", name, "busybox", "cat", input="not passed\n",
                   env=runtime_env)
     assert (r.returncode, r.stdout) == (0, ""), r.stderr
-    r = run_pyimg(store.root, "run", "--rm", "--name", name, "--entrypoint", "echo", "busybox", "via", "entrypoint",
+    r = run_pyimg(store.root, "run", "--rm", "--network", "none", "--name", name, "--entrypoint", "echo", "busybox", "via", "entrypoint",
                   env=runtime_env)
     assert (r.returncode, r.stdout) == (0, "via entrypoint\n"), r.stderr
