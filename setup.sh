@@ -8,7 +8,13 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES="runc crun containerd docker-registry skopeo umoci busybox-static \
 golang-github-opencontainers-specs-dev libseccomp2 strace procps iproute2 \
-openssl util-linux gcc libc6-dev docker.io python3-venv"
+openssl util-linux gcc libc6-dev docker.io python3-venv \
+conmon netavark aardvark-dns containernetworking-plugins iptables tini podman"
+# The engine's parts (pyimg run/ps/logs/...), each a maintained program
+# rather than code of ours: conmon is the per-container monitor (stdio, log,
+# exit status; ~1 MB where a Python monitor would be an interpreter),
+# netavark + aardvark-dns the bridge networks, ports and name resolution,
+# tini the --init, and podman the reference engine the tests compare with.
 
 missing=""
 for p in $APT_PACKAGES; do

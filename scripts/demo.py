@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -51,8 +52,24 @@ def main() -> int:
                              "--bundle", bundle, "demo"]).returncode
         sh(f"{BIN}/pyimg", "--root", store, "rm-bundle", bundle)
         print(f"demo: container exited with status {rc}")
-        return rc
+        if rc:
+            return rc
+        # The engine, docker's way (a private network namespace: the demo
+        # touches no interface of the host's).
+        pyimg = [f"{BIN}/pyimg", "--root", store]
+        sh(*pyimg, "run", "-d", "--network", "none", "--name", "demo-web", ref, "sh", "-c",
+           "echo serving; while true; do sleep 1; done")
+        sh(*pyimg, "ps")
+        time.sleep(0.5)
+        sh(*pyimg, "logs", "demo-web")
+        sh(*pyimg, "exec", "demo-web", "sh", "-c", "echo exec in $(hostname)")
+        sh(*pyimg, "stop", "-t", "1", "demo-web")
+        sh(*pyimg, "ps", "-a")
+        sh(*pyimg, "rm", "demo-web")
+        return 0
     finally:
+        subprocess.run([f"{BIN}/pyimg", "--root", store, "rm", "-f", "demo-web"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         reg.stop()
         subprocess.run(["umount", "-R", bundle + "/rootfs"], stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
