@@ -11,6 +11,7 @@ point the copy at the host's files. Host paths are the caller's own.
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -47,10 +48,34 @@ def _rootfs(rec) -> str:
     return root
 
 
+def _locate(rec, cpath: str) -> tuple[str, str]:
+    """(root, path inside it) for a container path: the bind mount (volume, /etc file) that
+    covers it, as the container sees it, else the rootfs."""
+    cpath = os.path.normpath("/" + cpath.lstrip("/"))
+    try:
+        with open(os.path.join(rec["Pyimg"]["bundle"], "config.json")) as f:
+            mounts = json.load(f).get("mounts") or []
+    except (OSError, ValueError):
+        mounts = []
+    best = None
+    for m in mounts:
+        d = m.get("destination", "")
+        if m.get("type") == "bind" and (cpath == d or cpath.startswith(d.rstrip("/") + "/")):
+            if best is None or len(d) > len(best["destination"]):
+                best = m
+    if best is None:
+        return _rootfs(rec), cpath
+    src, rest = best["source"], cpath[len(best["destination"]):]
+    if os.path.isdir(src):
+        return src, rest or "/"
+    if rest:
+        raise EngineError(f"Could not find the file {cpath} in container {rec['Name'][1:]}")
+    return os.path.dirname(src), "/" + os.path.basename(src)
+
+
 def _out(eng, rec, cpath: str, host: str, follow: bool) -> None:
-    root = _rootfs(rec)
-    if not cpath.startswith("/"):
-        cpath = "/" + cpath
+    shown = cpath
+    root, cpath = _locate(rec, cpath)
     try:
         if follow:
             fd = open_in_root(root, cpath, os.O_PATH)
@@ -61,11 +86,11 @@ def _out(eng, rec, cpath: str, host: str, follow: bool) -> None:
             finally:
                 os.close(pfd)
     except (FileNotFoundError, NotADirectoryError, LayerError):
-        raise EngineError(f"Could not find the file {cpath} in container {rec['Name'][1:]}") from None
+        raise EngineError(f"Could not find the file {shown} in container {rec['Name'][1:]}") from None
     try:
         target = host
         if os.path.isdir(host) and not host.endswith("/."):
-            target = os.path.join(host, os.path.basename(cpath.rstrip("/")) or "root")
+            target = os.path.join(host, os.path.basename(shown.rstrip("/")) or "root")
         r = subprocess.run(["cp", "-a", "-T", "--remove-destination", f"/proc/self/fd/{fd}", target],
                            pass_fds=(fd,), capture_output=True, text=True)
         if r.returncode != 0:
@@ -75,11 +100,11 @@ def _out(eng, rec, cpath: str, host: str, follow: bool) -> None:
 
 
 def _in(eng, rec, host: str, cpath: str, archive: bool) -> None:
-    root = _rootfs(rec)
     if not os.path.lexists(host):
         raise EngineError(f"lstat {host}: no such file or directory")
-    if not cpath.startswith("/"):
-        cpath = "/" + cpath
+    slash = cpath.endswith("/")
+    root, cpath = _locate(rec, cpath)
+    cpath += "/" if slash and not cpath.endswith("/") else ""
     # docker: an existing directory receives the source inside it; otherwise the source takes that name
     dest = cpath.rstrip("/") or "/"
     try:
