@@ -11,6 +11,8 @@ Groups (--only, comma separated; default all):
               docker-registry (busybox, debian minbase, 6 layers w/ whiteouts)
   containerd  `ctr run --rm` busybox /bin/true with pyrunc vs runc as the
               shim's runtime binary, on a private containerd
+  engine      `pyimg run --rm` with pyrunc and runc underneath, beside
+              `podman run --rm`
 
 Every benchmark interleaves the variants (A B A B ...), after a warm-up,
 and prints medians and the median of the per-round ratios.
@@ -36,7 +38,7 @@ REPO = os.path.dirname(HERE)
 # image last: with --image-fs root its clean-up deletes tens of thousands of
 # files, which slows file creation on this machine's journal-less ext4 for
 # minutes (g_image.Ctx)
-GROUPS = ("runtime", "importtime", "containerd", "image")
+GROUPS = ("runtime", "importtime", "containerd", "engine", "image")
 
 
 def parse_args(argv):
