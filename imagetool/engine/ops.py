@@ -976,6 +976,7 @@ def _check_command(rootfs: str, proc: dict, exec_: bool = False) -> None:
     else:
         path = next((e[5:] for e in proc.get("env") or [] if e.startswith("PATH=")), "/usr/bin:/bin")
         cands = [os.path.join(d or ".", arg0) for d in path.split(":") if d.startswith("/")]
+    what = "OCI runtime exec failed" if exec_ else "OCI runtime create failed"
     found_dir = None
     for c in cands:
         try:
@@ -989,11 +990,13 @@ def _check_command(rootfs: str, proc: dict, exec_: bool = False) -> None:
         if st_.S_ISREG(s.st_mode):
             if s.st_mode & 0o111:
                 return
-            raise CommandError(f'exec: "{arg0}": permission denied', 126)
+            raise CommandError(f'{what}: exec: "{arg0}": permission denied', 126)
         found_dir = c
-    what = "OCI runtime exec failed" if exec_ else "OCI runtime create failed"
+    # docker 20.10's exec gives 126 for every command it cannot start, a missing one included
+    missing = 126 if exec_ else 127
     if found_dir is not None and "/" in arg0:
-        raise CommandError(f'{what}: exec: "{arg0}": is a directory', 126)
+        # runc's words: execve of a directory fails with EACCES
+        raise CommandError(f'{what}: exec: "{arg0}": permission denied', 126)
     if "/" in arg0:
-        raise CommandError(f'{what}: exec: "{arg0}": stat {arg0}: no such file or directory', 127)
-    raise CommandError(f'{what}: exec: "{arg0}": executable file not found in $PATH', 127)
+        raise CommandError(f'{what}: exec: "{arg0}": stat {arg0}: no such file or directory', missing)
+    raise CommandError(f'{what}: exec: "{arg0}": executable file not found in $PATH', missing)
