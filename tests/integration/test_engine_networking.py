@@ -467,3 +467,13 @@ def test_sigkill_conmon_then_rm_releases_address_and_netns(net):
     net.ok("network", "rm", "tiny")
     time.sleep(0.5)
     assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+
+
+def test_a_refused_attached_run_leaves_nothing(net):
+    run_httpd(net, "--name", "web", "-p", "8080:80")
+    r = net.pyimg("run", "--name", "web2", "-p", "8080:80", "busybox", "true")
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "8080" in r.stderr, r.stderr
+    r = net.pyimg("run", "--name", "nocmd", "busybox", "no-such-command")
+    assert r.returncode == 127 and r.stderr.count("\n") == 1, r.stderr
+    assert net.ok("ps", "-a", "--format", "{{.Names}}") == "web\n"
+    assert len(net.netns_files()) == 1
