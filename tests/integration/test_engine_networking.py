@@ -337,6 +337,9 @@ def test_user_network_resolves_names(net):
                   "nslookup alpha; echo ===; wget -q -O - http://alpha/; echo ===; ping -c1 -W2 alpha")
     assert r.returncode == 0, r.stdout + r.stderr
     look, page, ping = r.stdout.split("===\n")
+    # the network's gateway is its name server (aardvark-dns)
+    gw = inspect(net, "{{.NetworkSettings.Networks.mynet.Gateway}}", "alpha")
+    assert f"nameserver {gw}" in net.ok("exec", "alpha", "cat", "/etc/resolv.conf").splitlines()
     assert f"Address: {aip}" in look, look
     assert page == PAGE
     assert f"PING alpha ({aip})" in ping and "1 packets received" in ping, ping
@@ -477,3 +480,51 @@ def test_a_refused_attached_run_leaves_nothing(net):
     assert r.returncode == 127 and r.stderr.count("\n") == 1, r.stderr
     assert net.ok("ps", "-a", "--format", "{{.Names}}") == "web\n"
     assert len(net.netns_files()) == 1
+
+
+def test_missing_network_is_refused_and_leaves_nothing(net):
+    r = net.pyimg("run", "-d", "--name", "lost", "--network", "nosuch", "busybox", *HTTPD)
+    assert (r.returncode, r.stderr) == (125, "pyimg: error: network nosuch not found\n")
+    assert net.ok("ps", "-a", "-q") == ""
+    assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+
+
+def test_container_killed_from_outside_releases_its_network(net):
+    cid = run_httpd(net, "--name", "web", "-p", "8080:80")
+    assert net.http_get("http://127.0.0.1:8080/") == PAGE
+    os.kill(int(inspect(net, "{{.State.Pid}}", "web")), signal.SIGKILL)
+    # conmon's exit command tears the network down with no pyimg command run
+    for _ in range(100):
+        if cid not in net.netns_files() and not [p for p in net.processes() if p[1] == "conmon"]:
+            break
+        time.sleep(0.1)
+    assert net.netns_files() == []
+    assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+    assert net.ok("ps", "-a", "--format", "{{.Status}}|{{.Ports}}").startswith("Exited (137) ")
+    assert inspect(net, "{{.NetworkSettings.Networks.bridge.IPAddress}}", "web") == ""
+    # started again, it is reachable again on the same published port
+    net.ok("start", "web")
+    assert net.http_get("http://127.0.0.1:8080/") == PAGE
+    assert net.ok("port", "web") == "80/tcp -> 0.0.0.0:8080\n"
+
+
+def test_restart_and_stop_of_a_bridge_container(net):
+    run_httpd(net, "--name", "web", "-p", "8080:80")
+    for _ in range(3):
+        net.ok("restart", "-t", "0", "web")
+        assert net.http_get("http://127.0.0.1:8080/") == PAGE
+        assert len(net.netns_files()) == 1
+    net.ok("stop", "-t", "0", "web")
+    for _ in range(50):
+        if not net.netns_files():
+            break
+        time.sleep(0.1)
+    assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+    assert net.ok("port", "web") == ""
+
+
+def test_run_rm_on_the_bridge_leaves_nothing(net):
+    r = net.pyimg("run", "--rm", "-p", "9000:80", "busybox", "sh", "-c", "ip -o -4 addr show eth0")
+    assert r.returncode == 0 and "inet 172.17." in r.stdout, r.stdout + r.stderr
+    assert net.ok("ps", "-aq") == ""
+    assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
