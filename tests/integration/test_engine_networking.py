@@ -509,11 +509,23 @@ def test_container_killed_from_outside_releases_its_network(net):
 
 
 def test_restart_and_stop_of_a_bridge_container(net):
-    run_httpd(net, "--name", "web", "-p", "8080:80")
-    for _ in range(3):
+    """The previous run's exit command (conmon's `container-cleanup`) can
+    come after `restart` has started the next run: it must leave that run,
+    its network and its ports alone. The race is timing-bound, so the
+    restart is repeated."""
+    cid = run_httpd(net, "--name", "web", "-p", "8080:80")
+    for i in range(10):
         net.ok("restart", "-t", "0", "web")
+        time.sleep(1)  # long enough for the previous run's cleanup to have run
+        assert net.ok("ps", "-a", "--format", "{{.Status}}").startswith("Up "), i
         assert net.http_get("http://127.0.0.1:8080/") == PAGE
         assert len(net.netns_files()) == 1
+    # the same, made certain: a late exit command of a finished run, run by hand while the next one runs
+    r = net.pyimg("container-cleanup", cid)
+    assert r.returncode == 0, r.stderr
+    assert net.ok("ps", "-a", "--format", "{{.Status}}").startswith("Up ")
+    assert net.http_get("http://127.0.0.1:8080/") == PAGE
+    assert net.netns_files() == [cid]
     net.ok("stop", "-t", "0", "web")
     for _ in range(50):
         if not net.netns_files():
