@@ -35,20 +35,21 @@ APPLETS = ("httpd", "nc", "ip", "nslookup", "wget", "hostname", "ping", "grep")
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/www"]
 PAGE = "hello from httpd\n"
 
-# a GET, retried for a few seconds while the server starts; the body or "FAILED: why"
+# a GET, retried for up to 10 s while the server starts; the body or "FAILED: why"
 HTTP_GET = """
 import sys, time, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-for _ in range(40):
+deadline = time.monotonic() + 10
+while True:
     try:
         with opener.open(sys.argv[1], timeout=3) as r:
             sys.stdout.write(r.read().decode())
             break
     except OSError as e:
-        err = e
+        if time.monotonic() > deadline:
+            print("FAILED:", e)
+            break
         time.sleep(0.25)
-else:
-    print("FAILED:", err)
 """
 
 pytestmark = [
@@ -89,8 +90,10 @@ class NetNS:
     """A network namespace of the test's own (bind-mounted on a file) and a
     pyimg store whose every command runs in it."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, ns: "NetNS | None" = None):
+        """A new namespace, or (ns given) a second store in that one."""
         self.tmp = tmp_path
+        self.owner = ns is None
         lay = Layout(tmp_path / "store")
         www = make_layer({"www/index.html": PAGE.encode()},
                          symlinks={f"bin/{n}": "busybox" for n in APPLETS}, dirs=["www"])
@@ -98,6 +101,9 @@ class NetNS:
                       config={"Cmd": ["sh"], "Env": ["PATH=/bin"], "ExposedPorts": {"80/tcp": {}}})
         self.root = str(lay.root)
         self.run = run_dir(self.root)
+        if ns is not None:
+            self.ns, self.links0, self.rules0 = ns.ns, ns.links0, ns.rules0
+            return
         self.ns = str(tmp_path / "netns")
         open(self.ns, "w").close()
         subprocess.run(["unshare", "--net=" + self.ns, "true"], check=True)
@@ -182,7 +188,8 @@ class NetNS:
         for m in sorted((m for m in mounts if m.startswith(self.run + "/") or m.startswith(self.root + "/")),
                         reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
-        subprocess.run(["umount", self.ns], capture_output=True)
+        if self.owner:
+            subprocess.run(["umount", self.ns], capture_output=True)
         shutil.rmtree(self.run, ignore_errors=True)
 
 
@@ -540,3 +547,27 @@ def test_run_rm_on_the_bridge_leaves_nothing(net):
     assert r.returncode == 0 and "inet 172.17." in r.stdout, r.stdout + r.stderr
     assert net.ok("ps", "-aq") == ""
     assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+
+
+@pytest.mark.xfail(strict=True, reason="two stores in one network namespace share netavark's names: both default "
+                   "networks are 'bridge' on interface pyimg0 (network.DEFAULT_NAME/DEFAULT_INTERFACE), so the "
+                   "second store's container (another subnet) joins the first's bridge and is unreachable, and once "
+                   "both are removed the second's NETAVARK_FORWARD/POSTROUTING rules for its subnet are left behind")
+def test_two_stores_in_one_namespace_keep_apart_and_leave_nothing(net, tmp_path):
+    other = NetNS(tmp_path / "other", ns=net)
+    try:
+        run_httpd(net, "--name", "w1", "-p", "8080:80")
+        run_httpd(other, "--name", "w2", "-p", "8090:80")
+        ip1 = inspect(net, "{{.NetworkSettings.Networks.bridge.IPAddress}}", "w1")
+        ip2 = inspect(other, "{{.NetworkSettings.Networks.bridge.IPAddress}}", "w2")
+        assert ip1.rsplit(".", 2)[0] != ip2.rsplit(".", 2)[0], (ip1, ip2)  # different subnets
+        assert net.http_get("http://127.0.0.1:8080/") == PAGE
+        assert other.http_get("http://127.0.0.1:8090/") == PAGE
+        other.ok("rm", "-f", "w2")
+        assert net.http_get("http://127.0.0.1:8080/") == PAGE  # the first store's container is untouched
+        net.ok("rm", "-f", "w1")
+        time.sleep(0.3)
+        assert net.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+        assert other.leftovers() == {"netns": [], "links": [], "rules": [], "processes": []}
+    finally:
+        other.close()
