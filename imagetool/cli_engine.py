@@ -155,13 +155,33 @@ def run(g, a):
     opts = run_options(a)
     if not a["detach"]:
         stays()
+    from imagetool.errors import PyimgError
+
     eng = _engine(g)
     rec = attach.create(eng, opts)
-    if a["detach"]:
-        eng.start(rec["Id"])
-        print(rec["Id"])
-        return 0
-    return attach.run_attached(eng, rec["Id"], interactive=a["interactive"], tty=a["tty"], remove=a["rm"])
+    try:
+        if a["detach"]:
+            eng.start(rec["Id"])
+            print(rec["Id"])
+            return 0
+        return attach.run_attached(eng, rec["Id"], interactive=a["interactive"], tty=a["tty"], remove=a["rm"])
+    except PyimgError:
+        _discard_unstarted(eng, rec["Id"])
+        raise
+
+
+def _discard_unstarted(eng, cid: str) -> None:
+    """A run whose start was refused (port taken, no address left, command
+    not found) leaves nothing behind (issue 17's bad-input rule): the
+    container it created, never started, is removed with its anonymous
+    volumes. A container that did start is left to its own exit path."""
+    from imagetool.errors import PyimgError
+
+    try:
+        if eng.get(cid)["State"]["Status"] == "created":
+            eng.remove(cid, force=True, volumes=True)
+    except PyimgError:
+        pass
 
 
 def create(g, a):

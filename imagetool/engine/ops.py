@@ -604,6 +604,12 @@ class Engine:
             if rec is None:
                 return
             if rec["State"]["Status"] in ("running", "paused"):
+                if (monitor.exit_status(self.paths.exit_file(cid), self.paths.cdir(cid)) is None
+                        and monitor.conmon_pid(self.paths.cdir(cid), cid) is not None):
+                    # conmon records the exit before it runs this command, and start removes that
+                    # record: a running container with none and a live conmon is a later run, started
+                    # after the run that ran this command was recorded (by stop, restart, or a read)
+                    return
                 self._record_exit(rec)
             elif rec["State"]["Status"] != "exited":
                 return
