@@ -62,10 +62,15 @@ def no_leftovers_after_suite():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
     from runtime_tools import node_modes
     before = node_modes()
+    links, rules = _host_links(), _host_netavark_rules()
     yield
     if os.geteuid() != 0:
         return
     assert node_modes() == before, f"host device nodes changed: {before} -> {node_modes()}"
+    # the engine's bridge networks run only in namespaces the tests make
+    assert _host_links() - links == set(), f"network interfaces left in the host namespace: {_host_links() - links}"
+    assert _host_netavark_rules() - rules == set(), \
+        f"firewall rules left in the host namespace: {sorted(_host_netavark_rules() - rules)[:5]}"
     import glob
     import re
     pat = re.compile(r"^t[0-9a-f]{10}$")
@@ -81,3 +86,19 @@ def no_leftovers_after_suite():
         mounts = [line.split()[4] for line in f if "/pyrunc-test-" in line.split()[4]]
     assert not left, f"cgroups left behind: {left[:10]}"
     assert not mounts, f"mounts left behind: {mounts[:10]}"
+
+
+def _host_links() -> set[str]:
+    try:
+        return set(os.listdir("/sys/class/net"))
+    except OSError:
+        return set()
+
+
+def _host_netavark_rules() -> set[str]:
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or not shutil.which("iptables-save"):
+        return set()
+    r = subprocess.run(["iptables-save"], capture_output=True, text=True)
+    return {ln for ln in r.stdout.splitlines() if "NETAVARK" in ln and not ln.startswith("#")}
