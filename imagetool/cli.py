@@ -328,7 +328,15 @@ def _engine_usage_error(msg: str) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    verb = next((x for x in argv if not x.startswith("-")), None)
+    verb, i = None, 0
+    while i < len(argv):  # the first word that is not a global option nor its value
+        if argv[i] in ("--root", "--config"):
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            verb = argv[i]
+            break
     routed = T.route(argv, _dispatch, _version, _engine_usage_error if verb in ENGINE_VERBS else _usage_error)
     if isinstance(routed, int):
         return routed
