@@ -346,7 +346,9 @@ class Engine:
 
         cid, cfg, host = rec["Id"], rec["Config"], rec["HostConfig"]
         bundle = rec["Pyimg"]["bundle"]
-        run = bundlemod.RunOptions(cmd=cfg["Cmd"] or [], entrypoint=list(cfg["Entrypoint"] or []),
+        # create resolved Entrypoint and Cmd against the image: the args are exactly these two
+        # (an empty cmd would make the bundle fall back to the image's Cmd)
+        run = bundlemod.RunOptions(cmd=list(cfg["Entrypoint"] or []) + list(cfg["Cmd"] or []), entrypoint=[],
                                    env=cfg["Env"], workdir=cfg.get("WorkingDir") or None, user=cfg.get("User") or None,
                                    terminal=bool(cfg.get("Tty")), hostname=cfg["Hostname"], network="none",
                                    etc_files=False, image_volumes=False, require_args=True)
