@@ -400,7 +400,9 @@ class Engine:
                       cgroup_name=f"/pyimg/{cid}")
         if init:
             rec["Path"], rec["Args"] = specmod.INIT_PATH, ["--"] + [rec["Path"]] + rec["Args"]
-        _check_command(rootfs, oci["process"])
+        # with --init the process is the init (a bind mount, not in the rootfs): check the command it runs
+        proc = oci["process"]
+        _check_command(rootfs, dict(proc, args=proc["args"][2:]) if init else proc)
         self._write_config(bundle, oci)
 
     @staticmethod

@@ -258,6 +258,7 @@ def test_run_init_is_pid_1(s):
     out = s.out("run", "--rm", *NONE, "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
     assert out.split()[0] == "/sbin/docker-init"
     assert "sh" in out.split()[1:]
+    one_line(s("run", "--rm", *NONE, "--init", "busybox", "nosuchcmd"), 127, "nosuchcmd")
 
 
 def test_run_tmpfs(s):
