@@ -35,7 +35,7 @@ def _extra_layer():
                        "etc/group": b"root:x:0:\nbob:x:1235:\n",
                        "data/seed": b"seeded from the image\n",
                        "notexec": b"just data\n"},
-                      symlinks={f"bin/{n}": "busybox" for n in ("id", "grep", "tr", "kill")},
+                      symlinks={f"bin/{n}": "busybox" for n in ("id", "grep", "tr", "kill", "ln")},
                       dirs=["data", "tmp", "etc", "bin"])
 
 
@@ -82,22 +82,26 @@ class Store:
 
     # what the store leaves in the world
     def processes(self):
-        """pids of conmons of this store and of processes whose root is under the store."""
+        """pids of this store's conmons, and of processes in a mount namespace of their own
+        whose mounts come from the store (its containers)."""
         found = []
+        own_ns = os.readlink("/proc/self/ns/mnt")
         for p in os.listdir("/proc"):
             if not p.isdigit() or int(p) == os.getpid():
                 continue
             try:
                 with open(f"/proc/{p}/cmdline", "rb") as f:
                     argv = f.read().split(b"\0")
-                root = os.readlink(f"/proc/{p}/root")
+                ns = os.readlink(f"/proc/{p}/ns/mnt")
+                if argv and os.path.basename(argv[0]) == b"conmon":
+                    if any(self.root.encode() in a or self.run_dir.encode() in a for a in argv):
+                        found.append(int(p))
+                elif ns != own_ns:
+                    with open(f"/proc/{p}/mountinfo") as f:
+                        if self.root + "/" in f.read():
+                            found.append(int(p))
             except OSError:
                 continue
-            if argv and os.path.basename(argv[0]) == b"conmon" and any(
-                    self.root.encode() in a or self.run_dir.encode() in a for a in argv):
-                found.append(int(p))
-            elif root.startswith(self.root + "/"):
-                found.append(int(p))
         return found
 
     def mounts(self):
@@ -187,6 +191,9 @@ def test_run_unknown_image_without_registry_is_125(s):
     r = s("run", "--rm", *NONE, "127.0.0.1:1/nosuch/image:latest", "true")
     assert r.returncode == 125, r.stderr
     assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == "Unable to find image '127.0.0.1:1/nosuch/image:latest' locally"
+    assert lines[-1].startswith("pyimg: error: ") and "127.0.0.1:1" in lines[-1]
     assert s.ids() == []
 
 
@@ -197,6 +204,22 @@ def test_run_rm_leaves_no_record_and_the_name_is_reusable(s):
         assert s.ids() == []
     assert not os.listdir(os.path.join(s.root, "containers", "names")) if os.path.isdir(
         os.path.join(s.root, "containers", "names")) else True
+
+
+def test_run_d_rm_removes_the_container_when_it_exits(s):
+    s.ok("run", "-d", "--rm", "--name", "drm", *NONE, "busybox", "sleep", "0.3")
+    deadline = time.monotonic() + 15
+    while s.ids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert s.ids() == []
+    s.ok("run", "--rm", "--name", "drm", *NONE, "busybox", "true")
+
+
+def test_network_none_has_only_loopback_up_and_host_shares_the_hosts(s):
+    assert s.out("run", "--rm", *NONE, "busybox", "sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags") \
+        == "lo\n0x9\n"  # IFF_UP | IFF_LOOPBACK
+    out = s.out("run", "--rm", "--network", "host", "busybox", "ls", "-l", "/proc/self/ns/net")
+    assert out.split("-> ")[1].strip() == os.readlink("/proc/self/ns/net")
 
 
 def test_run_interactive_piped_stdin(s):
@@ -352,6 +375,10 @@ def test_run_d_ps_columns_and_formats(s):
     assert row[0].rstrip().endswith("det")
     assert '"sleep 100"' in row[0]
     assert s.out("ps", "-q").split() == [cid[:12]]
+    # what the fixture checks after each test is there while the container runs
+    pid = int(s.inspect("det", "{{.State.Pid}}"))
+    assert pid in s.processes() and len(s.processes()) >= 2  # the container and its conmon
+    assert s.mounts() and s.runtime_state()
     assert cid in s.out("ps", "--no-trunc")
     assert s.out("ps", "--format", "{{.Names}} {{.Status}}").startswith("det Up ")
     assert s("run", "--name", "done", *NONE, "busybox", "sh", "-c", "exit 5").returncode == 5
@@ -362,12 +389,12 @@ def test_run_d_ps_columns_and_formats(s):
 
 def test_logs_streams_tail_timestamps_and_follow(s):
     s.ok("run", "-d", "--name", "lg", *NONE, "busybox", "sh", "-c",
-         "for i in 1 2 3; do echo out$i; echo err$i >&2; done; sleep 2; echo last")
-    time.sleep(0.5)
+         "for i in 1 2 3; do echo out$i; sleep 0.05; echo err$i >&2; sleep 0.05; done; sleep 2; echo last")
+    time.sleep(1)
     r = s.ok("logs", "lg")
     assert (r.stdout, r.stderr) == ("out1\nout2\nout3\n", "err1\nerr2\nerr3\n")
     r = s.ok("logs", "--tail", "2", "lg")
-    assert len(r.stdout.splitlines() + r.stderr.splitlines()) == 2
+    assert (r.stdout, r.stderr) == ("out3\n", "err3\n")
     r = s.ok("logs", "-t", "lg")
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z out1$", r.stdout.splitlines()[0]), r.stdout
     t0 = time.monotonic()
@@ -381,6 +408,7 @@ def test_exec(s):
     s.ok("run", "-d", "--name", "ex", *NONE, "busybox", "sleep", "100")
     assert s("exec", "ex", "sh", "-c", "exit 4").returncode == 4
     one_line(s("exec", "ex", "nosuchcmd"), 127, "nosuchcmd")
+    one_line(s("exec", "ex", "/notexec"), 126, "/notexec")
     out = s.out("exec", "-e", "X=1", "-u", "1234", "-w", "/tmp", "ex", "sh", "-c", 'echo "$X $(id -u) $(pwd)"')
     assert out == "1 1234 /tmp\n"
     r = s("exec", "-i", "ex", "cat", input="piped\n")
@@ -467,7 +495,18 @@ def test_cp_both_ways_and_a_planted_symlink(s, tmp):
     assert s.out("exec", "cpc", "cat", "/tmp/sent") == "from host\n"
     s("cp", tmp / "send", "cpc:/tmp/evil/send")
     s("cp", tmp / "send", "cpc:/tmp/evil/")
+    s("cp", tmp / "send", "cpc:/tmp/evil")
     assert os.listdir(canary) == []
+    # and out: a link to a host file copies what the container's own path holds, never the host's file
+    (tmp / "secret").write_text("host secret\n")
+    s.ok("exec", "cpc", "ln", "-s", str(tmp / "secret"), "/tmp/leak")
+    s("cp", "cpc:/tmp/leak/", tmp / "out1")
+    s("cp", "cpc:/tmp/leak", tmp / "out2")
+    for dp, _dn, fns in os.walk(tmp):
+        for fn in fns:
+            p = os.path.join(dp, fn)
+            if p != str(tmp / "secret") and not os.path.islink(p):
+                assert open(p).read() != "host secret\n", p
 
 
 def test_container_prune(s):
@@ -508,15 +547,12 @@ def test_restart_always_and_stop_for_good(s):
 def test_start_all_restartable(s):
     s.ok("run", "-d", "--name", "ar1", *NONE, "--restart", "always", "busybox", "sleep", "100")
     s.ok("run", "-d", "--name", "ar2", *NONE, "busybox", "sleep", "100")
-    # what a reboot does: the processes are gone without pyimg's stop
-    for n in ("ar1", "ar2"):
-        s.ok("kill", n)
-    time.sleep(1)
-    # a kill is not a stop: always restarts ar1 by itself; stop both for good and check the boot path
-    s.ok("stop", "-t", "0", "ar1", "ar2")
+    s.ok("run", "-d", "--name", "ar3", *NONE, "--restart", "unless-stopped", "busybox", "sleep", "100")
+    s.ok("stop", "-t", "0", "ar1", "ar2", "ar3")
+    # a boot starts the containers whose policy says so: always even when stopped, unless-stopped not
     s.ok("start", "--all-restartable")
-    assert s.inspect("ar1", "{{.State.Status}}") == "running"
-    assert s.inspect("ar2", "{{.State.Status}}") == "exited"
+    st = {n: s.inspect(n, "{{.State.Status}}") for n in ("ar1", "ar2", "ar3")}
+    assert st == {"ar1": "running", "ar2": "exited", "ar3": "exited"}
 
 
 # ---------------------------------------------------------------- faults
