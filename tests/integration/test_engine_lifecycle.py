@@ -588,7 +588,7 @@ def test_sigkill_of_conmon(s):
     assert s.out("rm", "k2") == "k2\n"
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.6])
+@pytest.mark.parametrize("delay", [0.02, 0.05, 0.08, 0.11, 0.14, 0.2, 0.4])
 def test_sigkill_of_run_d_midway(s, delay):
     p = subprocess.Popen(s.cmd("run", "-d", "--name", f"mid{int(delay * 100)}", *NONE, "busybox", "sleep", "100"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -601,6 +601,64 @@ def test_sigkill_of_run_d_midway(s, delay):
         st = s.inspect(cid, "{{.State.Status}}")
         assert st in ("created", "running", "exited"), st
     # the fixture removes everything and checks that nothing is left
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.4])
+def test_sigkill_of_foreground_run_midway(s, delay):
+    p = subprocess.Popen(s.cmd("run", "--name", f"fg{int(delay * 100)}", *NONE, "busybox", "sleep", "100"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    time.sleep(delay)
+    p.kill()
+    p.wait()
+    r = s.ok("ps", "-a")
+    assert "Traceback" not in r.stderr
+    for cid in s.ids():
+        assert s.inspect(cid, "{{.State.Status}}") in ("created", "running", "exited")
+
+
+@pytest.mark.parametrize("delay", [0.03, 0.08, 0.15])
+def test_sigkill_of_rm_f_midway(s, delay):
+    s.ok("run", "-d", "--name", "rmk", *NONE, "-v", "/data", "busybox", "sleep", "100")
+    p = subprocess.Popen(s.cmd("rm", "-f", "-v", "rmk"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    p.kill()
+    p.wait()
+    r = s("ps", "-a")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    # the fixture's rm -f of everything must still leave nothing
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_name_in_use(s):
+    cid = s.out("run", "-d", "--name", "dup", *NONE, "busybox", "sleep", "100").strip()
+    r = s("run", "--name", "dup", *NONE, "busybox", "true")
+    one_line(r, 125, f'Conflict. The container name "/dup" is already in use by container "{cid}". '
+                     "You have to remove (or rename) that container to be able to reuse that name.")
+    assert s.ids() == [cid]
+    s.ok("run", "-d", "--name", "other", *NONE, "busybox", "sleep", "100")
+    one_line(s("rename", "other", "dup"), 1, 'The container name "/dup" is already in use')
+
+
+def test_invalid_restart_policy_leaves_nothing(s):
+    one_line(s("run", "--restart", "bogus", *NONE, "busybox", "true"), 125, "bogus")
+    assert s.ids() == []
+
+
+def test_verbs_on_missing_or_stopped_containers(s):
+    one_line(s("rm", "nosuch"), 1, "No such container: nosuch")
+    one_line(s("inspect", "nosuch"), 1, "nosuch")
+    s.ok("run", "--name", "stopped", *NONE, "busybox", "true")
+    cid = s.inspect("stopped", "{{.Id}}")
+    one_line(s("kill", "stopped"), 1, f"Cannot kill container: stopped: Container {cid} is not running")
+    assert s.out("stop", "stopped") == "stopped\n"
+
+
+def test_wait_blocks_until_the_exit(s):
+    s.ok("run", "-d", "--name", "wt", *NONE, "busybox", "sh", "-c", "sleep 1; exit 9")
+    t0 = time.monotonic()
+    assert s.out("wait", "wt") == "9\n"
+    assert time.monotonic() - t0 > 0.5
 
 
 # ---------------------------------------------------------------- stores are isolated
