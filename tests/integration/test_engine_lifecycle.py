@@ -284,6 +284,32 @@ def test_run_init_is_pid_1(s):
     one_line(s("run", "--rm", *NONE, "--init", "busybox", "nosuchcmd"), 127, "nosuchcmd")
 
 
+def test_run_privileged_cpus_hostname_add_host(s):
+    with open("/proc/self/status") as f:  # privileged: every capability this host's bounding set has
+        host_bnd = int(next(ln for ln in f if ln.startswith("CapBnd:")).split()[1], 16)
+    assert _cap_eff(s, "--privileged") == host_bnd
+    out = s.out("run", "--rm", *NONE, "--cpus", "0.5", "busybox", "sh", "-c",
+                "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    assert out.split()[0] == "50000"
+    out = s.out("run", "--rm", *NONE, "--hostname", "hh", "--add-host", "foo:1.2.3.4", "busybox", "sh", "-c",
+                "cat /etc/hostname; grep foo /etc/hosts")
+    assert out.split() == ["hh", "1.2.3.4", "foo"]
+
+
+def test_run_t_gives_a_terminal(s):
+    r = s("run", "-t", "--rm", *NONE, "busybox", "sh", "-c", "test -t 0 && test -t 1 && echo tty")
+    assert (r.returncode, r.stdout.replace("\r", "")) == (0, "tty\n"), r.stderr
+
+
+def test_create_then_start_attached(s):
+    cid = s.out("create", "--name", "cr", *NONE, "busybox", "sh", "-c", "echo created; exit 2").strip()
+    assert HEX64.match(cid)
+    assert s.inspect("cr", "{{.State.Status}}") == "created"
+    r = s("start", "-a", "cr")
+    assert (r.returncode, r.stdout) == (2, "created\n"), r.stderr
+    assert s.inspect("cr", "{{.State.Status}} {{.State.ExitCode}}") == "exited 2"
+
+
 def test_run_tmpfs(s):
     out = s.out("run", "--rm", *NONE, "--tmpfs", "/scratch", "busybox", "sh", "-c",
                 "grep ' /scratch ' /proc/mounts")
@@ -443,6 +469,27 @@ def test_start_again_keeps_the_rootfs(s):
     time.sleep(0.5)
     assert s.out("exec", "keep", "cat", "/tmp/mark") == "written\n"
     assert s.out("logs", "keep") == "written\n"
+
+
+def test_stop_signal_and_stop_timeout(s):
+    s.ok("run", "-d", "--name", "ss", *NONE, "--stop-signal", "USR1", "--stop-timeout", "1", "busybox", "sh", "-c",
+         "trap 'exit 5' USR1; while :; do sleep 0.1; done")
+    time.sleep(0.5)
+    s.ok("stop", "ss")
+    assert s.inspect("ss", "{{.State.ExitCode}}") == "5"
+    s.ok("run", "-d", "--name", "st", *NONE, "--stop-timeout", "1", "busybox", "sleep", "100")
+    t0 = time.monotonic()
+    s.ok("stop", "st")
+    assert 0.9 < time.monotonic() - t0 < 8
+    assert s.inspect("st", "{{.State.ExitCode}}") == "137"
+
+
+def test_cp_into_a_stopped_container(s, tmp):
+    s.ok("run", "--name", "cps", *NONE, "busybox", "true")
+    (tmp / "f").write_text("while stopped\n")
+    s.ok("cp", tmp / "f", "cps:/tmp/f")
+    s.ok("cp", "cps:/tmp/f", tmp / "back")
+    assert (tmp / "back").read_text() == "while stopped\n"
 
 
 def test_restart_kill_wait(s):
