@@ -602,6 +602,27 @@ def test_start_all_restartable(s):
     assert st == {"ar1": "running", "ar2": "exited", "ar3": "exited"}
 
 
+def test_rm_f_of_a_container_in_a_restart_loop(s):
+    s.ok("run", "-d", "--name", "loop", *NONE, "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    time.sleep(0.7)
+    assert s.out("rm", "-f", "loop") == "loop\n"
+    time.sleep(1)  # an exit command of the loop still running must not bring it back
+    assert s.ids() == []
+
+
+def test_concurrent_runs_with_one_name(s):
+    procs = [subprocess.Popen(s.cmd("run", "-d", "--name", "race", *NONE, "busybox", "sleep", "100"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+             for _ in range(4)]
+    res = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert sorted(r[0] for r in res) == [0, 125, 125, 125], res
+    for rc, _out, err in res:
+        if rc:
+            assert 'The container name "/race" is already in use' in err, err
+    assert len(s.ids()) == 1
+    assert s.inspect("race", "{{.State.Status}}") == "running"
+
+
 # ---------------------------------------------------------------- faults
 
 def _pid(s, name):
@@ -633,6 +654,24 @@ def test_sigkill_of_conmon(s):
     assert s.inspect("k2", "{{.State.Status}} {{.State.ExitCode}}") == "exited 137"
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z"
     assert s.out("rm", "k2") == "k2\n"
+
+
+def test_sigkill_of_conmon_of_an_rm_container_removes_it(s):
+    s.ok("run", "-d", "--rm", "--name", "k3", *NONE, "busybox", "sleep", "100")
+    os.kill(_conmon_of(_pid(s, "k3")), signal.SIGKILL)
+    time.sleep(0.5)
+    s.ok("ps", "-a")  # the repair ends it; --rm says an ended container is removed
+    assert s.ids() == []
+    s.ok("run", "--rm", "--name", "k3", *NONE, "busybox", "true")
+
+
+def test_sigkill_of_the_process_of_an_rm_container_removes_it(s):
+    s.ok("run", "-d", "--rm", "--name", "k4", *NONE, "busybox", "sleep", "100")
+    os.kill(_pid(s, "k4"), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while s.ids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert s.ids() == []
 
 
 @pytest.mark.parametrize("delay", [0.02, 0.05, 0.08, 0.11, 0.14, 0.2, 0.4])
