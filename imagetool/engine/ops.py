@@ -239,6 +239,9 @@ class Engine:
                     # containerd does when a shim dies.
                     self._rt(rec, "kill", cid, "KILL")
                     self._record_exit(rec, forced=(137, "the container's monitor (conmon) exited unexpectedly"))
+                    if rec["HostConfig"].get("AutoRemove"):  # no exit command will run: --rm is ours
+                        self._destroy(rec, volumes=True)
+                        return None
             return rec
         finally:
             os.close(fd)
