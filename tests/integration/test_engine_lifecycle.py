@@ -251,6 +251,19 @@ def test_run_env_and_env_file(s, tmp):
     assert out == "from-file|two words|flag|from-image\n"
 
 
+def test_run_env_passthrough_and_bad_options(s, tmp):
+    r = subprocess.run(s.cmd("run", "--rm", *NONE, "-e", "PASSED", "busybox", "sh", "-c", 'echo "$PASSED"'),
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                       env=dict(os.environ, PASSED="from the caller"))
+    assert (r.returncode, r.stdout) == (0, "from the caller\n"), r.stderr
+    one_line(s("run", "--rm", *NONE, "--env-file", tmp / "nonexist", "busybox", "true"), 125,
+             str(tmp / "nonexist"))
+    one_line(s("run", "--rm", *NONE, "-w", "rel", "busybox", "true"), 125, "rel")
+    one_line(s("run", "--rm", *NONE, "-u", "nosuch", "busybox", "true"), 125,
+             "unable to find user nosuch: no matching entries in passwd file")
+    assert s.ids() == []
+
+
 def test_run_read_only(s):
     r = s("run", "--rm", *NONE, "--read-only", "busybox", "sh", "-c", "echo x > /f")
     assert r.returncode != 0 and "Read-only file system" in r.stderr
@@ -351,6 +364,20 @@ def test_named_volume_persists_and_is_seeded_from_the_image(s):
         s("volume", "rm", "nv1")
 
 
+def test_named_volume_read_only_kept_by_rm_v_and_by_prune_while_in_use(s):
+    try:
+        r = s("run", "--rm", *NONE, "-v", "nvro:/d:ro", "busybox", "sh", "-c", "touch /d/x")
+        assert r.returncode == 1 and "Read-only file system" in r.stderr
+        s.ok("run", "-d", "--name", "vu", *NONE, "-v", "nvro:/d", "busybox", "sleep", "100")
+        s.ok("volume", "prune", "-f")
+        assert "nvro" in s.out("volume", "ls", "-q").split()
+        s.ok("rm", "-f", "-v", "vu")
+        assert "nvro" in s.out("volume", "ls", "-q").split()  # rm -v removes anonymous volumes only
+    finally:
+        s("volume", "rm", "-f", "nvro")
+    one_line(s("volume", "rm", "nvro"), 1, "get nvro: no such volume")
+
+
 def test_anonymous_volume_is_removed_by_rm_v(s):
     s.ok("run", "--name", "anon", *NONE, "vol", "sh", "-c", "cat /data/seed")
     mounts = json.loads(s.inspect("anon", "{{json .Mounts}}"))
@@ -407,6 +434,8 @@ def test_run_d_ps_columns_and_formats(s):
     assert s.mounts() and s.runtime_state()
     assert cid in s.out("ps", "--no-trunc")
     assert s.out("ps", "--format", "{{.Names}} {{.Status}}").startswith("det Up ")
+    table = s.out("ps", "--format", "table {{.Names}}\t{{.Status}}").splitlines()
+    assert table[0].split() == ["NAMES", "STATUS"] and table[1].startswith("det ")
     assert s("run", "--name", "done", *NONE, "busybox", "sh", "-c", "exit 5").returncode == 5
     assert "done" not in s.out("ps")
     line = [ln for ln in s.out("ps", "-a").splitlines() if ln.rstrip().endswith("done")][0]
@@ -439,6 +468,24 @@ def test_exec(s):
     assert out == "1 1234 /tmp\n"
     r = s("exec", "-i", "ex", "cat", input="piped\n")
     assert (r.returncode, r.stdout) == (0, "piped\n"), r.stderr
+
+
+def test_exec_detached_and_with_a_terminal(s):
+    s.ok("run", "-d", "--name", "ed", *NONE, "busybox", "sleep", "100")
+    s.ok("exec", "-d", "ed", "sh", "-c", "sleep 0.2; echo d > /tmp/d")
+    deadline = time.monotonic() + 10
+    while s("exec", "ed", "cat", "/tmp/d").stdout != "d\n" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert s.out("exec", "ed", "cat", "/tmp/d") == "d\n"
+    assert s.out("exec", "-t", "ed", "sh", "-c", "test -t 1 && echo tty").replace("\r", "") == "tty\n"
+
+
+def test_kill_defaults_to_sigkill_and_restart_of_an_exited_container(s):
+    s.ok("run", "-d", "--name", "kd", *NONE, "busybox", "sleep", "100")
+    s.ok("kill", "kd")
+    assert s.out("wait", "kd") == "137\n"
+    assert s.out("restart", "kd") == "kd\n"
+    assert s.inspect("kd", "{{.State.Status}}") == "running"
 
 
 def test_stop_kills_after_the_grace_period(s):
