@@ -222,6 +222,16 @@ def test_network_none_has_only_loopback_up_and_host_shares_the_hosts(s):
     assert out.split("-> ")[1].strip() == os.readlink("/proc/self/ns/net")
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 4), (signal.SIGUSR1, 5)])
+def test_run_forwards_signals_to_the_container(s, sig, code):
+    p = subprocess.Popen(s.cmd("run", "--rm", *NONE, "busybox", "sh", "-c",
+                               "trap 'exit 4' TERM; trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert p.stdout.readline() == "ready\n"
+    p.send_signal(sig)
+    assert p.wait(timeout=20) == code, p.stderr.read()
+
+
 def test_run_interactive_piped_stdin(s):
     r = subprocess.run("echo hi | " + " ".join(s.cmd("run", "--rm", "-i", *NONE, "busybox", "cat")),
                        shell=True, capture_output=True, text=True, timeout=60)
@@ -807,6 +817,9 @@ def test_stores_are_isolated(s, store_dir, tmp):
         assert s.inspect("same", "{{.Id}}") != b.inspect("same", "{{.Id}}")
         assert len(s.ids()) == 1 and len(b.ids()) == 1
         assert s.ids()[0] != b.ids()[0]
+        host = subprocess.run([os.path.join(os.path.dirname(sys.executable), "pyrunc"), "list", "-q"],
+                              capture_output=True, text=True).stdout.split()
+        assert s.ids()[0] not in host and b.ids()[0] not in host  # nor in the host's /run/pyrunc
         b.ok("rm", "-f", "same")
         assert s.inspect("same", "{{.State.Status}}") == "running"
     finally:
