@@ -594,6 +594,11 @@ def test_cp_both_ways_and_a_planted_symlink(s, tmp):
     time.sleep(0.5)
     s.ok("cp", "cpc:/tmp/file", tmp / "got")
     assert (tmp / "got").read_text() == "inside\n"
+    s.ok("exec", "cpc", "sh", "-c", "mkdir -p /tmp/dir/sub && echo deep > /tmp/dir/sub/f")
+    s.ok("cp", "cpc:/tmp/dir", tmp / "gotdir")
+    # copies, never links into the container's rootfs
+    assert not os.path.islink(tmp / "got") and not os.path.islink(tmp / "gotdir")
+    assert (tmp / "gotdir" / "sub" / "f").read_text() == "deep\n"
     (tmp / "send").write_text("from host\n")
     s.ok("cp", tmp / "send", "cpc:/tmp/sent")
     assert s.out("exec", "cpc", "cat", "/tmp/sent") == "from host\n"
