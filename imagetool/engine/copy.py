@@ -91,8 +91,12 @@ def _out(eng, rec, cpath: str, host: str, follow: bool) -> None:
         target = host
         if os.path.isdir(host) and not host.endswith("/."):
             target = os.path.join(host, os.path.basename(shown.rstrip("/")) or "root")
-        r = subprocess.run(["cp", "-a", "-T", "--remove-destination", f"/proc/self/fd/{fd}", target],
-                           pass_fds=(fd,), capture_output=True, text=True)
+        if stat.S_ISLNK(os.fstat(fd).st_mode):  # the link itself, as docker copies it (its text, read at the fd)
+            r = subprocess.run(["ln", "-s", "-f", "-T", "--", os.readlink("", dir_fd=fd), target],
+                               capture_output=True, text=True)
+        else:  # -H: cp follows the fd's magic link (the source), never a link below it
+            r = subprocess.run(["cp", "-a", "-H", "-T", "--remove-destination", f"/proc/self/fd/{fd}", target],
+                               pass_fds=(fd,), capture_output=True, text=True)
         if r.returncode != 0:
             raise EngineError(f"copying {cpath} to {host}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'failed'}")
     finally:

@@ -243,6 +243,9 @@ class Engine:
                     # containerd does when a shim dies.
                     self._rt(rec, "kill", cid, "KILL")
                     self._record_exit(rec, forced=(137, "the container's monitor (conmon) exited unexpectedly"))
+                    if rec["HostConfig"].get("AutoRemove"):  # no exit command will run: --rm is ours
+                        self._destroy(rec, volumes=True)
+                        return None
             return rec
         finally:
             os.close(fd)
@@ -346,7 +349,9 @@ class Engine:
     def _build(self, rec: dict, image, opts: dict, icfg: dict) -> None:
         cid, cfg, host = rec["Id"], rec["Config"], rec["HostConfig"]
         bundle = rec["Pyimg"]["bundle"]
-        run = bundlemod.RunOptions(cmd=cfg["Cmd"] or [], entrypoint=list(cfg["Entrypoint"] or []),
+        # create resolved Entrypoint and Cmd against the image: the args are exactly these two
+        # (an empty cmd would make the bundle fall back to the image's Cmd)
+        run = bundlemod.RunOptions(cmd=list(cfg["Entrypoint"] or []) + list(cfg["Cmd"] or []), entrypoint=[],
                                    env=cfg["Env"], workdir=cfg.get("WorkingDir") or None, user=cfg.get("User") or None,
                                    terminal=bool(cfg.get("Tty")), hostname=cfg["Hostname"], network="none",
                                    etc_files=False, image_volumes=False, require_args=True)
@@ -398,7 +403,9 @@ class Engine:
                       cgroup_name=f"/pyimg/{cid}")
         if init:
             rec["Path"], rec["Args"] = specmod.INIT_PATH, ["--"] + [rec["Path"]] + rec["Args"]
-        _check_command(rootfs, oci["process"])
+        # with --init the process is the init (a bind mount, not in the rootfs): check the command it runs
+        proc = oci["process"]
+        _check_command(rootfs, dict(proc, args=proc["args"][2:]) if init else proc)
         self._write_config(bundle, oci)
 
     @staticmethod

@@ -147,12 +147,13 @@ class MountReq:
 
     def as_dict(self) -> dict:
         return {"Type": self.kind, "Source": self.source, "Target": self.target, "ReadOnly": self.readonly,
-                "Anonymous": self.anonymous, "Options": self.options}
+                "Anonymous": self.anonymous, "Options": self.options, "CreateSource": self.create_source}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MountReq":
         return cls(d["Type"], d["Target"], d.get("Source", ""), d.get("ReadOnly", False),
-                   options=d.get("Options"), anonymous=d.get("Anonymous", False))
+                   options=d.get("Options"), anonymous=d.get("Anonymous", False),
+                   create_source=d.get("CreateSource", False))
 
 
 def _check_target(t: str, flag: str) -> str:
