@@ -90,14 +90,7 @@ def run(args, report: H.Report):
     tmp = tempfile.mkdtemp(prefix="pyrunc-bench-ctrd-", dir="/var/tmp")
     H.CLEANUP.push(_rmtree, tmp)
     cd = Containerd(tmp)
-    # a busybox image as a docker-archive
-    work = os.path.join(tmp, "build")
-    os.makedirs(work)
-    lay = I.Layout(os.path.join(tmp, "layout"))
-    lay.add_image("busybox", [I.busybox_layer(work)])
-    archive = os.path.join(tmp, "busybox.tar")
-    H.run(["skopeo", "copy", "--quiet", f"oci:{lay.path}:busybox",
-           f"docker-archive:{archive}:bench/busybox:latest"]).check()
+    archive = I.busybox_archive(tmp)
     cd.ctr("images", "import", archive).check()
     image = "docker.io/bench/busybox:latest"
     names = cd.ctr("images", "ls", "-q").out.decode().split()

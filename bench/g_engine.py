@@ -24,13 +24,7 @@ def run(args, report: H.Report):
     H.become_subreaper()
     tmp = tempfile.mkdtemp(prefix="pyrunc-bench-engine-", dir="/var/tmp")
     H.CLEANUP.push(_rmtree, tmp)
-    work = os.path.join(tmp, "build")
-    os.makedirs(work)
-    lay = I.Layout(os.path.join(tmp, "layout"))
-    lay.add_image("busybox", [I.busybox_layer(work)])
-    archive = os.path.join(tmp, "busybox.tar")
-    H.run(["skopeo", "copy", "--quiet", f"oci:{lay.path}:busybox",
-           f"docker-archive:{archive}:bench/busybox:latest"]).check()
+    archive = I.busybox_archive(tmp)
     store = os.path.join(tmp, "store")
     H.run([PYIMG, "--root", store, "load", "-i", archive]).check()
     image = "docker.io/bench/busybox:latest"

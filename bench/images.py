@@ -332,3 +332,15 @@ http:
             H.reaper().wait(self.proc.pid, 10)
         except TimeoutError:
             H.kill_pid(self.proc.pid)
+
+
+def busybox_archive(tmp: str) -> str:
+    """A busybox image as a docker-archive in tmp (docker.io/bench/busybox:latest), made with skopeo."""
+    work = os.path.join(tmp, "build")
+    os.makedirs(work, exist_ok=True)
+    lay = Layout(os.path.join(tmp, "layout"))
+    lay.add_image("busybox", [busybox_layer(work)])
+    archive = os.path.join(tmp, "busybox.tar")
+    H.run(["skopeo", "copy", "--quiet", f"oci:{lay.path}:busybox",
+           f"docker-archive:{archive}:bench/busybox:latest"]).check()
+    return archive

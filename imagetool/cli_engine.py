@@ -416,21 +416,8 @@ def container(g, a):
     from imagetool.errors import UsageError
     sub, rest = a["action"], a["args"]
     if sub == "prune":
-        force = any(x in ("-f", "--force") for x in rest)
-        if not force and sys.stdin.isatty():
-            sys.stdout.write("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
-            sys.stdout.flush()
-            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-                return 0
-        ids, freed = _engine(g).prune()
-        if ids:
-            print("Deleted Containers:")
-            for i in ids:
-                print(i)
-            print()
-        from imagetool.engine.humanize import size
-        print(f"Total reclaimed space: {size(freed)}")
-        return 0
+        from imagetool.engine import present
+        return present.container_prune(_engine(g), any(x in ("-f", "--force") for x in rest))
     raise UsageError(f"unknown command {sub!r} for \"pyimg container\"")  # (cli routes ls, run, ... itself)
 
 

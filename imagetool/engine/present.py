@@ -166,12 +166,7 @@ def inspect(eng, refs: list[str], *, fmt: str | None, kind: str | None, platform
             missing.append(ref)
         else:
             docs.append(doc)
-    if fmt:
-        tmpl = template.parse(template.prepare(fmt)[1], missingkey="error")
-        for d in docs:
-            sys.stdout.write(tmpl.render(d) + "\n")
-    else:
-        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
+    _docs_out(docs, fmt)
     if missing:
         what = {"container": "container", "image": "image", "volume": "volume", "network": "network"}.get(kind, "object")
         for m in missing:
@@ -358,9 +353,20 @@ def _vol_rm(eng, a):
 def _vol_prune(eng, a):
     if not a["force"] and not _confirm("WARNING! This will remove all local volumes not used by at least one container."):
         return 0
-    names, freed = eng.volumes.prune(eng.volumes_in_use(), all_=a["all"])
+    _pruned("Volumes", *eng.volumes.prune(eng.volumes_in_use(), all_=a["all"]))
+
+
+def container_prune(eng, force: bool) -> int:
+    """docker container prune: every container that is not running."""
+    if not force and not _confirm("WARNING! This will remove all stopped containers."):
+        return 0
+    _pruned("Containers", *eng.prune())
+    return 0
+
+
+def _pruned(kind: str, names: list[str], freed: int) -> None:
     if names:
-        print("Deleted Volumes:")
+        print(f"Deleted {kind}:")
         for n in names:
             print(n)
         print()
