@@ -460,7 +460,9 @@ def seccomp_profile() -> dict:
     return prof
 
 
-def _merge_env(base: list[str], override: list[str]) -> list[str]:
+def merge_env(base: list[str], override: list[str]) -> list[str]:
+    """``override`` over ``base`` by variable name, as docker run's -e does
+    (a bare ``NAME`` takes the caller's value, or nothing)."""
     out: dict[str, str] = {}
     for e in base:
         k, _, v = e.partition("=")
@@ -507,7 +509,7 @@ def generate_config(image_config: dict, rootfs: str, *, cmd: list[str] | None = 
     defaults = [_DEFAULT_PATH] + (["TERM=xterm"] if terminal else [])
     if hostname:
         defaults.append(f"HOSTNAME={hostname}")
-    proc["env"] = _merge_env(defaults, image_env + list(env))
+    proc["env"] = merge_env(defaults, image_env + list(env))
     proc["cwd"] = workdir or cfg.get("WorkingDir") or "/"
     if not proc["cwd"].startswith("/"):
         raise BundleError(f"working directory {proc['cwd']!r} is not an absolute path")
@@ -628,6 +630,26 @@ def _seed_volume(rootfs: str, path: str, dest: str) -> None:
         os.close(fd)
 
 
+# /etc/hosts of a container with a network namespace of its own (docker's lines)
+ISOLATED_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+                  "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+
+
+def isolated_resolv_conf(host_text: str, servers=(), search=()) -> str:
+    """resolv.conf for a container in its own network namespace, from the
+    host's: ``servers`` (and ``search``) replace the host's when given; a
+    loopback resolver of the host is unreachable from another namespace, so
+    it is dropped, and with none left docker's public fallbacks are used."""
+    lines = [ln for ln in host_text.splitlines() if not (ln.split()[:1] == ["nameserver"] and
+             (ln.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
+    if servers:
+        lines = [ln for ln in lines if not ln.startswith(("nameserver", "search"))]
+        lines = ([f"search {' '.join(search)}"] if search else []) + [f"nameserver {s}" for s in servers] + lines
+    if not any(ln.startswith("nameserver") for ln in lines):
+        lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(lines) + "\n"
+
+
 def _etc_files(wdir: str, hostname: str, network: str) -> list[dict]:
     """Write hosts/hostname/resolv.conf for a container and return their bind mounts (as docker does)."""
     etc = os.path.join(wdir, "etc")
@@ -639,21 +661,14 @@ def _etc_files(wdir: str, hostname: str, network: str) -> list[dict]:
         except OSError:
             hosts = "127.0.0.1\tlocalhost\n"
     else:
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-                 "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+        hosts = ISOLATED_HOSTS
     try:
         with open("/etc/resolv.conf") as f:
             resolv = f.read()
     except OSError:
         resolv = ""
     if network != "host":
-        # A loopback resolver of the host is unreachable from another
-        # network namespace; docker drops those and falls back to public ones.
-        lines = [ln for ln in resolv.splitlines() if not (ln.split()[:1] == ["nameserver"] and
-                 (ln.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
-        if not any(ln.startswith("nameserver") for ln in lines):
-            lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-        resolv = "\n".join(lines) + "\n"
+        resolv = isolated_resolv_conf(resolv)
     files = {"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
     mounts = []
     for name, text in files.items():

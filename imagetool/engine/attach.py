@@ -87,7 +87,7 @@ def _status_after(eng: Engine, cid: str, timeout: float = 30.0) -> int:
             return ex[0]
         if time.monotonic() > deadline or (monitor.conmon_pid(eng.paths.cdir(cid), cid) is None and
                                            not os.path.exists(eng.paths.exit_file(cid))):
-            rec = eng._refresh(cid)
+            rec = eng.refresh(cid)
             return rec["State"]["ExitCode"] if rec else 137
         time.sleep(0.02)
 
@@ -103,9 +103,7 @@ def _attached(eng: Engine, cid: str, *, interactive: bool, tty: bool, starter) -
 
     def forward(signum, _frame):
         with contextlib.suppress(Exception):
-            rec = eng.records.load(cid)
-            if rec:
-                eng._rt(rec, "kill", cid, str(signum))
+            eng.signal(cid, signum)
 
     if not tty:
         for s in _PROXIED:
@@ -239,7 +237,7 @@ def logs(eng: Engine, ref: str, *, follow: bool, tail: str, timestamps: bool, si
         return
     cid = rec["Id"]
     while True:
-        r = eng._refresh(cid)
+        r = eng.refresh(cid)
         running = r is not None and r["State"]["Status"] in ("running", "paused", "restarting")
         emit(reader.read())
         if not running:

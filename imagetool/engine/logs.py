@@ -9,11 +9,11 @@ it, with the stream it went to. It only reads: conmon is the one writer.
 """
 from __future__ import annotations
 
-import calendar
 import os
 import time
 
-from imagetool.errors import EngineError, os_message
+from imagetool.errors import EngineError, UsageError, os_message
+from imagetool.engine import humanize
 
 
 class Entry:
@@ -26,15 +26,9 @@ class Entry:
 
 def _epoch(stamp: str) -> float:
     try:
-        main, _, rest = stamp.partition(".")
-        frac, off = rest[:9], rest[9:] if rest else ""
-        t = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
-        if off and off[0] in "+-" and len(off) >= 6:
-            sign = 1 if off[0] == "+" else -1
-            t -= sign * (int(off[1:3]) * 3600 + int(off[4:6]) * 60)
-        return t
-    except (ValueError, IndexError):
-        return 0.0
+        return humanize.parse_time(stamp) or 0.0
+    except UsageError:
+        return 0.0  # (a line conmon did not write: kept, with no time)
 
 
 def docker_stamp(e: Entry) -> str:

@@ -30,7 +30,6 @@ recorded but nobody cleaned up is cleaned up.
 """
 from __future__ import annotations
 
-import calendar
 import contextlib
 import os
 import shutil
@@ -45,7 +44,7 @@ from imagetool.errors import (BundleError, CommandError, EngineError, NoSuchCont
                               os_message)
 from imagetool import bundle as bundlemod
 from imagetool.layer import LayerError, open_in_root
-from imagetool.engine import monitor, spec as specmod
+from imagetool.engine import humanize, monitor, spec as specmod
 from imagetool.engine.network import Networks, PortMapping
 from imagetool.engine.records import Paths, Store, new_id, random_name
 from imagetool.engine.volumes import Volumes
@@ -61,14 +60,6 @@ def now_rfc3339(t: float | None = None) -> str:
     t = time.time() if t is None else t
     ns = int(round((t % 1) * 1e9))
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ns:09d}Z"
-
-
-def parse_time(s: str) -> float:
-    """Seconds since the epoch for one of our RFC 3339 strings (0 for docker's zero time)."""
-    if not s or s.startswith("0001-"):
-        return 0.0
-    main, _, frac = s.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
 
 
 def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
@@ -190,7 +181,7 @@ class Engine:
     # -------------------------------------------------------------- reads
     def get(self, ref: str) -> dict:
         cid = self.records.resolve(ref)
-        rec = self._refresh(cid)
+        rec = self.refresh(cid)
         if rec is None:
             raise NoSuchContainer(f"No such container: {ref}")
         return rec
@@ -198,13 +189,13 @@ class Engine:
     def list(self) -> list[dict]:
         out = []
         for cid in self.records.ids():
-            rec = self._refresh(cid)
+            rec = self.refresh(cid)
             if rec is not None:
                 out.append(rec)
         out.sort(key=lambda r: r["Created"], reverse=True)
         return out
 
-    def _refresh(self, cid: str) -> dict | None:
+    def refresh(self, cid: str) -> dict | None:
         """The record of ``cid`` after repairing what a dead process left (module docstring)."""
         rec = self.records.load(cid)
         if rec is None:
@@ -309,7 +300,7 @@ class Engine:
             raise EngineError("No command specified")
         hostname = cfg.get("Hostname") or (os.uname().nodename if mode == "host" else cid[:12])
         cfg["Hostname"] = hostname
-        cfg["Env"] = _merge_env(icfg.get("Env") or [], cfg.get("Env") or [])
+        cfg["Env"] = bundlemod.merge_env(icfg.get("Env") or [], cfg.get("Env") or [])
         cfg.setdefault("WorkingDir", "")
         cfg["Labels"] = {**(icfg.get("Labels") or {}), **(cfg.get("Labels") or {})}
         cfg["ExposedPorts"] = {**(icfg.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})}
@@ -555,8 +546,7 @@ class Engine:
         if mode == "host":
             hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
         else:
-            hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-                     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+            hosts = bundlemod.ISOLATED_HOSTS
         for extra in rec["HostConfig"].get("ExtraHosts") or []:
             h, _, ip = extra.partition(":")
             hosts += f"{ip}\t{h}\n"
@@ -565,16 +555,8 @@ class Engine:
                 hosts += f"{e['IPAddress']}\t{cfg['Hostname']}\n"
         resolv = _read("/etc/resolv.conf")
         if mode != "host":
-            lines = [ln for ln in resolv.splitlines()
-                     if not (ln.split()[:1] == ["nameserver"] and (ln.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
-            servers = (att or {}).get("dns_servers") or []
-            if servers:
-                lines = [ln for ln in lines if not ln.startswith(("nameserver", "search"))]
-                search = (att or {}).get("dns_search") or []
-                lines = ([f"search {' '.join(search)}"] if search else []) + [f"nameserver {s}" for s in servers] + lines
-            if not any(ln.startswith("nameserver") for ln in lines):
-                lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-            resolv = "\n".join(lines) + "\n"
+            resolv = bundlemod.isolated_resolv_conf(resolv, (att or {}).get("dns_servers") or (),
+                                                    (att or {}).get("dns_search") or ())
         for path, text in ((rec["HostsPath"], hosts), (rec["HostnamePath"], cfg["Hostname"] + "\n"),
                            (rec["ResolvConfPath"], resolv)):
             tmp = path + ".tmp"
@@ -630,7 +612,8 @@ class Engine:
                 self._save(rec)
         if not restart:
             return
-        ran = parse_time(rec["State"]["FinishedAt"]) - parse_time(rec["State"]["StartedAt"])
+        ran = (humanize.parse_time(rec["State"]["FinishedAt"]) or 0.0) - \
+            (humanize.parse_time(rec["State"]["StartedAt"]) or 0.0)
         n = rec["Pyimg"].get("backoff", 0) if ran < 10 else 0
         time.sleep(min(0.1 * (2 ** n), 60.0))
         with self.records.locked(cid):
@@ -657,6 +640,12 @@ class Engine:
                 self.start(rec["Id"])
                 started.append(rec["Id"])
         return started
+
+    def signal(self, cid: str, signum: int) -> None:
+        """Send ``signum`` to a container's process, and nothing else (an attached run's proxy)."""
+        rec = self.records.load(cid)
+        if rec is not None:
+            self._rt(rec, "kill", cid, str(signum))
 
     def kill(self, ref: str, sig: str | int | None = None) -> dict:
         rec = self.get(ref)
@@ -713,7 +702,7 @@ class Engine:
         """The record once the exit has been recorded (by conmon's cleanup, or here)."""
         deadline = time.monotonic() + 5
         while True:
-            rec = self._refresh(cid)
+            rec = self.refresh(cid)
             if rec is None or rec["State"]["Status"] not in ("running", "paused"):
                 return rec
             if time.monotonic() > deadline:
@@ -754,7 +743,7 @@ class Engine:
         rec = self.get(ref)
         cid = rec["Id"]
         while True:
-            rec = self._refresh(cid)
+            rec = self.refresh(cid)
             if rec is None:
                 code = self._exit_code_file(cid)
                 return code if code is not None else 0
@@ -803,11 +792,11 @@ class Engine:
         if volumes:
             for v in rec["Pyimg"].get("anonymous_volumes", []):
                 with contextlib.suppress(PyimgError):
-                    self.volumes.remove(v, in_use=self._volume_users(v, but=cid))
+                    self.volumes.remove(v, in_use=self.volume_users(v, but=cid))
         self.records.free_name(rec["Name"][1:], cid)
         self.records.drop(cid, keep_exit=keep_exit)
 
-    def _volume_users(self, vname: str, but: str | None = None) -> list[str]:
+    def volume_users(self, vname: str, but: str | None = None) -> list[str]:
         out = []
         for cid in self.records.ids():
             if cid == but:
@@ -853,7 +842,7 @@ class Engine:
         proc = dict(oci["process"])
         proc["args"] = list(cmd)
         proc["terminal"] = tty
-        proc["env"] = _merge_env(proc.get("env") or [], env or [])
+        proc["env"] = bundlemod.merge_env(proc.get("env") or [], env or [])
         if workdir:
             proc["cwd"] = workdir
         rootfs = os.path.join(bundle, "rootfs")
@@ -903,20 +892,6 @@ class Engine:
     def inspect(self, rec: dict) -> dict:
         out = {k: v for k, v in rec.items() if k != "Pyimg"}
         return out
-
-
-def _merge_env(base: list[str], override: list[str]) -> list[str]:
-    out: dict[str, str] = {}
-    for e in base:
-        out[e.partition("=")[0]] = e
-    for e in override:
-        k, sep, _ = e.partition("=")
-        if not sep:
-            if k in os.environ:
-                out[k] = f"{k}={os.environ[k]}"
-            continue
-        out[k] = e
-    return list(out.values())
 
 
 def _read(path: str) -> str:

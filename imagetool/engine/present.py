@@ -158,6 +158,8 @@ def inspect(eng, refs: list[str], *, fmt: str | None, kind: str | None, platform
                 elif k == "volume":
                     doc = eng.volumes.get(ref)
                 else:
+                    if ref == "bridge":
+                        eng.networks.default()  # made on first use
                     doc = eng.networks.get(ref)
                 break
             except PyimgError:
@@ -324,15 +326,7 @@ def _vol_ls(eng, a):
 
 @VOL.verb("inspect", Arg("names", "Volumes.", many=True), Opt("-f,--format", "fmt", str, None, "Go template."))
 def _vol_inspect(eng, a):
-    docs, rc = [], 0
-    for n in a["names"]:
-        try:
-            docs.append(eng.volumes.get(n))
-        except PyimgError:
-            sys.stderr.write(f"Error: No such volume: {n}\n")
-            rc = 1
-    _docs_out(docs, a["fmt"])
-    return rc
+    return inspect(eng, a["names"], fmt=a["fmt"], kind="volume", platform=None, image_inspect=None)
 
 
 @VOL.verb("rm", Arg("names", "Volumes.", many=True), Opt("-f,--force", "force", bool, False, "Ignore missing."))
@@ -340,7 +334,7 @@ def _vol_rm(eng, a):
     rc = 0
     for n in a["names"]:
         try:
-            eng.volumes.remove(n, force=a["force"], in_use=eng._volume_users(n))
+            eng.volumes.remove(n, force=a["force"], in_use=eng.volume_users(n))
             print(n)
         except PyimgError as e:
             sys.stderr.write(f"pyimg: error: {e}\n")
@@ -439,17 +433,7 @@ def _net_ls(eng, a):
 
 @NET.verb("inspect", Arg("names", "Networks.", many=True), Opt("-f,--format", "fmt", str, None, "Go template."))
 def _net_inspect(eng, a):
-    docs, rc = [], 0
-    for n in a["names"]:
-        try:
-            if n == "bridge":
-                eng.networks.default()
-            docs.append(eng.networks.get(n))
-        except PyimgError:
-            sys.stderr.write(f"Error: No such network: {n}\n")
-            rc = 1
-    _docs_out(docs, a["fmt"])
-    return rc
+    return inspect(eng, a["names"], fmt=a["fmt"], kind="network", platform=None, image_inspect=None)
 
 
 @NET.verb("rm", Arg("names", "Networks.", many=True))
@@ -536,7 +520,7 @@ def info(eng, config_path: str | None, fmt: str | None) -> str:
            "CgroupVersion": cg, "CgroupDriver": "cgroupfs", "KernelVersion": os.uname().release,
            "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": os.uname().machine,
            "NCPU": os.cpu_count(), "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-           "Name": os.uname().nodename, "ServerVersion": version_string()}
+           "Name": os.uname().nodename, "ServerVersion": VERSION}
     if fmt:
         return template.render(template.prepare(fmt)[1], doc) + "\n"
     lines = ["Client:", " Context:    default", "", "Server:",
@@ -555,10 +539,6 @@ def info(eng, config_path: str | None, fmt: str | None) -> str:
         lines += [" Registry Mirrors:"] + [f"  {m}" for m in mirrors]
     lines += [" Live Restore Enabled: false", ""]
     return "\n".join(lines)
-
-
-def version_string() -> str:
-    return VERSION
 
 
 def _os_name() -> str:

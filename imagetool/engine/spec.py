@@ -15,6 +15,7 @@ import re
 import stat
 
 from imagetool.errors import UsageError
+from imagetool.engine import humanize
 
 ALL_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
@@ -98,11 +99,10 @@ def parse_memory(value: str | None) -> int:
     """``-m`` (docker's RAMInBytes: b, k, m, g, t, p; case-insensitive; optional trailing b)."""
     if not value:
         return 0
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", value.strip(), re.I)
-    if not m:
-        raise UsageError(f'invalid argument "{value}" for "-m, --memory" flag: invalid size: \'{value}\'')
-    mult = 1024 ** "bkmgtp".index((m.group(2) or "b").lower())
-    n = int(float(m.group(1)) * mult)
+    try:
+        n = humanize.parse_size(value)
+    except UsageError as e:
+        raise UsageError(f'invalid argument "{value}" for "-m, --memory" flag: {e}') from None
     if 0 < n < 6 * 1024 * 1024:
         raise UsageError("Minimum memory limit allowed is 6MB")
     return n
