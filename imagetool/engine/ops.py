@@ -264,26 +264,31 @@ class Engine:
         icfg = image.config.get("config") or {}
         self.records.ensure_dirs()
         cid = new_id()
-        name = opts.get("name")
-        if name:
-            self.records.take_name(name, cid)
-        else:
-            for _ in range(20):
-                name = random_name()
-                try:
-                    self.records.take_name(name, cid)
-                    break
-                except EngineError:
-                    name = None
-            if not name:
-                name = cid[:12]
-                self.records.take_name(name, cid)
         cdir = self.paths.cdir(cid)
+        # The directory comes before the name: a name whose container has no
+        # directory is taken to be a crash's leftover, and taken over.
         try:
             os.makedirs(cdir, exist_ok=False)
         except OSError as e:
-            self.records.free_name(name, cid)
             raise EngineError(os_message(e, f"creating {cdir}")) from None
+        name = opts.get("name")
+        try:
+            if name:
+                self.records.take_name(name, cid)
+            else:
+                for _ in range(20):
+                    name = random_name()
+                    try:
+                        self.records.take_name(name, cid)
+                        break
+                    except EngineError:
+                        name = None
+                if not name:
+                    name = cid[:12]
+                    self.records.take_name(name, cid)
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
         cfg = dict(opts["config"])
         cfg["Image"] = ref
         entrypoint = cfg.get("Entrypoint")

@@ -18,8 +18,9 @@ Contracts:
     unique id prefix, or its name (names first, as docker resolves).
   * A name is taken by creating its symlink (atomic: two creators cannot
     both win) and freed by removing it, so a removed container's name can
-    be used again at once. A name whose record is gone (a crash between
-    the two steps) is taken over by the next creator.
+    be used again at once. A creator makes the container's directory before
+    it takes the name, so a name whose directory is gone (a crash between
+    the two steps of rm) is a leftover, and the next creator takes it over.
   * A record is written whole (temp file + rename): readers never see a
     torn record. Every change to one container happens under its lock
     (``Store.locked``), which is an flock: it is released when its holder
