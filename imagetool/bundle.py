@@ -159,7 +159,9 @@ def overlay_supported(root: str) -> bool:
     Probed once per boot and filesystem: the answer is kept in
     ROOT/layers/.overlay-probe with the boot id and the device of the layers
     directory (a probe is a mount, an unmount and a few directories, which a
-    second bundle of an image should not pay for)."""
+    second bundle of an image should not pay for). The probe's overlay is
+    mounted volatile where the kernel has it, so its unmount does not sync
+    the filesystem under ROOT/layers (other processes' dirty data there)."""
     if os.geteuid() != 0:
         return False
     layers = os.path.join(root, "layers")
@@ -189,12 +191,18 @@ def overlay_supported(root: str) -> bool:
             for d in ("l", "u", "w", "m"):
                 os.mkdir(os.path.join(probe, d))
             rel = os.path.relpath(probe, layers)
-            try:
-                mount_overlay(layers, [f"{rel}/l"], f"{rel}/u", f"{rel}/w", os.path.join(probe, "m"))
+            # volatile (5.10+) first: unmounting an overlay without it syncs
+            # the whole upper filesystem, everyone's dirty data included;
+            # the probe writes nothing that needs to reach the disk.
+            for extra in (",volatile", ""):
+                try:
+                    mount_overlay(layers, [f"{rel}/l"], f"{rel}/u", f"{rel}/w",
+                                  os.path.join(probe, "m"), extra)
+                except BundleError:
+                    continue
                 ok = True
                 umount(os.path.join(probe, "m"))
-            except BundleError:
-                ok = False
+                break
         finally:
             shutil.rmtree(probe, ignore_errors=True)
     except OSError as e:

@@ -376,3 +376,49 @@ def test_image_without_layers(store, tmp_path, mode):
     assert len(out) == 2 and out[1].split()[1:4] == [mode, "ready", "yes" if mode == "overlay" else "-"]
     pyimg("rm-bundle", str(b), root=store.root)
     assert pyimg("bundles", "-q", root=store.root).stdout == ""
+
+
+def _sectors_written(dev: str) -> int:
+    """Sectors written to block device dev (/sys/block/DEV/stat, field 7)."""
+    with open(f"/sys/block/{dev}/stat") as f:
+        return int(f.read().split()[6])
+
+
+@pytest.fixture
+def scratch_fs(tmp_path):
+    """A private ext4 on a loop device: what is written to it can be read
+    off the device's own counters, whatever else the machine is doing."""
+    img = tmp_path / "fs.img"
+    with open(img, "wb") as f:
+        f.truncate(512 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
+    dev = subprocess.run(["losetup", "--find", "--show", str(img)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", dev, str(mnt)], check=True)
+        try:
+            yield mnt, os.path.basename(dev)
+        finally:
+            for rec in bundlemod.list_bundles(str(mnt / "store")) if (mnt / "store").exists() else []:
+                bundlemod.remove_bundle(str(mnt / "store"), rec["bundle"])
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+def test_first_overlay_unpack_does_not_flush_the_filesystem(scratch_fs):
+    """The overlay probe of a store's first overlay unpack leaves other dirty
+    data on the store's filesystem alone: an overlay unmounted without
+    `volatile` would sync its whole upper filesystem (64 MB here)."""
+    mnt, dev = scratch_fs
+    lay = Layout(mnt / "store")
+    lay.add_image([REF], [tar(E("f", data=b"x"))], media_type=GZIP)
+    with open(mnt / "unrelated", "wb") as f:
+        f.write(os.urandom(64 << 20))  # dirty, not synced
+    before = _sectors_written(dev)
+    pyimg("unpack", "--mode", "overlay", REF, str(mnt / "b"), root=lay.root)
+    written = (_sectors_written(dev) - before) * 512
+    assert os.path.ismount(mnt / "b" / "rootfs")  # the probe said yes
+    assert written < 16 << 20, f"{written} bytes written to the store's filesystem"
