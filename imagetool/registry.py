@@ -190,15 +190,20 @@ def _error_text(body: bytes) -> tuple[str, str | None]:
 
 class Response:
     """An open HTTP response; the caller must close() it (or use `with`).
-    watch: its progress deadline (_Watch) if the request had one."""
+    watch: its progress deadline (_Watch) if the request had one.
+    release: takes the connection back for another request (keep-alive)
+    when close() finds the body read to its end on a connection both sides
+    keep open; otherwise close() closes the connection."""
 
-    def __init__(self, conn, resp, url, watch=None, watchdog=None):
+    def __init__(self, conn, resp, url, watch=None, watchdog=None, release=None):
         self.conn = conn
         self.resp = resp
         self.status = resp.status
         self.url = url
         self.watch = watch
         self._watchdog = watchdog
+        self._release = release
+        self._broken = False        # a read failed: the connection's state is unknown
 
     def header(self, name, default=None):
         return self.resp.getheader(name, default)
@@ -209,6 +214,7 @@ class Response:
         try:
             return self.resp.read(n) if n >= 0 else self.resp.read()
         except (OSError, http.client.HTTPException) as e:
+            self._broken = True
             if self.watch is not None and self.watch.stalled:
                 raise Stalled(self.watch.reason()) from None
             raise Transient(f"reading the answer of {urllib.parse.urlsplit(self.url).netloc} failed: "
@@ -229,6 +235,7 @@ class Response:
             try:
                 chunk = self.resp.read1(min(CHUNK, limit + 1 - got))
             except (OSError, http.client.HTTPException) as e:
+                self._broken = True
                 if self.watch is not None and self.watch.stalled:
                     raise Stalled(self.watch.reason()) from None
                 raise Transient(f"download interrupted: {_oserror_text(e)}") from None
@@ -243,13 +250,27 @@ class Response:
                 self.watch.progress(len(chunk), time.monotonic())
             sink(chunk)
 
+    def _reusable(self) -> bool:
+        """The whole body was read and neither side closes the connection."""
+        r = self.resp
+        if self._release is None or self._broken or r.will_close \
+                or (self.watch is not None and self.watch.stalled):
+            return False
+        if r.chunked:
+            return r.isclosed()     # (http.client closes it after the last chunk)
+        return r.length == 0
+
     def close(self):
         if self.watch is not None:
             self._watchdog.unwatch(self.watch)
+        reuse = self._reusable()
         try:
-            self.resp.close()
+            self.resp.close()       # (the response's file, not the socket)
         finally:
-            self.conn.close()
+            if reuse:
+                self._release(self.conn)
+            else:
+                self.conn.close()
 
     def __enter__(self):
         return self
@@ -281,6 +302,10 @@ class RegistryClient:
         self._tokens: dict[tuple[str, str], str] = {}
         self._basic: dict[str, str] = {}
         self._ctx_cache: dict[tuple[str, bool], ssl.SSLContext] = {}
+        # idle keep-alive connections by route (_connect's key): a pull's
+        # requests to one registry share a few connections (one per
+        # download thread) instead of setting one up per blob
+        self._idle: dict[tuple, list] = {}
         self._watchdog = _Watchdog()
         self.endpoints = self._endpoints()
 
@@ -358,8 +383,11 @@ class RegistryClient:
             self._ctx_cache[key] = ctx
         return ctx
 
-    def _connect(self, url: str, insecure: bool):
-        """(connection, request target) for url, honouring proxy settings."""
+    def _connect(self, url: str, insecure: bool, reuse: bool = True):
+        """(connection, request target, extra headers, route key, reused)
+        for url, honouring proxy settings: an idle connection of the same
+        route if there is one and reuse allows (reused True), else a new,
+        unconnected one."""
         u = urllib.parse.urlsplit(url)
         host = u.hostname or ""
         port = u.port or (443 if u.scheme == "https" else 80)
@@ -383,6 +411,13 @@ class RegistryClient:
                 cred = f"{urllib.parse.unquote(pu.username)}:{urllib.parse.unquote(pu.password or '')}"
                 proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
             pport = pu.port or (443 if pu.scheme == "https" else 80)
+        key = (u.scheme, host, port, insecure, proxy or "")
+        with self._lock:
+            idle = self._idle.get(key) if reuse else None
+            conn = idle.pop() if idle else None
+        if conn is not None:
+            return conn, (url if proxy and u.scheme == "http" else target), \
+                (proxy_headers if proxy and u.scheme == "http" else {}), key, True
         if u.scheme == "https":
             ctx = self._ssl_context(hostport, insecure)
             if proxy:
@@ -390,11 +425,15 @@ class RegistryClient:
                 conn.set_tunnel(host, port, headers=proxy_headers)
             else:
                 conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
-            return conn, target, {}
+            return conn, target, {}, key, False
         if proxy:
             conn = http.client.HTTPConnection(pu.hostname, pport, timeout=timeout)
-            return conn, url, proxy_headers
-        return http.client.HTTPConnection(host, port, timeout=timeout), target, {}
+            return conn, url, proxy_headers, key, False
+        return http.client.HTTPConnection(host, port, timeout=timeout), target, {}, key, False
+
+    def _release(self, key: tuple, conn) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(conn)
 
     def _raw(self, method: str, url: str, headers: dict, insecure: bool, body=None,
              max_redirects: int = 5, deadline: float | None = None) -> Response:
@@ -403,15 +442,20 @@ class RegistryClient:
         progress deadline in seconds (see _Watch), from the moment the
         connection is up; the Response carries its watch for the body."""
         origin = urllib.parse.urlsplit(url).netloc
-        for _ in range(max_redirects + 1):
-            conn, target, extra = self._connect(url, insecure)
+        hops = 0
+        while hops <= max_redirects:
+            # (a body read from a file could not be sent again if an idle
+            # connection turned out closed: such a request gets a new one)
+            conn, target, extra, key, reused = self._connect(
+                url, insecure, reuse=body is None or isinstance(body, bytes))
             h = {"User-Agent": USER_AGENT, **extra, **headers}
             if urllib.parse.urlsplit(url).netloc != origin:
                 h.pop("Authorization", None)
             watch = None
             try:
                 if deadline:
-                    conn.connect()
+                    if conn.sock is None:
+                        conn.connect()
                     watch = self._watchdog.watch(conn.sock, deadline)
                 conn.request(method, target, body=body, headers=h)
                 resp = conn.getresponse()
@@ -423,6 +467,10 @@ class RegistryClient:
                 self._drop(conn, watch)
                 if watch is not None and watch.stalled:
                     raise Stalled(watch.reason()) from None
+                if reused and isinstance(e, (ConnectionError, http.client.RemoteDisconnected)):
+                    # the server closed the idle connection meanwhile (its
+                    # keep-alive timeout): the request again on a new one
+                    continue
                 if isinstance(e, ssl.SSLError):
                     raise _TLSFailed(f"TLS handshake with {urllib.parse.urlsplit(url).netloc} "
                                      f"failed: {e.reason or e}") from None
@@ -440,8 +488,10 @@ class RegistryClient:
                 url = urllib.parse.urljoin(url, loc)
                 if resp.status == 303:
                     method, body = "GET", None
+                hops += 1
                 continue
-            return Response(conn, resp, url, watch, self._watchdog)
+            return Response(conn, resp, url, watch, self._watchdog,
+                            release=lambda c, key=key: self._release(key, c))
         raise RegistryError(f"too many redirects from {origin}")
 
     def _drop(self, conn, watch) -> None:

@@ -665,9 +665,11 @@ class FaultProxy:
                  the body
       "hang"     read the request, answer nothing for kw.get("hold", 10) s
       "drip-headers"  the status line and headers one byte every kw["delay"] s
+      "close-after"  answer as usual, then close the connection without a
+                 Connection: close (a keep-alive timeout passing meanwhile)
     times=None means forever. Misbehaving answers stop when stop() is called
     (or the client goes away), so no test waits for a held connection. Every request is recorded in .log as dict(method,
-    path, headers). Loopback only; stop() shuts it down."""
+    path, headers, conn: the client's address and port, one per connection). Loopback only; stop() shuts it down."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream
@@ -692,7 +694,8 @@ class FaultProxy:
                 body = self.rfile.read(n) if n else None
                 with proxy._lock:
                     proxy.log.append({"method": self.command, "path": self.path,
-                                      "headers": dict(self.headers.items())})
+                                      "headers": dict(self.headers.items()),
+                                      "conn": self.client_address})
                     rule = None
                     for r in proxy.rules:
                         if r["contains"] in self.path and r["method"] in (self.command, "*") \
@@ -832,6 +835,9 @@ class FaultProxy:
                         pass
                     return
                 self.wfile.write(data)
+                if action == "close-after":
+                    self.wfile.flush()
+                    self.close_connection = True
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

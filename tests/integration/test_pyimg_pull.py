@@ -357,3 +357,47 @@ def test_pull_image_api(registry, tmp_path):
     with pytest.raises(PullError, match=f"{registry.host}/api:2"):
         pull_image(f"{registry.host}/api:2", root=str(tmp_path / "s"), config_path=cfg,
                    out=io.StringIO())
+
+
+def _many_layers(n):
+    return [make_layer({f"l{i}/f": f"layer {i}\n" * (i + 1)}) for i in range(n)]
+
+
+def test_a_pull_reuses_its_connections(registry, tmp_path):
+    """The requests of one pull go over a few keep-alive connections (one per
+    download thread), not one connection per blob."""
+    from registry_util import FaultProxy
+    proxy = FaultProxy(registry.host)
+    try:
+        push_image(registry.host, "many", "1", _many_layers(8))
+        root = tmp_path / "store"
+        _ok(run_pyimg(root, "pull", f"{proxy.host}/many:1",
+                      config=write_pyimg_config(tmp_path, max_concurrent_downloads=3)))
+        gets = proxy.requests("GET")
+        assert len(proxy.requests("GET", "/blobs/")) == 9  # config + 8 layers
+        assert len({r["conn"] for r in gets}) <= 3, [r["conn"] for r in gets]
+        _, m = Store(str(root)).resolve(f"{proxy.host}/many:1")
+        assert all(Store(str(root)).has_blob(d["digest"], d["size"]) for d in m["layers"])
+    finally:
+        proxy.stop()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(registry, tmp_path):
+    """A server that closes each connection after its answer (as one whose
+    keep-alive timeout passed): every request finds its idle connection
+    closed and is sent again on a new one, without a retry of its own."""
+    from registry_util import FaultProxy
+    proxy = FaultProxy(registry.host)
+    try:
+        push_image(registry.host, "many", "1", _many_layers(6))
+        proxy.add_rule("/v2/", "close-after", times=None)
+        root = tmp_path / "store"
+        _ok(run_pyimg(root, "pull", f"{proxy.host}/many:1",
+                      config=write_pyimg_config(tmp_path, retries=1, max_concurrent_downloads=2)))
+        assert len(proxy.requests("GET", "/blobs/")) == 7
+        gets = proxy.requests("GET")
+        assert len({r["conn"] for r in gets}) == len(gets)  # (each on its own connection)
+        _, m = Store(str(root)).resolve(f"{proxy.host}/many:1")
+        assert all(Store(str(root)).has_blob(d["digest"], d["size"]) for d in m["layers"])
+    finally:
+        proxy.stop()
