@@ -3,7 +3,9 @@
 pull_image() is all-or-nothing: every blob is downloaded into the store's
 ingest/ directory and verified (digest and size) first; only when all of them
 verified are they renamed into blobs/ and the reference written to
-index.json. A failed pull therefore leaves the store as it was (partial
+index.json. Durability (the store's contracts): each download thread fsyncs
+its blob once verified; publishing renames them all and fsyncs blobs/ once,
+before index.json is written. A failed pull therefore leaves the store as it was (partial
 downloads are deleted). Blobs the store already has are never downloaded
 again ("Already exists"), whichever image brought them.
 
@@ -317,13 +319,18 @@ def _pull(r, full, client, store, cfg, want, explicit_platform, prog) -> str:
                 manifest_desc["platform"] = {k: image_cfg[k] for k in
                                              ("os", "architecture", "variant")
                                              if image_cfg.get(k)}
-            # everything verified: publish blobs, then manifests, then the ref
+            # everything verified: publish blobs, then manifests, make their
+            # names durable with one fsync of blobs/ (their bytes were synced
+            # by the download threads), then the ref
             for d in missing:
-                writers.pop(d["digest"]).publish()
+                writers.pop(d["digest"]).publish(sync_dir=False)
                 if d is not m["config"] and d["digest"] != m["config"]["digest"]:
                     prog.status(d["digest"][7:19], "Pull complete")
             for b, dg, _mt in to_store:
-                store.put_blob(b, dg)
+                store.put_blob(b, dg, sync_dir=False)
+            # (also when this pull published nothing: blobs another pull
+            # renamed into place are durable before index.json names them)
+            store.sync_blobs()
             unchanged = (prev is not None and prev.get("digest") == manifest_digest
                          and (prev.get("annotations") or {}).get("io.pyimg.repo.digest")
                          == repo_digest)
@@ -368,6 +375,9 @@ def _download_all(r, client, store, cfg, missing, config_digest, prog) -> dict:
         if is_layer:
             prog.status(ident, "Verifying Checksum")
         w.verify()
+        # its bytes to disk here, while other downloads go on, rather than
+        # one blob after another when they are published
+        w.sync()
         if is_layer:
             prog.status(ident, "Download complete")
 

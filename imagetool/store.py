@@ -15,10 +15,20 @@
 Contracts:
   * A blob is visible under blobs/ only after its bytes were verified against
     the expected digest and size, written to a temp file in ingest/, fsynced
-    and renamed into place (atomic). Nothing unverified is ever visible.
-  * index.json is replaced atomically (temp file, fsync, rename) while
-    index.lock is held, so concurrent pyimg processes never lose an update
-    or see a torn file.
+    and renamed into place (atomic). Nothing unverified is ever visible, and
+    what is visible has its bytes on disk.
+  * Nothing refers to a blob before its name is durable too: blobs/sha256 is
+    fsynced after the rename and before index.json (or anything else) names
+    the blob. A writer that publishes several blobs at once renames them all
+    and fsyncs the directory once (BlobWriter.publish(sync_dir=False), then
+    Store.sync_blobs()); that fsync also covers blobs another process renamed
+    and has not fsynced yet, which is why a pull that found every blob
+    present calls it as well before it writes index.json. A crash in between
+    can lose a blob's name (never its bytes under its name): then nothing
+    names it yet, and the next pull downloads it again.
+  * index.json is replaced atomically (temp file, fsync, rename, fsync of
+    the directory) while index.lock is held, so concurrent pyimg processes
+    never lose an update or see a torn file.
   * Adding content is idempotent: a blob already present is not rewritten.
   * gc never deletes a blob that another process is about to reference:
     writers hold gc.lock shared (Store.writing()) from first blob to index
@@ -78,8 +88,11 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write data to path atomically: temp file in the same dir, fsync, rename."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, sync_dir: bool = True) -> None:
+    """Write data to path atomically: temp file in the same dir, fsync,
+    rename, and (sync_dir) fsync of the directory, which makes the new name
+    durable; without it a crash may bring back the file's previous version,
+    or none, but never a torn one."""
     d = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     try:
@@ -93,7 +106,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(d)
+    if sync_dir:
+        _fsync_dir(d)
 
 
 def platform_string(p: dict | None) -> str:
@@ -177,6 +191,7 @@ class BlobWriter:
         self.f = os.fdopen(fd, "w+b")
         self.offset = 0
         self._done = False
+        self._synced = False
         # Hashed as it is written, so verify() need not read the blob back.
         self._hash = hashlib.sha256()
 
@@ -234,19 +249,39 @@ class BlobWriter:
             self.abort()
             raise
 
-    def publish(self) -> str:
-        """fsync and rename the verified blob into blobs/ (atomic). Returns its path."""
+    def sync(self) -> None:
+        """fsync the verified blob's bytes (still in ingest/, not visible).
+        publish() does it if it was not done; a caller with several blobs
+        calls it for each where it waits anyway (a download thread), so that
+        publishing them all does not wait for each in turn."""
+        if not getattr(self, "_verified", False):
+            raise StoreError(f"blob {self.digest}: sync() before verify()")
+        if self._synced:
+            return
+        try:
+            os.fsync(self.f.fileno())
+        except OSError as e:
+            self.abort()
+            raise StoreError(os_message(e, f"writing {self.tmp}")) from None
+        self._synced = True
+
+    def publish(self, sync_dir: bool = True) -> str:
+        """sync() and rename the verified blob into blobs/ (atomic). Returns
+        its path. sync_dir: fsync blobs/sha256 too, making the name durable;
+        a caller that passes False calls Store.sync_blobs() before anything
+        names the blob (the store's contract)."""
         if not getattr(self, "_verified", False):
             raise StoreError(f"blob {self.digest}: publish() before verify()")
         dest = self.store.blob_path(self.digest)
         try:
             self.store._ensure_layout()
+            self.sync()
             try:
-                os.fsync(self.f.fileno())
                 self.f.close()
                 os.chmod(self.tmp, 0o644)
                 os.replace(self.tmp, dest)
-                _fsync_dir(os.path.dirname(dest))
+                if sync_dir:
+                    _fsync_dir(os.path.dirname(dest))
             except OSError as e:
                 raise StoreError(os_message(e, f"storing {dest}")) from None
             self._done = True
@@ -255,10 +290,10 @@ class BlobWriter:
             self.abort()
             raise
 
-    def commit(self) -> str:
-        """verify() then publish(). Returns the blob's path."""
+    def commit(self, sync_dir: bool = True) -> str:
+        """verify() then publish(sync_dir). Returns the blob's path."""
         self.verify()
-        return self.publish()
+        return self.publish(sync_dir)
 
     def abort(self) -> None:
         if self._done:
@@ -294,15 +329,17 @@ class Store:
         try:
             os.makedirs(self.blobs_dir, exist_ok=True)
             os.makedirs(self.ingest_dir, exist_ok=True)
+            # (their names become durable with index.json's first real
+            # update, which fsyncs ROOT; lost before it, they are written again)
             if not os.path.exists(lp):
-                atomic_write(lp, b'{"imageLayoutVersion":"1.0.0"}')
+                atomic_write(lp, b'{"imageLayoutVersion":"1.0.0"}', sync_dir=False)
         except OSError as e:
             raise StoreError(os_message(e, f"creating the store layout in {self.root}")) from None
         if not os.path.exists(self.index_path):
             with self._index_lock():
                 if not os.path.exists(self.index_path):
                     self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                       "manifests": []})
+                                       "manifests": []}, sync_dir=False)
 
     def _flock(self, name: str, mode: int) -> "Flock":
         try:
@@ -352,16 +389,27 @@ class Store:
     def writer(self, digest: str, size: int | None = None) -> BlobWriter:
         return BlobWriter(self, digest, size)
 
-    def put_blob(self, data: bytes, digest: str | None = None) -> str:
-        """Store bytes (verified against digest if given); idempotent."""
+    def put_blob(self, data: bytes, digest: str | None = None, sync_dir: bool = True) -> str:
+        """Store bytes (verified against digest if given); idempotent.
+        sync_dir as for BlobWriter.publish."""
         d = "sha256:" + hashlib.sha256(data).hexdigest()
         if digest is not None and d != digest:
             raise DigestMismatch(f"blob {digest}: content has digest {d}")
         if not self.has_blob(d, len(data)):
             with self.writer(d, len(data)) as w:
                 w.write(data)
-                w.commit()
+                w.commit(sync_dir)
         return d
+
+    def sync_blobs(self) -> None:
+        """fsync blobs/sha256: every name renamed into it so far, by any
+        process, is durable afterwards (see the contracts above)."""
+        try:
+            _fsync_dir(self.blobs_dir)
+        except FileNotFoundError:
+            pass  # nothing was ever published
+        except OSError as e:
+            raise StoreError(os_message(e, f"syncing {self.blobs_dir}")) from None
 
     def import_blob_file(self, path: str, digest: str | None = None) -> tuple[str, int]:
         """Copy a file into the store, verifying digest if given. Returns (digest, size)."""
@@ -402,9 +450,10 @@ class Store:
         idx.setdefault("manifests", [])
         return idx
 
-    def _write_index(self, idx: dict) -> None:
+    def _write_index(self, idx: dict, sync_dir: bool = True) -> None:
         try:
-            atomic_write(self.index_path, json.dumps(idx, indent=2).encode() + b"\n")
+            atomic_write(self.index_path, json.dumps(idx, indent=2).encode() + b"\n",
+                         sync_dir=sync_dir)
         except OSError as e:
             raise StoreError(os_message(e, f"writing {self.index_path}")) from None
 

@@ -401,3 +401,48 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(registry, tmp_pat
         assert all(Store(str(root)).has_blob(d["digest"], d["size"]) for d in m["layers"])
     finally:
         proxy.stop()
+
+
+def test_pull_makes_blobs_durable_before_index_json_names_them(registry, tmp_path):
+    """The store's durability contract, read off the system calls of a real
+    pull (strace -y names each fd's file): every blob's file is fsynced
+    before its rename into blobs/, blobs/sha256 is fsynced after the last
+    such rename and before index.json is renamed into place, and that is
+    one directory fsync for the whole image, not one per blob."""
+    import re
+    if not shutil.which("strace"):
+        pytest.skip("no strace")
+    push_image(registry.host, "many", "1", _many_layers(6))
+    root = tmp_path / "store"
+    log = tmp_path / "strace.log"
+    cmd = ["strace", "-f", "-y", "-qq", "-o", str(log), "-e", "trace=fsync,rename,renameat,renameat2",
+           sys.executable.rpartition("/")[0] + "/pyimg", "--root", str(root),
+           "--config", write_pyimg_config(tmp_path), "pull", "-q", f"{registry.host}/many:1"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    blobs = str(root / "blobs" / "sha256")
+    events = []  # ("fsync", path) or ("rename", src, dst), in order
+    pending = {}
+    for line in open(log):
+        pid, _, rest = line.strip().partition(" ")
+        if "resumed>" in rest:
+            rest = pending.pop(pid, "") + rest.split("resumed>", 1)[1]
+        elif rest.endswith("<unfinished ...>"):
+            pending[pid] = rest[:-len("<unfinished ...>")]
+            continue
+        m = re.match(r"fsync\(\d+<([^>]*)>\s*\)\s*= 0", rest)
+        if m:
+            events.append(("fsync", m.group(1)))
+        m = re.match(r'rename(?:at2?)?\((?:[^,]*, )?"([^"]*)", (?:[^,]*, )?"([^"]*)"', rest)
+        if m:
+            events.append(("rename", m.group(1), m.group(2)))
+    into_blobs = [i for i, e in enumerate(events) if e[0] == "rename" and e[2].startswith(blobs + "/")]
+    assert len(into_blobs) == 8  # config, 6 layers, manifest
+    for i in into_blobs:
+        src = events[i][1]
+        assert ("fsync", src) in events[:i], f"{src} renamed into blobs/ before its fsync"
+    dir_syncs = [i for i, e in enumerate(events) if e == ("fsync", blobs)]
+    index = [i for i, e in enumerate(events) if e[0] == "rename" and e[2] == str(root / "index.json")]
+    assert len(dir_syncs) == 1, events
+    assert into_blobs[-1] < dir_syncs[0] < index[-1]
+    assert _ok(run_pyimg(root, "images", "-q"))

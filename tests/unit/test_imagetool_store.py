@@ -199,3 +199,77 @@ def test_bare_tags_written_by_other_tools(tmp_path):
     [row] = s.images()
     assert (row["repository"], row["tag"]) == ("<none>", "latest")
     assert row["id"] == m1["config"]["digest"]
+
+
+def _record_syncs(monkeypatch):
+    """[("file", path) | ("dir", path) | ("rename", dst)] as the store does them."""
+    import imagetool.store as storemod
+    calls = []
+    real_fsync, real_dir, real_replace = os.fsync, storemod._fsync_dir, os.replace
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if not os.path.isdir(path):  # (directories: recorded by fsync_dir)
+            calls.append(("file", path))
+        real_fsync(fd)
+
+    def fsync_dir(path):
+        calls.append(("dir", path))
+        real_dir(path)
+
+    def replace(src, dst):
+        calls.append(("rename", dst))
+        real_replace(src, dst)
+    monkeypatch.setattr(storemod.os, "fsync", fsync)
+    monkeypatch.setattr(storemod, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(storemod.os, "replace", replace)
+    return calls
+
+
+def test_a_published_blob_has_its_bytes_and_its_name_synced(tmp_path, monkeypatch):
+    s = Store(str(tmp_path))
+    s.put_blob(b"first")  # (the layout exists: only the blob's own calls below)
+    calls = _record_syncs(monkeypatch)
+    d = s.put_blob(b"second")
+    dest = s.blob_path(d)
+    assert [c[0] for c in calls] == ["file", "rename", "dir"]
+    assert calls[1:] == [("rename", dest), ("dir", s.blobs_dir)]
+
+
+def test_blobs_published_together_share_one_directory_sync(tmp_path, monkeypatch):
+    s = Store(str(tmp_path))
+    s.put_blob(b"first")
+    calls = _record_syncs(monkeypatch)
+    writers = []
+    for data in (b"a", b"b", b"c"):
+        w = s.writer(_digest(data), 1)
+        w.write(data)
+        w.verify()
+        w.sync()
+        writers.append(w)
+    assert [c[0] for c in calls] == ["file"] * 3
+    for w in writers:
+        w.publish(sync_dir=False)  # bytes already synced: a rename each, nothing more
+    assert [c[0] for c in calls] == ["file"] * 3 + ["rename"] * 3
+    s.sync_blobs()
+    assert calls[-1] == ("dir", s.blobs_dir)
+    assert all(s.has_blob(_digest(x), 1) for x in (b"a", b"b", b"c"))
+
+
+def test_publish_syncs_the_bytes_when_the_caller_did_not(tmp_path, monkeypatch):
+    s = Store(str(tmp_path))
+    s.put_blob(b"first")
+    calls = _record_syncs(monkeypatch)
+    w = s.writer(_digest(b"x"), 1)
+    w.write(b"x")
+    w.verify()
+    w.publish(sync_dir=False)
+    assert [c[0] for c in calls] == ["file", "rename"]
+    with pytest.raises(StoreError):
+        s.writer(_digest(b"y"), 1).sync()  # not verified: nothing to make durable
+
+
+def test_sync_blobs_of_an_empty_store_creates_nothing(tmp_path):
+    s = Store(str(tmp_path / "none"))
+    s.sync_blobs()
+    assert not (tmp_path / "none").exists()
