@@ -16,11 +16,11 @@ class LazyModule:
         self._name = name
 
     def __getattr__(self, attr):
-        mod = sys.modules.get(self._name)
-        if mod is None:
-            __import__(self._name)
-            mod = sys.modules[self._name]
-        return getattr(mod, attr)
+        # __import__ each time, not a look in sys.modules: a module another
+        # thread is still importing is in sys.modules half made, and
+        # __import__ waits for it (when it is whole, __import__ is a lookup)
+        __import__(self._name)
+        return getattr(sys.modules[self._name], attr)
 
 
 def sha256(data: bytes = b""):
