@@ -46,7 +46,6 @@ import ssl
 import threading
 import time
 import urllib.parse
-import urllib.request
 
 from imagetool.config import Config
 from imagetool.errors import AuthError, NotFoundError, RegistryError, StoreError, os_message, reason
@@ -164,6 +163,46 @@ class _Watchdog:
                 if self._watches:
                     self._cond.wait(max(0.0, min(w.deadline for w in self._watches) - now))
             self._running = False
+
+
+def proxies_from_environment(env) -> dict[str, str]:
+    """{scheme: proxy URL, "no": NO_PROXY list} from SCHEME_proxy variables
+    of any case (http_proxy, HTTPS_PROXY, no_proxy...). The lower-case
+    spelling wins over the others, and an empty one unsets the scheme (as
+    curl and Python's urllib read them)."""
+    out: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    for name, value in env.items():
+        if name[-6:].lower() != "_proxy":
+            continue
+        scheme = name[:-6].lower()
+        if name == name.lower():
+            lower[scheme] = value
+        elif value:
+            out[scheme] = value
+    for scheme, value in lower.items():
+        if value:
+            out[scheme] = value
+        else:
+            out.pop(scheme, None)
+    return out
+
+
+def _no_proxy(no_proxy: str, host: str, hostport: str) -> bool:
+    """Whether NO_PROXY's list (comma-separated names, ".suffix" or
+    "suffix" for a domain and everything in it, optionally with :port;
+    "*": every host) exempts host / host:port from the proxy."""
+    if no_proxy.strip() == "*":
+        return True
+    host, hostport = host.lower(), hostport.lower()
+    for name in no_proxy.split(","):
+        name = name.strip().lstrip(".").lower()
+        if not name:
+            continue
+        for h in (host, hostport):
+            if h == name or h.endswith("." + name):
+                return True
+    return False
 
 
 def _parse_challenge(header: str) -> tuple[str, dict]:
@@ -307,6 +346,7 @@ class RegistryClient:
         # download thread) instead of setting one up per blob
         self._idle: dict[tuple, list] = {}
         self._watchdog = _Watchdog()
+        self._proxies = proxies_from_environment(os.environ)
         self.endpoints = self._endpoints()
 
     # ---- endpoints ----------------------------------------------------------
@@ -396,11 +436,8 @@ class RegistryClient:
         target = u.path or "/"
         if u.query:
             target += "?" + u.query
-        proxies = urllib.request.getproxies_environment()
-        proxy = proxies.get(u.scheme)
-        if proxy and urllib.request.proxy_bypass_environment(hostport, proxies):
-            proxy = None
-        if proxy and urllib.request.proxy_bypass_environment(host, proxies):
+        proxy = self._proxies.get(u.scheme)
+        if proxy and _no_proxy(self._proxies.get("no", ""), host, hostport):
             proxy = None
         proxy_headers = {}
         if proxy:
