@@ -51,13 +51,11 @@ from imagetool.lazy import LazyModule
 from imagetool.errors import DigestMismatch, NotFound, StoreError, os_message
 from runtime.toolkit import fastjson as json
 from imagetool import reference as refmod
-# Optional edge: platform (default_platform, only when pulling).
 
-# Loaded when first used (bulk hashing, temporary files, error paths): a
+# Loaded when first used (bulk hashing, error paths): a
 # call that only reads the store does not pay for them.
 contextlib = LazyModule("contextlib")
 hashlib = LazyModule("hashlib")
-tempfile = LazyModule("tempfile")
 
 REF_NAME = "org.opencontainers.image.ref.name"
 REPO_DIGEST = "io.pyimg.repo.digest"      # digest the registry served for the ref
@@ -80,6 +78,19 @@ def split_digest(digest: str) -> tuple[str, str]:
     return algo, hexpart
 
 
+def _mkstemp(d: str, prefix: str) -> tuple[int, str]:
+    """(fd, path) of a new file in d, mode 0600, opened for reading and
+    writing (tempfile.mkstemp's contract, without importing tempfile and
+    random on every pull)."""
+    for _ in range(100):
+        path = os.path.join(d, prefix + os.urandom(6).hex())
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", d)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -94,7 +105,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, sync_dir: bool = Tru
     durable; without it a crash may bring back the file's previous version,
     or none, but never a torn one."""
     d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    fd, tmp = _mkstemp(d, ".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -121,8 +132,7 @@ def platform_string(p: dict | None) -> str:
 
 def default_platform() -> str:
     """This machine's platform as os/arch[/variant], Go/OCI naming."""
-    import platform as _platform
-    m = _platform.machine().lower()
+    m = os.uname().machine.lower()  # (what platform.machine() reads)
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
             "armv7l": "arm", "armv6l": "arm", "i386": "386", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(m, m)
@@ -185,7 +195,7 @@ class BlobWriter:
         # only ingest/ now: the layout itself appears when something is published
         try:
             os.makedirs(store.ingest_dir, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix=digest[7:19] + ".")
+            fd, self.tmp = _mkstemp(store.ingest_dir, digest[7:19] + ".")
         except OSError as e:
             raise StoreError(os_message(e, f"creating a file in {store.ingest_dir}")) from None
         self.f = os.fdopen(fd, "w+b")

@@ -273,3 +273,27 @@ def test_sync_blobs_of_an_empty_store_creates_nothing(tmp_path):
     s = Store(str(tmp_path / "none"))
     s.sync_blobs()
     assert not (tmp_path / "none").exists()
+
+
+def test_temporary_files_are_private_and_distinct(tmp_path):
+    from imagetool.store import _mkstemp
+    made = [_mkstemp(str(tmp_path), "p.") for _ in range(50)]
+    try:
+        assert len({p for _, p in made}) == 50
+        for fd, p in made:
+            assert os.path.basename(p).startswith("p.") and os.path.dirname(p) == str(tmp_path)
+            assert os.stat(p).st_mode & 0o777 == 0o600
+            os.write(fd, b"x")
+            assert os.lseek(fd, 0, os.SEEK_SET) == 0 and os.read(fd, 1) == b"x"
+    finally:
+        for fd, _ in made:
+            os.close(fd)
+
+
+def test_default_platform_names_this_machine_as_go_does():
+    import platform
+    from imagetool.store import default_platform
+    want = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}.get(platform.machine())
+    if want is None:
+        pytest.skip(f"no expectation for {platform.machine()}")
+    assert default_platform() == want

@@ -80,7 +80,6 @@ ALLOWED = (
     | _names("imagetool.credentials", "imagetool.store.atomic_write", "subprocess")
     | _names("imagetool.layer", "runtime.syscalls", "shutil")
     | _names("imagetool.lazy", "_sha256.sha256", "hashlib.sha256")
-    | _names("imagetool.store", "platform")
     | _names("imagetool.tarstream", "hashlib", "queue", "threading", "zlib", "zstandard")
 )
 
