@@ -424,7 +424,8 @@ def test_pull_makes_blobs_durable_before_index_json_names_them(registry, tmp_pat
     events = []  # ("fsync", path) or ("rename", src, dst), in order
     pending = {}
     for line in open(log):
-        pid, _, rest = line.strip().partition(" ")
+        pid, rest = line.split(None, 1)  # (strace pads short pids)
+        rest = rest.strip()
         if "resumed>" in rest:
             rest = pending.pop(pid, "") + rest.split("resumed>", 1)[1]
         elif rest.endswith("<unfinished ...>"):
@@ -437,7 +438,7 @@ def test_pull_makes_blobs_durable_before_index_json_names_them(registry, tmp_pat
         if m:
             events.append(("rename", m.group(1), m.group(2)))
     into_blobs = [i for i, e in enumerate(events) if e[0] == "rename" and e[2].startswith(blobs + "/")]
-    assert len(into_blobs) == 8  # config, 6 layers, manifest
+    assert len(into_blobs) == 8, open(log).read()[-3000:]  # config, 6 layers, manifest
     for i in into_blobs:
         src = events[i][1]
         assert ("fsync", src) in events[:i], f"{src} renamed into blobs/ before its fsync"
