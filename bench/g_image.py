@@ -91,8 +91,11 @@ class Ctx:
 
 
 class Img:
-    def __init__(self, name, ref, tag, big):
-        self.name, self.ref, self.tag, self.big = name, ref, tag, big
+    """pull_only: only the pull case (the images that show a pull's cost
+    per layer)."""
+
+    def __init__(self, name, ref, tag, big, pull_only=False):
+        self.name, self.ref, self.tag, self.big, self.pull_only = name, ref, tag, big, pull_only
 
 
 def _pyimg_has(verb) -> bool:
@@ -102,8 +105,8 @@ def _pyimg_has(verb) -> bool:
 
 # ---------------------------------------------------------------- operations
 
-def py_pull(store, img):
-    return H.run([PYIMG, "--root", store, "pull", img.ref], timeout=1800)
+def py_pull(store, img, exe=PYIMG):
+    return H.run([exe, "--root", store, "pull", img.ref], timeout=1800)
 
 
 def sk_pull(store, img):
@@ -111,8 +114,8 @@ def sk_pull(store, img):
                   f"oci:{store}:{img.tag}"], timeout=1800)
 
 
-def py_unpack(store, img, bundle, mode):
-    return H.run([PYIMG, "--root", store, "unpack", img.ref, bundle, "--mode", mode], timeout=1800)
+def py_unpack(store, img, bundle, mode, exe=PYIMG):
+    return H.run([exe, "--root", store, "unpack", img.ref, bundle, "--mode", mode], timeout=1800)
 
 
 def um_unpack(store, img, bundle):
@@ -183,13 +186,18 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
     def new_store():
         return ctx.d("store")
 
+    base = a.pyimg_base  # another pyimg launcher, measured beside this one
+    cases = {c.strip() for c in (a.image_cases or "pull,unpack,both,second,shared").split(",")}
+
     # pull alone
-    def v_py_pull():
-        s = new_store()
-        try:
-            return _m(py_pull(s, img), "pyimg pull")
-        finally:
-            ctx.discard(s)
+    def v_py_pull(exe=PYIMG):
+        def f():
+            s = new_store()
+            try:
+                return _m(py_pull(s, img, exe), "pyimg pull")
+            finally:
+                ctx.discard(s)
+        return f
 
     def v_sk_pull():
         s = new_store()
@@ -199,19 +207,27 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
             ctx.discard(s)
     vs = {}
     if has_pull:
-        vs["pyimg pull"] = v_py_pull
+        vs["pyimg pull"] = v_py_pull()
+        if base:
+            vs["pyimg pull (base)"] = v_py_pull(base)
     vs["skopeo copy"] = v_sk_pull
-    r, n = run_case(ctx, "pull", vs, "skopeo copy", rounds, warm)
-    rows += r
-    notes += n
+    if "pull" in cases:
+        r, n = run_case(ctx, "pull", vs, "skopeo copy", rounds, warm)
+        rows += r
+        notes += n
+    if img.pull_only:
+        ctx.report.section(f"Image: {img.name} ({rounds} rounds, {warm} warm-up, fresh store each round)",
+                           ["case"] + HEADER, rows, notes)
+        return
 
     # unpack alone, from stores filled once
     py_store = sk_store = None
-    if has_pull:
+    if has_pull and cases & {"unpack", "second"}:
         py_store = new_store()
         py_pull(py_store, img).check()
-    sk_store = new_store()
-    sk_pull(sk_store, img).check()
+    if cases & {"unpack", "second"}:
+        sk_store = new_store()
+        sk_pull(sk_store, img).check()
 
     def fresh_copy(src):
         """A copy of a freshly pulled store, so nothing unpacked earlier is reused."""
@@ -247,17 +263,19 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
         vs["pyimg unpack --mode copy"] = v_py_unpack("copy")
         vs["pyimg unpack --mode overlay"] = v_py_unpack("overlay")
     vs["umoci unpack"] = v_um_unpack()
-    r, n = run_case(ctx, "unpack (a copy of a freshly pulled store each round)", vs, "umoci unpack", rounds, warm)
-    rows += r
-    notes += n
+    if "unpack" in cases:
+        r, n = run_case(ctx, "unpack (a copy of a freshly pulled store each round)", vs, "umoci unpack",
+                        rounds, warm)
+        rows += r
+        notes += n
 
     # pull + unpack
-    def v_py_both(mode):
+    def v_py_both(mode, exe=PYIMG):
         def f():
             s, b = new_store(), ctx.d("bundle")
             try:
-                p = _m(py_pull(s, img), "pyimg pull")
-                u = _m(py_unpack(s, img, b, mode), f"pyimg unpack --mode {mode}")
+                p = _m(py_pull(s, img, exe), "pyimg pull")
+                u = _m(py_unpack(s, img, b, mode, exe), f"pyimg unpack --mode {mode}")
                 return {"wall": p["wall"] + u["wall"], "rss": max(p["rss"], u["rss"])}
             finally:
                 py_rm_bundle(ctx, s, b)
@@ -277,13 +295,17 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
     if has_pull and has_unpack:
         vs["pyimg pull + unpack (copy)"] = v_py_both("copy")
         vs["pyimg pull + unpack (overlay)"] = v_py_both("overlay")
+        if base:
+            vs["pyimg pull + unpack (copy, base)"] = v_py_both("copy", base)
+            vs["pyimg pull + unpack (overlay, base)"] = v_py_both("overlay", base)
     vs["skopeo copy + umoci unpack"] = v_sk_both
-    r, n = run_case(ctx, "pull + unpack", vs, "skopeo copy + umoci unpack", rounds, warm)
-    rows += r
-    notes += n
+    if "both" in cases:
+        r, n = run_case(ctx, "pull + unpack", vs, "skopeo copy + umoci unpack", rounds, warm)
+        rows += r
+        notes += n
 
     # a second bundle of an already unpacked image
-    if has_pull and has_unpack:
+    if has_pull and has_unpack and "second" in cases:
         first = ctx.d("bundle-first")
         py_unpack(py_store, img, first, "overlay").check()
         um_first = ctx.d("bundle-first")
@@ -299,7 +321,7 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
         ctx.discard(um_first)
 
     # a second image sharing the base layers (pull into a store that has the base)
-    if base_img is not None:
+    if base_img is not None and "shared" in cases:
         def v_py_second():
             s = new_store()
             try:
@@ -358,7 +380,8 @@ def bench_image(ctx: Ctx, img: Img, has_pull, has_unpack, base_img: Img | None =
 
     if py_store:
         ctx.discard(py_store)
-    ctx.discard(sk_store)
+    if sk_store:
+        ctx.discard(sk_store)
     ctx.report.section(f"Image: {img.name} ({rounds} rounds, {warm} warm-up, fresh store/bundle each round)",
                        ["case"] + HEADER, rows, notes)
 
@@ -392,6 +415,13 @@ def run(args, report: H.Report):
     imgs = [Img("busybox (1 layer, ~1 MB)", reg.push_layout(layout, "busybox", "bench/busybox:latest"),
                 "busybox", False)]
     sizes = {"busybox": bb.size}
+    for n in (1, 20):
+        layers = I.spread_layers(work, n)
+        lay.add_image(f"spread{n}", layers)
+        sizes[f"spread{n}"] = sum(l.size for l in layers)
+        imgs.append(Img(f"the same 10 MB of files in {n} layer{'s' if n > 1 else ''}",
+                        reg.push_layout(layout, f"spread{n}", f"bench/spread{n}:latest"), f"spread{n}",
+                        False, pull_only=True))
     base = None
     if not args.no_debian:
         deb = I.debian_layer(report)
@@ -408,6 +438,9 @@ def run(args, report: H.Report):
             imgs.append(Img("debian + 5 layers with whiteouts/opaque dir (6 layers)",
                             reg.push_layout(layout, "layered", "bench/layered:latest"), "layered", True))
     report.note("image sizes (compressed): " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
+    if args.images:
+        want = {t.strip() for t in args.images.split(",") if t.strip()}
+        imgs = [i for i in imgs if i.tag in want]
     for img in imgs:
         print(f"-- image/{img.tag} ...", flush=True)
         try:

@@ -276,6 +276,30 @@ def whiteout_layers(workdir) -> list[Layer]:
             for i, fn in enumerate((l2, l3, l4, l5, l6), start=2)]
 
 
+def spread_layers(workdir, n: int, total: int = 10 << 20, name: str = "spread") -> list[Layer]:
+    """The same files (total bytes, half of each incompressible, in 40
+    directories of 25 files) as n layers, each with an equal share of the
+    directories. Deterministic: n=1 and n=20 differ only in how the files
+    are layered, so comparing their pulls shows the cost per layer."""
+    rnd = random.Random(20)
+    dirs = 40
+    per = total // (dirs * 25)
+    files = [(f"data/d{d}/f{i}", rnd.randbytes(per // 2) + b"z" * (per - per // 2))
+             for d in range(dirs) for i in range(25)]
+    layers = []
+    for k in range(n):
+        mine = [f for j, f in enumerate(files) if (j // 25) % n == k]
+
+        def fill(tf, mine=mine):
+            add_dir(tf, "data")
+            for d in sorted({os.path.dirname(p) for p, _ in mine}):
+                add_dir(tf, d)
+            for p, data in mine:
+                add_file(tf, p, data)
+        layers.append(layer_from_tar_writer(os.path.join(workdir, f"{name}{n}-{k}.tar.gz"), fill))
+    return layers
+
+
 # ---------------------------------------------------------------- registry
 
 def free_port() -> int:

@@ -61,6 +61,15 @@ def parse_args(argv):
     p.add_argument("--state-on-disk", action="store_true",
                    help="keep the runtimes' --root in a plain directory under /run instead of a private tmpfs")
     p.add_argument("--no-debian", action="store_true", help="image group: busybox only (no debootstrap)")
+    p.add_argument("--pyimg-base", default=None, metavar="PYIMG",
+                   help="image group: also measure this pyimg launcher (e.g. an earlier commit's "
+                        ".venv/bin/pyimg in a git worktree) in the pull and pull + unpack cases, interleaved")
+    p.add_argument("--image-cases", default="",
+                   help="image group: only these cases, comma separated, of pull, unpack, both (pull + unpack), "
+                        "second (a second bundle), shared (a second image on a shared base) (default: all)")
+    p.add_argument("--images", default="",
+                   help="image group: only these images, comma separated, of busybox, spread1, spread20 "
+                        "(the same files in 1 and 20 layers), debian, layered (default: all)")
     p.add_argument("--image-fs", choices=("loop", "root"), default="loop",
                    help="image group: run on a fresh ext4 with a journal on a loop device (loop, default) "
                         "or under /var/tmp on the root filesystem (root; see g_image.Ctx)")
