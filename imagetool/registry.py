@@ -14,7 +14,16 @@ TLS connection fails; the working scheme is remembered.
 
 TLS: CAs and client certificates from CERTS_DIR/HOST:PORT/ (*.crt are CAs,
 client.cert + client.key, Docker's layout), on top of the system CAs.
-Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment.
+Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment (read
+once per client; lower case wins, as in curl).
+
+Connections: HTTP/1.1 keep-alive. A response read to its end on a
+connection neither side closes hands the connection back to the client,
+and the next request to the same scheme, host, port and proxy takes it,
+so a pull's requests share one connection per download thread. A request
+that finds its idle connection closed by the server is sent again on a new
+one (not counted as a retry); one with a body read from a file always
+gets a new connection, as its body could not be sent twice.
 
 Auth: a 401 challenge is answered once per (endpoint, scope): Bearer ->
 GET realm?service=S&scope=repository:NAME:ACTIONS (credentials, if any, sent
