@@ -15,7 +15,7 @@ TLS connection fails; the working scheme is remembered.
 TLS: CAs and client certificates from CERTS_DIR/HOST:PORT/ (*.crt are CAs,
 client.cert + client.key, Docker's layout), on top of the system CAs.
 Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment (read
-once per client; lower case wins, as in curl).
+once per client; a lower-case name wins, as in Python's urllib).
 
 Connections: HTTP/1.1 keep-alive. A response read to its end on a
 connection neither side closes hands the connection back to the client,
@@ -178,7 +178,7 @@ def proxies_from_environment(env) -> dict[str, str]:
     """{scheme: proxy URL, "no": NO_PROXY list} from SCHEME_proxy variables
     of any case (http_proxy, HTTPS_PROXY, no_proxy...). The lower-case
     spelling wins over the others, and an empty one unsets the scheme (as
-    curl and Python's urllib read them)."""
+    Python's urllib reads them)."""
     out: dict[str, str] = {}
     lower: dict[str, str] = {}
     for name, value in env.items():
