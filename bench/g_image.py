@@ -136,13 +136,19 @@ def _m(res: H.Result, what):
 
 # ---------------------------------------------------------------- benchmarks
 
+def _fmt(s):
+    """Seconds, with a third decimal below 1 s (a pull of a small image
+    takes tens of milliseconds)."""
+    return "-" if s is None else f"{s:.3f}" if s < 1 else f"{s:.2f}"
+
+
 def _rows(series, variants, ref):
     rows = []
     for v in variants:
         w = series["wall"]
         vals = w.values(v)
-        rows.append([v, H.fmt_s(w.med(v)), H.fmt_s(min(vals)) if vals else "-",
-                     H.fmt_s(max(vals)) if vals else "-",
+        rows.append([v, _fmt(w.med(v)), _fmt(min(vals)) if vals else "-",
+                     _fmt(max(vals)) if vals else "-",
                      "-" if v == ref else H.fmt_ratio(w.ratio(v, ref)), H.fmt_mb(series["rss"].med(v))])
     return rows
 
