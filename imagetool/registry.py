@@ -1,4 +1,4 @@
-"""Distribution API v2 client, stdlib only (http.client + ssl).
+"""Distribution API v2 client: imagetool.http1 (HTTP/1.1) + ssl.
 
 One RegistryClient serves one registry (as named in references, e.g.
 "docker.io" or "127.0.0.1:5000") and is safe to share between threads.
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -56,6 +55,7 @@ import threading
 import time
 import urllib.parse
 
+from imagetool import http1
 from imagetool.config import Config
 from imagetool.errors import AuthError, NotFoundError, RegistryError, StoreError, os_message, reason
 
@@ -93,7 +93,7 @@ class _Watch:
     ever finishing, so single bytes do not count. The deadline is `timeout`
     seconds after the last progress (or after the request was sent); when it
     passes, _Watchdog marks the watch stalled and shuts the socket down,
-    which ends any read blocked on it, wherever http.client is reading
+    which ends any read blocked on it, wherever http1 is reading
     (status line, headers, chunk sizes or body). Times are time.monotonic()."""
 
     __slots__ = ("sock", "timeout", "deadline", "pending", "stalled", "answered")
@@ -261,7 +261,7 @@ class Response:
         connection fails meanwhile."""
         try:
             return self.resp.read(n) if n >= 0 else self.resp.read()
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http1.HTTPException) as e:
             self._broken = True
             if self.watch is not None and self.watch.stalled:
                 raise Stalled(self.watch.reason()) from None
@@ -282,7 +282,7 @@ class Response:
         while True:
             try:
                 chunk = self.resp.read1(min(CHUNK, limit + 1 - got))
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, http1.HTTPException) as e:
                 self._broken = True
                 if self.watch is not None and self.watch.stalled:
                     raise Stalled(self.watch.reason()) from None
@@ -305,7 +305,7 @@ class Response:
                 or (self.watch is not None and self.watch.stalled):
             return False
         if r.chunked:
-            return r.isclosed()     # (http.client closes it after the last chunk)
+            return r.isclosed()     # (http1 closes it after the last chunk)
         return r.length == 0
 
     def close(self):
@@ -467,15 +467,15 @@ class RegistryClient:
         if u.scheme == "https":
             ctx = self._ssl_context(hostport, insecure)
             if proxy:
-                conn = http.client.HTTPSConnection(pu.hostname, pport, timeout=timeout, context=ctx)
-                conn.set_tunnel(host, port, headers=proxy_headers)
+                conn = http1.Connection(pu.hostname, pport, timeout, context=ctx,
+                                        tunnel=(host, port, proxy_headers))
             else:
-                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+                conn = http1.Connection(host, port, timeout, context=ctx)
             return conn, target, {}, key, False
         if proxy:
-            conn = http.client.HTTPConnection(pu.hostname, pport, timeout=timeout)
+            conn = http1.Connection(pu.hostname, pport, timeout)
             return conn, url, proxy_headers, key, False
-        return http.client.HTTPConnection(host, port, timeout=timeout), target, {}, key, False
+        return http1.Connection(host, port, timeout), target, {}, key, False
 
     def _release(self, key: tuple, conn) -> None:
         with self._lock:
@@ -509,11 +509,11 @@ class RegistryClient:
                 self._drop(conn, watch)
                 raise RegistryError(f"TLS certificate of {urllib.parse.urlsplit(url).netloc} "
                                     f"not trusted: {e.verify_message}") from None
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, http1.HTTPException) as e:
                 self._drop(conn, watch)
                 if watch is not None and watch.stalled:
                     raise Stalled(watch.reason()) from None
-                if reused and isinstance(e, (ConnectionError, http.client.RemoteDisconnected)):
+                if reused and isinstance(e, (ConnectionError, http1.RemoteDisconnected)):
                     # the server closed the idle connection meanwhile (its
                     # keep-alive timeout): the request again on a new one
                     continue
@@ -528,7 +528,7 @@ class RegistryClient:
                 loc = resp.getheader("Location")
                 try:
                     resp.read(65536)
-                except (OSError, http.client.HTTPException):
+                except (OSError, http1.HTTPException):
                     pass  # the connection is dropped anyway
                 self._drop(conn, watch)
                 url = urllib.parse.urljoin(url, loc)
@@ -984,13 +984,15 @@ def _oserror_text(e: BaseException) -> str:
         return "timed out"
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(e, http.client.IncompleteRead):
+    if isinstance(e, http1.IncompleteRead):
         return f"connection closed early ({len(e.partial)} bytes read)"
-    if isinstance(e, http.client.RemoteDisconnected):
+    if isinstance(e, http1.RemoteDisconnected):
         return "server closed the connection"
     if isinstance(e, OSError):
         return reason(e)
-    if isinstance(e, http.client.HTTPException):
+    if isinstance(e, http1.InvalidRequest):
+        return f"cannot send the request ({str(e)[:80]})"
+    if isinstance(e, http1.HTTPException):
         detail = str(e).splitlines()[0][:80] if str(e) else ""
         return "invalid HTTP response" + (f" ({detail})" if detail else "")
     return str(e).splitlines()[0][:200] if str(e) else "connection failed"

@@ -184,10 +184,11 @@ def test_os_message_of_a_tls_error_uses_its_reason():
 
 
 def test_connection_failures_are_words():
-    import http.client
-
+    from imagetool import http1
     from imagetool.registry import _oserror_text
-    assert _oserror_text(http.client.BadStatusLine("garbage")) == "invalid HTTP response (garbage)"
+    assert _oserror_text(http1.BadStatusLine("garbage")) == "invalid HTTP response (garbage)"
+    assert _oserror_text(http1.IncompleteRead(b"abc", 7)) == "connection closed early (3 bytes read)"
+    assert _oserror_text(http1.RemoteDisconnected("x")) == "server closed the connection"
     assert _oserror_text(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")) == \
         "connection reset by peer"
     assert _oserror_text(RuntimeError()) == "connection failed"
