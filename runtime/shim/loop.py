@@ -14,17 +14,21 @@ that is not registered is a no-op.
 """
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` imports enum
 import heapq
-import os
-import selectors
-import signal
+import select
 import time
+
+from runtime.toolkit import os_lite as os
+
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 
 
 class Loop:
     def __init__(self):
-        self.sel = selectors.DefaultSelector()
+        self.ep = select.epoll()
         self._cbs: dict[int, list] = {}   # fd -> [reader, writer]
+        self._mask: dict[int, int] = {}   # fd -> registered epoll mask
         self._timers: list = []
         self._seq = 0
         self._signals: dict[int, object] = {}
@@ -35,19 +39,22 @@ class Loop:
     # --- fds ---------------------------------------------------------------
     def _update(self, fd: int) -> None:
         r, w = self._cbs.get(fd, (None, None))
-        mask = (selectors.EVENT_READ if r else 0) | (selectors.EVENT_WRITE if w else 0)
-        try:
-            key = self.sel.get_key(fd)
-        except KeyError:
-            key = None
+        mask = (_IN if r else 0) | (_OUT if w else 0)
+        had = self._mask.get(fd)
         if not mask:
             self._cbs.pop(fd, None)
-            if key is not None:
-                self.sel.unregister(fd)
-        elif key is None:
-            self.sel.register(fd, mask)
-        elif key.events != mask:
-            self.sel.modify(fd, mask)
+            if had is not None:
+                del self._mask[fd]
+                try:
+                    self.ep.unregister(fd)
+                except OSError:
+                    pass
+        elif had is None:
+            self.ep.register(fd, mask)
+            self._mask[fd] = mask
+        elif had != mask:
+            self.ep.modify(fd, mask)
+            self._mask[fd] = mask
 
     def add_reader(self, fd: int, fn) -> None:
         self._cbs.setdefault(fd, [None, None])[0] = fn
@@ -104,12 +111,14 @@ class Loop:
             timeout = None
             if self._timers:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic())
-            for key, mask in self.sel.select(timeout):
-                cbs = self._cbs.get(key.fd)
-                if cbs and mask & selectors.EVENT_READ and cbs[0]:
+            for fd, ev in self.ep.poll(-1 if timeout is None else timeout):
+                # A hang-up or error wakes both sides: each finds out by its
+                # read or write.
+                cbs = self._cbs.get(fd)
+                if cbs and ev & ~_OUT and cbs[0]:
                     cbs[0]()
-                cbs = self._cbs.get(key.fd)
-                if cbs and mask & selectors.EVENT_WRITE and cbs[1]:
+                cbs = self._cbs.get(fd)
+                if cbs and ev & ~_IN and cbs[1]:
                     cbs[1]()
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:

@@ -27,12 +27,14 @@ container left. Errors of start and delete go to stderr, one line, exit 1.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import socket
+import _sha256  # hashlib would load OpenSSL into every shim
+import _socket  # the C module: `socket` imports enum and selectors
+import posix
 import sys
 import time
+
+from runtime.toolkit import fastjson as json
+from runtime.toolkit import os_lite as os
 
 SOCKET_DIR = "/run/containerd/s"
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
@@ -74,14 +76,14 @@ def parse_flags(argv: list[str]) -> tuple[dict, list[str]]:
 
 
 def socket_address(address: str, namespace: str, group: str) -> str:
-    digest = hashlib.sha256(os.path.join(address, namespace, group).encode()).hexdigest()
+    digest = _sha256.sha256(os.path.join(address, namespace, group).encode()).hexdigest()
     return f"unix://{SOCKET_DIR}/{digest}"
 
 
 def _group(cid: str) -> str:
     try:
         with open("config.json") as f:
-            ann = json.load(f).get("annotations") or {}
+            ann = json.loads(f.read()).get("annotations") or {}
     except (OSError, ValueError):
         return cid
     for key in GROUP_ANNOTATIONS:
@@ -98,7 +100,7 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def _can_connect(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     s.settimeout(2)
     try:
         s.connect(path)
@@ -126,7 +128,7 @@ def cmd_start(flags: dict) -> int:
     address = socket_address(flags.get("address", ""), ns, _group(cid))
     path = address[len("unix://"):]
     os.makedirs(SOCKET_DIR, mode=0o700, exist_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.bind(path)
     except OSError as e:
@@ -139,7 +141,7 @@ def cmd_start(flags: dict) -> int:
             sys.stdout.write(address)
             return 0
         os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         sock.bind(path)
     try:
         sock.listen(64)
@@ -160,7 +162,11 @@ def cmd_start(flags: dict) -> int:
                 os.close(null)
                 _adjust_oom_score()
                 code = serve(sock, flags)
-            except BaseException:  # noqa: BLE001 - nobody reads a daemon's traceback
+            except BaseException as e:  # noqa: BLE001 - the daemon's last word goes to containerd's log
+                try:
+                    sys.stderr.write(f"{NAME}: serving failed: {e}\n")
+                except Exception:  # noqa: BLE001
+                    pass
                 code = 1
             os._exit(code)
     except BaseException:
@@ -197,8 +203,8 @@ class _LogWriter:
         pass
 
 
-def serve(sock: socket.socket, flags: dict) -> int:
-    import signal
+def serve(sock, flags: dict) -> int:
+    import _signal as signal
     from runtime import log
     from runtime import syscalls as sc
     from runtime.shim.loop import Loop
@@ -209,15 +215,16 @@ def serve(sock: socket.socket, flags: dict) -> int:
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     loop = Loop()
     path = sock.getsockname()
-    service = Service(loop, flags.get("namespace", ""), os.environ.get("TTRPC_ADDRESS", ""),
+    service = Service(loop, flags.get("namespace", ""), posix.environ.get(b"TTRPC_ADDRESS", b"").decode(),
                       on_empty=loop.stop)
     conns = set()
 
     def accept():
         try:
-            conn, _ = sock.accept()
+            fd, _ = sock._accept()  # (socket.socket.accept is this plus a Python wrapper)
         except (BlockingIOError, InterruptedError):
             return
+        conn = _socket.socket(fileno=fd)
         conns.add(ttrpc.ServerConn(loop, conn, service.handle, on_close=conns.discard))
 
     sock.setblocking(False)
@@ -258,9 +265,7 @@ def cmd_delete(flags: dict) -> int:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
         pass
-    resp = pb.get("containerd.task.v2.DeleteResponse")(pid=pid, exit_status=137)
-    resp.exited_at.seconds, resp.exited_at.nanos = divmod(time.time_ns(), 10**9)
-    sys.stdout.buffer.write(resp.SerializeToString())
+    sys.stdout.buffer.write(pb.delete_response(pid, 137, time.time_ns()))
     sys.stdout.flush()
     return 0
 
@@ -270,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> int:
+    from runtime.shim import messages
+    messages.LEAN = True  # this process uses no protobuf types but the shim's
     try:
         flags, rest = parse_flags(argv)
         if flags.get("v"):

@@ -18,6 +18,7 @@ value names, numbered from 0.
 
     classes = build(TABLES)          # {full name: message class}
     get("containerd.task.v2.CreateTaskRequest")   # from the default tables
+    get(EMPTY)                                    # google.protobuf.Empty's twin
 """
 from __future__ import annotations
 
@@ -29,13 +30,18 @@ _OPTIONAL, _REPEATED = 1, 3
 # (package, {message: fields}, {enum: values}), in dependency order: a
 # package refers only to itself and to packages above it.
 TABLES = [
-    ("google.protobuf", {
+    # google.protobuf's Any, Empty and Timestamp, under a package of our
+    # own: message names are not on the wire (only the type_url inside an
+    # Any is), and under their own names protobuf would attach its
+    # well-known-type helpers, whose imports (calendar, locale, re, typing)
+    # cost more start-up than the rest of the shim's.
+    ("pyrunc.wkt", {
         "Any": "type_url=1:string value=2:bytes",
         "Empty": "",
         "Timestamp": "seconds=1:int64 nanos=2:int32",
     }, {}),
     ("google.rpc", {
-        "Status": "code=1:int32 message=2:string details=3:*google.protobuf.Any",
+        "Status": "code=1:int32 message=2:string details=3:*pyrunc.wkt.Any",
     }, {}),
     ("ttrpc", {
         "KeyValue": "key=1:string value=2:string",
@@ -47,34 +53,34 @@ TABLES = [
         "Mount": "type=1:string source=2:string target=3:string options=4:*string",
     }, {}),
     ("containerd.v1.types", {
-        "ProcessInfo": "pid=1:uint32 info=2:google.protobuf.Any",
+        "ProcessInfo": "pid=1:uint32 info=2:pyrunc.wkt.Any",
     }, {"Status": ["UNKNOWN", "CREATED", "RUNNING", "STOPPED", "PAUSED", "PAUSING"]}),
     ("containerd.task.v2", {
         "CreateTaskRequest": "id=1:string bundle=2:string rootfs=3:*containerd.types.Mount terminal=4:bool "
                              "stdin=5:string stdout=6:string stderr=7:string checkpoint=8:string "
-                             "parent_checkpoint=9:string options=10:google.protobuf.Any",
+                             "parent_checkpoint=9:string options=10:pyrunc.wkt.Any",
         "CreateTaskResponse": "pid=1:uint32",
         "DeleteRequest": "id=1:string exec_id=2:string",
-        "DeleteResponse": "pid=1:uint32 exit_status=2:uint32 exited_at=3:google.protobuf.Timestamp",
+        "DeleteResponse": "pid=1:uint32 exit_status=2:uint32 exited_at=3:pyrunc.wkt.Timestamp",
         "ExecProcessRequest": "id=1:string exec_id=2:string terminal=3:bool stdin=4:string stdout=5:string "
-                              "stderr=6:string spec=7:google.protobuf.Any",
+                              "stderr=6:string spec=7:pyrunc.wkt.Any",
         "ResizePtyRequest": "id=1:string exec_id=2:string width=3:uint32 height=4:uint32",
         "StateRequest": "id=1:string exec_id=2:string",
         "StateResponse": "id=1:string bundle=2:string pid=3:uint32 status=4:containerd.v1.types.Status "
                          "stdin=5:string stdout=6:string stderr=7:string terminal=8:bool exit_status=9:uint32 "
-                         "exited_at=10:google.protobuf.Timestamp exec_id=11:string",
+                         "exited_at=10:pyrunc.wkt.Timestamp exec_id=11:string",
         "KillRequest": "id=1:string exec_id=2:string signal=3:uint32 all=4:bool",
         "CloseIORequest": "id=1:string exec_id=2:string stdin=3:bool",
         "PidsRequest": "id=1:string",
         "PidsResponse": "processes=1:*containerd.v1.types.ProcessInfo",
-        "CheckpointTaskRequest": "id=1:string path=2:string options=3:google.protobuf.Any",
-        "UpdateTaskRequest": "id=1:string resources=2:google.protobuf.Any annotations=3:map<string,string>",
+        "CheckpointTaskRequest": "id=1:string path=2:string options=3:pyrunc.wkt.Any",
+        "UpdateTaskRequest": "id=1:string resources=2:pyrunc.wkt.Any annotations=3:map<string,string>",
         "StartRequest": "id=1:string exec_id=2:string",
         "StartResponse": "pid=1:uint32",
         "WaitRequest": "id=1:string exec_id=2:string",
-        "WaitResponse": "exit_status=1:uint32 exited_at=2:google.protobuf.Timestamp",
+        "WaitResponse": "exit_status=1:uint32 exited_at=2:pyrunc.wkt.Timestamp",
         "StatsRequest": "id=1:string",
-        "StatsResponse": "stats=1:google.protobuf.Any",
+        "StatsResponse": "stats=1:pyrunc.wkt.Any",
         "ConnectRequest": "id=1:string",
         "ConnectResponse": "shim_pid=1:uint32 task_pid=2:uint32 version=3:string",
         "ShutdownRequest": "id=1:string now=2:bool",
@@ -87,9 +93,9 @@ TABLES = [
                       "checkpoint=5:string pid=6:uint32",
         "TaskStart": "container_id=1:string pid=2:uint32",
         "TaskDelete": "container_id=1:string pid=2:uint32 exit_status=3:uint32 "
-                      "exited_at=4:google.protobuf.Timestamp id=5:string",
+                      "exited_at=4:pyrunc.wkt.Timestamp id=5:string",
         "TaskExit": "container_id=1:string id=2:string pid=3:uint32 exit_status=4:uint32 "
-                    "exited_at=5:google.protobuf.Timestamp",
+                    "exited_at=5:pyrunc.wkt.Timestamp",
         "TaskOOM": "container_id=1:string",
         "TaskExecAdded": "container_id=1:string exec_id=2:string",
         "TaskExecStarted": "container_id=1:string exec_id=2:string pid=3:uint32",
@@ -97,8 +103,8 @@ TABLES = [
         "TaskResumed": "container_id=1:string",
     }, {}),
     ("containerd.services.events.ttrpc.v1", {
-        "Envelope": "timestamp=1:google.protobuf.Timestamp namespace=2:string topic=3:string "
-                    "event=4:google.protobuf.Any",
+        "Envelope": "timestamp=1:pyrunc.wkt.Timestamp namespace=2:string topic=3:string "
+                    "event=4:pyrunc.wkt.Any",
         "ForwardRequest": "envelope=1:Envelope",
     }, {}),
     ("containerd.runc.v1", {
@@ -205,6 +211,18 @@ def _enum(name: str, values: list[str]) -> bytes:
     return out
 
 
+def delete_response(pid: int, exit_status: int, exited_ns: int) -> bytes:
+    """containerd.task.v2.DeleteResponse (pid 1, exit_status 2, exited_at 3:
+    a Timestamp of seconds 1 and nanos 2), written without loading protobuf:
+    it is all the `delete` command prints, and that command is on the path
+    of every container's removal. tests/unit/test_shim_messages.py checks it
+    against protobuf's own encoding."""
+    secs, nanos = divmod(exited_ns, 10**9)
+    ts = (_int_field(1, secs) if secs else b"") + (_int_field(2, nanos) if nanos else b"")
+    return ((_int_field(1, pid) if pid else b"") + (_int_field(2, exit_status) if exit_status else b"")
+            + _len_field(3, ts))
+
+
 def file_descriptor(pkg: str, messages: dict, enums: dict, deps: list[str], all_enums: set[str]) -> bytes:
     """The serialized FileDescriptorProto of one package's tables
     (name 1, package 2, dependency 3, message_type 4, enum_type 5, syntax 12)."""
@@ -218,28 +236,67 @@ def file_descriptor(pkg: str, messages: dict, enums: dict, deps: list[str], all_
     return out + _str_field(12, "proto3")
 
 
+def _pool_and_maker():
+    """A new descriptor pool and the function making a message class of a
+    descriptor in it. With protobuf's upb backend (the default since 4.21)
+    that is its C module's metaclass over protobuf.message.Message, as
+    message_factory does it, without loading message_factory's Python
+    machinery (a third of the shim's start-up and memory otherwise); any
+    other backend goes through the public message_factory."""
+    try:
+        from google._upb import _message
+        from google.protobuf import message
+    except ImportError:
+        _message = None
+    if _message is not None:
+        def make(desc):
+            return _message.MessageMeta(desc.name, (message.Message,), {"DESCRIPTOR": desc})
+        return _message.DescriptorPool(), make, True
+    from google.protobuf import descriptor_pool, message_factory
+    pool = descriptor_pool.DescriptorPool()
+    make = getattr(message_factory, "GetMessageClass", None)
+    if make is None:  # protobuf < 4.22
+        make = message_factory.MessageFactory(pool).GetPrototype
+    return pool, make, False
+
+
 def build(tables) -> dict:
     """{full name: message class} for every message of `tables`, in a pool
     of their own (so they never clash with another user of protobuf)."""
-    from google.protobuf import descriptor_pool, message_factory
-    pool = descriptor_pool.DescriptorPool()
+    pool, make, upb = _pool_and_maker()
     all_enums = {f"{pkg}.{e}" for pkg, _, enums in tables for e in enums}
     done: list[str] = []
     for pkg, messages, enums in tables:
         pool.AddSerializedFile(file_descriptor(pkg, messages, enums, list(done), all_enums))
         done.append(pkg)
-    get_class = getattr(message_factory, "GetMessageClass", None)
-    if get_class is None:  # protobuf < 4.22
-        factory = message_factory.MessageFactory(pool)
-        get_class = factory.GetPrototype
     out = {}
-    for pkg, messages, _ in tables:
-        for name in messages:
-            full = f"{pkg}.{name}"
-            out[full] = get_class(pool.FindMessageTypeByName(full))
+    # upb's metaclass imports protobuf's well-known-type helpers to see
+    # whether a new class is one of theirs (none of ours is: see TABLES).
+    # That module loads calendar, locale, re and typing: more start-up and
+    # memory than the rest of the shim. With LEAN set (by the shim's own
+    # process, which uses no other protobuf types), an empty stand-in
+    # answers "none" while our classes are made. upb keeps that answer, so
+    # well-known types made later in the same process would lack their
+    # helpers: hence only there.
+    import sys
+    wkt = "google.protobuf.internal.well_known_types"
+    stand_in = LEAN and upb and wkt not in sys.modules
+    if stand_in:
+        sys.modules[wkt] = type(sys)(wkt)
+        sys.modules[wkt].WKTBASES = {}
+    try:
+        for pkg, messages, _ in tables:
+            for name in messages:
+                full = f"{pkg}.{name}"
+                out[full] = make(pool.FindMessageTypeByName(full))
+    finally:
+        if stand_in:
+            del sys.modules[wkt]
     return out
 
 
+EMPTY = "pyrunc.wkt.Empty"
+LEAN = False  # see build()
 _CLASSES: dict | None = None
 
 

@@ -23,10 +23,11 @@ it first, so no status is lost to the library.
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
+import _signal as signal  # the C module: `signal` imports enum
 import time
+
+from runtime.toolkit import fastjson as json
+from runtime.toolkit import os_lite as os
 
 from runtime import container as rcontainer
 from runtime import execproc, lifecycle, manage
@@ -71,7 +72,7 @@ def read_options(bundle: str) -> dict:
     driver), for `delete` after a crash; {} when there are none."""
     try:
         with open(os.path.join(bundle, OPTIONS_FILE)) as f:
-            return json.load(f)
+            return json.loads(f.read())
     except (OSError, ValueError):
         return {}
 
@@ -286,7 +287,7 @@ class Service:
         opts = self._options(r.options if r.HasField("options") else None)
         root = runtime_root(opts, self.namespace)
         with open(os.path.join(r.bundle, OPTIONS_FILE), "w") as f:
-            json.dump(opts, f)
+            f.write(json.dumps(opts))
         c = Container(r.id, r.bundle, root, opts)
         p = Proc(c, "", r.stdin, r.stdout, r.stderr, r.terminal)
         c.init = p
@@ -381,7 +382,7 @@ class Service:
             f.write(r.spec.value)
         c.execs[r.exec_id] = Proc(c, r.exec_id, r.stdin, r.stdout, r.stderr, r.terminal, spec_file)
         self.publish("/tasks/exec-added", "TaskExecAdded", container_id=c.id, exec_id=r.exec_id)
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     # --- exits ---------------------------------------------------------------
     def reap(self, _signum=None) -> None:
@@ -550,7 +551,7 @@ class Service:
                 os.kill(p.pid, r.signal)
             except ProcessLookupError:
                 raise Error(ttrpc.NOT_FOUND, "process already finished") from None
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def pids(self, r, reply):
         c = self._container(r.id)
@@ -574,7 +575,7 @@ class Service:
         except rerrors.RuntimeFailure as e:
             raise _runtime_error("pause", e) from None
         self.publish("/tasks/paused", "TaskPaused", container_id=c.id)
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def resume(self, r, reply):
         c = self._container(r.id)
@@ -583,20 +584,20 @@ class Service:
         except rerrors.RuntimeFailure as e:
             raise _runtime_error("resume", e) from None
         self.publish("/tasks/resumed", "TaskResumed", container_id=c.id)
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def close_io(self, r, reply):
         p = self._proc(r.id, r.exec_id)
         if r.stdin and p.stdio is not None:
             p.stdio.close_stdin()
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def resize_pty(self, r, reply):
         p = self._proc(r.id, r.exec_id)
         if p.stdio is None or not p.terminal:
             raise Error(ttrpc.FAILED_PRECONDITION, f"process {p.ident} has no terminal")
         p.stdio.resize(r.width, r.height)
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def update(self, r, reply):
         c = self._container(r.id)
@@ -610,7 +611,7 @@ class Service:
             raise _runtime_error("update", e) from None
         finally:
             os.unlink(path)
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def _wait_response(self, p: Proc):
         resp = pb.get("containerd.task.v2.WaitResponse")(exit_status=p.exit_status)
@@ -650,10 +651,10 @@ class Service:
 
     def shutdown(self, r, reply):
         if self.containers and not r.now:
-            return pb.get("google.protobuf.Empty")()
+            return pb.get(pb.EMPTY)()
         if self.on_empty:
             self.loop.call_later(0, self.on_empty)
-        return pb.get("google.protobuf.Empty")()
+        return pb.get(pb.EMPTY)()
 
     def checkpoint(self, r, reply):
         raise Error(ttrpc.UNIMPLEMENTED, "checkpoint is not supported by pyrunc")

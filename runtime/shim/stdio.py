@@ -26,9 +26,10 @@ releases everything and is idempotent.
 from __future__ import annotations
 
 import fcntl
-import os
 import struct
 import termios
+
+from runtime.toolkit import os_lite as os
 
 
 class StdioError(Exception):

@@ -20,8 +20,7 @@ unimplemented.
 """
 from __future__ import annotations
 
-import os
-import socket
+import _socket  # the C module: `socket` imports enum and selectors
 import struct
 
 from runtime.shim import messages
@@ -54,7 +53,7 @@ def unix_path(address: str) -> str:
 
 
 class ServerConn:
-    def __init__(self, loop, sock: socket.socket, handler, on_close=None):
+    def __init__(self, loop, sock, handler, on_close=None):
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -148,11 +147,11 @@ class Client:
     def __init__(self, address: str, timeout: float = 10.0):
         self.path = unix_path(address)
         self.timeout = timeout
-        self.sock: socket.socket | None = None
+        self.sock = None
         self.stream = 1
 
-    def _connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    def _connect(self):
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         s.settimeout(self.timeout)
         try:
             s.connect(self.path)
@@ -209,11 +208,3 @@ class Client:
             except OSError:
                 pass
             self.sock = None
-
-
-def listen_fd(fd: int) -> socket.socket:
-    """The listening socket handed over as an fd (the shim's start does)."""
-    s = socket.socket(fileno=fd)
-    os.set_inheritable(s.fileno(), False)
-    s.setblocking(False)
-    return s
