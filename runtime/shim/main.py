@@ -275,8 +275,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from runtime.shim import messages
-    messages.LEAN = True  # this process uses no protobuf types but the shim's
     try:
         flags, rest = parse_flags(argv)
         if flags.get("v"):
@@ -286,6 +284,9 @@ def run(argv: list[str]) -> int:
         if not flags.get("namespace"):
             raise UsageError("shim namespace cannot be empty")
         action = rest[0] if rest else ""
+        if action in ("start", "delete"):
+            from runtime.shim import messages
+            messages.LEAN = True  # this process uses no protobuf types but the shim's
         if action == "start":
             return cmd_start(flags)
         if action == "delete":

@@ -35,6 +35,9 @@ PYRUNC = os.environ.get("PYRUNC", os.path.join(REPO, ".venv", "bin", "pyrunc"))
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
 CTR = shutil.which("ctr") or "/usr/bin/ctr"
 SHIM = "containerd-shim-runc-v2"
+PYRUNC_SHIM = "containerd-shim-pyrunc-v1"
+PYRUNC_SHIM_RUNTIME = "io.containerd.pyrunc.v1"
+PYRUNC_SHIM_ROOT = "/run/containerd/pyrunc"  # its default runtime root (+ /NAMESPACE)
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -65,12 +68,19 @@ def pids_matching(pred) -> list[int]:
     return out
 
 
+def is_pyrunc_shim(cl: list[str]) -> bool:
+    """The command line of containerd-shim-pyrunc-v1: its launcher runs
+    the interpreter on runtime.shim.main."""
+    return bool(cl) and (os.path.basename(cl[0]) == PYRUNC_SHIM
+                         or any("runtime.shim.main" in a for a in cl[1:8]))
+
+
 def shim_pids(address: str, cid: str | None = None) -> list[int]:
-    """containerd-shim-runc-v2 processes of the containerd listening on
-    `address` (the shim gets it as `-address ADDR`), optionally only the one
-    serving container `cid` (`-id CID`)."""
+    """Shim processes (containerd-shim-runc-v2 or containerd-shim-pyrunc-v1)
+    of the containerd listening on `address` (the shim gets it as `-address
+    ADDR`), optionally only the one serving container `cid` (`-id CID`)."""
     def pred(cl):
-        if not cl or os.path.basename(cl[0]) != SHIM:
+        if not cl or (os.path.basename(cl[0]) != SHIM and not is_pyrunc_shim(cl)):
             return False
         if address not in cl:
             return False
