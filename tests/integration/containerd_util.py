@@ -85,7 +85,18 @@ def shim_pids(address: str, cid: str | None = None) -> list[int]:
         if address not in cl:
             return False
         return cid is None or ("-id" in cl and cl[cl.index("-id") + 1] == cid)
-    return pids_matching(pred)
+    found = pids_matching(pred)
+    # pyrunc's shim forks the container's init (and exec stages), which
+    # carry the shim's command line until they exec: not shims themselves.
+    return [p for p in found if _ppid(p) not in found]
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def mounts_under(path: str) -> list[str]:

@@ -840,6 +840,70 @@ def test_pyrunc_shim_groups_containers(pcd):
     wait_for(lambda: not shim_pids(pcd.cd.address), timeout=10, what="the group's shim to exit")
 
 
+def _spec_with_hook(pcd, cid: str, hook: str) -> str:
+    """A spec file for `ctr run --config`: busybox-static as a host rootfs,
+    the container's own cgroup, and a createRuntime hook running `hook`."""
+    rootfs = os.path.join(pcd.env.base, f"rootfs-{cid}")
+    os.makedirs(os.path.join(rootfs, "bin"))
+    for d in ("proc", "dev", "sys", "run", "tmp"):
+        os.makedirs(os.path.join(rootfs, d))
+    shutil.copy2(shutil.which("busybox"), os.path.join(rootfs, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(rootfs, "bin", "sleep"))
+    spec = json.loads(pcd.ctr("oci", "spec", check=True).stdout)
+    spec["root"] = {"path": rootfs, "readonly": True}
+    spec["linux"]["cgroupsPath"] = f"/{NS}/{cid}"
+    spec["process"]["args"] = ["/bin/sleep", "30"]
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
+    path = os.path.join(pcd.env.base, f"spec-{cid}.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def test_pyrunc_shim_killed_mid_create_leaves_nothing(pcd):
+    """The shim is SIGKILLed while create waits in a createRuntime hook: ctr
+    fails, containerd cleans up through `delete`, and the half-made
+    container is gone (state, cgroup, init; the fixture checks the rest)."""
+    if not shutil.which("busybox"):
+        pytest.skip("busybox-static is not installed")
+    cid = pcd.new_id()
+    mark = os.path.join(pcd.env.base, f"hook-{cid}")
+    spec = _spec_with_hook(pcd, cid, f"echo $$ > {mark}; sleep 2")
+    run = pcd.spawn(pcd.ctr_cmd("run", "--rm", *pcd.runtime_flags(), "--config", spec, cid),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: os.path.exists(mark) and open(mark).read().strip(), timeout=30,
+             what="the createRuntime hook")
+    shims = shim_pids(pcd.cd.address, cid)
+    assert len(shims) == 1
+    st = runtime_state(PYRUNC_SHIM_ROOT, NS, cid)
+    init = (st or {}).get("pid")
+    os.kill(shims[0], 9)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode != 0, out
+    wait_for(lambda: runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None
+             and not os.path.isdir(os.path.join(PYRUNC_SHIM_ROOT, NS, cid)), timeout=30,
+             what="the runtime state to be removed")
+    if init:
+        wait_for(lambda: _is_zombie_or_gone(init), timeout=10, what="the half-made init to be gone")
+    wait_for(lambda: not cgroup_dirs_named(cid), timeout=10, what="its cgroups to be removed")
+    pcd.ctr_quiet("containers", "delete", cid)
+
+
+def test_pyrunc_shim_socket_removed_while_serving(pcd):
+    """The shim's socket file disappears (someone cleaned /run): the shim
+    keeps serving containerd's open connection, and shuts down cleanly."""
+    cid = _run_detached(pcd)
+    with open(os.path.join(pcd.cd.state, "io.containerd.runtime.v2.task", NS, cid, "address")) as f:
+        address = f.read().strip()
+    path = address[len("unix://"):]
+    assert os.path.exists(path)
+    os.unlink(path)
+    p = pcd.ctr("task", "exec", "--exec-id", "e1", cid, "echo", "still-served")
+    assert p.returncode == 0 and p.stdout == "still-served\n", p.stderr
+    _stop_and_delete(pcd, cid)
+    wait_for(lambda: not shim_pids(pcd.cd.address, cid), timeout=10, what="the shim to exit")
+
+
 def test_no_shims_or_mounts_left_by_module(cd, env):
     """Runs last in this module: after every earlier test, no shim of our
     containerd and no task rootfs mount is left."""
