@@ -791,9 +791,9 @@ def test_pyrunc_shim_sigkilled_containerd_cleans_up(pcd):
     assert len(shims) == 1
     os.kill(shims[0], 9)
     wait_for(lambda: cid not in pcd.tasks(), timeout=30, what="containerd's clean-up of the task")
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _is_zombie_or_gone(pid), timeout=10,
-             what="the container's init to be gone")
-    assert runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None
+    wait_for(lambda: _is_zombie_or_gone(pid), timeout=10, what="the container's init to be gone")
+    wait_for(lambda: runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None, timeout=10,
+             what="the runtime state to be removed")
     pcd.ctr("containers", "delete", cid, check=True)
 
 
