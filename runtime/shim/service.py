@@ -482,9 +482,8 @@ class Service:
             del c.execs[r.exec_id]
             self._remove_spec(p)
         else:
-            if c.execs and any(e.state == "running" for e in c.execs.values()):
-                # They die with the container's pid namespace, or below.
-                pass
+            # (exec'd processes still running die with the container's pid
+            # namespace, or with its cgroup in the runtime's delete)
             self._kill_and_reap(p)
             try:
                 lifecycle.delete(c.root, c.id, force=False)

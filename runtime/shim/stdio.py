@@ -124,7 +124,10 @@ class Stdio:
             try:
                 n = os.write(target, self.pending_in)
             except BlockingIOError:
-                self.loop.remove_reader(self.fifo_in) if self.fifo_in >= 0 else None
+                # The process reads slower than the client writes: stop
+                # reading the fifo until the pipe (or pty) takes more.
+                if self.fifo_in >= 0:
+                    self.loop.remove_reader(self.fifo_in)
                 self.loop.add_writer(target, self._push_stdin)
                 return
             except OSError:
@@ -166,12 +169,16 @@ class Stdio:
         if self.master >= 0:
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
-    def _master_readable(self) -> bool:
-        """Copy what the master has; False once the terminal is closed."""
+    def _master_readable(self) -> None:
+        self._copy_master()
+
+    def _copy_master(self) -> str:
+        """Copy one read of the master to stdout: "data", "empty" (nothing
+        now) or "closed" (every slave fd is closed: EIO)."""
         try:
             data = os.read(self.master, 1 << 16)
         except BlockingIOError:
-            return True
+            return "empty"
         except OSError:
             data = b""
         if not data:
@@ -179,10 +186,10 @@ class Stdio:
             os.close(self.master)
             self.master = -1
             self._flush_out(final=True)
-            return False
+            return "closed"
         self.pending_out += data
         self._flush_out()
-        return True
+        return "data"
 
     def _flush_out(self, final: bool = False) -> None:
         if self.out_fd < 0:
@@ -208,20 +215,11 @@ class Stdio:
             self.out_fd = -1
 
     def drain(self) -> None:
-        """The process exited: copy the rest of the terminal's output."""
-        while self.master >= 0 and self._master_readable():
-            try:
-                os.read(self.master, 0)
-            except BlockingIOError:
-                break
-            except OSError:
-                pass
-            if not self.pending_out and self.master >= 0:
-                # Nothing more right now: the slave may still be open in a
-                # process that outlives this one; the loop keeps copying.
-                import select
-                if not select.select([self.master], [], [], 0)[0]:
-                    break
+        """The process exited: copy what its terminal still holds before the
+        exit is reported. The slave may stay open in a process that outlives
+        it (a daemon it left); the loop then keeps copying until EIO."""
+        while self.master >= 0 and self._copy_master() == "data":
+            pass
 
     def close(self) -> None:
         if self.closed:
