@@ -14,9 +14,12 @@ start   binds the shim's socket, unix:///run/containerd/s/HASH, HASH being
         io.containerd.runc.v2.group) and ID otherwise. If a live shim
         already serves that socket (a pod's second container), it prints
         its address and is done. Otherwise it writes the address to the
-        bundle's `address` file, forks the server (in a session of its
-        own, stdio on /dev/null, logging to the bundle's `log` fifo that
-        containerd reads), prints the address and exits.
+        bundle's `address` file and has the server forked (in a session of
+        its own, stdio on /dev/null, logging to the bundle's `log` fifo
+        that containerd reads): by the zygote (runtime.shim.zygote), which
+        has the shim loaded already, or when there is none, by itself
+        (starting a zygote for the next one). It prints the address and
+        exits.
 delete  is containerd's clean-up after a shim died: force-delete the
         container through the runtime, unmount the rootfs, and print a
         DeleteResponse (the init's pid, status 137) on stdout.
@@ -49,7 +52,7 @@ def parse_flags(argv: list[str]) -> tuple[dict, list[str]]:
     """Go's flag package conventions: -name value, -name=value, --name;
     booleans take no value; flags end at the first non-flag."""
     bools = {"debug", "v"}
-    strings = {"namespace", "address", "publish-binary", "id", "bundle", "socket"}
+    strings = {"namespace", "address", "publish-binary", "id", "bundle", "socket", "zygote"}
     flags: dict = {}
     i = 0
     while i < len(argv):
@@ -111,7 +114,7 @@ def _can_connect(path: str) -> bool:
         s.close()
 
 
-def _adjust_oom_score() -> None:
+def adjust_oom_score() -> None:
     """The shim one above containerd (its OOM score), as the runc shim: the
     kernel picks it after the containers and before containerd."""
     try:
@@ -152,15 +155,23 @@ def cmd_start(flags: dict) -> int:
             pass
         sys.stdout.flush()
         sys.stderr.flush()
+        from runtime.shim import zygote
+        key = zygote.code_key(flags.get("address", ""))
+        if zygote.handoff(sock, flags, key):
+            sock.close()
+            sys.stdout.write(address)
+            return 0
+        zygote.start_zygote(key)  # for the next container; this one is forked here
         pid = os.fork()
         if pid == 0:
             try:
                 os.setsid()
+                zygote.set_name("pyrunc-shim")
                 null = os.open("/dev/null", os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
                 os.close(null)
-                _adjust_oom_score()
+                adjust_oom_score()
                 code = serve(sock, flags)
             except BaseException as e:  # noqa: BLE001 - the daemon's last word goes to containerd's log
                 try:
@@ -281,6 +292,10 @@ def run(argv: list[str]) -> int:
             from runtime.version import VERSION
             sys.stdout.write(f"{NAME}:\n  Version:  {VERSION}\n")
             return 0
+        if flags.get("zygote"):
+            from runtime.shim import messages, zygote
+            messages.LEAN = True
+            return zygote.main(flags["zygote"])
         if not flags.get("namespace"):
             raise UsageError("shim namespace cannot be empty")
         action = rest[0] if rest else ""

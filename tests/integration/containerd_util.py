@@ -68,26 +68,54 @@ def pids_matching(pred) -> list[int]:
     return out
 
 
-def is_pyrunc_shim(cl: list[str]) -> bool:
-    """The command line of containerd-shim-pyrunc-v1: its launcher runs
-    the interpreter on runtime.shim.main."""
-    return bool(cl) and (os.path.basename(cl[0]) == PYRUNC_SHIM
-                         or any("runtime.shim.main" in a for a in cl[1:8]))
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def is_pyrunc_shim(pid: int, cl: list[str]) -> bool:
+    """containerd-shim-pyrunc-v1's serving process: its launcher runs the
+    interpreter on runtime.shim.main, and it names itself pyrunc-shim (a
+    shim forked by its zygote keeps the zygote's command line; the forks
+    that become a container's init or an exec do not have that name)."""
+    return (bool(cl) and any("runtime.shim.main" in a for a in cl[1:8])
+            and _comm(pid) == "pyrunc-shim")
 
 
 def shim_pids(address: str, cid: str | None = None) -> list[int]:
-    """Shim processes (containerd-shim-runc-v2 or containerd-shim-pyrunc-v1)
-    of the containerd listening on `address` (the shim gets it as `-address
-    ADDR`), optionally only the one serving container `cid` (`-id CID`)."""
-    def pred(cl):
-        if not cl or (os.path.basename(cl[0]) != SHIM and not is_pyrunc_shim(cl)):
-            return False
-        if address not in cl:
-            return False
-        return cid is None or ("-id" in cl and cl[cl.index("-id") + 1] == cid)
-    found = pids_matching(pred)
+    """Shim processes of the containerd listening on `address`, optionally
+    only the one serving container `cid`: containerd-shim-runc-v2 by its
+    `-address ADDR` and `-id CID` arguments; containerd-shim-pyrunc-v1 by
+    its cwd, the task's bundle under that containerd's state dir
+    (BASE/state for Containerd(BASE), whose socket is BASE/c.sock)."""
+    tasks = os.path.join(os.path.dirname(address), "state", "io.containerd.runtime.v2.task")
+    found = []
+    for n in os.listdir("/proc"):
+        if not n.isdigit():
+            continue
+        pid = int(n)
+        cl = _cmdline(pid)
+        if not cl:
+            continue
+        if os.path.basename(cl[0]) == SHIM:
+            if address in cl and (cid is None or ("-id" in cl and cl[cl.index("-id") + 1] == cid)):
+                found.append(pid)
+        elif is_pyrunc_shim(pid, cl):
+            cwd = _cwd(pid)
+            if cwd.startswith(tasks + "/") and (cid is None or os.path.basename(cwd.split(" (deleted)")[0]) == cid):
+                found.append(pid)
     # pyrunc's shim forks the container's init (and exec stages), which
-    # carry the shim's command line until they exec: not shims themselves.
+    # keep its name and command line until they exec: not shims themselves.
     return [p for p in found if _ppid(p) not in found]
 
 

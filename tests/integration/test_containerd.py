@@ -732,6 +732,25 @@ def test_pyrunc_shim_is_the_parent_of_its_processes(pcd):
     _stop_and_delete(pcd, cid)
 
 
+def test_pyrunc_shim_forked_by_its_zygote(pcd):
+    """After the first shim, `start` hands the next container to the zygote,
+    which forks the shim with the code already loaded: the shim's parent is
+    the zygote, and it shares the zygote's pages (its PSS is well below its
+    RSS)."""
+    first = _run_detached(pcd)
+    second = _run_detached(pcd)
+    shim = shim_pids(pcd.cd.address, second)
+    assert len(shim) == 1
+    parent = _ppid(shim[0])
+    with open(f"/proc/{parent}/comm") as f:
+        assert f.read().strip() == "pyrunc-zygote"
+    with open(f"/proc/{shim[0]}/smaps_rollup") as f:
+        kb = {l.split(":")[0]: int(l.split()[1]) for l in f if l.split()[1:2] and l.split()[1].isdigit()}
+    assert kb["Pss"] < kb["Rss"] / 2, kb
+    for cid in (first, second):
+        _stop_and_delete(pcd, cid)
+
+
 def test_pyrunc_shim_events(pcd):
     """The events containerd gets from the shim: create, start, exec-added,
     exec-started, paused, resumed, exit (of the exec and of init), delete."""
