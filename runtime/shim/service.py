@@ -702,7 +702,7 @@ def metrics_v2(s: dict):
     m.memory.anon, m.memory.file = raw.get("anon", 0), raw.get("file", 0)
     m.memory.usage, m.memory.usage_limit = usage.get("usage", 0), usage.get("limit", 0)
     m.memory.swap_usage, m.memory.swap_limit = swap.get("usage", 0), swap.get("limit", 0)
-    for k in ("low", "high", "max", "oom", "oom_kill"):
-        setattr(m.memory_events, k, raw.get(f"events.{k}", 0) if isinstance(raw.get(f"events.{k}"), int) else 0)
+    # memory.events' "max" count is what runtime's stats keep (as failcnt)
+    m.memory_events.max = usage.get("failcnt", 0)
     return m
 
