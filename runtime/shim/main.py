@@ -32,50 +32,56 @@ from __future__ import annotations
 
 import _sha256  # hashlib would load OpenSSL into every shim
 import _socket  # the C module: `socket` imports enum and selectors
-import posix
 import sys
 import time
 
 from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
+from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError
 
 SOCKET_DIR = "/run/containerd/s"
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 NAME = "containerd-shim-pyrunc-v1"
 
 
-class UsageError(Exception):
-    pass
+GLOBAL_OPTS = [
+    Opt("--namespace", "namespace", str, "", "containerd namespace of the task"),
+    Opt("--address", "address", str, "", "containerd's gRPC socket"),
+    Opt("--publish-binary", "publish_binary", str, "", "containerd's binary (events go over TTRPC_ADDRESS)"),
+    Opt("--id", "id", str, "", "id of the task"),
+    Opt("--bundle", "bundle", str, "", "the task's bundle (delete)"),
+    Opt("--socket", "socket", str, "", "accepted for compatibility: the socket is always start's"),
+    Opt("--debug", "debug", bool, False, "debug lines in containerd's log"),
+]
+T = Table(NAME, """containerd shim v2 for pyrunc (runtime io.containerd.pyrunc.v1)
+
+containerd runs this program itself: `start` to get a task's shim and its
+address, `delete` to clean up after a shim that died.""", GLOBAL_OPTS, style="go")
 
 
-def parse_flags(argv: list[str]) -> tuple[dict, list[str]]:
-    """Go's flag package conventions: -name value, -name=value, --name;
-    booleans take no value; flags end at the first non-flag."""
-    bools = {"debug", "v"}
-    strings = {"namespace", "address", "publish-binary", "id", "bundle", "socket", "zygote"}
-    flags: dict = {}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if not a.startswith("-") or a == "-":
-            break
-        if a == "--":
-            i += 1
-            break
-        name, eq, value = a.lstrip("-").partition("=")
-        if name in bools:
-            flags[name] = value not in ("false", "0") if eq else True
-        elif name in strings:
-            if not eq:
-                i += 1
-                if i >= len(argv):
-                    raise UsageError(f"flag needs an argument: -{name}")
-                value = argv[i]
-            flags[name] = value
-        else:
-            raise UsageError(f"flag provided but not defined: -{name}")
-        i += 1
-    return flags, argv[i:]
+@T.verb("start", help="start (or join) the shim of a task and print its address")
+def _start(g, a):
+    return cmd_start(_required_ns(g))
+
+
+@T.verb("delete", help="clean up the task of a shim that died, print a DeleteResponse")
+def _delete(g, a):
+    return cmd_delete(_required_ns(g))
+
+
+@T.verb("zygote", Arg("key"), help="(internal) the warm parent of shims: runtime.shim.zygote")
+def _zygote(g, a):
+    from runtime.shim import messages, zygote
+    messages.LEAN = True
+    return zygote.main(a["key"])
+
+
+def _required_ns(g: dict) -> dict:
+    if not g["namespace"]:
+        raise UsageError("shim namespace cannot be empty")
+    from runtime.shim import messages
+    messages.LEAN = True  # this process uses no protobuf types but the shim's
+    return g
 
 
 def socket_address(address: str, namespace: str, group: str) -> str:
@@ -114,18 +120,6 @@ def _can_connect(path: str) -> bool:
         s.close()
 
 
-def adjust_oom_score() -> None:
-    """The shim one above containerd (its OOM score), as the runc shim: the
-    kernel picks it after the containers and before containerd."""
-    try:
-        with open("/proc/self/oom_score_adj") as f:
-            score = int(f.read().strip())
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(min(score + 1, 1000)))
-    except (OSError, ValueError):
-        pass
-
-
 def cmd_start(flags: dict) -> int:
     ns, cid = flags.get("namespace", ""), flags.get("id", "")
     address = socket_address(flags.get("address", ""), ns, _group(cid))
@@ -155,7 +149,7 @@ def cmd_start(flags: dict) -> int:
             pass
         sys.stdout.flush()
         sys.stderr.flush()
-        from runtime.shim import zygote
+        from runtime.shim import server, zygote
         key = zygote.code_key(flags.get("address", ""))
         if zygote.handoff(sock, flags, key):
             sock.close()
@@ -171,8 +165,8 @@ def cmd_start(flags: dict) -> int:
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
                 os.close(null)
-                adjust_oom_score()
-                code = serve(sock, flags)
+                server.adjust_oom_score()
+                code = server.serve(sock, flags)
             except BaseException as e:  # noqa: BLE001 - the daemon's last word goes to containerd's log
                 try:
                     sys.stderr.write(f"{NAME}: serving failed: {e}\n")
@@ -189,71 +183,6 @@ def cmd_start(flags: dict) -> int:
         raise
     sock.close()
     sys.stdout.write(address)
-    return 0
-
-
-class _LogWriter:
-    """sys.stderr for the server: the bundle's `log` fifo, which containerd
-    reads into its own log. Writes never block the loop; a full or absent
-    reader loses the line rather than the shim."""
-
-    def __init__(self):
-        try:
-            self.fd = os.open("log", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            self.fd = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
-
-    def write(self, s: str) -> int:
-        try:
-            os.write(self.fd, s.encode(errors="replace"))
-        except OSError:
-            pass
-        return len(s)
-
-    def flush(self) -> None:
-        pass
-
-
-def serve(sock, flags: dict) -> int:
-    import _signal as signal
-    from runtime import log
-    from runtime import syscalls as sc
-    from runtime.shim.loop import Loop
-    from runtime.shim.service import Service
-    from runtime.shim import ttrpc
-    sys.stderr = _LogWriter()
-    log.configure(None, "text", debug=bool(flags.get("debug")))
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    loop = Loop()
-    path = sock.getsockname()
-    service = Service(loop, flags.get("namespace", ""), posix.environ.get(b"TTRPC_ADDRESS", b"").decode(),
-                      on_empty=loop.stop)
-    conns = set()
-
-    def accept():
-        try:
-            fd, _ = sock._accept()  # (socket.socket.accept is this plus a Python wrapper)
-        except (BlockingIOError, InterruptedError):
-            return
-        conn = _socket.socket(fileno=fd)
-        conns.add(ttrpc.ServerConn(loop, conn, service.handle, on_close=conns.discard))
-
-    sock.setblocking(False)
-    loop.add_reader(sock.fileno(), accept)
-    loop.on_signal(signal.SIGCHLD, service.reap)
-    loop.on_signal(signal.SIGTERM, lambda _s: loop.stop())
-    loop.on_signal(signal.SIGINT, lambda _s: loop.stop())
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    service.reap()
-    try:
-        loop.run()
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        for c in list(conns):
-            c.close()
     return 0
 
 
@@ -286,29 +215,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> int:
+    """The one place that maps failures to messages and exit codes."""
     try:
-        flags, rest = parse_flags(argv)
-        if flags.get("v"):
+        g, verb, values = T.parse(argv)
+        if verb == "--version":
             from runtime.version import VERSION
             sys.stdout.write(f"{NAME}:\n  Version:  {VERSION}\n")
             return 0
-        if flags.get("zygote"):
-            from runtime.shim import messages, zygote
-            messages.LEAN = True
-            return zygote.main(flags["zygote"])
-        if not flags.get("namespace"):
-            raise UsageError("shim namespace cannot be empty")
-        action = rest[0] if rest else ""
-        if action in ("start", "delete"):
-            from runtime.shim import messages
-            messages.LEAN = True  # this process uses no protobuf types but the shim's
-        if action == "start":
-            return cmd_start(flags)
-        if action == "delete":
-            return cmd_delete(flags)
-        if action:
-            raise UsageError(f"unknown action {action!r} (start, delete)")
-        raise UsageError("the shim is started by containerd: start or delete")
+        if verb in (None, "--help"):
+            names = ", ".join(n for n in T.verbs if n != "zygote")
+            raise UsageError(f"started by containerd: -namespace NS -address ADDR -id ID [{names}]")
+        return T.func(verb)(g, values)
     except UsageError as e:
         sys.stderr.write(f"{NAME}: {e}\n")
         return 1

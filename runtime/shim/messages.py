@@ -22,6 +22,8 @@ value names, numbered from 0.
 """
 from __future__ import annotations
 
+import sys
+
 _SCALAR = {"double": 1, "float": 2, "int64": 3, "uint64": 4, "int32": 5, "bool": 8,
            "string": 9, "bytes": 12, "uint32": 13}
 _MESSAGE, _ENUM = 11, 14
@@ -278,7 +280,6 @@ def build(tables) -> dict:
     # answers "none" while our classes are made. upb keeps that answer, so
     # well-known types made later in the same process would lack their
     # helpers: hence only there.
-    import sys
     wkt = "google.protobuf.internal.well_known_types"
     stand_in = LEAN and upb and wkt not in sys.modules
     if stand_in:

@@ -29,6 +29,7 @@ import time
 from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
 
+from runtime import cgroups
 from runtime import container as rcontainer
 from runtime import execproc, lifecycle, manage
 from runtime import state as rstate
@@ -37,6 +38,7 @@ from runtime import rootfs as rrootfs
 from runtime import syscalls as sc
 from runtime import sync as rsync
 from runtime import log
+from runtime.version import VERSION
 from runtime.shim import messages as pb
 from runtime.shim import ttrpc
 from runtime.shim.ttrpc import Error
@@ -441,7 +443,6 @@ class Service:
     # --- OOM -----------------------------------------------------------------
     def _watch_oom(self, c: Container) -> None:
         try:
-            from runtime import cgroups
             data = rstate.load(c.root, c.id)
             if not data.get("cgroup"):
                 return
@@ -626,7 +627,6 @@ class Service:
 
     def stats(self, r, reply):
         c = self._container(r.id)
-        from runtime import cgroups
         try:
             data = rstate.load(c.root, c.id)
         except rerrors.RuntimeFailure as e:
@@ -644,7 +644,6 @@ class Service:
 
     def connect(self, r, reply):
         c = self.containers.get(r.id)
-        from runtime.version import VERSION
         return pb.get("containerd.task.v2.ConnectResponse")(
             shim_pid=os.getpid(), task_pid=c.init.pid if c else 0, version=VERSION)
 

@@ -32,7 +32,10 @@ Contract:
 """
 from __future__ import annotations
 
-import _socket
+import _sha256  # hashlib would load OpenSSL
+import _socket  # the C module: `socket` imports enum and selectors
+import fcntl
+import gc
 import posix
 import select
 import sys
@@ -49,7 +52,6 @@ _MAX = 1 << 20
 def code_key(address: str) -> str:
     """The zygote key for this interpreter, this code and this containerd
     (and mount namespace)."""
-    import _sha256
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parts = [sys.executable, here, address]
     try:
@@ -124,7 +126,7 @@ def start_zygote(key: str) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.closerange(3, 65536)
-        os.execv(base[0], base + [b"-zygote", key.encode()])
+        os.execv(base[0], base + [b"zygote", key.encode()])
     finally:
         os._exit(1)
 
@@ -132,7 +134,7 @@ def start_zygote(key: str) -> None:
 def _preload() -> None:
     from runtime.shim import messages
     messages.LEAN = True
-    from runtime.shim import loop, service, stdio, ttrpc  # noqa: F401
+    from runtime.shim import loop, server, service, stdio, ttrpc  # noqa: F401
     from runtime import container, execproc, lifecycle, manage, rootfs  # noqa: F401
     from runtime import cgroups
     from runtime.cgroups import oom, v1, v2  # noqa: F401
@@ -143,8 +145,6 @@ def _preload() -> None:
 
 
 def main(key: str) -> int:
-    import fcntl
-    import gc
     os.makedirs(DIR, mode=0o700, exist_ok=True)
     os.chmod(DIR, 0o700)
     lock = os.open(_path(key) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -243,11 +243,11 @@ def _become_shim(zs, conn, lock: int, sock_fd: int, req: dict) -> None:
         posix.environ.clear()
         for k, v in req["env"].items():
             posix.environ[k.encode(errors="surrogateescape")] = v.encode(errors="surrogateescape")
-        from runtime.shim import main as shim_main
-        shim_main.adjust_oom_score()
+        from runtime.shim import server
+        server.adjust_oom_score()
         sock = _socket.socket(fileno=sock_fd)
         os.set_inheritable(sock_fd, False)
-        code = shim_main.serve(sock, req["flags"])
+        code = server.serve(sock, req["flags"])
     except BaseException as e:  # noqa: BLE001 - the shim's last word goes to containerd's log
         try:
             sys.stderr.write(f"containerd-shim-pyrunc-v1: serving failed: {e}\n")

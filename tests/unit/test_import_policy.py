@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from project_modules import modules  # noqa: E402
 
-ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle", "imagetool.cli_engine"}
+ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle", "imagetool.cli_engine", "runtime.shim.main"}
 
 
 def _names(module: str, *names: str) -> set[tuple[str, str]]:
@@ -45,6 +45,14 @@ ALLOWED = (
     | _names("runtime.cgroups.v2", "runtime.cgroups.oom.OOMWatcherV2", "runtime.cgroups.v2_writers")
     | _names("runtime.cgroups.v2_writers", "runtime.cgroups.common.write_hugetlb", "runtime.cgroups.devicefilter.LICENSE",
              "runtime.cgroups.devicefilter.device_filter", "runtime.cgroups.ebpf.replace_device_program")
+    # the shim: protobuf's upb classes, or its public factory when that is
+    # missing; the zygote's preload of everything a shim uses
+    | _names("runtime.shim.messages", "google._upb._message", "google.protobuf.message",
+             "google.protobuf.descriptor_pool", "google.protobuf.message_factory")
+    | _names("runtime.shim.zygote", "runtime.cgroups", "runtime.cgroups.oom", "runtime.cgroups.v1",
+             "runtime.cgroups.v2", "runtime.container", "runtime.execproc", "runtime.lifecycle", "runtime.manage",
+             "runtime.rootfs", "runtime.shim.loop", "runtime.shim.messages", "runtime.shim.server",
+             "runtime.shim.service", "runtime.shim.stdio", "runtime.shim.ttrpc")
     # run pulls only an image the store does not have
     | _names("imagetool.engine.ops", "imagetool.pull.pull_image")
     # typer help
