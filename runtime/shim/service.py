@@ -476,8 +476,12 @@ class Service:
         if p.state == "running":
             raise Error(ttrpc.FAILED_PRECONDITION, f"cannot delete a running process {p.ident}")
         if r.exec_id:
-            if p.state == "created" and p.pid:
-                self._kill_and_reap(p)
+            if p.state == "created":
+                # Never started: its waiters get the status it ends with.
+                p.state, p.exit_status, p.exited_at = "stopped", 0, time.time_ns()
+                waiters, p.waiters = p.waiters, []
+                for reply in waiters:
+                    reply(self._wait_response(p).SerializeToString())
             if p.stdio is not None:
                 p.stdio.close()
             del c.execs[r.exec_id]
