@@ -50,9 +50,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The install also builds pyrunc-exec from runtime/exechelper.c, and the
 # `pyrunc`, `pyimg` and `containerd-shim-pyrunc-v1` commands in .venv/bin
-# from runtime/launcher.c: they
-# start the interpreter with no site processing, and (for this editable
-# install) this checkout first on sys.path (docs/performance.md).
+# from runtime/launcher.c: they start the interpreter with no site
+# processing, and (for this editable install) this checkout first on
+# sys.path (docs/performance.md).
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 # Byte-compile now: every pyrunc call is a fresh interpreter, and compiling
 # the sources on each call (e.g. with PYTHONDONTWRITEBYTECODE set) costs more
