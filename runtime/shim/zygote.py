@@ -87,7 +87,7 @@ def _path(key: str) -> str:
 
 def handoff(sock, flags: dict, key: str) -> bool:
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-    s.settimeout(5)
+    s.settimeout(2)  # a fork takes milliseconds: a zygote this slow is not worth waiting for
     try:
         s.connect(_path(key))
         env = {k.decode(errors="surrogateescape"): v.decode(errors="surrogateescape")
