@@ -369,9 +369,13 @@ def assert_runs_under(env: Env, handler: str, cid: str, sandbox_id: str, pid: in
         assert shim_pids(env.cd.address) == [], "a runc shim runs for a pyrunc-shim pod"
         parent = _ancestor_in(pid, shims)
         assert parent, f"pid {pid} descends from no shim of ours ({shims})"
-        exe = os.path.realpath(f"/proc/{parent}/exe")
-        cl = b" ".join(_cmdline(parent)).decode(errors="replace")
-        assert PYRUNC_SHIM in cl or exe.startswith(os.path.join(REPO, ".venv") + "/"), (exe, cl)
+        # containerd ran VENV_BIN/containerd-shim-pyrunc-v1, a launcher that
+        # may exec the venv's interpreter: argv[0] names one or the other
+        argv = [a.decode(errors="replace") for a in _cmdline(parent)]
+        venv = os.path.dirname(VENV_BIN) + "/"
+        assert argv and (os.path.basename(argv[0]) == PYRUNC_SHIM
+                         or os.path.abspath(argv[0]).startswith(venv)), argv[:3]
+        assert not os.path.realpath(f"/proc/{parent}/exe").endswith("/" + SHIM)
         return
     st = runtime_state(env.roots[handler], NS, cid)
     assert st is not None, f"no runtime state for {cid} under {env.roots[handler]}/{NS}"
