@@ -320,7 +320,7 @@ class Containerd:
                 f.write("\n" + self.cri)
         cmd = [CONTAINERD, "--config", self.config]
         if self.netns:
-            cmd = ["nsenter", f"--net={self.netns}", "--", *cmd]
+            cmd = [shutil.which("nsenter") or "/usr/bin/nsenter", f"--net={self.netns}", "--", *cmd]
         env = None
         if self.path:
             env = dict(os.environ, PATH=os.pathsep.join(self.path))

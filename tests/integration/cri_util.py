@@ -229,9 +229,12 @@ class ExecResult:
         raise AssertionError(f"no exit code in the exec status {self.status}")
 
 
-def exec_stream(url: str, netns: str | None = None, timeout=60.0) -> ExecResult:
-    """Run an Exec URL (from ExecRequest with stdout and stderr, no stdin
-    or tty) to its end: channel 1 is stdout, 2 stderr, 3 the v4 status."""
+def exec_stream(url: str, netns: str | None = None, stdin: bytes | None = None,
+                timeout=60.0) -> ExecResult:
+    """Run an Exec URL to its end: channel 0 is stdin (`stdin` is sent
+    once, for an ExecRequest with stdin; v4 has no way to close it, so the
+    command must stop reading by itself), 1 stdout (a tty's output too), 2
+    stderr, 3 the v4 status."""
     u = urllib.parse.urlsplit(url)
     sock = connect_in_netns(netns, (u.hostname, u.port or 80), timeout)
     try:
@@ -250,6 +253,8 @@ def exec_stream(url: str, netns: str | None = None, timeout=60.0) -> ExecResult:
         head, buf = buf.split(b"\r\n\r\n", 1)
         if not head.startswith(b"HTTP/1.1 101"):
             raise AssertionError(f"exec stream handshake refused: {head!r} {buf[:500]!r}")
+        if stdin:
+            _send_frame(sock, 2, b"\0" + stdin)
         out = {1: b"", 2: b"", 3: b""}
         reader = _Frames(sock, buf)
         while True:

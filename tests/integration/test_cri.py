@@ -491,6 +491,9 @@ def test_pod_and_containers_lifecycle(pods, env, handler):
     res = exec_stream(cri.Exec(container_id=app, cmd=["cat", "/etc/hostname"], stdout=True,
                                stderr=True).url, netns=env.netns)
     assert (res.stdout, res.exit_code) == (b"web-host\n", 0), res.status
+    res = exec_stream(cri.Exec(container_id=app, cmd=["sh", "-c", "read x; echo got-$x"], stdin=True,
+                               stdout=True, stderr=True).url, netns=env.netns, stdin=b"abc\n")
+    assert (res.stdout, res.exit_code) == (b"got-abc\n", 0), res.status
 
     # --- a container that exits by itself ----------------------------------------
     job = pods.create(sid, scfg, "job", ["sh", "-c", "echo job-done; exit 5"], "job.log")
@@ -564,6 +567,30 @@ def test_remove_pod_with_running_container(pods, env, handler):
         pods.cri.ContainerStatus(container_id=c)
     assert ei.value.code() == grpc.StatusCode.NOT_FOUND
     assert not any(_alive(p) for p in pods.pids)
+    wait_for(lambda: not pods.leftovers(), timeout=15, what="nothing of the pod left")
+
+
+@pytest.mark.parametrize("handler", HANDLER_PARAMS)
+def test_start_error_reaches_cri(pods, env, handler):
+    """A container whose command does not exist: the runtime's error comes
+    back from StartContainer naming the command, the container is EXITED
+    with a non-zero code, and its removal leaves nothing."""
+    sid, scfg = pods.run_pod("bad")
+    _, sinfo = pods.sandbox_info(sid)
+    pods.pids.append(sinfo["pid"])
+    pods.netns_paths += [n["path"] for n in sinfo["runtimeSpec"]["linux"]["namespaces"]
+                         if n["type"] == "network"]
+    c = pods.create(sid, scfg, "bad", ["/no/such/command"], "bad.log")
+    with pytest.raises(grpc.RpcError) as ei:
+        pods.cri.StartContainer(container_id=c)
+    assert "/no/such/command" in ei.value.details(), ei.value.details()
+    st, _ = pods.status(c)
+    assert pods.m.ContainerState.Name(st.state) == "CONTAINER_EXITED" and st.exit_code != 0, st
+    # the pod is unaffected
+    assert pods.m.PodSandboxState.Name(pods.sandbox_info(sid)[0].state) == "SANDBOX_READY"
+    pods.cri.RemoveContainer(container_id=c)
+    pods.cri.StopPodSandbox(pod_sandbox_id=sid)
+    pods.cri.RemovePodSandbox(pod_sandbox_id=sid)
     wait_for(lambda: not pods.leftovers(), timeout=15, what="nothing of the pod left")
 
 
