@@ -225,11 +225,13 @@ class Pods:
         self.sandboxes.append(sid)
         return sid, cfg
 
-    def create(self, sid: str, sandbox_cfg: dict, name: str, command: list[str], log: str) -> str:
+    def create(self, sid: str, sandbox_cfg: dict, name: str, command: list[str], log: str,
+               resources: dict | None = None) -> str:
         cfg = {"metadata": {"name": name}, "image": {"image": IMAGE}, "command": command,
                "envs": [{"key": "GREETING", "value": "hello from cri"}], "log_path": log,
                "labels": {"test": "pyrunc-cri"},
-               "linux": {"security_context": {"namespace_options": {"network": 0, "pid": 1, "ipc": 0}}}}
+               "linux": {"resources": resources or {},
+                         "security_context": {"namespace_options": {"network": 0, "pid": 1, "ipc": 0}}}}
         cid = self.cri.CreateContainer(pod_sandbox_id=sid, config=cfg,
                                        sandbox_config=sandbox_cfg).container_id
         self.containers.append(cid)
@@ -353,6 +355,23 @@ def read_log(path: str) -> list[tuple[str, str, str]]:
     return out
 
 
+MEMORY_LIMIT = 96 * 1024 * 1024
+
+
+def cgroup_value(cid: str, controller: str, v1_file: str | None, v2_file: str | None = None) -> int | None:
+    """An integer from the container's cgroup: the v1 controller's file
+    (/sys/fs/cgroup/CONTROLLER/PARENT/ID/FILE), else the v2 one (its first
+    field: cpu.max is "QUOTA PERIOD")."""
+    for path in ([f"/sys/fs/cgroup/{controller}/{CGROUP_PARENT}/{cid}/{v1_file}"] if v1_file else []) + \
+            ([f"/sys/fs/cgroup/{CGROUP_PARENT}/{cid}/{v2_file}"] if v2_file else []):
+        try:
+            with open(path) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def ns_inode(pid_or_path, kind="net") -> int:
     path = pid_or_path if isinstance(pid_or_path, str) else f"/proc/{pid_or_path}/ns/{kind}"
     return os.stat(path).st_ino
@@ -441,7 +460,9 @@ def test_pod_and_containers_lifecycle(pods, env, handler):
     # --- a long-running container ------------------------------------------
     app = pods.create(sid, scfg, "app", [
         "sh", "-c", 'echo "$GREETING"; echo to-stderr >&2; '
-                    "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.1; done"], "app.log")
+                    "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.1; done"], "app.log",
+        resources={"memory_limit_in_bytes": MEMORY_LIMIT, "cpu_shares": 512,
+                   "cpu_period": 100000, "cpu_quota": 50000})
     assert pods.state(app) == "CONTAINER_CREATED"
     cri.StartContainer(container_id=app)
     cst, cinfo = pods.status(app, verbose=True)
@@ -458,6 +479,12 @@ def test_pod_and_containers_lifecycle(pods, env, handler):
     assert os.readlink(f"/proc/{app_pid}/exe").endswith("/bin/busybox")
     assert any(d.endswith(f"/{CGROUP_PARENT}/{app}") for d in cgroup_dirs_named(app)), cgroup_dirs_named(app)
     assert_runs_under(env, handler, app, sid, app_pid)
+    # kubelet's resources reach the container's cgroup
+    assert cgroup_value(app, "memory", "memory.limit_in_bytes", "memory.max") == MEMORY_LIMIT
+    assert cgroup_value(app, "cpu", "cpu.cfs_quota_us") == 50000 or \
+        cgroup_value(app, "cpu", None, "cpu.max") == 50000  # v2: "QUOTA PERIOD"
+    if os.path.isdir("/sys/fs/cgroup/cpu"):
+        assert cgroup_value(app, "cpu", "cpu.shares") == 512
 
     # --- its log file ---------------------------------------------------------
     log = os.path.join(scfg["log_directory"], "app.log")
@@ -480,6 +507,13 @@ def test_pod_and_containers_lifecycle(pods, env, handler):
     with pytest.raises(grpc.RpcError) as ei:
         cri.ExecSync(container_id=app, cmd=["/no/such/binary"], timeout=30)
     assert "/no/such/binary" in ei.value.details(), ei.value.details()
+    assert pods.state(app) == "CONTAINER_RUNNING"
+    # past its timeout an ExecSync fails, and its process is killed
+    with pytest.raises(grpc.RpcError) as ei:
+        cri.ExecSync(container_id=app, cmd=["sleep", "31"], timeout=1)
+    assert "timeout" in ei.value.details() or ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, \
+        ei.value.details()
+    wait_for(lambda: not pids_matching(lambda cl: cl == ["sleep", "31"]), what="the timed-out exec killed")
     assert pods.state(app) == "CONTAINER_RUNNING"
 
     # --- Exec, through the streaming server --------------------------------------
