@@ -119,6 +119,8 @@ def build(package: str, messages: dict, enums: dict | None = None, pool=None) ->
         if not isinstance(type_name, str) or not type_name:
             raise ValueError(f"{owner}: {kind} field without a type name")
         local = messages if kind == "message" else enums
+        if type_name.lstrip(".").startswith(package + "."):  # this table's, qualified
+            type_name = type_name.lstrip(".")[len(package) + 1:]
         if type_name in local:
             return f".{package}.{type_name}"
         if type_name in (enums if kind == "message" else messages):

@@ -74,6 +74,13 @@ def test_nested_repeated_enum_and_map():
     assert "Inner" in b and b["Outer"] is b.Outer and set(b) == {"Inner", "Outer", "State"}
 
 
+def test_qualified_names_of_the_same_table():
+    b = pbuild.build("t.q", {"A": [(1, "b", "message", None, "t.q.B"), (2, "e", "enum", None, ".t.q.E")],
+                             "B": [(1, "x", "string")]}, {"E": {"Z": 0, "O": 1}})
+    a = b.A.FromString(b.A(b={"x": "y"}, e=1).SerializeToString())
+    assert (a.b.x, a.e) == ("y", 1)
+
+
 def test_well_known_types():
     b = pbuild.build("t.wkt", {
         "Ev": [(1, "at", "message", None, "google.protobuf.Timestamp"),
