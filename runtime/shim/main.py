@@ -37,7 +37,7 @@ import time
 
 from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
-from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError
+from runtime.toolkit.cmdtable import Arg, Opt, Table, UsageError, finish, short_lived
 
 SOCKET_DIR = "/run/containerd/s"
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
@@ -190,15 +190,15 @@ def cmd_delete(flags: dict) -> int:
     from runtime import lifecycle
     from runtime import errors as rerrors
     from runtime.shim import messages as pb
-    from runtime.shim import service as svc
+    from runtime.shim import bundle as shim_bundle
     bundle = flags.get("bundle") or os.getcwd()
     cid = flags.get("id", "")
-    root = svc.runtime_root(svc.read_options(bundle), flags.get("namespace", ""))
+    root = shim_bundle.runtime_root(shim_bundle.read_options(bundle), flags.get("namespace", ""))
     try:
         lifecycle.delete(root, cid, force=True)
     except (rerrors.RuntimeFailure, OSError) as e:
         sys.stderr.write(f"delete container {cid}: {e}\n")
-    svc.unmount_rootfs(bundle)
+    shim_bundle.unmount_rootfs(bundle)
     pid = 0
     try:
         with open(os.path.join(bundle, "init.pid")) as f:
@@ -211,7 +211,11 @@ def cmd_delete(flags: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
+    """Run one action and end the process without the interpreter's
+    teardown (cmdtable.finish), which start and delete would pay on every
+    container's path."""
+    short_lived()
+    finish(run(sys.argv[1:] if argv is None else argv))
 
 
 def run(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ from runtime.shim import ttrpc
 from runtime.shim.loop import Loop
 from runtime.shim.service import Service
 from runtime.toolkit import os_lite as os
+from runtime.toolkit.cmdtable import stays
 
 
 def adjust_oom_score() -> None:
@@ -58,6 +59,7 @@ class _LogWriter:
 
 
 def serve(sock, flags: dict) -> int:
+    stays()  # a shim lives as long as its containers: the collector back on
     sys.stderr = _LogWriter()
     log.configure(None, "text", debug=bool(flags.get("debug")))
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)

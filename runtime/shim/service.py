@@ -41,13 +41,12 @@ from runtime import log
 from runtime.version import VERSION
 from runtime.shim import messages as pb
 from runtime.shim import ttrpc
+from runtime.shim.bundle import OPTIONS_FILE, runtime_root, unmount_rootfs
 from runtime.shim.ttrpc import Error
 from runtime.shim.stdio import Stdio, StdioError
 
 TASK = "containerd.task.v2.Task"
 EVENTS = "containerd.services.events.ttrpc.v1.Events"
-DEFAULT_ROOT = "/run/containerd/pyrunc"
-OPTIONS_FILE = "pyrunc-shim.json"   # in the bundle: what `delete` needs after a crash
 RUNC_OPTIONS = "containerd.runc.v1.Options"
 _DEFER = object()
 
@@ -67,30 +66,6 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
-
-
-def read_options(bundle: str) -> dict:
-    """The runtime options recorded at Create (the runtime's root and cgroup
-    driver), for `delete` after a crash; {} when there are none."""
-    try:
-        with open(os.path.join(bundle, OPTIONS_FILE)) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return {}
-
-
-def runtime_root(opts: dict, namespace: str) -> str:
-    return os.path.join(opts.get("root") or DEFAULT_ROOT, namespace)
-
-
-def unmount_rootfs(bundle: str) -> None:
-    """Unmount everything stacked on BUNDLE/rootfs (what Create mounted)."""
-    target = os.path.join(bundle, "rootfs")
-    for _ in range(16):
-        try:
-            sc.umount2(target, sc.MNT_DETACH)
-        except OSError:
-            return
 
 
 class Proc:
