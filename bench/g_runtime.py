@@ -209,13 +209,41 @@ def bench_verbs(ctx: Ctx):
             rt.run("start", cid)
             running[n] = (cid, pid)
 
+        def timed(res):
+            return {"wall": res.wall, "rss": res.maxrss_kb, "cpu": res.cpu}
+
         def v_exec(rt):
-            e = rt.run("exec", running[rt.name][0], "/bin/true")
-            return {"wall": e.wall, "rss": e.maxrss_kb, "cpu": e.cpu}
-        s = H.interleaved({n: (lambda rt=rt: v_exec(rt)) for n, rt in ctx.rts.items()},
-                          a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
-        for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
-            rows_all.append(["exec /bin/true (running container)"] + row)
+            return timed(rt.run("exec", running[rt.name][0], "/bin/true"))
+
+        def v_ps_json(rt):
+            # what containerd's runc shim runs for a task's pids
+            return timed(rt.run("ps", "--format", "json", running[rt.name][0]))
+
+        def v_ps_table(rt):
+            return timed(rt.run("ps", running[rt.name][0]))
+
+        def v_pause(rt):
+            p = rt.run("pause", running[rt.name][0])
+            rt.run("resume", running[rt.name][0])
+            return timed(p)
+
+        def v_resume(rt):
+            rt.run("pause", running[rt.name][0])
+            return timed(rt.run("resume", running[rt.name][0]))
+
+        def v_state_running(rt):
+            return timed(rt.run("state", running[rt.name][0]))
+
+        for label, fn in (("exec /bin/true (running container)", v_exec),
+                          ("state (running container)", v_state_running),
+                          ("ps --format json (running container)", v_ps_json),
+                          ("ps, table (running container)", v_ps_table),
+                          ("pause (running container)", v_pause),
+                          ("resume (paused container)", v_resume)):
+            s = H.interleaved({n: (lambda rt=rt, fn=fn: fn(rt)) for n, rt in ctx.rts.items()},
+                              a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
+            for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
+                rows_all.append([label] + row)
         for n, rt in ctx.rts.items():
             _force_delete(rt, *running[n])
     ctx.report.section(f"Runtime: each verb alone ({a.rounds} rounds, {a.warmup} warm-up)",
