@@ -66,7 +66,7 @@ ALLOWED = (
              "runtime.hooks.run_hooks", "shutil")
     | _names("runtime.log", "runtime.toolkit.fastjson")
     | _names("runtime.manage", "runtime.caps", "runtime.rootfs", "runtime.seccomp", "runtime.validate.validate_config",
-             "runtime.version.SPEC_VERSION", "runtime.version.VERSION", "select", "subprocess")
+             "runtime.version.SPEC_VERSION", "runtime.version.VERSION", "select")
     | _names("runtime.netdev", "subprocess")
     | _names("runtime.seccomp", "posix", "runtime.toolkit.ffi", "runtime.toolkit.os_lite", "struct")
     | _names("runtime.spawn", "runtime.lifecycle.exit_code")

@@ -1,0 +1,114 @@
+"""`pyrunc ps`: the container's pids from its cgroup, and ps(1)'s table
+filtered to them (runc's ps), without root: the cgroup is a directory of
+fake cgroup.procs files under a temp dir that names this test's process and
+a child of it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from runtime import manage
+from runtime import state as st
+from runtime.errors import RuntimeFailure
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def child():
+    p = subprocess.Popen(["sleep", "60"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def _container(tmp_path, pids, version="v1", sub=()):
+    """A state file whose cgroup (v1 with two hierarchies and a unified
+    directory, or v2) lists `pids`, the last ones in a sub-cgroup `sub`."""
+    cg = tmp_path / "cg"
+    dirs = [cg / "freezer", cg / "memory", cg / "unified"] if version == "v1" else [cg / "v2"]
+    for d in dirs:
+        d.mkdir(parents=True)
+        (d / "cgroup.procs").write_text("".join(f"{p}\n" for p in pids[:len(pids) - len(sub)]))
+    nested = dirs[0] / "nested"
+    nested.mkdir()
+    (nested / "cgroup.procs").write_text("".join(f"{p}\n" for p in sub))
+    if version == "v1":
+        cgstate = {"version": "v1", "paths": {"freezer": str(dirs[0]), "memory": str(dirs[1])},
+                   "mounts": {"freezer": str(cg), "memory": str(cg)}, "unified": str(dirs[2]),
+                   "unified_mount": str(cg)}
+    else:
+        cgstate = {"version": "v2", "path": str(dirs[0]), "mount": str(cg)}
+    root = tmp_path / "root"
+    st.save(st.make_dir(str(root), "c1"), {"id": "c1", "pid": pids[0], "bundle": "/b", "cgroup": cgstate})
+    return str(root)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_pids_are_every_pid_of_the_cgroup_and_its_sub_cgroups(tmp_path, child, version):
+    root = _container(tmp_path, [os.getpid(), child], version, sub=[child])
+    assert manage.pids(root, "c1") == sorted([os.getpid(), child])
+
+
+def test_ps_table_keeps_the_header_and_the_containers_lines_only(tmp_path, child):
+    root = _container(tmp_path, [child])
+    out = manage.ps_table(root, "c1", [])
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["UID", "PID", "PPID"]  # ps -ef, as runc runs it
+    assert [int(ln.split()[1]) for ln in lines[1:]] == [child]
+    assert lines[1].split()[2] == str(os.getpid())
+    assert lines[1].endswith("sleep 60")
+
+
+def test_ps_table_passes_the_options_to_ps(tmp_path, child):
+    root = _container(tmp_path, [os.getpid(), child])
+    lines = manage.ps_table(root, "c1", ["-o", "pid,comm"]).splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"]
+    rows = dict(ln.split() for ln in lines[1:])
+    assert sorted(map(int, rows)) == sorted([os.getpid(), child])
+    assert rows[str(child)] == "sleep"
+
+
+def test_ps_that_fails_or_has_no_pid_column_is_one_error(tmp_path, child):
+    root = _container(tmp_path, [child])
+    with pytest.raises(RuntimeFailure) as e:
+        manage.ps_table(root, "c1", ["--no-such-option"])
+    assert str(e.value).startswith("ps: ") and "option" in str(e.value)
+    with pytest.raises(RuntimeFailure, match="no PID column"):
+        manage.ps_table(root, "c1", ["-o", "comm"])
+
+
+def test_ps_output_is_passed_through_byte_for_byte(tmp_path, child, monkeypatch):
+    """ps is found on PATH; what it prints (here bytes that are not UTF-8)
+    reaches stdout unchanged, as runc passes ps's output on."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ps").write_bytes(b"#!/bin/sh\nprintf '  PID CMD\\n%s caf\\351\\n1 other\\n' " + str(child).encode()
+                              + b"\n")
+    (fake / "ps").chmod(0o755)
+    root = _container(tmp_path, [child])
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    prog = ("import sys; sys.path.insert(0, %r)\n"
+            "from runtime import cli\n"
+            "sys.exit(cli._dispatch(['--root', %r, 'ps', 'c1']))" % (REPO, root))
+    # -I -S -X utf8 as the launcher runs it; -I ignores PYTHONPATH, not PATH
+    out = subprocess.run([sys.executable, "-I", "-S", "-X", "utf8", "-c", prog], env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"  PID CMD\n%d caf\xe9\n" % child
+
+
+def test_ps_does_not_load_subprocess(tmp_path, child):
+    """ps(1) is spawned without the subprocess module (and what it imports:
+    os, threading, selectors), which would cost `ps` more than the rest of it."""
+    root = _container(tmp_path, [child])
+    prog = ("import sys; sys.path.insert(0, %r)\n"
+            "from runtime import cli\n"
+            "rc = cli._dispatch(['--root', %r, 'ps', 'c1'])\n"
+            "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
+            "sys.exit(rc)" % (REPO, root))
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert str(child) in out.stdout
+    loaded = set(out.stderr.split())
+    assert not loaded & {"subprocess", "os", "threading", "selectors", "signal"}, loaded
