@@ -17,15 +17,21 @@ from runtime import cgroups
 # (features).
 
 
-def _manager(data: dict):
+def _cgroup(data: dict) -> dict:
+    """The container's cgroup state (a manager's to_state())."""
     if not data.get("cgroup"):
         raise RuntimeFailure(f"container {data['id']!r} has no cgroup")
-    return cgroups.manager_from_state(data["cgroup"])
+    return data["cgroup"]
+
+
+def _manager(data: dict):
+    return cgroups.manager_from_state(_cgroup(data))
 
 
 def pids(root: str, cid: str) -> list[int]:
-    data = st.load(root, cid)
-    return sorted(_manager(data).pids())
+    """The pids in the container's cgroup and its sub-cgroups, sorted (read
+    by the cgroups package without loading a manager)."""
+    return cgroups.pids(_cgroup(st.load(root, cid)))
 
 
 def ps_table(root: str, cid: str, ps_args: list[str]) -> str:

@@ -112,3 +112,33 @@ def test_ps_does_not_load_subprocess(tmp_path, child):
     assert str(child) in out.stdout
     loaded = set(out.stderr.split())
     assert not loaded & {"subprocess", "os", "threading", "selectors", "signal"}, loaded
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_ps_json_reads_the_pids_without_loading_a_cgroup_manager(tmp_path, child, version):
+    """`ps --format json` (containerd's shim asks it for a task's pids)
+    reads cgroup.procs through the cgroups package alone."""
+    root = _container(tmp_path, [child], version)
+    prog = ("import sys; sys.path.insert(0, %r)\n"
+            "from runtime import cli\n"
+            "rc = cli._dispatch(['--root', %r, 'ps', '--format', 'json', 'c1'])\n"
+            "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
+            "sys.exit(rc)" % (REPO, root))
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"[{child}]\n"
+    assert not {m for m in out.stderr.split() if m.startswith("runtime.cgroups.")}, out.stderr
+
+
+def test_pids_of_a_cgroup_that_is_gone_are_none_and_other_errors_are_raised(tmp_path):
+    from runtime import cgroups
+    assert cgroups.pids({"version": "v2", "path": str(tmp_path / "gone")}) == []
+    assert cgroups.pids({"version": "v1", "paths": {"pids": str(tmp_path / "gone")}}) == []
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cgroup.procs").mkdir()  # reading it fails with EISDIR
+    with pytest.raises(IsADirectoryError):
+        cgroups.pids({"version": "v2", "path": str(bad)})
+    from runtime.cgroups.common import CgroupError
+    with pytest.raises(CgroupError, match="unknown cgroup manager state version"):
+        cgroups.pids({"version": "v9"})
