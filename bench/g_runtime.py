@@ -192,6 +192,7 @@ def bench_verbs(ctx: Ctx):
                           a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
         for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
             rows_all.append([label] + row)
+    _floor(ctx, standing)
     for n, rt in ctx.rts.items():
         _force_delete(rt, *standing[n])
 
@@ -258,6 +259,25 @@ def bench_verbs(ctx: Ctx):
                        ["runtime", "VmRSS MB", "Pss MB"], rows,
                        ["read from /proc/PID/status and /proc/PID/smaps_rollup of the pid in --pid-file, "
                         "20 ms after create returned; median over the create rounds"])
+
+
+def _floor(ctx: Ctx, standing: dict):
+    """What every pyrunc verb pays before its own code, next to whole
+    `state` calls: the launcher's interpreter line doing nothing and ending
+    as the verbs do (os._exit), interleaved with pyrunc's and runc's
+    `state` of a created container."""
+    a = ctx.args
+    floor = [*H.python_command(PYRUNC)[:-1], "import posix; posix._exit(0)"]
+    variants = {"interpreter floor (no pyrunc code)": lambda: H.run(floor)}
+    for n in ("pyrunc", "runc"):
+        variants[f"{n} state"] = lambda rt=ctx.rts[n]: rt.run("state", standing[rt.name][0])
+    s = H.interleaved({k: (lambda fn=fn: {"wall": fn().wall}) for k, fn in variants.items()},
+                      a.rounds, a.warmup)["wall"]
+    rows = [[k, H.fmt_ms(s.med(k)), H.fmt_ms(min(s.values(k))), H.fmt_ms(max(s.values(k))),
+             "-" if k == "runc state" else H.fmt_ratio(s.ratio(k, "runc state"))] for k in variants]
+    ctx.report.section(f"Runtime: the interpreter floor against `state` ({a.rounds} rounds, {a.warmup} warm-up)",
+                       ["command", "median ms", "min", "max", "/runc state"], rows,
+                       [f"floor: {' '.join(floor[:-2])} -c 'import posix; posix._exit(0)'"])
 
 
 def bench_many_cycles(ctx: Ctx):
