@@ -22,7 +22,8 @@ since our own one already has processes); no path means the container id
 as a relative path.
 
 Only this module loads at import, so that `state` and `kill` can call
-surely_thawed(), and `ps` pids(), for the price of one small module: .common (where
+surely_thawed() for the price of one small module (and `ps` pids(), with
+.procs, the reader the managers share): .common (where
 CgroupError lives), the managers, writers and bpf code are imported when
 first used.
 """
@@ -203,6 +204,7 @@ def pids(state: dict) -> list[int]:
     describes and in its sub-cgroups, across hierarchies, sorted: what the
     manager's pids() returns, read without loading a manager (containerd's
     shim asks for them with `ps --format json`)."""
+    from .procs import tree_pids
     version = state.get("version")
     if version == "v2":
         return tree_pids([state["path"]])
@@ -212,25 +214,6 @@ def pids(state: dict) -> list[int]:
             dirs.append(state["unified"])
         return tree_pids(dirs)
     return manager_from_state(state).pids()  # (an unknown version: its error)
-
-
-def tree_pids(dirs: list[str]) -> list[int]:
-    """The pids in the cgroup.procs of each cgroup directory in `dirs` and
-    of every one below it (runc's GetAllPids), sorted and each once. A
-    directory that is gone, or goes while it is read, has none."""
-    seen: set[int] = set()
-    for top in dirs:
-        for cur, _dirs, _files in os.walk(top):
-            try:
-                with open(cur + "/cgroup.procs", "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                from errno import ENODEV, ENOENT  # (an error path: the hot verbs never load errno)
-                if e.errno in (ENOENT, ENODEV):
-                    continue
-                raise
-            seen.update(int(x) for x in data.split())
-    return sorted(seen)
 
 
 def features() -> dict:

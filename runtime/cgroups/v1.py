@@ -6,7 +6,7 @@ import time
 
 # The writers are imported inside the methods that need them: delete,
 # pause and ps only reopen a manager and never pay for parsing them.
-from . import tree_pids
+from .procs import tree_pids
 from .base import Manager, empty_stats, runc_shape
 from .common import (ENODEV, ENOENT, CgroupError, create_v2_path, hugepage_sizes, kill_pids,
                      read_file, refuse_frozen, remove_if_empty, remove_paths, wait_empty, write_file)

@@ -3,7 +3,7 @@
 from runtime.toolkit import os_lite as os
 import time
 
-from . import tree_pids
+from .procs import tree_pids
 from .base import Manager, empty_stats, runc_shape
 from .common import (ENODEV, ENOENT, CgroupError, create_v2_path, hugepage_sizes, kill_pids,
                      read_file, read_kv, refuse_frozen, remove_if_empty, remove_paths, wait_empty, write_file)

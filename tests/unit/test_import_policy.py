@@ -30,8 +30,9 @@ ALLOWED = (
     | _names("runtime._schema_checks", "re")
     # the cgroups package stays light for `state`: .common and the managers
     # load only when a verb opens a manager
-    # (and errno only on pids()' error path)
-    | _names("runtime.cgroups", "errno.ENODEV", "errno.ENOENT")
+    # (and pids()' reader, which imports errno only on its error path)
+    | _names("runtime.cgroups", "runtime.cgroups.procs.tree_pids")
+    | _names("runtime.cgroups.procs", "errno.ENODEV", "errno.ENOENT")
     | _names("runtime.cgroups", "runtime.cgroups.common.CgroupError", "runtime.cgroups.common.clean_path",
              "runtime.cgroups.common.own_cgroups", "runtime.cgroups.common.read_mountinfo",
              "runtime.cgroups.v1.V1Manager", "runtime.cgroups.v2.V2Manager")
