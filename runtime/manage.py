@@ -82,6 +82,7 @@ def _capture(argv: list[str]) -> tuple[int, str, str]:
         os.close(out_w)
         os.close(err_w)
     got: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    done = False
     try:
         poll = select.poll()
         for fd in got:
@@ -95,10 +96,21 @@ def _capture(argv: list[str]) -> tuple[int, str, str]:
                 else:
                     poll.unregister(fd)
                     left -= 1
+        done = True
     finally:
         os.close(out_r)
         os.close(err_r)
-        status = os.waitpid(pid, 0)[1]
+        if not done:  # interrupted: end the child rather than wait for it (subprocess.run's way)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            status = os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            # Reaped by someone else in this process (SIGCHLD ignored, a
+            # subreaper's wait loop): subprocess takes that as success.
+            status = 0
     return (os.waitstatus_to_exitcode(status), b"".join(got[out_r]).decode("utf-8", "surrogateescape"),
             b"".join(got[err_r]).decode("utf-8", "surrogateescape"))
 

@@ -143,3 +143,49 @@ def test_pids_of_a_cgroup_that_is_gone_are_none_and_other_errors_are_raised(tmp_
     from runtime.cgroups.common import CgroupError
     with pytest.raises(CgroupError, match="unknown cgroup manager state version"):
         cgroups.pids({"version": "v9"})
+
+
+def test_ps_whose_exit_status_another_waiter_took_still_answers(tmp_path, child):
+    """A caller in the same process that reaps every child (SIGCHLD
+    ignored, or a subreaper's wait loop, as a shim has) takes ps's status
+    first: the table is still printed, as subprocess treats that case."""
+    root = _container(tmp_path, [child])
+    prog = ("import sys; sys.path.insert(0, %r)\n"
+            "import _signal; _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)\n"
+            "from runtime import cli\n"
+            "sys.exit(cli._dispatch(['--root', %r, 'ps', 'c1']))" % (REPO, root))
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert [int(ln.split()[1]) for ln in out.stdout.splitlines()[1:]] == [child]
+
+
+def test_ps_interrupted_while_reading_kills_ps(tmp_path, child, monkeypatch):
+    """An exception while ps's output is read (say, Ctrl-C) ends ps and
+    reaps it, as subprocess.run does, and closes both pipes."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ps").write_text("#!/bin/sh\necho \"  PID CMD\"\nexec sleep 5\n")
+    (fake / "ps").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    root = _container(tmp_path, [child])
+    seen = {}
+    real_read = manage.os.read
+
+    def read(fd, n):
+        data = real_read(fd, n)
+        if data:
+            raise KeyboardInterrupt
+        return data
+    real_waitpid = manage.os.waitpid
+
+    def waitpid(pid, flags):
+        seen["pid"], seen["status"] = pid, real_waitpid(pid, flags)[1]
+        return pid, seen["status"]
+    monkeypatch.setattr(manage.os, "read", read, raising=False)
+    monkeypatch.setattr(manage.os, "waitpid", waitpid, raising=False)
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(KeyboardInterrupt):
+        manage.ps_table(root, "c1", [])
+    assert set(os.listdir("/proc/self/fd")) <= before
+    assert os.WIFSIGNALED(seen["status"]) and os.WTERMSIG(seen["status"]) == 9  # killed, not waited out
+    assert not os.path.exists(f"/proc/{seen['pid']}")  # and reaped
