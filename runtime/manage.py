@@ -4,8 +4,6 @@ from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
 import _signal as signal  # the C module: `signal` imports enum
 import posix
-import _signal as signal  # the C module: `signal` imports enum
-import posix
 import sys
 import time
 
@@ -58,12 +56,15 @@ def ps_table(root: str, cid: str, ps_args: list[str]) -> str:
 
 def _capture(argv: list[str]) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of `argv`, found on PATH and run with
-    this process's environment and stdin, SIGPIPE and SIGXFSZ back at their
-    defaults, and no fd of ours but the two pipes: what
-    subprocess.run(capture_output=True) does, without importing subprocess
-    (and with it os, threading and selectors, which cost `ps` more than the
-    rest of it). The output is decoded as UTF-8 with surrogateescape, so
-    that printing it writes ps's bytes as they were."""
+    this process's environment and stdin and SIGPIPE and SIGXFSZ back at
+    their defaults: what subprocess.run(capture_output=True) does, without
+    importing subprocess (and with it os, threading and selectors, which
+    cost `ps` more than the rest of it). Of our fds the child gets the two
+    pipes only, as everything Python opens is close-on-exec; unlike
+    subprocess, an fd our own caller left open without close-on-exec is
+    not closed (runc's ps leaves those alone too). The output is decoded
+    as UTF-8 with surrogateescape, so that printing it writes ps's bytes as
+    they were."""
     import select
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

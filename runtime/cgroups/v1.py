@@ -4,8 +4,8 @@
 from runtime.toolkit import os_lite as os
 import time
 
-# The writers are imported inside the methods that need them: delete,
-# pause and ps only reopen a manager and never pay for parsing them.
+# The writers are imported inside the methods that need them: delete and
+# pause only reopen a manager and never pay for parsing them.
 from .procs import tree_pids
 from .base import Manager, empty_stats, runc_shape
 from .common import (ENODEV, ENOENT, CgroupError, create_v2_path, hugepage_sizes, kill_pids,
