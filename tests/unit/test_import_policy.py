@@ -30,6 +30,9 @@ ALLOWED = (
     | _names("runtime._schema_checks", "re")
     # the cgroups package stays light for `state`: .common and the managers
     # load only when a verb opens a manager
+    # (and pids()' reader, which imports errno only on its error path)
+    | _names("runtime.cgroups", "runtime.cgroups.procs.tree_pids")
+    | _names("runtime.cgroups.procs", "errno.ENODEV", "errno.ENOENT")
     | _names("runtime.cgroups", "runtime.cgroups.common.CgroupError", "runtime.cgroups.common.clean_path",
              "runtime.cgroups.common.own_cgroups", "runtime.cgroups.common.read_mountinfo",
              "runtime.cgroups.v1.V1Manager", "runtime.cgroups.v2.V2Manager")
@@ -74,7 +77,7 @@ ALLOWED = (
              "runtime.hooks.run_hooks", "shutil")
     | _names("runtime.log", "runtime.toolkit.fastjson")
     | _names("runtime.manage", "runtime.caps", "runtime.rootfs", "runtime.seccomp", "runtime.validate.validate_config",
-             "runtime.version.SPEC_VERSION", "runtime.version.VERSION", "select", "subprocess")
+             "runtime.version.SPEC_VERSION", "runtime.version.VERSION", "select")
     | _names("runtime.netdev", "subprocess")
     | _names("runtime.seccomp", "posix", "runtime.toolkit.ffi", "runtime.toolkit.os_lite", "struct")
     | _names("runtime.spawn", "runtime.lifecycle.exit_code")
