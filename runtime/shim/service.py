@@ -548,21 +548,18 @@ class Service:
         return resp
 
     def pause(self, r, reply):
-        c = self._container(r.id)
-        try:
-            manage.pause(c.root, c.id)
-        except rerrors.RuntimeFailure as e:
-            raise _runtime_error("pause", e) from None
-        self.publish("/tasks/paused", "TaskPaused", container_id=c.id)
-        return pb.get(pb.EMPTY)()
+        return self._freezer(r.id, manage.pause, "pause", "/tasks/paused", "TaskPaused")
 
     def resume(self, r, reply):
-        c = self._container(r.id)
+        return self._freezer(r.id, manage.resume, "resume", "/tasks/resumed", "TaskResumed")
+
+    def _freezer(self, cid: str, op, verb: str, topic: str, event: str):
+        c = self._container(cid)
         try:
-            manage.resume(c.root, c.id)
+            op(c.root, c.id)
         except rerrors.RuntimeFailure as e:
-            raise _runtime_error("resume", e) from None
-        self.publish("/tasks/resumed", "TaskResumed", container_id=c.id)
+            raise _runtime_error(verb, e) from None
+        self.publish(topic, event, container_id=c.id)
         return pb.get(pb.EMPTY)()
 
     def close_io(self, r, reply):

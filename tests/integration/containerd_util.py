@@ -127,10 +127,19 @@ def shim_pids(address: str, cid: str | None = None, kind: str | None = None) -> 
                 found.append(pid)
     # pyrunc's shim forks the container's init (and exec stages), which
     # keep its name and command line until they exec: not shims themselves.
-    return [p for p in found if _ppid(p) not in found]
+    return [p for p in found if ppid(p) not in found]
 
 
-def _ppid(pid: int) -> int:
+def alive(pid: int) -> bool:
+    """pid runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def ppid(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return int(f.read().rsplit(")", 1)[1].split()[1])

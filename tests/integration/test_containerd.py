@@ -29,8 +29,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from containerd_util import (PYRUNC, PYRUNC_SHIM_ROOT, PYRUNC_SHIM_RUNTIME,  # noqa: E402
-                             Containerd, PtyProcess, cgroup_dirs_named,
-                             is_pyrunc_state, kill_pids, mounts_under, push_busybox,
+                             Containerd, PtyProcess, alive, cgroup_dirs_named,
+                             is_pyrunc_state, kill_pids, mounts_under, ppid, push_busybox,
                              remove_cgroup_tree, runtime_state, shim_pids, short_tmpdir,
                              unmount_all, wait_for)
 from registry_util import start_registry  # noqa: E402
@@ -596,18 +596,11 @@ def test_kill_all_sigkill(cd):
     assert p.returncode == 0, p.stderr
     cd.wait_status(cid, "STOPPED")
     # every process of the container, the exec'd one included, got SIGKILL
-    wait_for(lambda: not any(_alive(x) for x in pids), what="all container processes gone")
+    wait_for(lambda: not any(alive(x) for x in pids), what="all container processes gone")
     p = cd.ctr("task", "delete", cid)
     assert p.returncode == 0, p.stderr
     cd.ctr("containers", "delete", cid, check=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
 
 
 def test_delete_running_task_refused_then_forced(cd):
@@ -615,10 +608,10 @@ def test_delete_running_task_refused_then_forced(cd):
     pid = cd.tasks()[cid][0]
     p = cd.ctr("task", "delete", cid)
     assert p.returncode != 0
-    assert cd.status(cid) == "RUNNING" and _alive(pid)
+    assert cd.status(cid) == "RUNNING" and alive(pid)
     p = cd.ctr("task", "delete", "-f", cid)
     assert p.returncode == 0, p.stderr
-    assert not _alive(pid)
+    assert not alive(pid)
     cd.ctr("containers", "delete", cid, check=True)
 
 
@@ -676,10 +669,6 @@ def test_memory_limit_and_metrics(cd):
 # pyrunc's own shim (containerd-shim-pyrunc-v1)
 # ---------------------------------------------------------------------------
 
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
 
 class Events:
     """`ctr events` in the background; topics() is what it printed."""
@@ -711,7 +700,7 @@ def test_pyrunc_shim_is_the_parent_of_its_processes(pcd):
     pid = pcd.tasks()[cid][0]
     shims = shim_pids(pcd.cd.address, cid)
     assert len(shims) == 1
-    assert _ppid(pid) == shims[0]
+    assert ppid(pid) == shims[0]
     p = pcd.spawn(pcd.ctr_cmd("task", "exec", "--exec-id", "e1", cid, "sleep", "60"))
     got = []
 
@@ -719,7 +708,7 @@ def test_pyrunc_shim_is_the_parent_of_its_processes(pcd):
         for d in os.listdir("/proc"):
             if d.isdigit() and int(d) != pid:
                 try:
-                    if _ppid(int(d)) == shims[0] and os.readlink(f"/proc/{d}/exe").endswith("busybox"):
+                    if ppid(int(d)) == shims[0] and os.readlink(f"/proc/{d}/exe").endswith("busybox"):
                         got.append(int(d))
                         return True
                 except OSError:
@@ -741,7 +730,7 @@ def test_pyrunc_shim_forked_by_its_zygote(pcd):
     second = _run_detached(pcd)
     shim = shim_pids(pcd.cd.address, second)
     assert len(shim) == 1
-    parent = _ppid(shim[0])
+    parent = ppid(shim[0])
     with open(f"/proc/{parent}/comm") as f:
         assert f.read().strip() == "pyrunc-zygote"
     with open(f"/proc/{shim[0]}/smaps_rollup") as f:
@@ -810,18 +799,11 @@ def test_pyrunc_shim_sigkilled_containerd_cleans_up(pcd):
     assert len(shims) == 1
     os.kill(shims[0], 9)
     wait_for(lambda: cid not in pcd.tasks(), timeout=30, what="containerd's clean-up of the task")
-    wait_for(lambda: _is_zombie_or_gone(pid), timeout=10, what="the container's init to be gone")
+    wait_for(lambda: not alive(pid), timeout=10, what="the container's init to be gone")
     wait_for(lambda: runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None, timeout=10,
              what="the runtime state to be removed")
     pcd.ctr("containers", "delete", cid, check=True)
 
-
-def _is_zombie_or_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 def test_pyrunc_shim_create_error_is_pyruncs(pcd):
@@ -850,7 +832,7 @@ def test_pyrunc_shim_groups_containers(pcd):
     all_shims = shim_pids(pcd.cd.address)
     assert len(all_shims) == 1, all_shims
     for cid in ids:
-        assert _ppid(pcd.tasks()[cid][0]) == all_shims[0]
+        assert ppid(pcd.tasks()[cid][0]) == all_shims[0]
     _stop_and_delete(pcd, ids[0])
     p = pcd.ctr("task", "exec", "--exec-id", "e1", ids[1], "echo", "still-here")
     assert p.returncode == 0 and p.stdout == "still-here\n", p.stderr
@@ -903,7 +885,7 @@ def test_pyrunc_shim_killed_mid_create_leaves_nothing(pcd):
              and not os.path.isdir(os.path.join(PYRUNC_SHIM_ROOT, NS, cid)), timeout=30,
              what="the runtime state to be removed")
     if init:
-        wait_for(lambda: _is_zombie_or_gone(init), timeout=10, what="the half-made init to be gone")
+        wait_for(lambda: not alive(init), timeout=10, what="the half-made init to be gone")
     wait_for(lambda: not cgroup_dirs_named(cid), timeout=10, what="its cgroups to be removed")
     pcd.ctr_quiet("containers", "delete", cid)
 

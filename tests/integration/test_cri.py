@@ -36,7 +36,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from containerd_util import (PYRUNC, PYRUNC_SHIM, REPO, SHIM, Containerd,  # noqa: E402
-                             any_shim_pids, busybox_image_layers, cgroup_dirs_named, cri_plugin_toml,
+                             alive, any_shim_pids, busybox_image_layers, cgroup_dirs_named, cri_plugin_toml,
                              is_pyrunc_state, kill_pids, make_netns, mounts_under, pids_matching,
                              remove_cgroup_tree, runtime_state, shim_pids, short_tmpdir,
                              unmount_all, wait_for, write_docker_archive)
@@ -270,7 +270,7 @@ class Pods:
             if os.path.isdir(cache):
                 found += [f"CNI cache {cache}/{f}" for f in os.listdir(cache) if i in f]
         found += [f"pod netns {p}" for p in self.netns_paths if os.path.exists(p)]
-        found += [f"pid {p} alive" for p in self.pids if _alive(p)]
+        found += [f"pid {p} alive" for p in self.pids if alive(p)]
         found += [f"link {ln} in containerd's netns" for ln in env.containerd_links() if ln != "lo"]
         if os.path.isdir(env.ipam):
             for d, _dn, files in os.walk(env.ipam):
@@ -287,7 +287,7 @@ class Pods:
         self.env.cd.cleanup_namespace(NS, images=False)
         for i in self.ids():
             kill_pids(any_shim_pids(self.env.cd.address, i))
-        kill_pids([p for p in self.pids if _alive(p)])
+        kill_pids([p for p in self.pids if alive(p)])
 
 
 def _cmdline(pid: int) -> list[bytes]:
@@ -297,13 +297,6 @@ def _cmdline(pid: int) -> list[bytes]:
     except OSError:
         return []
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
 
 
 @pytest.fixture
@@ -540,7 +533,7 @@ def test_pod_and_containers_lifecycle(pods, env, handler):
     ast, _ = pods.status(app)
     assert m.ContainerState.Name(ast.state) == "CONTAINER_EXITED"
     assert (ast.exit_code, ast.reason) == (3, "Error")  # the trap ran: SIGTERM came first
-    assert not _alive(app_pid)
+    assert not alive(app_pid)
     assert ("stdout", "F", "got-term") in read_log(log)
     listed = {c.id: m.ContainerState.Name(c.state)
               for c in cri.ListContainers(filter={"pod_sandbox_id": sid}).containers}
@@ -562,7 +555,7 @@ def test_pod_and_containers_lifecycle(pods, env, handler):
     cri.StopPodSandbox(pod_sandbox_id=sid)
     st, _ = pods.sandbox_info(sid)
     assert m.PodSandboxState.Name(st.state) == "SANDBOX_NOTREADY"
-    assert not _alive(pause_pid)
+    assert not alive(pause_pid)
     assert not os.path.exists(netns), "the pod netns outlived StopPodSandbox"
     assert env.containerd_links() == ["lo"]  # CNI DEL removed the pod's veth
     cri.RemovePodSandbox(pod_sandbox_id=sid)
@@ -595,7 +588,7 @@ def test_remove_pod_with_running_container(pods, env, handler):
     with pytest.raises(grpc.RpcError) as ei:
         pods.cri.ContainerStatus(container_id=c)
     assert ei.value.code() == grpc.StatusCode.NOT_FOUND
-    assert not any(_alive(p) for p in pods.pids)
+    assert not any(alive(p) for p in pods.pids)
     wait_for(lambda: not pods.leftovers(), timeout=15, what="nothing of the pod left")
 
 
