@@ -20,7 +20,7 @@ CFLAGS = ["-Os", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector
           "-fno-asynchronous-unwind-tables", "-fno-pie", "-no-pie", "-s",
           "-Wl,--build-id=none", "-Wl,-z,noexecstack"]
 # command -> the module whose main() it runs
-COMMANDS = {"pyrunc": "runtime.cli", "pyimg": "imagetool.cli"}
+COMMANDS = {"pyrunc": "runtime.cli", "pyimg": "imagetool.cli", "containerd-shim-pyrunc-v1": "runtime.shim.main"}
 LAUNCHER = "runtime/launcher.c"
 
 

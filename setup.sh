@@ -49,9 +49,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 # The install also builds pyrunc-exec from runtime/exechelper.c, and the
-# `pyrunc` and `pyimg` commands in .venv/bin from runtime/launcher.c: they
-# start the interpreter with no site processing, and (for this editable
-# install) this checkout first on sys.path (docs/performance.md).
+# `pyrunc`, `pyimg` and `containerd-shim-pyrunc-v1` commands in .venv/bin
+# from runtime/launcher.c: they start the interpreter with no site
+# processing, and (for this editable install) this checkout first on
+# sys.path (docs/performance.md).
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 # Byte-compile now: every pyrunc call is a fresh interpreter, and compiling
 # the sources on each call (e.g. with PYTHONDONTWRITEBYTECODE set) costs more
@@ -60,7 +61,7 @@ fi
 # PYRUNC_SETUP_LINKS=0 leaves /usr/local/bin alone (a second checkout, such
 # as a git worktree, gets its own .venv without taking over the commands).
 if [ "${PYRUNC_SETUP_LINKS:-1}" != 0 ]; then
-    for b in pyrunc pyimg just; do
+    for b in pyrunc pyimg containerd-shim-pyrunc-v1 just; do
         ln -sf "$PWD/.venv/bin/$b" "/usr/local/bin/$b"
     done
 fi

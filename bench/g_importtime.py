@@ -117,6 +117,9 @@ def run(args, report: H.Report):
         spid = wait_pid_file(pf)
         rt.run("start", scid)
         results.append(prof("exec", lambda: (["exec", scid, "/bin/true"], None)))
+        results.append(prof("ps --format json", lambda: (["ps", "--format", "json", scid], None)))
+        results.append(prof("ps (table)", lambda: (["ps", scid], None)))
+        results.append(prof("pause", lambda: (["pause", scid], None), lambda _c: rt.run("resume", scid)))
         rt.run("delete", "--force", scid, check=False)
         H.reaper().wait(spid, 30)
 
@@ -138,12 +141,16 @@ def run(args, report: H.Report):
         mods = parse(res.err.decode(errors="replace"))
     results.append(("pyimg images (empty store)", H.median(walls), mods))
 
-    # baselines: the interpreter alone
+    # baselines: the interpreter alone. The floor of every verb is the
+    # launcher's interpreter line doing nothing and ending as the verbs do
+    # (os._exit, no teardown).
     base_rows = []
+    floor = [*H.python_command(PYRUNC)[:-1], "import posix; posix._exit(0)"]
     for label, argv in (("python -c pass (venv)", [PY, "-c", "pass"]),
                         ("python -I -S -c pass", [PY, "-I", "-S", "-c", "pass"]),
+                        (f"python {' '.join(H.python_flags(PYRUNC))} -c 'posix._exit(0)' (the floor)", floor),
                         ("pyrunc --version (as installed)", [PYRUNC, "--version"])):
-        walls = [H.run(argv).wall for _ in range(7)]
+        walls = [H.run(argv).wall for _ in range(21)]
         base_rows.append([label, H.fmt_ms(H.median(walls))])
 
     rows = []
@@ -175,4 +182,4 @@ def run(args, report: H.Report):
                     "so without it every call would compile)"])
     report.section("Import time: biggest single modules (self time) on the hot verbs",
                    ["verb", "module", "self ms", "cumulative ms"], detail)
-    report.section("Interpreter start-up alone (median of 7)", ["command", "wall ms"], base_rows)
+    report.section("Interpreter start-up alone (median of 21)", ["command", "wall ms"], base_rows)

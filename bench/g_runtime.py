@@ -192,6 +192,7 @@ def bench_verbs(ctx: Ctx):
                           a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
         for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
             rows_all.append([label] + row)
+    _floor(ctx, standing)
     for n, rt in ctx.rts.items():
         _force_delete(rt, *standing[n])
 
@@ -209,13 +210,41 @@ def bench_verbs(ctx: Ctx):
             rt.run("start", cid)
             running[n] = (cid, pid)
 
+        def timed(res):
+            return {"wall": res.wall, "rss": res.maxrss_kb, "cpu": res.cpu}
+
         def v_exec(rt):
-            e = rt.run("exec", running[rt.name][0], "/bin/true")
-            return {"wall": e.wall, "rss": e.maxrss_kb, "cpu": e.cpu}
-        s = H.interleaved({n: (lambda rt=rt: v_exec(rt)) for n, rt in ctx.rts.items()},
-                          a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
-        for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
-            rows_all.append(["exec /bin/true (running container)"] + row)
+            return timed(rt.run("exec", running[rt.name][0], "/bin/true"))
+
+        def v_ps_json(rt):
+            # what containerd's runc shim runs for a task's pids
+            return timed(rt.run("ps", "--format", "json", running[rt.name][0]))
+
+        def v_ps_table(rt):
+            return timed(rt.run("ps", running[rt.name][0]))
+
+        def v_pause(rt):
+            p = rt.run("pause", running[rt.name][0])
+            rt.run("resume", running[rt.name][0])
+            return timed(p)
+
+        def v_resume(rt):
+            rt.run("pause", running[rt.name][0])
+            return timed(rt.run("resume", running[rt.name][0]))
+
+        def v_state_running(rt):
+            return timed(rt.run("state", running[rt.name][0]))
+
+        for label, fn in (("exec /bin/true (running container)", v_exec),
+                          ("state (running container)", v_state_running),
+                          ("ps --format json (running container)", v_ps_json),
+                          ("ps, table (running container)", v_ps_table),
+                          ("pause (running container)", v_pause),
+                          ("resume (paused container)", v_resume)):
+            s = H.interleaved({n: (lambda rt=rt, fn=fn: fn(rt)) for n, rt in ctx.rts.items()},
+                              a.rounds, a.warmup, metrics=("wall", "rss", "cpu"))
+            for row in _rows(ctx, s, ctx.rts, extra=lambda v, s=s: [H.fmt_ms(s["cpu"].med(v))]):
+                rows_all.append([label] + row)
         for n, rt in ctx.rts.items():
             _force_delete(rt, *running[n])
     ctx.report.section(f"Runtime: each verb alone ({a.rounds} rounds, {a.warmup} warm-up)",
@@ -230,6 +259,25 @@ def bench_verbs(ctx: Ctx):
                        ["runtime", "VmRSS MB", "Pss MB"], rows,
                        ["read from /proc/PID/status and /proc/PID/smaps_rollup of the pid in --pid-file, "
                         "20 ms after create returned; median over the create rounds"])
+
+
+def _floor(ctx: Ctx, standing: dict):
+    """What every pyrunc verb pays before its own code, next to whole
+    `state` calls: the launcher's interpreter line doing nothing and ending
+    as the verbs do (os._exit), interleaved with pyrunc's and runc's
+    `state` of a created container."""
+    a = ctx.args
+    floor = [*H.python_command(PYRUNC)[:-1], "import posix; posix._exit(0)"]
+    variants = {"interpreter floor (no pyrunc code)": lambda: H.run(floor)}
+    for n in ("pyrunc", "runc"):
+        variants[f"{n} state"] = lambda rt=ctx.rts[n]: rt.run("state", standing[rt.name][0])
+    s = H.interleaved({k: (lambda fn=fn: {"wall": fn().wall}) for k, fn in variants.items()},
+                      a.rounds, a.warmup)["wall"]
+    rows = [[k, H.fmt_ms(s.med(k)), H.fmt_ms(min(s.values(k))), H.fmt_ms(max(s.values(k))),
+             "-" if k == "runc state" else H.fmt_ratio(s.ratio(k, "runc state"))] for k in variants]
+    ctx.report.section(f"Runtime: the interpreter floor against `state` ({a.rounds} rounds, {a.warmup} warm-up)",
+                       ["command", "median ms", "min", "max", "/runc state"], rows,
+                       [f"floor: {' '.join(floor[:-2])} -c 'import posix; posix._exit(0)'"])
 
 
 def bench_many_cycles(ctx: Ctx):

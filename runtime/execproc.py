@@ -32,7 +32,9 @@ class ExecOptions:
                  cwd: str | None = None, env: list[str] | None = None, user: str | None = None,
                  additional_gids: list[str] | None = None, caps: list[str] | None = None,
                  no_new_privs: bool = False, preserve_fds: int = 0, ignore_paused: bool = False,
-                 cgroup: list[str] | None = None):
+                 cgroup: list[str] | None = None, console=None):
+        # console: a connected socket to send the terminal's master to, in
+        # place of console_socket (the shim's in-process exec).
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -195,6 +197,29 @@ def _set_affinity(pid: int, cpus: set[int], field: str) -> None:
 def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     """Run the process; with --detach return once it execs (0), else wait and
     return its exit code."""
+    exec_pid, pair = _launch(root, cid, o)
+    if o.detach:
+        return 0
+    fwd = spawn.install_forwarding(exec_pid)
+    if pair is not None:
+        pair[1].close()
+        _, fds = sync.recv_fds(pair[0], 1024, 1)
+        pair[0].close()
+        from runtime import tty
+        return tty.proxy(fds[0], exec_pid, fwd)
+    return _wait(exec_pid)
+
+
+def exec_detached(root: str, cid: str, o: ExecOptions) -> int:
+    """exec --detach, returning the process's pid once it has exec'd: our
+    child, whose exit status is ours to reap (the shim's call)."""
+    o.detach = True
+    return _launch(root, cid, o)[0]
+
+
+def _launch(root: str, cid: str, o: ExecOptions):
+    """Start the process; returns its pid and, for a terminal without a
+    console socket, the socketpair its master comes through."""
     data = st.load(root, cid)
     status = st.status(data)
     if status == "stopped":
@@ -203,7 +228,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
         raise InvalidState("cannot exec in a paused container (use --ignore-paused)")
     proc = build_process(data, o)
     sub_dirs = sub_cgroup_dirs(data.get("cgroup"), sub_cgroup_paths(o.cgroup)) if o.cgroup else None
-    if proc.get("terminal") and o.detach and not o.console_socket:
+    if proc.get("terminal") and o.detach and not o.console_socket and o.console is None:
         raise RuntimeFailure("cannot allocate tty if runc will detach without setting console socket")
     if not proc.get("terminal") and o.console_socket:
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
@@ -215,6 +240,8 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
     if proc.get("terminal"):
         if o.console_socket:
             console_fd = spawn.connect_console(o.console_socket, low)
+        elif o.console is not None:
+            console_fd = spawn.dup_above(os.dup(o.console.fileno()), low)
         else:
             pair = sync.socketpair()
             console_fd = spawn.dup_above(os.dup(pair[1].fileno()), low)
@@ -317,16 +344,7 @@ def exec_process(root: str, cid: str, o: ExecOptions) -> int:
         raise InitFailure(b"".join(chunks).decode(errors="replace"))
     if o.pid_file:
         spawn.write_pid_file(o.pid_file, exec_pid)
-    if o.detach:
-        return 0
-    fwd = spawn.install_forwarding(exec_pid)
-    if pair is not None:
-        pair[1].close()
-        _, fds = sync.recv_fds(pair[0], 1024, 1)
-        pair[0].close()
-        from runtime import tty
-        return tty.proxy(fds[0], exec_pid, fwd)
-    return _wait(exec_pid)
+    return exec_pid, pair
 
 
 def _wait(pid: int) -> int:

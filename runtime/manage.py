@@ -2,36 +2,43 @@
 resume, update, events; and `features`, which describes this build."""
 from runtime.toolkit import fastjson as json
 from runtime.toolkit import os_lite as os
+import _signal as signal  # the C module: `signal` imports enum
+import posix
 import sys
 import time
 
 from runtime import state as st
 from runtime.errors import InvalidState, RuntimeFailure
 from runtime import cgroups
-# Optional edges, imported by the one verb that uses each: subprocess (ps),
-# runtime.validate (update), select (events), caps/rootfs/seccomp/version
+# Optional edges, imported by the one verb that uses each: select (ps,
+# events), runtime.validate (update), caps/rootfs/seccomp/version
 # (features).
 
 
-def _manager(data: dict):
+def _cgroup(data: dict) -> dict:
+    """The container's cgroup state (a manager's to_state())."""
     if not data.get("cgroup"):
         raise RuntimeFailure(f"container {data['id']!r} has no cgroup")
-    return cgroups.manager_from_state(data["cgroup"])
+    return data["cgroup"]
+
+
+def _manager(data: dict):
+    return cgroups.manager_from_state(_cgroup(data))
 
 
 def pids(root: str, cid: str) -> list[int]:
-    data = st.load(root, cid)
-    return sorted(_manager(data).pids())
+    """The pids in the container's cgroup and its sub-cgroups, sorted (read
+    by the cgroups package without loading a manager)."""
+    return cgroups.pids(_cgroup(st.load(root, cid)))
 
 
 def ps_table(root: str, cid: str, ps_args: list[str]) -> str:
     """Run ps(1) with `ps_args` and keep the header and the container's lines."""
-    import subprocess
     wanted = set(pids(root, cid))
-    out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeFailure(f"ps: {out.stderr.strip()}")
-    lines = out.stdout.splitlines()
+    rc, out, err = _capture(["ps", *(ps_args or ["-ef"])])
+    if rc != 0:
+        raise RuntimeFailure(f"ps: {err.strip()}")
+    lines = out.splitlines()
     if not lines:
         return ""
     header = lines[0].split()
@@ -45,6 +52,68 @@ def ps_table(root: str, cid: str, ps_args: list[str]) -> str:
         if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
             keep.append(line)
     return "\n".join(keep)
+
+
+def _capture(argv: list[str]) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `argv`, found on PATH and run with
+    this process's environment and stdin and SIGPIPE and SIGXFSZ back at
+    their defaults: what subprocess.run(capture_output=True) does, without
+    importing subprocess (and with it os, threading and selectors, which
+    cost `ps` more than the rest of it). Of our fds the child gets the two
+    pipes only, as everything Python opens is close-on-exec; unlike
+    subprocess, an fd our own caller left open without close-on-exec is
+    not closed (runc's ps leaves those alone too). The output is decoded
+    as UTF-8 with surrogateescape, so that printing it writes ps's bytes as
+    they were."""
+    import select
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        # The environment os.environ holds when a caller in this process
+        # loaded os (and may have changed it), else the one we started with.
+        env = sys.modules["os"].environ if "os" in sys.modules else posix.environ
+        pid = os.posix_spawnp(argv[0], argv, env,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    got: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    done = False
+    try:
+        poll = select.poll()
+        for fd in got:
+            poll.register(fd, select.POLLIN)
+        left = len(got)
+        while left:
+            for fd, _ev in poll.poll():
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    got[fd].append(chunk)
+                else:
+                    poll.unregister(fd)
+                    left -= 1
+        done = True
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        if not done:  # interrupted: end the child rather than wait for it (subprocess.run's way)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            status = os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            # Reaped by someone else in this process (SIGCHLD ignored, a
+            # subreaper's wait loop): subprocess takes that as success.
+            status = 0
+    return (os.waitstatus_to_exitcode(status), b"".join(got[out_r]).decode("utf-8", "surrogateescape"),
+            b"".join(got[err_r]).decode("utf-8", "surrogateescape"))
 
 
 def pause(root: str, cid: str) -> None:

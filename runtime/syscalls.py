@@ -228,13 +228,23 @@ def close_range_cloexec(first: int) -> None:
         raise _err("close_range")
 
 
+OPENAT2_RETRIES = 32
+_EAGAIN = 11  # (asm-generic errno: every architecture pyrunc runs on)
+
+
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2); the caller owns (and closes) the returned fd."""
+    """openat2(2); the caller owns (and closes) the returned fd. With RESOLVE_*
+    scoping flags the kernel answers EAGAIN when a rename or a mount changed
+    the tree during the walk (it cannot then vouch for the result): the walk
+    is tried again, as runc's securejoin does, up to OPENAT2_RETRIES times."""
     how = _struct((flags | os.O_CLOEXEC, 8), (mode, 8), (resolve, 8))  # struct open_how
-    fd = _syscall(_NR["openat2"], dirfd, _b(path), how, len(how))
-    if fd < 0:
-        raise _err("openat2", path)
-    return fd
+    for _ in range(OPENAT2_RETRIES):
+        fd = _syscall(_NR["openat2"], dirfd, _b(path), how, len(how))
+        if fd >= 0:
+            return fd
+        if ctypes.get_errno() != _EAGAIN:
+            break
+    raise _err("openat2", path)
 
 
 AT_EACCESS = 0x200

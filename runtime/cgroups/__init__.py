@@ -8,6 +8,7 @@ Entry points:
     features()                               -> runtime-spec features linux.cgroup
     resolve_paths(...)                       -> where a container's cgroup lives
     surely_thawed(dict)                      -> the freezer file of a to_state() says "not frozen"
+    pids(dict)                               -> the pids of a to_state()'s cgroup and its sub-cgroups
 
 Manager methods: create, add_task, cgroup2_dir, join_self, apply, freeze,
 thaw, is_frozen, pids, stats, oom_watcher, oom_kill_count,
@@ -21,7 +22,8 @@ since our own one already has processes); no path means the container id
 as a relative path.
 
 Only this module loads at import, so that `state` and `kill` can call
-surely_thawed() for the price of one small module: .common (where
+surely_thawed() for the price of one small module (and `ps` pids(), with
+.procs, the reader the managers share): .common (where
 CgroupError lives), the managers, writers and bpf code are imported when
 first used.
 """
@@ -31,7 +33,7 @@ from runtime.toolkit import os_lite as os
 DEFAULT_ROOT = "/sys/fs/cgroup"
 
 __all__ = ["detect_layout", "open_manager", "manager_from_state", "features", "resolve_paths",
-           "surely_thawed"]
+           "surely_thawed", "pids"]
 
 
 def detect_layout(root: str = DEFAULT_ROOT, *, mountinfo: str = "/proc/self/mountinfo") -> str:
@@ -195,6 +197,23 @@ def surely_thawed(state: dict) -> bool:
             return f.read().strip() == thawed
     except OSError:
         return False
+
+
+def pids(state: dict) -> list[int]:
+    """Every pid in the cgroup that a manager's to_state() `state`
+    describes and in its sub-cgroups, across hierarchies, sorted: what the
+    manager's pids() returns, read without loading a manager (containerd's
+    shim asks for them with `ps --format json`)."""
+    from .procs import tree_pids
+    version = state.get("version")
+    if version == "v2":
+        return tree_pids([state["path"]])
+    if version in ("v1", "hybrid"):
+        dirs = list(dict.fromkeys((state.get("paths") or {}).values()))  # co-mounted controllers share one
+        if state.get("unified"):
+            dirs.append(state["unified"])
+        return tree_pids(dirs)
+    return manager_from_state(state).pids()  # (an unknown version: its error)
 
 
 def features() -> dict:

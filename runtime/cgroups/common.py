@@ -231,25 +231,6 @@ def _enable_all(d: str) -> None:
                 pass
 
 
-def read_procs(dirpath: str) -> list[int]:
-    """pids listed in dirpath/cgroup.procs (empty if the dir is gone)."""
-    try:
-        data = read_file(dirpath, "cgroup.procs")
-    except OSError as e:
-        if e.errno in (ENOENT, ENODEV):
-            return []
-        raise
-    return [int(x) for x in data.split()]
-
-
-def all_pids(dirpath: str) -> list[int]:
-    """pids in dirpath and every descendant cgroup (like runc GetAllPids)."""
-    pids: list[int] = []
-    for cur, dirs, _files in os.walk(dirpath):
-        pids.extend(read_procs(cur))
-    return pids
-
-
 def rmdir_tree(path: str) -> None:
     """Remove a cgroup dir and its sub-cgroups (deepest first).
 

@@ -4,10 +4,11 @@
 from runtime.toolkit import os_lite as os
 import time
 
-# The writers are imported inside the methods that need them: delete,
-# pause and ps only reopen a manager and never pay for parsing them.
+# The writers are imported inside the methods that need them: delete and
+# pause only reopen a manager and never pay for parsing them.
+from .procs import tree_pids
 from .base import Manager, empty_stats, runc_shape
-from .common import (ENODEV, ENOENT, CgroupError, all_pids, create_v2_path, hugepage_sizes, kill_pids,
+from .common import (ENODEV, ENOENT, CgroupError, create_v2_path, hugepage_sizes, kill_pids,
                      read_file, refuse_frozen, remove_if_empty, remove_paths, wait_empty, write_file)
 
 
@@ -243,14 +244,7 @@ class V1Manager(Manager):
     # --------------------------------------------------------------- pids
     def pids(self) -> list[int]:
         """Every pid in the container cgroup and below, across hierarchies."""
-        seen: set[int] = set()
-        for d in self._dirs():
-            try:
-                seen.update(all_pids(d))
-            except OSError as e:
-                if e.errno not in (ENOENT, ENODEV):
-                    raise
-        return sorted(seen)
+        return tree_pids(self._dirs())
 
     # -------------------------------------------------------------- stats
     def stats(self) -> dict:

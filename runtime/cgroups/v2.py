@@ -3,8 +3,9 @@
 from runtime.toolkit import os_lite as os
 import time
 
+from .procs import tree_pids
 from .base import Manager, empty_stats, runc_shape
-from .common import (ENODEV, ENOENT, CgroupError, all_pids, create_v2_path, hugepage_sizes, kill_pids,
+from .common import (ENODEV, ENOENT, CgroupError, create_v2_path, hugepage_sizes, kill_pids,
                      read_file, read_kv, refuse_frozen, remove_if_empty, remove_paths, wait_empty, write_file)
 
 
@@ -124,12 +125,7 @@ class V2Manager(Manager):
 
     # --------------------------------------------------------------- pids
     def pids(self) -> list[int]:
-        try:
-            return sorted(set(all_pids(self.path_)))
-        except OSError as e:
-            if e.errno in (ENOENT, ENODEV):
-                return []
-            raise
+        return tree_pids([self.path_])
 
     def stats(self) -> dict:
         from . import v2_writers as w2

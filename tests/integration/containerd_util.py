@@ -4,12 +4,20 @@
                                  state and sockets under `base` (a short temp
                                  dir), CRI disabled. .ctr(...) runs ctr
                                  against it; .stop() stops it.
+    Containerd(base, cri=cri_plugin_toml(...), netns=FILE, path=[DIR, ...])
+                                 the same with the CRI plugin on, run inside
+                                 the network namespace bound at FILE
+                                 (make_netns), with PATH=DIR:... (where it
+                                 finds shim binaries).
+    make_netns(path)             a new network namespace bound at path, lo up.
+    write_docker_archive(...)    a `docker save` archive for `ctr images import`.
     Containerd.cleanup_namespace(ns)
                                  kill and delete every task and container of
                                  a namespace, then its images (used in
                                  finally blocks, so tests leave nothing).
     shim_pids(address)           pids of containerd-shim-runc-v2 processes
                                  started by the containerd at `address`.
+    any_shim_pids(address)       every shim of that containerd, any binary.
     mounts_under(path)           mount points at or below path.
     cgroup_dirs_named(name)      every cgroup directory (v1 and v2) whose
                                  basename is name.
@@ -35,6 +43,9 @@ PYRUNC = os.environ.get("PYRUNC", os.path.join(REPO, ".venv", "bin", "pyrunc"))
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
 CTR = shutil.which("ctr") or "/usr/bin/ctr"
 SHIM = "containerd-shim-runc-v2"
+PYRUNC_SHIM = "containerd-shim-pyrunc-v1"
+PYRUNC_SHIM_RUNTIME = "io.containerd.pyrunc.v1"
+PYRUNC_SHIM_ROOT = "/run/containerd/pyrunc"  # its default runtime root (+ /NAMESPACE)
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -65,17 +76,80 @@ def pids_matching(pred) -> list[int]:
     return out
 
 
-def shim_pids(address: str, cid: str | None = None) -> list[int]:
-    """containerd-shim-runc-v2 processes of the containerd listening on
-    `address` (the shim gets it as `-address ADDR`), optionally only the one
-    serving container `cid` (`-id CID`)."""
-    def pred(cl):
-        if not cl or os.path.basename(cl[0]) != SHIM:
-            return False
-        if address not in cl:
-            return False
-        return cid is None or ("-id" in cl and cl[cl.index("-id") + 1] == cid)
-    return pids_matching(pred)
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def is_pyrunc_shim(pid: int, cl: list[str]) -> bool:
+    """containerd-shim-pyrunc-v1's serving process: its launcher runs the
+    interpreter on runtime.shim.main, and it names itself pyrunc-shim (a
+    shim forked by its zygote keeps the zygote's command line; the forks
+    that become a container's init or an exec do not have that name)."""
+    return (bool(cl) and any("runtime.shim.main" in a for a in cl[1:8])
+            and _comm(pid) == "pyrunc-shim")
+
+
+def shim_pids(address: str, cid: str | None = None, kind: str | None = None) -> list[int]:
+    """Shim processes of the containerd listening on `address`, optionally
+    only the one serving container `cid`: containerd-shim-runc-v2 by its
+    `-address ADDR` and `-id CID` arguments; containerd-shim-pyrunc-v1 by
+    its cwd, the task's bundle under that containerd's state dir
+    (BASE/state for Containerd(BASE), whose socket is BASE/c.sock).
+    kind: "runc" or "pyrunc" for one kind only."""
+    tasks = os.path.join(os.path.dirname(address), "state", "io.containerd.runtime.v2.task")
+    found = []
+    for n in os.listdir("/proc"):
+        if not n.isdigit():
+            continue
+        pid = int(n)
+        cl = _cmdline(pid)
+        if not cl:
+            continue
+        if os.path.basename(cl[0]) == SHIM:
+            if kind not in (None, "runc"):
+                continue
+            if address in cl and (cid is None or ("-id" in cl and cl[cl.index("-id") + 1] == cid)):
+                found.append(pid)
+        elif kind in (None, "pyrunc") and is_pyrunc_shim(pid, cl):
+            cwd = _cwd(pid)
+            if cwd.startswith(tasks + "/") and (cid is None or os.path.basename(cwd.split(" (deleted)")[0]) == cid):
+                found.append(pid)
+    # pyrunc's shim forks the container's init (and exec stages), which
+    # keep its name and command line until they exec: not shims themselves.
+    return [p for p in found if ppid(p) not in found]
+
+
+def alive(pid: int) -> bool:
+    """pid runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def any_shim_pids(address: str, cid: str | None = None) -> list[int]:
+    """Every shim of the containerd at `address`, of either kind."""
+    return shim_pids(address, cid)
 
 
 def mounts_under(path: str) -> list[str]:
@@ -197,7 +271,7 @@ CONFIG_TEMPLATE = """\
 version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [{disabled}]
 
 [grpc]
   address = "{sock}"
@@ -214,12 +288,70 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 """
 
 
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(str(v))  # a TOML basic string is a JSON string
+
+
+def cri_plugin_toml(*, sandbox_image: str, runtimes: dict, default_runtime: str, cni_conf_dir: str,
+                    cni_bin_dir: str = "/usr/lib/cni", stream_port: int = 10010, **more) -> str:
+    """The [plugins."io.containerd.grpc.v1.cri"] section (containerd 1.6's
+    names). runtimes: {handler: {"runtime_type": ..., "options": {...}}}.
+    Nothing in it reaches a network: the sandbox image must be imported
+    beforehand (it is used as found, never pulled), and the pods' network
+    is what the CNI config in cni_conf_dir sets up. Pod netns bind mounts
+    go under containerd's state dir, not the host's /var/run/netns.
+    `more` adds top-level keys of the section (e.g. disable_cgroup=True)."""
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    settings = {"sandbox_image": sandbox_image, "disable_apparmor": True, "enable_selinux": False,
+                "stream_server_address": "127.0.0.1", "stream_server_port": str(stream_port),
+                "netns_mounts_under_state_dir": True, "disable_tcp_service": True,
+                # the sandbox's oom_score_adj (-998) only as low as containerd's own:
+                # lowering it needs CAP_SYS_RESOURCE, which a container host may lack
+                "restrict_oom_score_adj": True, **more}
+    lines = [f"[{cri}]"] + [f"  {k} = {_toml(v)}" for k, v in settings.items()]
+    lines += [f"[{cri}.containerd]", '  snapshotter = "overlayfs"',
+              f"  default_runtime_name = {_toml(default_runtime)}"]
+    for name, rt in runtimes.items():
+        lines.append(f"[{cri}.containerd.runtimes.{_toml(name)}]")
+        lines.append(f"  runtime_type = {_toml(rt['runtime_type'])}")
+        if rt.get("options"):
+            lines.append(f"[{cri}.containerd.runtimes.{_toml(name)}.options]")
+            lines += [f"  {k} = {_toml(v)}" for k, v in rt["options"].items()]
+    lines += [f"[{cri}.cni]", f"  bin_dir = {_toml(cni_bin_dir)}", f"  conf_dir = {_toml(cni_conf_dir)}",
+              "  max_conf_num = 1"]
+    return "\n".join(lines) + "\n"
+
+
+def make_netns(path: str) -> str:
+    """A new network namespace kept alive by a bind mount at `path` (a
+    file, created), with its loopback up. Remove it by unmounting path."""
+    open(path, "a").close()
+    subprocess.run(["unshare", f"--net={path}", "true"], check=True, capture_output=True)
+    subprocess.run(["nsenter", f"--net={path}", "ip", "link", "set", "lo", "up"], check=True,
+                   capture_output=True)
+    return path
+
+
 class Containerd:
     """A private containerd. Sockets: BASE/c.sock (grpc), BASE/t.sock,
     BASE/d.sock. Data: BASE/root, BASE/state. Log: BASE/containerd.log."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, *, cri: str | None = None, netns: str | None = None,
+                 path: list[str] = ()):
+        """cri: the CRI plugin's config section (cri_plugin_toml), or None
+        for no CRI plugin; netns: a netns file (make_netns) that containerd,
+        and so its shims and CNI plugins, run in; path: containerd's PATH
+        (where it looks for shim binaries), if not ours."""
         self.base = base
+        self.cri = cri
+        self.netns = netns
+        self.path = list(path)
         self.root = os.path.join(base, "root")
         self.state = os.path.join(base, "state")
         self.address = os.path.join(base, "c.sock")
@@ -235,11 +367,19 @@ class Containerd:
         with open(self.config, "w") as f:
             f.write(CONFIG_TEMPLATE.format(root=self.root, state=self.state, sock=self.address,
                                            ttrpc=os.path.join(self.base, "t.sock"),
-                                           debug=os.path.join(self.base, "d.sock")))
+                                           debug=os.path.join(self.base, "d.sock"),
+                                           disabled="" if self.cri else '"io.containerd.grpc.v1.cri"'))
+            if self.cri:
+                f.write("\n" + self.cri)
+        cmd = [CONTAINERD, "--config", self.config]
+        if self.netns:
+            cmd = [shutil.which("nsenter") or "/usr/bin/nsenter", f"--net={self.netns}", "--", *cmd]
+        env = None
+        if self.path:
+            env = dict(os.environ, PATH=os.pathsep.join(self.path))
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([CONTAINERD, "--config", self.config],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True, env=env)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -341,7 +481,7 @@ class Containerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        kill_pids(shim_pids(self.address))
+        kill_pids(any_shim_pids(self.address))
         unmount_all(self.base)
 
     def destroy(self) -> None:
@@ -373,6 +513,32 @@ def busybox_image_layers() -> list[bytes]:
         symlinks={f"bin/{n}": "busybox" for n in EXTRA_APPLETS},
         dirs=["proc", "sys", "dev", "tmp", "root"])
     return [busybox_layer(), extra]
+
+
+def write_docker_archive(path: str, name: str, layers: list[bytes], config: dict) -> str:
+    """A `docker save` archive of one image (uncompressed layers) tagged
+    `name`, which `ctr images import` stores under that name (normalized:
+    docker.io/library/... for a short name)."""
+    import hashlib
+    import io
+    import tarfile
+    blobs = {}
+    layer_names = []
+    for layer in layers:
+        n = f"{hashlib.sha256(layer).hexdigest()}/layer.tar"
+        blobs[n] = layer
+        layer_names.append(n)
+    cfg = json.dumps(config).encode()
+    cfg_name = f"{hashlib.sha256(cfg).hexdigest()}.json"
+    blobs[cfg_name] = cfg
+    blobs["manifest.json"] = json.dumps([{"Config": cfg_name, "RepoTags": [name],
+                                          "Layers": layer_names}]).encode()
+    with tarfile.open(path, "w") as tf:
+        for n, data in blobs.items():
+            ti = tarfile.TarInfo(n)
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1_600_000_000
+            tf.addfile(ti, io.BytesIO(data))
+    return path
 
 
 def push_busybox(registry_host: str, repo: str = "busybox", tag: str = "latest", *,

@@ -21,14 +21,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from containerd_util import (PYRUNC, Containerd, PtyProcess, cgroup_dirs_named,  # noqa: E402
-                             is_pyrunc_state, kill_pids, mounts_under, push_busybox,
+from containerd_util import (PYRUNC, PYRUNC_SHIM_ROOT, PYRUNC_SHIM_RUNTIME,  # noqa: E402
+                             Containerd, PtyProcess, alive, cgroup_dirs_named,
+                             is_pyrunc_state, kill_pids, mounts_under, ppid, push_busybox,
                              remove_cgroup_tree, runtime_state, shim_pids, short_tmpdir,
                              unmount_all, wait_for)
 from registry_util import start_registry  # noqa: E402
@@ -44,6 +46,16 @@ pytestmark = [
 
 NS = f"pyrunc-it-{os.getpid()}"
 DEFAULT_RUNC_ROOT = "/run/containerd/runc"  # the shim's default --root parent
+
+# Every test runs under both shims: the runc shim with pyrunc as its runtime
+# binary, and pyrunc's own (containerd-shim-pyrunc-v1, runtime
+# io.containerd.pyrunc.v1), whose runtime state is under its default root.
+SHIMS = ["runc-shim", "pyrunc-shim"]
+
+
+@pytest.fixture(params=SHIMS)
+def shim(request):
+    return request.param
 
 
 class Env:
@@ -84,8 +96,10 @@ def env():
         shutil.rmtree(base, ignore_errors=True)
         remove_cgroup_tree(NS)
         shutil.rmtree(os.path.join(DEFAULT_RUNC_ROOT, NS), ignore_errors=True)
+        shutil.rmtree(os.path.join(PYRUNC_SHIM_ROOT, NS), ignore_errors=True)
         if not run_dir_existed:
-            for d in ("/run/containerd/s", "/run/containerd/runc", "/run/containerd/fifo",
+            for d in ("/run/containerd/s", "/run/containerd/runc", PYRUNC_SHIM_ROOT,
+                      "/run/containerd/fifo",
                       "/run/containerd"):
                 try:
                     os.rmdir(d)  # only if empty: never anything of someone else's
@@ -98,11 +112,12 @@ def env():
 class CtrSession:
     """Per-test view: ctr with pyrunc as the runtime, plus the ids used."""
 
-    def __init__(self, env: Env):
+    def __init__(self, env: Env, shim: str = "runc-shim"):
         self.env = env
         self.cd = env.cd
+        self.shim = shim
         self.ids: list[str] = []
-        self.runc_root = env.runc_root
+        self.runc_root = env.runc_root if shim == "runc-shim" else PYRUNC_SHIM_ROOT
         self.popen: list[subprocess.Popen] = []
         self.ptys: list[PtyProcess] = []
 
@@ -112,6 +127,8 @@ class CtrSession:
         return cid
 
     def runtime_flags(self, runc_root: str | None = "") -> list[str]:
+        if self.shim == "pyrunc-shim":
+            return ["--runtime", PYRUNC_SHIM_RUNTIME]
         root = self.runc_root if runc_root == "" else runc_root
         flags = ["--runc-binary", PYRUNC]
         if root:
@@ -201,7 +218,7 @@ class CtrSession:
                 found.append(f"snapshot {cid}")
             for pid in shim_pids(self.cd.address, cid):
                 found.append(f"shim pid {pid} for {cid}")
-            for root in (self.runc_root, DEFAULT_RUNC_ROOT):
+            for root in (self.runc_root, DEFAULT_RUNC_ROOT, PYRUNC_SHIM_ROOT):
                 d = os.path.join(root, NS, cid)
                 if os.path.exists(d):
                     found.append(f"runtime state dir {d}")
@@ -231,7 +248,7 @@ class CtrSession:
                 self.ctr_quiet("task", "delete", "-f", cid)
             self.ctr_quiet("containers", "delete", cid)
             kill_pids(shim_pids(self.cd.address, cid))
-            for root in (self.runc_root, DEFAULT_RUNC_ROOT):
+            for root in (self.runc_root, DEFAULT_RUNC_ROOT, PYRUNC_SHIM_ROOT):
                 d = os.path.join(root, NS, cid)
                 if os.path.isdir(d):
                     subprocess.run([PYRUNC, "--root", os.path.join(root, NS), "resume", cid],
@@ -266,8 +283,18 @@ def _thaw(cgdir: str) -> None:
 
 
 @pytest.fixture
-def cd(env, request):
-    s = CtrSession(env)
+def cd(env, shim, request):
+    yield from _session(env, shim, request)
+
+
+@pytest.fixture
+def pcd(env, request):
+    """A session on pyrunc's own shim only (for what only it has)."""
+    yield from _session(env, "pyrunc-shim", request)
+
+
+def _session(env, shim, request):
+    s = CtrSession(env, shim)
     failed_before = request.session.testsfailed
     try:
         yield s
@@ -406,7 +433,16 @@ def test_shim_runs_pyrunc_with_our_root(cd):
 
 def test_default_runtime_root(cd):
     """BinaryName alone (as a RuntimeClass or dockerd configure it): the shim
-    uses its default root, /run/containerd/runc/NAMESPACE."""
+    uses its default root, /run/containerd/runc/NAMESPACE (pyrunc's shim:
+    /run/containerd/pyrunc/NAMESPACE)."""
+    if cd.shim == "pyrunc-shim":
+        cid = _run_detached(cd)
+        assert is_pyrunc_state(runtime_state(PYRUNC_SHIM_ROOT, NS, cid) or {})
+        p = cd.ctr("task", "exec", "--exec-id", "e1", cid, "echo", "exec-ok")
+        assert p.returncode == 0 and p.stdout == "exec-ok\n", p.stderr
+        _stop_and_delete(cd, cid)
+        assert runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None
+        return
     cid = _run_detached(cd, runc_root=None)
     st = runtime_state(DEFAULT_RUNC_ROOT, NS, cid)
     assert st is not None and is_pyrunc_state(st), st
@@ -560,18 +596,11 @@ def test_kill_all_sigkill(cd):
     assert p.returncode == 0, p.stderr
     cd.wait_status(cid, "STOPPED")
     # every process of the container, the exec'd one included, got SIGKILL
-    wait_for(lambda: not any(_alive(x) for x in pids), what="all container processes gone")
+    wait_for(lambda: not any(alive(x) for x in pids), what="all container processes gone")
     p = cd.ctr("task", "delete", cid)
     assert p.returncode == 0, p.stderr
     cd.ctr("containers", "delete", cid, check=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
 
 
 def test_delete_running_task_refused_then_forced(cd):
@@ -579,10 +608,10 @@ def test_delete_running_task_refused_then_forced(cd):
     pid = cd.tasks()[cid][0]
     p = cd.ctr("task", "delete", cid)
     assert p.returncode != 0
-    assert cd.status(cid) == "RUNNING" and _alive(pid)
+    assert cd.status(cid) == "RUNNING" and alive(pid)
     p = cd.ctr("task", "delete", "-f", cid)
     assert p.returncode == 0, p.stderr
-    assert not _alive(pid)
+    assert not alive(pid)
     cd.ctr("containers", "delete", cid, check=True)
 
 
@@ -634,6 +663,246 @@ def test_memory_limit_and_metrics(cd):
     assert got_limit == limit, data
     assert data["pids"]["current"] == 1, data  # only `sleep` runs in the container
     _stop_and_delete(cd, cid)
+
+
+# ---------------------------------------------------------------------------
+# pyrunc's own shim (containerd-shim-pyrunc-v1)
+# ---------------------------------------------------------------------------
+
+
+class Events:
+    """`ctr events` in the background; topics() is what it printed."""
+
+    def __init__(self, cd):
+        self.out = os.path.join(cd.env.base, f"events-{uuid.uuid4().hex[:6]}.txt")
+        self.f = open(self.out, "w")
+        self.p = cd.spawn(cd.ctr_cmd("events"), stdout=self.f, stderr=subprocess.STDOUT)
+        time.sleep(0.3)
+
+    def lines(self, cid: str) -> list[str]:
+        with open(self.out) as f:
+            return [l for l in f if f'"{cid}"' in l]
+
+    def topics(self, cid: str) -> list[str]:
+        return [t for t in (l.split()[5] for l in self.lines(cid) if len(l.split()) > 5)
+                if t.startswith("/tasks/")]
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+        self.f.close()
+
+
+def test_pyrunc_shim_is_the_parent_of_its_processes(pcd):
+    """create and exec run in the shim's process: the container's init and
+    an exec'd process are the shim's own children (no pyrunc in between)."""
+    cid = _run_detached(pcd)
+    pid = pcd.tasks()[cid][0]
+    shims = shim_pids(pcd.cd.address, cid)
+    assert len(shims) == 1
+    assert ppid(pid) == shims[0]
+    p = pcd.spawn(pcd.ctr_cmd("task", "exec", "--exec-id", "e1", cid, "sleep", "60"))
+    got = []
+
+    def exec_pid():
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) != pid:
+                try:
+                    if ppid(int(d)) == shims[0] and os.readlink(f"/proc/{d}/exe").endswith("busybox"):
+                        got.append(int(d))
+                        return True
+                except OSError:
+                    pass
+        return False
+    wait_for(exec_pid, timeout=20, what="the exec'd process under the shim")
+    assert is_pyrunc_state(runtime_state(PYRUNC_SHIM_ROOT, NS, cid) or {})
+    pcd.ctr("task", "kill", "-s", "SIGKILL", "--exec-id", "e1", cid, check=True)
+    assert p.wait(timeout=20) == 137
+    _stop_and_delete(pcd, cid)
+
+
+def test_pyrunc_shim_forked_by_its_zygote(pcd):
+    """After the first shim, `start` hands the next container to the zygote,
+    which forks the shim with the code already loaded: the shim's parent is
+    the zygote, and it shares the zygote's pages (its PSS is well below its
+    RSS)."""
+    first = _run_detached(pcd)
+    second = _run_detached(pcd)
+    shim = shim_pids(pcd.cd.address, second)
+    assert len(shim) == 1
+    parent = ppid(shim[0])
+    with open(f"/proc/{parent}/comm") as f:
+        assert f.read().strip() == "pyrunc-zygote"
+    with open(f"/proc/{shim[0]}/smaps_rollup") as f:
+        kb = {l.split(":")[0]: int(l.split()[1]) for l in f if l.split()[1:2] and l.split()[1].isdigit()}
+    assert kb["Pss"] < kb["Rss"] / 2, kb
+    for cid in (first, second):
+        _stop_and_delete(pcd, cid)
+
+
+def test_pyrunc_shim_events(pcd):
+    """The events containerd gets from the shim: create, start, exec-added,
+    exec-started, paused, resumed, exit (of the exec and of init), delete."""
+    ev = Events(pcd)
+    try:
+        cid = _run_detached(pcd)
+        p = pcd.ctr("task", "exec", "--exec-id", "e1", cid, "true")
+        assert p.returncode == 0, p.stderr
+        pcd.ctr("task", "pause", cid, check=True)
+        pcd.wait_status(cid, "PAUSED")
+        pcd.ctr("task", "resume", cid, check=True)
+        pcd.wait_status(cid, "RUNNING")
+        _stop_and_delete(pcd, cid)
+        want = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                "/tasks/exit", "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"]
+        wait_for(lambda: ev.topics(cid) == want, timeout=10, what="the events")
+        exits = [l for l in ev.lines(cid) if "/tasks/exit" in l]
+        assert '"id":"e1"' in exits[0] and '"exit_status":137' in exits[1], exits
+    finally:
+        ev.stop()
+
+
+def test_pyrunc_shim_oom_event(pcd):
+    """A container that outgrows its memory limit: the shim's OOM watcher
+    publishes /tasks/oom before the exit (137)."""
+    ev = Events(pcd)
+    try:
+        cid = pcd.new_id()
+        p = pcd.run(cid, "sh", "-c", "a=x; while true; do a=$a$a; done",
+                    opts=["--rm", "--memory-limit", str(16 << 20)])
+        assert p.returncode == 137, p.stderr
+        wait_for(lambda: "/tasks/delete" in ev.topics(cid), timeout=10, what="the events")
+        t = ev.topics(cid)
+        assert "/tasks/oom" in t and t.index("/tasks/oom") < t.index("/tasks/exit"), t
+    finally:
+        ev.stop()
+
+
+def test_pyrunc_shim_task_killed_from_outside(pcd):
+    cid = _run_detached(pcd)
+    pid = pcd.tasks()[cid][0]
+    os.kill(pid, 9)
+    pcd.wait_status(cid, "STOPPED")
+    p = pcd.ctr("task", "delete", cid)
+    assert p.returncode == 0 and "137" in p.stderr, p.stderr
+    pcd.ctr("containers", "delete", cid, check=True)
+
+
+def test_pyrunc_shim_sigkilled_containerd_cleans_up(pcd):
+    """The shim dies (SIGKILL): containerd runs `containerd-shim-pyrunc-v1
+    delete`, which force-deletes the container through the runtime and
+    unmounts its rootfs; the fixture then checks nothing is left (task,
+    state dir, mount, cgroup, shim)."""
+    cid = _run_detached(pcd)
+    pid = pcd.tasks()[cid][0]
+    shims = shim_pids(pcd.cd.address, cid)
+    assert len(shims) == 1
+    os.kill(shims[0], 9)
+    wait_for(lambda: cid not in pcd.tasks(), timeout=30, what="containerd's clean-up of the task")
+    wait_for(lambda: not alive(pid), timeout=10, what="the container's init to be gone")
+    wait_for(lambda: runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None, timeout=10,
+             what="the runtime state to be removed")
+    pcd.ctr("containers", "delete", cid, check=True)
+
+
+
+def test_pyrunc_shim_create_error_is_pyruncs(pcd):
+    """A bundle pyrunc refuses: ctr gets pyrunc's one-line message, and the
+    shim that was started for it exits (the fixture checks nothing is left)."""
+    cid = pcd.new_id()
+    p = pcd.run(cid, "nosuchcmd", opts=["--rm"])
+    assert p.returncode != 0
+    assert ('OCI runtime create failed: exec: "nosuchcmd": executable file not found in $PATH'
+            in p.stderr), p.stderr
+    wait_for(lambda: not shim_pids(pcd.cd.address, cid), timeout=10, what="the shim to exit")
+
+
+def test_pyrunc_shim_groups_containers(pcd):
+    """Containers annotated with one group (as CRI does with a pod's
+    sandbox id) share one shim, which exits when the last one is deleted."""
+    group = f"g{uuid.uuid4().hex[:8]}"
+    ids = []
+    for _ in range(2):
+        cid = pcd.new_id()
+        p = pcd.ctr("run", "-d", "--annotation", f"io.containerd.runc.v2.group={group}",
+                    *pcd.runtime_flags(), pcd.env.image, cid, "sleep", "300")
+        assert p.returncode == 0, p.stderr
+        pcd.wait_status(cid, "RUNNING")
+        ids.append(cid)
+    all_shims = shim_pids(pcd.cd.address)
+    assert len(all_shims) == 1, all_shims
+    for cid in ids:
+        assert ppid(pcd.tasks()[cid][0]) == all_shims[0]
+    _stop_and_delete(pcd, ids[0])
+    p = pcd.ctr("task", "exec", "--exec-id", "e1", ids[1], "echo", "still-here")
+    assert p.returncode == 0 and p.stdout == "still-here\n", p.stderr
+    assert shim_pids(pcd.cd.address) == all_shims
+    _stop_and_delete(pcd, ids[1])
+    wait_for(lambda: not shim_pids(pcd.cd.address), timeout=10, what="the group's shim to exit")
+
+
+def _spec_with_hook(pcd, cid: str, hook: str) -> str:
+    """A spec file for `ctr run --config`: busybox-static as a host rootfs,
+    the container's own cgroup, and a createRuntime hook running `hook`."""
+    rootfs = os.path.join(pcd.env.base, f"rootfs-{cid}")
+    os.makedirs(os.path.join(rootfs, "bin"))
+    for d in ("proc", "dev", "sys", "run", "tmp"):
+        os.makedirs(os.path.join(rootfs, d))
+    shutil.copy2(shutil.which("busybox"), os.path.join(rootfs, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(rootfs, "bin", "sleep"))
+    spec = json.loads(pcd.ctr("oci", "spec", check=True).stdout)
+    spec["root"] = {"path": rootfs, "readonly": True}
+    spec["linux"]["cgroupsPath"] = f"/{NS}/{cid}"
+    spec["process"]["args"] = ["/bin/sleep", "30"]
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
+    path = os.path.join(pcd.env.base, f"spec-{cid}.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def test_pyrunc_shim_killed_mid_create_leaves_nothing(pcd):
+    """The shim is SIGKILLed while create waits in a createRuntime hook: ctr
+    fails, containerd cleans up through `delete`, and the half-made
+    container is gone (state, cgroup, init; the fixture checks the rest)."""
+    if not shutil.which("busybox"):
+        pytest.skip("busybox-static is not installed")
+    cid = pcd.new_id()
+    mark = os.path.join(pcd.env.base, f"hook-{cid}")
+    spec = _spec_with_hook(pcd, cid, f"echo $$ > {mark}; sleep 2")
+    run = pcd.spawn(pcd.ctr_cmd("run", "--rm", *pcd.runtime_flags(), "--config", spec, cid),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: os.path.exists(mark) and open(mark).read().strip(), timeout=30,
+             what="the createRuntime hook")
+    shims = shim_pids(pcd.cd.address, cid)
+    assert len(shims) == 1
+    st = runtime_state(PYRUNC_SHIM_ROOT, NS, cid)
+    init = (st or {}).get("pid")
+    os.kill(shims[0], 9)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode != 0, out
+    wait_for(lambda: runtime_state(PYRUNC_SHIM_ROOT, NS, cid) is None
+             and not os.path.isdir(os.path.join(PYRUNC_SHIM_ROOT, NS, cid)), timeout=30,
+             what="the runtime state to be removed")
+    if init:
+        wait_for(lambda: not alive(init), timeout=10, what="the half-made init to be gone")
+    wait_for(lambda: not cgroup_dirs_named(cid), timeout=10, what="its cgroups to be removed")
+    pcd.ctr_quiet("containers", "delete", cid)
+
+
+def test_pyrunc_shim_socket_removed_while_serving(pcd):
+    """The shim's socket file disappears (someone cleaned /run): the shim
+    keeps serving containerd's open connection, and shuts down cleanly."""
+    cid = _run_detached(pcd)
+    with open(os.path.join(pcd.cd.state, "io.containerd.runtime.v2.task", NS, cid, "address")) as f:
+        address = f.read().strip()
+    path = address[len("unix://"):]
+    assert os.path.exists(path)
+    os.unlink(path)
+    p = pcd.ctr("task", "exec", "--exec-id", "e1", cid, "echo", "still-served")
+    assert p.returncode == 0 and p.stdout == "still-served\n", p.stderr
+    _stop_and_delete(pcd, cid)
+    wait_for(lambda: not shim_pids(pcd.cd.address, cid), timeout=10, what="the shim to exit")
 
 
 def test_no_shims_or_mounts_left_by_module(cd, env):

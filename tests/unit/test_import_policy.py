@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from project_modules import modules  # noqa: E402
 
-ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle", "imagetool.cli_engine"}
+ADAPTERS = {"runtime.cli", "imagetool.cli", "imagetool.cli_bundle", "imagetool.cli_engine", "runtime.shim.main"}
 
 
 def _names(module: str, *names: str) -> set[tuple[str, str]]:
@@ -30,6 +30,9 @@ ALLOWED = (
     | _names("runtime._schema_checks", "re")
     # the cgroups package stays light for `state`: .common and the managers
     # load only when a verb opens a manager
+    # (and pids()' reader, which imports errno only on its error path)
+    | _names("runtime.cgroups", "runtime.cgroups.procs.tree_pids")
+    | _names("runtime.cgroups.procs", "errno.ENODEV", "errno.ENOENT")
     | _names("runtime.cgroups", "runtime.cgroups.common.CgroupError", "runtime.cgroups.common.clean_path",
              "runtime.cgroups.common.own_cgroups", "runtime.cgroups.common.read_mountinfo",
              "runtime.cgroups.v1.V1Manager", "runtime.cgroups.v2.V2Manager")
@@ -45,6 +48,14 @@ ALLOWED = (
     | _names("runtime.cgroups.v2", "runtime.cgroups.oom.OOMWatcherV2", "runtime.cgroups.v2_writers")
     | _names("runtime.cgroups.v2_writers", "runtime.cgroups.common.write_hugetlb", "runtime.cgroups.devicefilter.LICENSE",
              "runtime.cgroups.devicefilter.device_filter", "runtime.cgroups.ebpf.replace_device_program")
+    # the shim: protobuf's upb classes, or its public factory when that is
+    # missing; the zygote's preload of everything a shim uses
+    | _names("runtime.shim.messages", "google._upb._message", "google.protobuf.message",
+             "google.protobuf.descriptor_pool", "google.protobuf.message_factory")
+    | _names("runtime.shim.zygote", "runtime.cgroups", "runtime.cgroups.oom", "runtime.cgroups.v1",
+             "runtime.cgroups.v2", "runtime.container", "runtime.execproc", "runtime.lifecycle", "runtime.manage",
+             "runtime.rootfs", "runtime.shim.loop", "runtime.shim.messages", "runtime.shim.server",
+             "runtime.shim.service", "runtime.shim.stdio", "runtime.shim.ttrpc")
     # run pulls only an image the store does not have
     | _names("imagetool.engine.ops", "imagetool.pull.pull_image")
     # typer help
@@ -66,7 +77,7 @@ ALLOWED = (
              "runtime.hooks.run_hooks", "shutil")
     | _names("runtime.log", "runtime.toolkit.fastjson")
     | _names("runtime.manage", "runtime.caps", "runtime.rootfs", "runtime.seccomp", "runtime.validate.validate_config",
-             "runtime.version.SPEC_VERSION", "runtime.version.VERSION", "select", "subprocess")
+             "runtime.version.SPEC_VERSION", "runtime.version.VERSION", "select")
     | _names("runtime.netdev", "subprocess")
     | _names("runtime.seccomp", "posix", "runtime.toolkit.ffi", "runtime.toolkit.os_lite", "struct")
     | _names("runtime.spawn", "runtime.lifecycle.exit_code")
