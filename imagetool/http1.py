@@ -129,7 +129,8 @@ class Response:
             if cl.isdigit():
                 self.length = int(cl)
         if self.status in (204, 304) or method == "HEAD":
-            self.length = 0
+            self.length = 0       # no body, whatever the headers announce
+            self.chunked = False
         tokens = {t.strip().lower() for t in (self.getheader("connection") or "").split(",")}
         if self.version == 11:
             self.will_close = "close" in tokens

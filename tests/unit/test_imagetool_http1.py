@@ -145,13 +145,17 @@ def test_which_answers_close_the_connection(canned, head, closes):
 
 def test_head_204_and_interim_answers_have_no_body(canned):
     s = canned([b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"])
     c = s.conn()
     r = _get(c, method="HEAD")
     assert r.length == 0 and r.read() == b"" and r.read1(10) == b""
     r.close()
+    r = _get(c, method="HEAD")
+    assert not r.chunked and r.length == 0 and not r.will_close and r.read() == b""
     r = _get(c)
     assert r.status == 204 and r.read() == b""
+    assert len({i for i, _ in s.requests}) == 1
 
 
 @pytest.mark.parametrize("answer,error", [
