@@ -203,7 +203,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         # a container whose shim was killed above: its runtime's own delete
         for root, exe in ((f"{PYRUNC_SHIM_ROOT}/{NS}", PYRUNC), (f"{RUNC_SHIM_ROOT}/{NS}", shutil.which("runc"))):
             try:
-                left = [e for e in os.listdir(root) if e in self.groups or e.startswith("cb")]
+                left = [e for e in os.listdir(root) if e in self.groups]
             except OSError:
                 left = []
             for cid in left:
