@@ -201,13 +201,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             H.kill_pid(pid)
         self.log.close()
         # a container whose shim was killed above: its runtime's own delete
-        for root, exe in ((f"{PYRUNC_SHIM_ROOT}/{NS}", PYRUNC), (f"{RUNC_SHIM_ROOT}/{NS}", shutil.which("runc"))):
+        # (under the runc shim's root, runc's or pyrunc's state: either may apply)
+        for root, exes in ((f"{PYRUNC_SHIM_ROOT}/{NS}", [PYRUNC]),
+                           (f"{RUNC_SHIM_ROOT}/{NS}", [shutil.which("runc") or "runc", PYRUNC])):
             try:
                 left = [e for e in os.listdir(root) if e in self.groups]
             except OSError:
                 left = []
             for cid in left:
-                H.run([exe, "--root", root, "delete", "--force", cid], timeout=60)
+                for exe in exes:
+                    if H.run([exe, "--root", root, "delete", "--force", cid], timeout=60).rc == 0:
+                        break
         # sockets of shims that did not shut down themselves
         for g in self.groups:
             path = os.path.join(SOCKET_DIR, hashlib.sha256(f"{self.sock}/{NS}/{g}".encode()).hexdigest())
