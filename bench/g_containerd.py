@@ -41,6 +41,7 @@ RUNC_SHIM = "containerd-shim-runc-v2"
 PYRUNC_SHIM_ROOT = "/run/containerd/pyrunc"  # the pyrunc shim's default state root (+ /NS)
 RUNC_SHIM_ROOT = "/run/containerd/runc"      # the runc shim's default --root (+ /NS)
 SOCKET_DIR = "/run/containerd/s"
+ZYGOTE_DIR = "/run/pyrunc-shim"              # the pyrunc shim zygotes' sockets and locks
 GROUP_ANNOTATION = "io.containerd.runc.v2.group"
 STEPS = ("run", "parallel", "memory")
 REF = "runc shim + runc"
@@ -66,10 +67,24 @@ def _ppid(pid: str) -> int | None:
         return None
 
 
-def _is_pyrunc_shim(cmd: list[bytes]) -> bool:
+def _comm(pid) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _cwd(pid) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd").split(" (deleted)")[0]
+    except OSError:
+        return ""
+
+
+def _is_pyrunc(cmd: list[bytes]) -> bool:
     # its launcher execs the interpreter with `-c BOOT`, BOOT importing runtime.shim.main
-    return bool(cmd) and (os.path.basename(cmd[0]) == PYRUNC_SHIM.encode()
-                          or any(b"runtime.shim.main" in a for a in cmd[1:8]))
+    return bool(cmd) and any(b"runtime.shim.main" in a for a in cmd[1:8])
 
 
 def _is_runc_shim(cmd: list[bytes]) -> bool:
@@ -102,8 +117,10 @@ class Containerd:
         self.tmp = tmp
         self.sock = os.path.join(tmp, "containerd.sock")
         self.fifo_dir = os.path.join(tmp, "fifo")
+        self.tasks = os.path.join(tmp, "state", "io.containerd.runtime.v2.task", NS)
         os.makedirs(self.fifo_dir)
         self.groups: set[str] = set()  # every -id / group used: their shim sockets
+        self.zygote_dir_existed = os.path.isdir(ZYGOTE_DIR)
         cfg = os.path.join(tmp, "config.toml")
         with open(cfg, "w") as f:
             f.write(f"""version = 2
@@ -157,18 +174,42 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         return hits[-n:]
 
     def shims(self) -> dict[int, dict]:
-        """The shim processes of this containerd: pid -> {kind, id}."""
+        """The shim processes of this containerd: pid -> {kind, id, ppid}.
+        The runc shim: its binary with `-address` of this containerd and
+        `-id`. The pyrunc shim: the interpreter on runtime.shim.main named
+        pyrunc-shim (its comm), whose cwd is a task bundle of this
+        containerd; one forked by the shim zygote keeps the zygote's
+        command line, so the bundle, not `-address`, says whose it is. The
+        zygote itself (pyrunc-zygote) is not a shim: see zygotes()."""
         out = {}
         addr = self.sock.encode()
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             cmd = _cmdline(pid)
-            if addr not in cmd:
-                continue
-            kind = "pyrunc" if _is_pyrunc_shim(cmd) else "runc" if _is_runc_shim(cmd) else None
-            if kind:
-                out[int(pid)] = {"kind": kind, "id": _flag(cmd, b"-id"), "ppid": _ppid(pid)}
+            if _is_runc_shim(cmd) and addr in cmd:
+                out[int(pid)] = {"kind": "runc", "id": _flag(cmd, b"-id"), "ppid": _ppid(pid)}
+            elif _is_pyrunc(cmd) and _comm(pid) == "pyrunc-shim":
+                cwd = _cwd(pid)
+                if cwd.startswith(self.tasks + "/"):
+                    out[int(pid)] = {"kind": "pyrunc", "id": os.path.basename(cwd), "ppid": _ppid(pid)}
+            elif _is_pyrunc(cmd) and addr in cmd:  # a shim that does not name itself (older code)
+                out[int(pid)] = {"kind": "pyrunc", "id": _flag(cmd, b"-id"), "ppid": _ppid(pid)}
+        # the container's init and exec stages are forks of the pyrunc
+        # shim and keep its name until they exec: not shims
+        return {p: s for p, s in out.items() if s["ppid"] not in out}
+
+    def zygotes(self) -> dict[int, str]:
+        """The pyrunc shim's zygotes (the warm parent it forks shims from)
+        started for this containerd: pid -> key. A zygote detaches from its
+        `start`, so it is reparented to the bench, the subreaper."""
+        out = {}
+        me = os.getpid()
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and _comm(pid) == "pyrunc-zygote" and _ppid(pid) == me:
+                cmd = _cmdline(pid)
+                if _is_pyrunc(cmd) and b"zygote" in cmd:
+                    out[int(pid)] = cmd[-1].decode(errors="replace")
         return out
 
     def remove_all(self, prefix: str = ""):
@@ -199,6 +240,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         # shims outlive containerd by design
         for pid in self.shims():
             H.kill_pid(pid)
+        for pid, key in self.zygotes().items():
+            H.kill_pid(pid)
+            for p in (f"{ZYGOTE_DIR}/zygote-{key}", f"{ZYGOTE_DIR}/zygote-{key}.lock"):
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
         self.log.close()
         # a container whose shim was killed above: its runtime's own delete
         # (under the runc shim's root, runc's or pyrunc's state: either may apply)
@@ -221,6 +269,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 pass
         # empty directories only: another run may share the namespace
         dirs = [f"{PYRUNC_SHIM_ROOT}/{NS}", f"{RUNC_SHIM_ROOT}/{NS}"]
+        if not self.zygote_dir_existed:
+            dirs.append(ZYGOTE_DIR)
         for base in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
             try:
                 dirs += [os.path.join(base, c, NS) for c in os.listdir(base)]
@@ -333,27 +383,40 @@ def step_parallel(args, report, cd: Containerd, v: Variants, load0: str):
                    rows, notes)
 
 
+def _mem(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, Pss, Private_Clean + Private_Dirty) in kB."""
+    r = H.vm_rss_kb(pid)
+    sm = _smaps_rollup(pid)
+    if r is None or "Pss" not in sm:
+        raise RuntimeError(f"process {pid} went away while being measured")
+    return r, sm["Pss"], sm.get("Private_Clean", 0) + sm.get("Private_Dirty", 0)
+
+
 def _measure_shims(cd: Containerd, kind: str, ids: list[str]) -> dict:
-    """Sum VmRSS and smaps_rollup's Pss (and Private_*) over the shim
-    processes of `kind` that serve `ids`."""
-    # A `start` or `delete` in flight is containerd's child; the serving
-    # shim has left it (reparented to the bench, the subreaper). The pyrunc
-    # shim's server is a fork of its `start`, so its command line still ends
-    # in `start`: the parent tells them apart, not the arguments.
+    """VmRSS, Pss and Private_* summed over the shim processes of `kind`
+    that serve `ids`, and over the zygote that forked any of them (the
+    pyrunc shim's: it lives as long as its shims, so it is theirs)."""
+    # A `start` or `delete` in flight is containerd's child; a serving shim
+    # is not (reparented to the bench, the subreaper, or the zygote's).
     mine = {pid: s for pid, s in cd.shims().items()
             if s["kind"] == kind and s["id"] in ids and s["ppid"] != cd.proc.pid}
     if not mine:
         raise RuntimeError(f"no {kind} shim process found serving {ids[0]}...")
-    rss = pss = priv = 0
+    zyg = [z for z in cd.zygotes() if z in {s["ppid"] for s in mine.values()}]
+    out = {"shims": len(mine), "forked": sum(1 for s in mine.values() if s["ppid"] in zyg),
+           "rss": 0, "pss": 0, "private": 0, "zygote": None}
     for pid in mine:
-        r = H.vm_rss_kb(pid)
-        sm = _smaps_rollup(pid)
-        if r is None or "Pss" not in sm:
-            raise RuntimeError(f"shim {pid} went away while being measured")
-        rss += r
-        pss += sm["Pss"]
-        priv += sm.get("Private_Clean", 0) + sm.get("Private_Dirty", 0)
-    return {"shims": len(mine), "rss": rss, "pss": pss, "private": priv}
+        r, p, v = _mem(pid)
+        out["rss"] += r
+        out["pss"] += p
+        out["private"] += v
+    for z in zyg:
+        r, p, v = _mem(z)
+        out["zygote"] = (r, p)
+        out["rss"] += r
+        out["pss"] += p
+        out["private"] += v
+    return out
 
 
 def step_memory(args, report, cd: Containerd, v: Variants, load0: str):
@@ -363,6 +426,15 @@ def step_memory(args, report, cd: Containerd, v: Variants, load0: str):
     for grouped in (False, True):
         for variant, kind in kinds.items():
             what = "memg" if grouped else "mem"
+            if kind == "pyrunc":
+                # the steady state of a host that runs containers: the shim's
+                # zygote is up (one `ctr run --rm` starts it if it is not)
+                cid = v.new_id(variant, "zyg")
+                r = H.run(v.run_rm_argv(variant, cid), timeout=120)
+                if r.rc != 0:
+                    v.fail(variant, cid, r)
+                    v.cleanup_failed(cid)
+                time.sleep(0.3)
             ids = [v.new_id(variant, what) for _ in range(n)]
             group = f"cb{v.tag}-g-{v.short[variant]}-{v.n}"
             cd.groups.add(group)
@@ -378,21 +450,27 @@ def step_memory(args, report, cd: Containerd, v: Variants, load0: str):
                 m = _measure_shims(cd, kind, ids)
             finally:
                 cd.remove_all(f"cb{v.tag}-{what}-")
-            rows.append([variant + (" (one group)" if grouped else ""), str(n), str(m["shims"]),
+            z = m["zygote"]
+            rows.append([variant + (" (one group)" if grouped else ""), str(n),
+                         f"{m['shims']} ({m['forked']} from the zygote)" if kind == "pyrunc" else str(m["shims"]),
                          H.fmt_mb(m["rss"] / n), H.fmt_mb(m["pss"] / n), H.fmt_mb(m["private"] / n),
-                         H.fmt_mb(m["rss"] / max(m["shims"], 1))])
-    notes = [f"{n} `ctr run -d IMAGE ID sleep 3600` per row, then the shim processes serving them "
-             "(the pyrunc shim: the interpreter whose command line has `-address` of this containerd and "
-             f"runtime.shim.main; the runc shim: {RUNC_SHIM} with that `-address`); per container = the "
-             "sum over those shims ÷ containers; RSS = VmRSS (/proc/PID/status), PSS and private = "
-             "/proc/PID/smaps_rollup (Pss, Private_Clean + Private_Dirty); one group = every container "
-             f"with --annotation {GROUP_ANNOTATION}=G, so containerd puts them in one shim, as CRI does "
-             "for a pod's containers. PSS splits pages shared with other processes of the same files "
-             "(other shims, and any other Python on the machine), so it depends on what else runs",
+                         f"{H.fmt_mb(z[0])} / {H.fmt_mb(z[1])}" if z else "-"])
+    notes = [f"{n} `ctr run -d IMAGE ID sleep 3600` per row, then the shim processes serving them: the runc "
+             f"shim by its binary, {RUNC_SHIM}, with `-address` of this containerd; the pyrunc shim by its "
+             "interpreter on runtime.shim.main named pyrunc-shim, whose cwd is one of this containerd's task "
+             "bundles (a shim forked by the zygote keeps the zygote's command line). Per container = the sum "
+             "over those shims, plus the zygote that forked them, ÷ containers; RSS = VmRSS "
+             "(/proc/PID/status), PSS and private = /proc/PID/smaps_rollup (Pss, Private_Clean + "
+             "Private_Dirty). Before each pyrunc row one `ctr run --rm` makes sure the zygote is up, as on "
+             f"a host that runs containers. One group = every container with --annotation {GROUP_ANNOTATION}=G, "
+             "so containerd puts them in one shim, as CRI does for a pod's containers. RSS counts pages "
+             "shared between the shims (and with the zygote) once per process; PSS splits them, also with "
+             "other processes of the same files (other runc shims, any Python on the machine), so it "
+             "depends on what else runs",
              f"load average at the step's start {load0}, at its end {_load()}"]
     report.section(f"containerd: shim memory per running container ({n} containers)",
                    ["shim", "containers", "shim processes", "RSS MB / container", "PSS MB / container",
-                    "private MB / container", "RSS MB / shim"], rows, notes)
+                    "private MB / container", "zygote RSS / PSS MB"], rows, notes)
 
 
 def run(args, report: H.Report):
