@@ -12,8 +12,9 @@ Steps (--containerd-steps, comma separated; default all):
             until the last one exits, and the failures; --long-rounds rounds
             after one warm-up
   memory    --ctr-mem-n (10) detached `sleep` containers per shim, then the
-            VmRSS and Pss (smaps_rollup) of the shim processes serving them,
-            summed and divided by the number of containers; once with one
+            VmRSS and Pss (smaps_rollup) of the shim processes serving them
+            (and of the pyrunc shim's zygote that forked them), summed and
+            divided by the number of containers; once with one
             shim per container, once with all of them in one group
             (annotation io.containerd.runc.v2.group, as CRI groups a pod)
 

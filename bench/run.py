@@ -13,8 +13,8 @@ Groups (--only, comma separated; default all):
               vs containerd's runc shim with runc and with pyrunc as its
               binary; steps (--containerd-steps): run (`ctr run --rm`
               busybox /bin/true), parallel (--ctr-parallel at once), memory
-              (RSS and PSS of the shims per running container, one shim
-              each and one group)
+              (RSS and PSS of the shims, with the pyrunc shim's zygote,
+              per running container, one shim each and one group)
   engine      `pyimg run --rm` with pyrunc and runc underneath, beside
               `podman run --rm`
 
