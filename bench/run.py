@@ -9,8 +9,12 @@ Groups (--only, comma separated; default all):
   importtime  python -X importtime of each pyrunc verb, top costs
   image       pyimg pull/unpack vs skopeo copy + umoci unpack from a local
               docker-registry (busybox, debian minbase, 6 layers w/ whiteouts)
-  containerd  `ctr run --rm` busybox /bin/true with pyrunc vs runc as the
-              shim's runtime binary, on a private containerd
+  containerd  on a private containerd: pyrunc's shim (io.containerd.pyrunc.v1)
+              vs containerd's runc shim with runc and with pyrunc as its
+              binary; steps (--containerd-steps): run (`ctr run --rm`
+              busybox /bin/true), parallel (--ctr-parallel at once), memory
+              (RSS and PSS of the shims, with the pyrunc shim's zygote,
+              per running container, one shim each and one group)
   engine      `pyimg run --rm` with pyrunc and runc underneath, beside
               `podman run --rm`
 
@@ -47,10 +51,17 @@ def parse_args(argv):
                    help=f"comma-separated groups: {','.join(GROUPS)} (default: all)")
     p.add_argument("--runtime-steps", default="",
                    help="subset of the runtime group: cycle,verbs,many,parallel,list")
+    p.add_argument("--containerd-steps", default="",
+                   help="subset of the containerd group: run,parallel,memory")
+    p.add_argument("--ctr-parallel", type=int, default=50,
+                   help="containerd group: `ctr run --rm` started at once (default 50)")
+    p.add_argument("--ctr-mem-n", type=int, default=10,
+                   help="containerd group: running containers per shim for the memory step (default 10)")
     p.add_argument("--rounds", type=int, default=None, help="measured rounds per benchmark (default 11, quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default 2, quick 1)")
     p.add_argument("--long-rounds", type=int, default=None,
-                   help="rounds for the long benchmarks: N cycles in a row, big image pulls (default 3, quick 1)")
+                   help="rounds for the long benchmarks: N cycles in a row, big image pulls, parallel "
+                        "`ctr run` (default 3, quick 1)")
     p.add_argument("--cycles", type=int, default=None, help="cycles in a row (default 100, quick 20)")
     p.add_argument("--parallel", type=int, default=20, help="parallel creates (default 20)")
     p.add_argument("--list-n", type=int, default=None, help="containers for `list` (default 500, quick 100)")
@@ -89,6 +100,10 @@ def parse_args(argv):
     if bad:
         p.error(f"unknown group(s): {', '.join(bad)}")
     a.runtime_steps = [s for s in a.runtime_steps.split(",") if s]
+    a.containerd_steps = [s for s in a.containerd_steps.split(",") if s]
+    bad = [s for s in a.containerd_steps if s not in ("run", "parallel", "memory")]
+    if bad:
+        p.error(f"unknown containerd step(s): {', '.join(bad)}")
     if a.state_on_disk:
         os.environ["PYRUNC_BENCH_STATE_ON_DISK"] = "1"
     return a
