@@ -21,8 +21,10 @@ start   binds the shim's socket, unix:///run/containerd/s/HASH, HASH being
         (starting a zygote for the next one). It prints the address and
         exits.
 delete  is containerd's clean-up after a shim died: force-delete the
-        container through the runtime, unmount the rootfs, and print a
-        DeleteResponse (the init's pid, status 137) on stdout.
+        container through the runtime, unmount the rootfs, remove the dead
+        shim's socket (the one in the bundle's `address` file, when nothing
+        listens on it any more), and print a DeleteResponse (the init's
+        pid, status 137) on stdout.
 
 The server is a subreaper, so every process of its containers is reaped
 by it, and serves the Task service until containerd's Shutdown finds no
@@ -186,6 +188,24 @@ def cmd_start(flags: dict) -> int:
     return 0
 
 
+def _remove_dead_socket(bundle: str) -> None:
+    """A SIGKILLed shim cannot unlink its socket. The socket is removed
+    only if it is one of ours (in SOCKET_DIR) and nothing accepts on it:
+    a group's shim that still serves other containers keeps it."""
+    try:
+        with open(os.path.join(bundle, "address")) as f:
+            address = f.read().strip()
+    except OSError:
+        return
+    path = address[len("unix://"):] if address.startswith("unix://") else ""
+    if os.path.dirname(path) != SOCKET_DIR or _can_connect(path):
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def cmd_delete(flags: dict) -> int:
     from runtime import lifecycle
     from runtime import errors as rerrors
@@ -199,6 +219,7 @@ def cmd_delete(flags: dict) -> int:
     except (rerrors.RuntimeFailure, OSError) as e:
         sys.stderr.write(f"delete container {cid}: {e}\n")
     shim_bundle.unmount_rootfs(bundle)
+    _remove_dead_socket(bundle)
     pid = 0
     try:
         with open(os.path.join(bundle, "init.pid")) as f:

@@ -130,6 +130,13 @@ def shim_pids(address: str, cid: str | None = None, kind: str | None = None) -> 
     return [p for p in found if ppid(p) not in found]
 
 
+def shim_socket(address: str, ns: str, group: str) -> str:
+    """The socket path both shims bind for a task group (containerd's
+    convention: sha256 of ADDRESS/NS/GROUP under /run/containerd/s)."""
+    import hashlib
+    return "/run/containerd/s/" + hashlib.sha256(os.path.join(address, ns, group).encode()).hexdigest()
+
+
 def alive(pid: int) -> bool:
     """pid runs (a zombie does not)."""
     try:

@@ -10,8 +10,8 @@ ps --format json, pause, resume, kill [--all], delete [--force].
 
 After every test the `cd` fixture checks (and then cleans) that nothing of
 the test's containers is left: no task, container or snapshot, no shim
-process, no runtime state dir, no mount under the temp dir and no cgroup
-named after the container. Run: `.venv/bin/python -m pytest -q
+process or socket, no runtime state dir, no mount under the temp dir and no
+cgroup named after the container. Run: `.venv/bin/python -m pytest -q
 tests/integration/test_containerd.py` as root.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from containerd_util import (PYRUNC, PYRUNC_SHIM_ROOT, PYRUNC_SHIM_RUNTIME,  # noqa: E402
+from containerd_util import (PYRUNC, PYRUNC_SHIM_ROOT, PYRUNC_SHIM_RUNTIME, shim_socket,  # noqa: E402
                              Containerd, PtyProcess, alive, cgroup_dirs_named,
                              is_pyrunc_state, kill_pids, mounts_under, ppid, push_busybox,
                              remove_cgroup_tree, runtime_state, shim_pids, short_tmpdir,
@@ -218,6 +218,9 @@ class CtrSession:
                 found.append(f"snapshot {cid}")
             for pid in shim_pids(self.cd.address, cid):
                 found.append(f"shim pid {pid} for {cid}")
+            sock = shim_socket(self.cd.address, NS, cid)
+            if os.path.exists(sock):
+                found.append(f"shim socket {sock} for {cid}")
             for root in (self.runc_root, DEFAULT_RUNC_ROOT, PYRUNC_SHIM_ROOT):
                 d = os.path.join(root, NS, cid)
                 if os.path.exists(d):
@@ -248,6 +251,10 @@ class CtrSession:
                 self.ctr_quiet("task", "delete", "-f", cid)
             self.ctr_quiet("containers", "delete", cid)
             kill_pids(shim_pids(self.cd.address, cid))
+            try:
+                os.unlink(shim_socket(self.cd.address, NS, cid))
+            except OSError:
+                pass
             for root in (self.runc_root, DEFAULT_RUNC_ROOT, PYRUNC_SHIM_ROOT):
                 d = os.path.join(root, NS, cid)
                 if os.path.isdir(d):
