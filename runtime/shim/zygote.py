@@ -137,7 +137,7 @@ def _preload() -> None:
     from runtime.shim import loop, server, service, stdio, ttrpc  # noqa: F401
     from runtime import container, execproc, lifecycle, manage, rootfs  # noqa: F401
     from runtime import cgroups
-    from runtime.cgroups import oom, v1, v2  # noqa: F401
+    from runtime.cgroups import oom, v1, v1_writers, v2, v2_writers  # noqa: F401
     del cgroups
     for pkg, table, _ in messages.TABLES:
         for name in table:

@@ -53,7 +53,8 @@ ALLOWED = (
     | _names("runtime.shim.messages", "google._upb._message", "google.protobuf.message",
              "google.protobuf.descriptor_pool", "google.protobuf.message_factory")
     | _names("runtime.shim.zygote", "runtime.cgroups", "runtime.cgroups.oom", "runtime.cgroups.v1",
-             "runtime.cgroups.v2", "runtime.container", "runtime.execproc", "runtime.lifecycle", "runtime.manage",
+             "runtime.cgroups.v1_writers", "runtime.cgroups.v2", "runtime.cgroups.v2_writers", "runtime.container",
+             "runtime.execproc", "runtime.lifecycle", "runtime.manage",
              "runtime.rootfs", "runtime.shim.loop", "runtime.shim.messages", "runtime.shim.server",
              "runtime.shim.service", "runtime.shim.stdio", "runtime.shim.ttrpc")
     # run pulls only an image the store does not have
