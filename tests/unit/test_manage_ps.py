@@ -98,19 +98,24 @@ def test_ps_output_is_passed_through_byte_for_byte(tmp_path, child, monkeypatch)
     assert out.stdout == b"  PID CMD\n%d caf\xe9\n" % child
 
 
+def _ps_fresh(root, *args):
+    """`pyrunc --root ROOT ps ARGS c1` in a fresh interpreter: (its result,
+    the modules it had loaded by the end)."""
+    prog = ("import sys; sys.path.insert(0, %r)\n"
+            "from runtime import cli\n"
+            "rc = cli._dispatch(['--root', %r, 'ps', *%r, 'c1'])\n"
+            "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
+            "sys.exit(rc)" % (REPO, str(root), list(args)))
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out, set(out.stderr.split())
+
+
 def test_ps_does_not_load_subprocess(tmp_path, child):
     """ps(1) is spawned without the subprocess module (and what it imports:
     os, threading, selectors), which would cost `ps` more than the rest of it."""
-    root = _container(tmp_path, [child])
-    prog = ("import sys; sys.path.insert(0, %r)\n"
-            "from runtime import cli\n"
-            "rc = cli._dispatch(['--root', %r, 'ps', 'c1'])\n"
-            "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
-            "sys.exit(rc)" % (REPO, root))
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    out, loaded = _ps_fresh(_container(tmp_path, [child]))
     assert str(child) in out.stdout
-    loaded = set(out.stderr.split())
     assert not loaded & {"subprocess", "os", "threading", "selectors", "signal"}, loaded
 
 
@@ -118,16 +123,9 @@ def test_ps_does_not_load_subprocess(tmp_path, child):
 def test_ps_json_reads_the_pids_without_loading_a_cgroup_manager(tmp_path, child, version):
     """`ps --format json` (containerd's shim asks it for a task's pids)
     reads cgroup.procs through the cgroups package alone."""
-    root = _container(tmp_path, [child], version)
-    prog = ("import sys; sys.path.insert(0, %r)\n"
-            "from runtime import cli\n"
-            "rc = cli._dispatch(['--root', %r, 'ps', '--format', 'json', 'c1'])\n"
-            "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
-            "sys.exit(rc)" % (REPO, root))
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", prog], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    out, loaded = _ps_fresh(_container(tmp_path, [child], version), "--format", "json")
     assert out.stdout == f"[{child}]\n"
-    loaded = {m for m in out.stderr.split() if m.startswith("runtime.cgroups.")}
+    loaded = {m for m in loaded if m.startswith("runtime.cgroups.")}
     assert loaded == {"runtime.cgroups.procs"}, loaded  # no manager, no .common
 
 
