@@ -130,14 +130,15 @@ def mount_overlay(cwd: str, lowers: list[str], upper: str, work: str, target: st
         os.close(saved)
 
 
-def umount(target: str) -> None:
-    """Unmount ``target``; silently nothing when it is not a mount point."""
+def umount(target: str, detach: bool = False) -> None:
+    """Unmount ``target``; silently nothing when it is not a mount point.
+    detach: lazily (MNT_DETACH), for a mount that nothing needs any more."""
     from runtime import syscalls
 
     if not os.path.ismount(target):
         return
     try:
-        syscalls.umount2(os.fsencode(target))
+        syscalls.umount2(os.fsencode(target), syscalls.MNT_DETACH if detach else 0)
     except OSError as e:
         raise BundleError(f"{target}: cannot unmount: {reason(e)}") from None
 
@@ -201,7 +202,12 @@ def overlay_supported(root: str) -> bool:
                 except BundleError:
                     continue
                 ok = True
-                umount(os.path.join(probe, "m"))
+                try:
+                    umount(os.path.join(probe, "m"))
+                except BundleError:
+                    # busy (something scanning mounts has it open): detached,
+                    # so the probe directory can go; failing that, the error
+                    umount(os.path.join(probe, "m"), detach=True)
                 break
         finally:
             shutil.rmtree(probe, ignore_errors=True)

@@ -32,7 +32,13 @@ import socket
 
 _MAXLINE = 65536
 _MAXHEADERS = 100
-_BLOCK = 64 * 1024       # a file body is sent in blocks of this size
+_BLOCK = 64 * 1024       # a file body is sent, and a long body read, in blocks of this size
+
+
+def _digits(s: str) -> bool:
+    """s is a decimal number in ASCII digits (str.isdigit also takes the
+    superscripts of Latin-1, which int() refuses)."""
+    return s.isascii() and s.isdigit()
 
 
 class HTTPException(Exception):
@@ -85,7 +91,7 @@ def _read_head(fp) -> tuple[int, int, str, list[tuple[str, str]]]:
         line = raw.decode("iso-8859-1").rstrip("\r\n")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") \
-                or len(parts[1]) != 3 or not parts[1].isdigit():
+                or len(parts[1]) != 3 or not _digits(parts[1]):
             raise BadStatusLine(line[:200] or repr(raw[:200]))
         version = 10 if parts[0] == "HTTP/1.0" else 11
         status = int(parts[1])
@@ -126,7 +132,7 @@ class Response:
         self.length: int | None = None
         if not self.chunked:
             cl = (self.getheader("content-length") or "").strip()
-            if cl.isdigit():
+            if _digits(cl):
                 self.length = int(cl)
         if self.status in (204, 304) or method == "HEAD":
             self.length = 0       # no body, whatever the headers announce
@@ -156,7 +162,20 @@ class Response:
     # ---- bodies ----
 
     def _exactly(self, n: int) -> bytes:
-        data = self.fp.read(n)
+        # In blocks: a file's read(n) allocates n bytes before anything
+        # arrives, and n is the peer's number.
+        if n <= _BLOCK:
+            data = self.fp.read(n)
+        else:
+            parts = []
+            got = 0
+            while got < n:
+                part = self.fp.read(min(_BLOCK, n - got))
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+            data = b"".join(parts)
         if len(data) < n:
             raise IncompleteRead(data, n - len(data))
         return data

@@ -309,16 +309,19 @@ class Response:
         return r.length == 0
 
     def close(self):
+        if self.conn is None:
+            return                  # closed already: the connection is not ours any more
         if self.watch is not None:
             self._watchdog.unwatch(self.watch)
         reuse = self._reusable()
         try:
             self.resp.close()       # (the response's file, not the socket)
         finally:
+            conn, self.conn = self.conn, None
             if reuse:
-                self._release(self.conn)
+                self._release(conn)
             else:
-                self.conn.close()
+                conn.close()
 
     def __enter__(self):
         return self
@@ -766,13 +769,13 @@ class RegistryClient:
                               scope=self.scope(repo), headers={"Accept": ACCEPT},
                               download=True) as r:
                 cl = r.header("Content-Length")
-                if cl and cl.isdigit() and int(cl) > limit:
+                if cl and cl.isascii() and cl.isdigit() and int(cl) > limit:
                     raise too_long(int(cl))
                 buf = bytearray()
                 if r.stream(limit, buf.extend) > limit:
                     raise too_long(None)
                 body = bytes(buf)
-                if cl and cl.isdigit() and len(body) != int(cl):
+                if cl and cl.isascii() and cl.isdigit() and len(body) != int(cl):
                     raise Transient(f"manifest body truncated ({len(body)} of {cl} bytes)")
                 mt = (r.header("Content-Type") or "").split(";")[0].strip()
             if size is not None and len(body) != size:
@@ -872,7 +875,7 @@ class RegistryClient:
         """Refuse, before reading it, a body whose headers announce more (or,
         for a range, a total other) than the descriptor's size."""
         cl = r.header("Content-Length")
-        if cl and cl.strip().isdigit() and start + int(cl) > size:
+        if cl and cl.strip().isascii() and cl.strip().isdigit() and start + int(cl) > size:
             raise RegistryError(f"{subject}: longer than its descriptor's {size} bytes "
                                 f"(Content-Length {int(cl)}{f' from offset {start}' if start else ''})")
         if r.status == 206:
@@ -951,7 +954,7 @@ class RegistryClient:
         credentials are rejected, RegistryError if unreachable."""
         ep = self.endpoints[-1]
         with self._retrying(ep, lambda: self.request(ep, "GET", "/v2/", scope="")) as r:
-            r.read()
+            r.read(65536)   # what is left unread closes the connection
 
 
 class _TLSFailed(Transient):

@@ -423,3 +423,26 @@ def test_first_overlay_unpack_does_not_flush_the_filesystem(scratch_fs):
     written = (_sectors_written(dev) - before) * 512
     assert os.path.ismount(mnt / "b" / "rootfs")  # the probe said yes
     assert written < 16 << 20, f"{written} bytes written to the store's filesystem"
+
+
+def test_overlay_probe_detaches_a_busy_mount_and_leaves_no_probe(tmp_path, monkeypatch):
+    """The probe's own unmount failing (something scanning mounts holds it
+    busy): the probe detaches it, answers yes, and leaves neither a mount
+    nor a probe directory behind."""
+    calls = []
+    real = bundlemod.umount
+
+    def busy_once(target, detach=False):
+        calls.append(detach)
+        if not detach:
+            raise bundlemod.BundleError(f"{target}: cannot unmount: Device or resource busy")
+        real(target, detach=True)
+
+    monkeypatch.setattr(bundlemod, "umount", busy_once)
+    monkeypatch.setattr(bundlemod, "_overlay_ok", {})
+    root = tmp_path / "store"
+    assert bundlemod.overlay_supported(str(root)) is True
+    assert calls == [False, True]
+    tmpdir = root / "layers" / "tmp"
+    assert list(tmpdir.iterdir()) == []
+    assert not [m for m in open("/proc/self/mountinfo").read().splitlines() if str(tmpdir) in m]

@@ -233,3 +233,55 @@ def test_connect_tunnel(canned):
     assert "Host: registry.example:5000\r\n" in get
     with pytest.raises(OSError, match="407"):
         s.conn(tunnel=("registry.example", 5000, {})).connect()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 \xb200 OK\r\nContent-Length: 0\r\n\r\n",          # a superscript two in the status
+    b"HTTP/1.1 2\xb30 OK\r\nContent-Length: 0\r\n\r\n",
+])
+def test_a_status_in_digits_that_are_not_ascii_is_a_bad_status_line(canned, answer):
+    s = canned([Close(answer)])
+    with pytest.raises(http1.BadStatusLine):
+        _get(s.conn())
+
+
+def test_a_content_length_in_digits_that_are_not_ascii_is_no_length(canned):
+    s = canned([Close(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nbody")])
+    r = _get(s.conn())
+    assert r.length is None and r.will_close
+    assert r.read() == b"body"
+
+
+def test_a_huge_chunk_size_reads_what_came_and_raises_incomplete_read(canned):
+    """A chunk size beyond any memory: the client reads the bytes that did
+    come, in blocks, and reports the body short (no allocation of that size,
+    no OverflowError)."""
+    s = canned([Close(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"ffffffffffffffffffff\r\nabc")])
+    r = _get(s.conn())
+    with pytest.raises(http1.IncompleteRead) as e:
+        r.read()
+    assert e.value.partial == b"abc"
+
+
+def test_a_long_content_length_is_read_in_blocks(canned):
+    body = bytes(range(256)) * 1024   # 256 KiB: several blocks
+    s = canned([b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body])
+    r = _get(s.conn())
+    assert r.read() == body and r.isclosed() and not r.will_close
+
+
+def test_a_registry_response_closed_twice_releases_its_connection_once(canned):
+    """imagetool.registry.Response.close() a second time does nothing: the
+    connection is handed back for reuse (or closed) only once, so two
+    requests can never share it."""
+    from imagetool import registry
+    s = canned([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"])
+    c = s.conn()
+    released = []
+    r = registry.Response(c, _get(c), "http://127.0.0.1/x", release=released.append)
+    assert r.read() == b"abc"
+    r.close()
+    r.close()
+    assert released == [c]
+    c.close()
