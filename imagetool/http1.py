@@ -21,6 +21,9 @@ same way:
   framing state .chunked, .length (bytes left, None: until the connection
   ends), .will_close (the connection cannot carry another request).
 
+* decimal(text): a header's number (Content-Length) or None, ASCII
+  digits only.
+
 Bounds, as http.client's: a status, header, chunk-size or trailer line of
 at most 65,536 bytes and at most 100 header lines; a request whose target
 or header has a control character is refused before anything is sent.
@@ -35,10 +38,12 @@ _MAXHEADERS = 100
 _BLOCK = 64 * 1024       # a file body is sent, and a long body read, in blocks of this size
 
 
-def _digits(s: str) -> bool:
-    """s is a decimal number in ASCII digits (str.isdigit also takes the
-    superscripts of Latin-1, which int() refuses)."""
-    return s.isascii() and s.isdigit()
+def decimal(s: str | None) -> int | None:
+    """The number a header or status field writes in ASCII digits (spaces
+    around allowed), else None: str.isdigit also takes Latin-1's
+    superscripts, which int() refuses."""
+    s = (s or "").strip()
+    return int(s) if s.isascii() and s.isdigit() else None
 
 
 class HTTPException(Exception):
@@ -91,7 +96,7 @@ def _read_head(fp) -> tuple[int, int, str, list[tuple[str, str]]]:
         line = raw.decode("iso-8859-1").rstrip("\r\n")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") \
-                or len(parts[1]) != 3 or not _digits(parts[1]):
+                or len(parts[1]) != 3 or decimal(parts[1]) is None:
             raise BadStatusLine(line[:200] or repr(raw[:200]))
         version = 10 if parts[0] == "HTTP/1.0" else 11
         status = int(parts[1])
@@ -131,9 +136,7 @@ class Response:
         self.chunk_left: int | None = None
         self.length: int | None = None
         if not self.chunked:
-            cl = (self.getheader("content-length") or "").strip()
-            if _digits(cl):
-                self.length = int(cl)
+            self.length = decimal(self.getheader("content-length"))
         if self.status in (204, 304) or method == "HEAD":
             self.length = 0       # no body, whatever the headers announce
             self.chunked = False
@@ -164,18 +167,15 @@ class Response:
     def _exactly(self, n: int) -> bytes:
         # In blocks: a file's read(n) allocates n bytes before anything
         # arrives, and n is the peer's number.
-        if n <= _BLOCK:
-            data = self.fp.read(n)
-        else:
-            parts = []
-            got = 0
-            while got < n:
-                part = self.fp.read(min(_BLOCK, n - got))
-                if not part:
-                    break
-                parts.append(part)
-                got += len(part)
-            data = b"".join(parts)
+        parts = []
+        got = 0
+        while got < n:
+            part = self.fp.read(min(_BLOCK, n - got))
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)   # (one part: that part itself, not a copy)
         if len(data) < n:
             raise IncompleteRead(data, n - len(data))
         return data

@@ -768,14 +768,14 @@ class RegistryClient:
             with self.request(ep, "GET", f"/v2/{repo}/manifests/{reference}",
                               scope=self.scope(repo), headers={"Accept": ACCEPT},
                               download=True) as r:
-                cl = r.header("Content-Length")
-                if cl and cl.isascii() and cl.isdigit() and int(cl) > limit:
-                    raise too_long(int(cl))
+                cl = http1.decimal(r.header("Content-Length"))
+                if cl is not None and cl > limit:
+                    raise too_long(cl)
                 buf = bytearray()
                 if r.stream(limit, buf.extend) > limit:
                     raise too_long(None)
                 body = bytes(buf)
-                if cl and cl.isascii() and cl.isdigit() and len(body) != int(cl):
+                if cl is not None and len(body) != cl:
                     raise Transient(f"manifest body truncated ({len(body)} of {cl} bytes)")
                 mt = (r.header("Content-Type") or "").split(";")[0].strip()
             if size is not None and len(body) != size:
@@ -874,10 +874,10 @@ class RegistryClient:
     def _check_blob_length(r: Response, start: int, size: int, subject: str) -> None:
         """Refuse, before reading it, a body whose headers announce more (or,
         for a range, a total other) than the descriptor's size."""
-        cl = r.header("Content-Length")
-        if cl and cl.strip().isascii() and cl.strip().isdigit() and start + int(cl) > size:
+        cl = http1.decimal(r.header("Content-Length"))
+        if cl is not None and start + cl > size:
             raise RegistryError(f"{subject}: longer than its descriptor's {size} bytes "
-                                f"(Content-Length {int(cl)}{f' from offset {start}' if start else ''})")
+                                f"(Content-Length {cl}{f' from offset {start}' if start else ''})")
         if r.status == 206:
             m = re.match(r"bytes \d+-\d+/(\d+)", r.header("Content-Range") or "")
             if m and int(m.group(1)) != size:

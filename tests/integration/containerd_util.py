@@ -30,6 +30,7 @@ the installed binaries; nothing is mocked.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -133,7 +134,6 @@ def shim_pids(address: str, cid: str | None = None, kind: str | None = None) -> 
 def shim_socket(address: str, ns: str, group: str) -> str:
     """The socket path both shims bind for a task group (containerd's
     convention: sha256 of ADDRESS/NS/GROUP under /run/containerd/s)."""
-    import hashlib
     return "/run/containerd/s/" + hashlib.sha256(os.path.join(address, ns, group).encode()).hexdigest()
 
 
